@@ -1,4 +1,4 @@
-"""ably-bridge: a synchronous Ably client, a bridge into Celery and Redis Streams, and an emulator."""
+"""ably-bridge: a synchronous Ably client, a bridge into Celery and Redis, and an emulator."""
 
 from ably_bridge.clock import Clock, FakeClock, SystemClock
 from ably_bridge.errors import (

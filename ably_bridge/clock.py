@@ -119,7 +119,7 @@ class FakeClock:
 
     def time_ms(self) -> int:
         with self._lock:
-            return int(round(self._wall * 1000))
+            return round(self._wall * 1000)
 
     def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))

@@ -74,7 +74,9 @@ class AblyException(Exception):
         super().__init__(message)
         self.message = message
         self.code = int(code)
-        self.status_code = int(status_code) if status_code is not None else _default_status(self.code)
+        self.status_code = (
+            int(status_code) if status_code is not None else _default_status(self.code)
+        )
         self.href = href if href is not None else help_href(self.code)
         self.cause = cause
         self.detail = dict(detail) if detail else None

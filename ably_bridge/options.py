@@ -301,7 +301,9 @@ class ClientOptions:
                 value = "<callable>"
             if f.default is not None and value == f.default and f.name != "key":
                 continue
-            shown.append(f"{f.name}={value!r}" if not isinstance(value, str) else f"{f.name}={value}")
+            shown.append(
+                f"{f.name}={value!r}" if not isinstance(value, str) else f"{f.name}={value}"
+            )
         return f"ClientOptions({', '.join(shown)})"
 
 

@@ -120,7 +120,7 @@ class TokenParams:
 
     @property
     def ttl_ms(self) -> int | None:
-        return None if self.ttl is None else int(round(self.ttl * 1000))
+        return None if self.ttl is None else round(self.ttl * 1000)
 
     def merged(self, overrides: TokenParams | None) -> TokenParams:
         """These params with every field the overrides set taking precedence."""
@@ -270,9 +270,7 @@ class TokenDetails:
     def from_dict(cls, raw: Mapping[str, Any]) -> TokenDetails:
         token = raw.get("token")
         if not isinstance(token, str) or not token:
-            raise AblyException(
-                "token details have no token", ErrorCode.INVALID_REQUEST_BODY, 400
-            )
+            raise AblyException("token details have no token", ErrorCode.INVALID_REQUEST_BODY, 400)
         capability = raw.get("capability")
         if isinstance(capability, Mapping):
             capability = canonical_capability(capability)

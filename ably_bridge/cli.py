@@ -1,0 +1,87 @@
+"""The ``ably-bridge`` command line: wiring only, the logic lives in the packages.
+
+Subcommands:
+
+* ``emulator`` - run the local Ably emulator (REST + realtime on one port).
+* ``dev`` - the local stack in one command. Today that is the emulator with a
+  development app; the bridge and a Celery worker join it as they land.
+* ``version`` - print the version.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage (argparse's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ably_bridge import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_emulator(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ably_bridge.emulator import cli as emulator_cli
+
+    parser = subparsers.add_parser(
+        "emulator",
+        help="run the local Ably emulator (REST + realtime on one port)",
+        description="Run a local, protocol-compatible Ably server for development and tests.",
+    )
+    emulator_cli.add_arguments(parser)
+    parser.set_defaults(handler=emulator_cli.run)
+
+
+def _add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ably_bridge.emulator import cli as emulator_cli
+
+    parser = subparsers.add_parser(
+        "dev",
+        help="run the local development stack (emulator; bridge and worker as they land)",
+        description=(
+            "Start the local development stack on 127.0.0.1: the Ably emulator with a "
+            "development app and its root key. Stop with Ctrl-C."
+        ),
+    )
+    emulator_cli.add_arguments(parser)
+    parser.set_defaults(handler=emulator_cli.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ably-bridge",
+        description="Ably client tools, bridge daemon and local emulator.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_emulator(subparsers)
+    _add_dev(subparsers)
+    version = subparsers.add_parser("version", help="print the version and exit")
+    version.set_defaults(handler=lambda _args: _print_version())
+    return parser
+
+
+def _print_version() -> int:
+    print(f"ably-bridge {__version__}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result = handler(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
