@@ -1,0 +1,186 @@
+"""WebSocketTransport against a real aiohttp websocket server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import WSMsgType, web
+
+from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.transports.websocket import WebSocketTransport, redact_url
+
+
+@dataclass
+class EchoServer:
+    url: str
+    loop: asyncio.AbstractEventLoop
+    headers_seen: list[dict[str, str]] = field(default_factory=list)
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
+
+    def close_all(self) -> None:
+        async def _close() -> None:
+            for ws in list(self.sockets):
+                await ws.close()
+
+        asyncio.run_coroutine_threadsafe(_close(), self.loop).result(5)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[EchoServer]:
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        server.headers_seen.append(dict(request.headers))
+        server.sockets.append(ws)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                if msg.data == "close-me":
+                    await ws.close()
+                    break
+                await ws.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    async def start() -> None:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        holder["runner"] = runner
+        holder["port"] = runner.addresses[0][1]
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    assert ready.wait(10)
+    server = EchoServer(url=f"ws://127.0.0.1:{holder['port']}/?format=json", loop=loop)
+    yield server
+    runner = holder["runner"]
+    assert isinstance(runner, web.AppRunner)
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def _transport(url: str, **kwargs: object) -> tuple[WebSocketTransport, queue.Queue[object]]:
+    events: queue.Queue[object] = queue.Queue()
+    transport = WebSocketTransport(
+        url,
+        on_frame=lambda frame: events.put(("frame", frame)),
+        on_close=lambda error: events.put(("close", error)),
+        connect_timeout=5,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return transport, events
+
+
+def test_text_and_binary_frames_round_trip(echo_server: EchoServer) -> None:
+    transport, events = _transport(echo_server.url, headers={"Ably-Agent": "test/1"})
+    transport.open()
+    transport.send('{"action":0}')
+    transport.send(b"\x81\xa6action\x00")
+    assert events.get(timeout=5) == ("frame", '{"action":0}')
+    assert events.get(timeout=5) == ("frame", b"\x81\xa6action\x00")
+    assert echo_server.headers_seen[0]["Ably-Agent"] == "test/1"
+    assert transport.is_open
+    transport.close()
+    assert events.get(timeout=5) == ("close", None)
+    transport.join(5)
+    assert not transport.is_open
+
+
+def test_server_close_is_reported_once_with_an_error(echo_server: EchoServer) -> None:
+    transport, events = _transport(echo_server.url)
+    transport.open()
+    transport.send("close-me")
+    kind, error = events.get(timeout=5)  # type: ignore[misc]
+    assert kind == "close"
+    assert isinstance(error, AblyException)
+    assert error.code == ErrorCode.CONNECTION_DISCONNECTED
+    transport.close()  # a second end is not reported again
+    transport.join(5)
+    assert events.empty()
+
+
+def test_abrupt_server_side_drop(echo_server: EchoServer) -> None:
+    transport, events = _transport(echo_server.url)
+    transport.open()
+    echo_server.close_all()
+    kind, error = events.get(timeout=5)  # type: ignore[misc]
+    assert kind == "close"
+    assert isinstance(error, AblyException)
+    with pytest.raises(AblyException) as info:
+        transport.send("late")
+    assert info.value.code == ErrorCode.CONNECTION_DISCONNECTED
+
+
+def test_refused_connection_is_80000_without_secrets() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    transport, events = _transport(f"ws://127.0.0.1:{port}/?key=app.id:TOPSECRET")
+    with pytest.raises(AblyException) as info:
+        transport.open()
+    assert info.value.code == ErrorCode.CONNECTION_FAILED
+    assert "TOPSECRET" not in str(info.value)
+    assert "TOPSECRET" not in repr(transport)
+    assert events.empty()
+
+
+def test_http_error_status_is_reported(echo_server: EchoServer) -> None:
+    transport, _events = _transport(echo_server.url.replace("/?", "/missing?"))
+    with pytest.raises(AblyException) as info:
+        transport.open()
+    assert info.value.code == ErrorCode.CONNECTION_FAILED
+    assert info.value.status_code == 404
+
+
+def test_custom_dialer_is_used_and_close_during_dial_is_honoured() -> None:
+    class FakeWs:
+        closed = False
+
+        def send(self, payload: bytes | str, opcode: int = 1) -> int:
+            return 0
+
+        def recv_data(self, control_frame: bool = False) -> tuple[int, bytes]:
+            raise OSError("never")
+
+        def close(self, status: int = 1000, reason: bytes = b"", timeout: float = 3) -> None:
+            FakeWs.closed = True
+
+    holder: list[WebSocketTransport] = []
+
+    def dialer(url: str, *, headers: dict[str, str], timeout: float) -> FakeWs:
+        holder[0].close()  # closed by another thread while dialling
+        return FakeWs()
+
+    transport, events = _transport("ws://example.invalid/", dialer=dialer)
+    holder.append(transport)
+    with pytest.raises(AblyException):
+        transport.open()
+    assert FakeWs.closed
+    assert events.get(timeout=1) == ("close", None)
+
+
+def test_redact_url_hides_credentials_and_connection_keys() -> None:
+    url = "wss://h/?key=a.b:SECRET&format=msgpack&resume=ck!x&accessToken=TOK&v=6"
+    shown = redact_url(url)
+    for secret in ("SECRET", "ck!x", "TOK"):
+        assert secret not in shown
+    assert "format=msgpack" in shown
+    assert "v=6" in shown
+    assert redact_url("wss://h/") == "wss://h/"
