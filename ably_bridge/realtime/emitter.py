@@ -1,0 +1,169 @@
+"""Event emitters whose listeners never run on the loop or reader thread.
+
+The realtime client's loop thread emits events (connection and channel state
+changes, messages, presence) and must never wait for user code. Each listener
+gets its own ordered queue, drained by a shared thread pool:
+
+* one listener sees its events one at a time and in emit order (the Go SDK's
+  event-emitter contract);
+* different listeners may run concurrently, so a slow Celery or Redis call in
+  one handler delays neither heartbeats nor other channels;
+* an exception in a listener is logged and never reaches the emitter.
+
+A listener's queue holds a drain task in the pool only while it has events,
+so ten thousand idle listeners cost ten thousand small objects, not threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+__all__ = ["CallbackDispatcher", "EventEmitter", "Listener"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Listener = Callable[[T], Any]
+
+_DRAIN_BATCH = 64  # events one drain task runs before yielding its worker
+
+
+class _ListenerQueue:
+    """The ordered queue of one listener; at most one drain task runs at a time."""
+
+    __slots__ = ("_dispatcher", "_lock", "_pending", "_running", "listener")
+
+    def __init__(self, listener: Callable[[Any], Any], dispatcher: CallbackDispatcher) -> None:
+        self.listener = listener
+        self._dispatcher = dispatcher
+        self._lock = threading.Lock()
+        self._pending: deque[Any] = deque()
+        self._running = False
+
+    def push(self, payload: Any) -> None:
+        with self._lock:
+            self._pending.append(payload)
+            if self._running:
+                return
+            self._running = True
+        self._dispatcher.submit(self._drain)
+
+    def _drain(self) -> None:
+        for _ in range(_DRAIN_BATCH):
+            with self._lock:
+                if not self._pending:
+                    self._running = False
+                    return
+                payload = self._pending.popleft()
+            try:
+                self.listener(payload)
+            except Exception:
+                log.exception("listener %r raised; the event is dropped for it", self.listener)
+        # Yield the worker to other listeners, then carry on (still "running").
+        self._dispatcher.submit(self._drain)
+
+
+class CallbackDispatcher:
+    """The pool that runs listener callbacks; shared by all emitters of a client."""
+
+    def __init__(self, max_workers: int = 8, executor: Executor | None = None) -> None:
+        self._own = executor is None
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="ably-callback"
+        )
+        self._closed = False
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        if self._closed:
+            return
+        try:
+            self._executor.submit(fn)
+        except RuntimeError:  # the pool was shut down under us: drop, as when closed
+            log.debug("callback dropped: dispatcher is shut down")
+
+    def close(self, wait: bool = True) -> None:
+        """Stop taking callbacks; with ``wait``, let queued ones finish first."""
+        self._closed = True
+        if self._own:
+            self._executor.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class EventEmitter(Generic[T]):
+    """``on``/``once``/``off`` by event name, or for all events; thread-safe.
+
+    ``on`` returns a callable that removes the listener again, so
+    ``unsubscribe = channel.subscribe(handler)`` reads naturally.
+    """
+
+    def __init__(self, dispatcher: CallbackDispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._lock = threading.Lock()
+        # Entries: (event or None for "all events", queue, once)
+        self._entries: list[tuple[Hashable | None, _ListenerQueue, bool]] = []
+
+    def on(
+        self, event: Hashable | Iterable[Hashable] | None, listener: Listener[T]
+    ) -> Callable[[], None]:
+        """Call ``listener`` for ``event`` (a name, several names, or None for all)."""
+        return self._add(event, listener, once=False)
+
+    def once(
+        self, event: Hashable | Iterable[Hashable] | None, listener: Listener[T]
+    ) -> Callable[[], None]:
+        """Like :meth:`on`, but only for the first matching event."""
+        return self._add(event, listener, once=True)
+
+    def off(self, event: Hashable | None = None, listener: Listener[T] | None = None) -> None:
+        """Remove listeners: all, all for ``event``, or ``listener`` (for ``event``)."""
+        with self._lock:
+            self._entries = [
+                entry
+                for entry in self._entries
+                if not (
+                    (listener is None or entry[1].listener == listener)
+                    and (event is None or entry[0] == event)
+                )
+            ]
+
+    def emit(self, event: Hashable, payload: T) -> None:
+        """Queue ``payload`` for every listener of ``event`` and of all events."""
+        with self._lock:
+            matched = [entry for entry in self._entries if entry[0] is None or entry[0] == event]
+            if any(entry[2] for entry in matched):
+                # `once` listeners are removed here, so they see exactly one event.
+                once_ids = {id(entry) for entry in matched if entry[2]}
+                self._entries = [e for e in self._entries if id(e) not in once_ids]
+        for _event, lq, _once in matched:
+            lq.push(payload)
+
+    def listener_count(self, event: Hashable | None = None) -> int:
+        with self._lock:
+            if event is None:
+                return len(self._entries)
+            return sum(1 for entry in self._entries if entry[0] in (None, event))
+
+    def _add(
+        self, event: Hashable | Iterable[Hashable] | None, listener: Listener[T], *, once: bool
+    ) -> Callable[[], None]:
+        if not callable(listener):
+            raise TypeError("listener must be callable")
+        events: list[Hashable | None]
+        if event is None or isinstance(event, str) or not isinstance(event, Iterable):
+            events = [event]
+        else:
+            events = list(event)
+        lq = _ListenerQueue(listener, self._dispatcher)
+        added = [(ev, lq, once) for ev in events]
+        with self._lock:
+            self._entries.extend(added)
+
+        def remove() -> None:
+            with self._lock:
+                self._entries = [e for e in self._entries if e[1] is not lq]
+
+        return remove

@@ -1,0 +1,135 @@
+"""Listener ordering and isolation in the realtime event emitter."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter
+
+
+@pytest.fixture
+def dispatcher() -> Iterator[CallbackDispatcher]:
+    d = CallbackDispatcher(max_workers=4)
+    yield d
+    d.close()
+
+
+def _wait_for(predicate: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.001)
+
+
+def test_one_listener_sees_events_in_order_one_at_a_time(dispatcher: CallbackDispatcher) -> None:
+    emitter: EventEmitter[int] = EventEmitter(dispatcher)
+    seen: list[int] = []
+    active = threading.Semaphore(1)
+    overlap: list[bool] = []
+
+    def listener(n: int) -> None:
+        if not active.acquire(blocking=False):
+            overlap.append(True)
+            return
+        seen.append(n)
+        active.release()
+
+    emitter.on("message", listener)
+    for n in range(1000):
+        emitter.emit("message", n)
+    _wait_for(lambda: len(seen) == 1000)
+    assert seen == list(range(1000))
+    assert overlap == []
+
+
+def test_slow_listener_does_not_block_others_or_the_emitter(
+    dispatcher: CallbackDispatcher,
+) -> None:
+    emitter: EventEmitter[str] = EventEmitter(dispatcher)
+    release = threading.Event()
+    fast: list[str] = []
+    emitter.on("x", lambda _p: release.wait(5))
+    emitter.on("x", fast.append)
+    emitter.emit("x", "a")  # returns at once although the first listener blocks
+    emitter.emit("x", "b")
+    _wait_for(lambda: fast == ["a", "b"])
+    release.set()
+
+
+def test_event_filters_all_events_once_and_off(dispatcher: CallbackDispatcher) -> None:
+    emitter: EventEmitter[str] = EventEmitter(dispatcher)
+    only_a: list[str] = []
+    a_or_b: list[str] = []
+    everything: list[str] = []
+    first: list[str] = []
+    emitter.on("a", only_a.append)
+    emitter.on(["a", "b"], a_or_b.append)
+    emitter.on(None, everything.append)
+    emitter.once("b", first.append)
+    for event in ("a", "b", "c", "b"):
+        emitter.emit(event, event)
+    _wait_for(lambda: len(everything) == 4)
+    _wait_for(lambda: len(a_or_b) == 3)
+    assert only_a == ["a"]
+    assert a_or_b == ["a", "b", "b"]
+    assert first == ["b"]
+    emitter.off("a")
+    assert emitter.listener_count("a") == 1  # the all-events listener remains
+    emitter.off(listener=everything.append)
+    assert emitter.listener_count() == 1
+    emitter.off()
+    assert emitter.listener_count() == 0
+
+
+def test_unsubscribe_callable_and_off_by_listener(dispatcher: CallbackDispatcher) -> None:
+    emitter: EventEmitter[int] = EventEmitter(dispatcher)
+    got: list[int] = []
+    remove = emitter.on("e", got.append)
+    emitter.emit("e", 1)
+    _wait_for(lambda: got == [1])
+    remove()
+    emitter.emit("e", 2)
+    marker: list[int] = []
+    emitter.on("e", marker.append)
+    emitter.emit("e", 3)
+    _wait_for(lambda: marker == [3])
+    assert got == [1]
+
+
+def test_listener_exception_is_contained(
+    dispatcher: CallbackDispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    emitter: EventEmitter[int] = EventEmitter(dispatcher)
+    got: list[int] = []
+
+    def bad(n: int) -> None:
+        if n == 1:
+            raise RuntimeError("handler bug")
+        got.append(n)
+
+    emitter.on("e", bad)
+    for n in (1, 2, 3):
+        emitter.emit("e", n)
+    _wait_for(lambda: got == [2, 3])
+    assert "handler bug" in caplog.text
+
+
+def test_not_callable_listener_is_refused(dispatcher: CallbackDispatcher) -> None:
+    emitter: EventEmitter[int] = EventEmitter(dispatcher)
+    with pytest.raises(TypeError):
+        emitter.on("e", "nope")  # type: ignore[arg-type]
+
+
+def test_closed_dispatcher_drops_quietly() -> None:
+    d = CallbackDispatcher(max_workers=1)
+    emitter: EventEmitter[int] = EventEmitter(d)
+    got: list[int] = []
+    emitter.on("e", got.append)
+    d.close()
+    emitter.emit("e", 1)
+    assert got == []
