@@ -83,6 +83,8 @@ def test_from_dict_tolerates_missing_and_legacy_fields() -> None:
     assert empty.code == 50000 and empty.message
     bad = AblyException.from_dict({"code": "not-a-number", "statusCode": None})
     assert bad.code == 50000
+    huge = AblyException.from_dict({"code": float("inf"), "statusCode": 1e999})
+    assert (huge.code, huge.status_code) == (50000, 500)
 
 
 def test_from_code_uses_registry_title() -> None:

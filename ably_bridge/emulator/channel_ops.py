@@ -1,0 +1,274 @@
+"""Channel-scoped realtime operations of a session: ATTACH, DETACH, publish, presence.
+
+* :func:`attach` validates the name (40010) and capability (40160 channel
+  ERROR), grants modes (requested ∩ capability, RTL4l/RTL4m), resumes from a
+  known ``channelSerial`` with RESUMED and replays what was missed (RTL15b,
+  RTN15c6), honours ``rewind`` (HAS_BACKLOG) and sends a paged presence SYNC
+  (RTP18, RTP19) when members exist;
+* :func:`detach` answers DETACHED and leaves the connection's members;
+* :func:`publish` handles MESSAGE and PRESENCE with ACK/NACK, mode checks
+  (40165) and msgSerial de-duplication (RTN7, RTN19a);
+* :func:`filter_matches` evaluates the small JMESPath subset supported for
+  derived ``[filter=...]`` channels (RTS5).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from ably_bridge.emulator import capability as caps
+from ably_bridge.emulator import proto as p
+from ably_bridge.emulator import wire
+from ably_bridge.emulator.names import parse_channel_name
+from ably_bridge.errors import AblyException
+
+if TYPE_CHECKING:
+    from ably_bridge.emulator.channels import Channel
+    from ably_bridge.emulator.realtime import Session
+
+log = logging.getLogger(__name__)
+
+SYNC_PAGE_SIZE = 100
+MAX_REWIND = 100
+RECOGNISED_PARAMS = ("rewind", "rewindLimit", "delta", "occupancy", "echo")
+
+
+def _channel_error(session: Session, name: Any, exc: AblyException) -> None:
+    """ERROR scoped to one channel: that channel FAILS, the connection stays (RTL14)."""
+    session.send_pm({"action": p.ERROR, "channel": name, "error": exc.to_dict()})
+
+
+def granted_modes(capability: caps.Capability, resource: str, requested: int) -> int:
+    ops = caps.operations_for(capability, resource)
+    grantable = 0
+    for op in ops:
+        grantable |= p.OPERATION_MODES.get(op, 0)
+    return (requested or p.DEFAULT_MODES) & grantable
+
+
+def _rewind(channel: Channel, value: str, now_ms: int) -> list[dict[str, Any]]:
+    """Messages selected by a ``rewind`` param: a count or a ``Ns``/``Nm`` duration (3.5)."""
+    match = re.fullmatch(r"(\d+)([sm]?)", value.strip())
+    if match is None:
+        raise p.error(40003, f"invalid rewind value {value[:20]!r}")
+    amount, unit = int(match.group(1)), match.group(2)
+    if not unit:
+        return channel.history[-min(amount, MAX_REWIND) :] if amount else []
+    cutoff = now_ms - amount * (1000 if unit == "s" else 60_000)
+    recent = [m for m in channel.history if int(m.get("timestamp") or 0) >= cutoff]
+    return recent[-MAX_REWIND:]
+
+
+def attach(session: Session, pm: dict[str, Any]) -> None:
+    conn = session.conn
+    assert conn is not None
+    name = pm.get("channel")
+    try:
+        parsed = parse_channel_name(name)
+        assert isinstance(name, str)
+        if not caps.operations_for(conn.creds.capability, parsed.resource):
+            raise p.error(40160, f"channel {name!r} denied by capability")
+        flags_in = pm.get("flags")
+        requested = flags_in & p.ALL_MODES if isinstance(flags_in, int) else 0
+        modes = granted_modes(conn.creds.capability, parsed.resource, requested)
+        raw_params = pm.get("params")
+        params = dict(parsed.params)
+        if isinstance(raw_params, dict):
+            params.update({str(k): str(v) for k, v in raw_params.items()})
+        channel = conn.creds.app.channel(parsed.base)
+        now = session.state.now_ms()
+        serial = pm.get("channelSerial")
+        backlog: list[dict[str, Any]] = []
+        flags = modes
+        if isinstance(serial, str) and serial and channel.knows_serial(serial):
+            flags |= p.RESUMED  # RTL15b: continuity from the client's channelSerial
+            backlog = channel.messages_after(serial)
+        elif "rewind" in params and name not in session.attachments:
+            backlog = _rewind(channel, params["rewind"], now)
+            if backlog:
+                flags |= p.HAS_BACKLOG
+    except AblyException as exc:
+        log.info("attach to %r refused: %s", name, exc.message)
+        _channel_error(session, name, exc)
+        return
+    from ably_bridge.emulator.realtime import Attachment
+
+    members = list(channel.presence.values())
+    if members and modes & p.MODE_PRESENCE_SUBSCRIBE:
+        flags |= p.HAS_PRESENCE
+    att = Attachment(
+        session=session,
+        name=name,
+        base=parsed.base,
+        modes=modes,
+        echo=params.get("echo", "true") != "false",
+        filter_expr=parsed.filter_expr,
+        params=params,
+    )
+    session.attachments[name] = att
+    channel.attachments[(conn.id, name)] = att
+    accepted = {k: v for k, v in params.items() if k in RECOGNISED_PARAMS}
+    session.send_pm(
+        {
+            "action": p.ATTACHED,
+            "channel": name,
+            "flags": flags,
+            "channelSerial": channel.current_serial,
+            "params": accepted,
+        }
+    )
+    if modes & p.MODE_SUBSCRIBE:
+        for message in backlog:
+            if message.get("connectionId") == conn.id and not (att.echo and conn.echo):
+                continue
+            if att.filter_expr is not None and not filter_matches(att.filter_expr, message):
+                continue
+            session.send_pm(
+                {
+                    "action": p.MESSAGE,
+                    "channel": name,
+                    "channelSerial": message["serial"],
+                    "timestamp": message.get("timestamp"),
+                    "messages": [message],
+                }
+            )
+    if flags & p.HAS_PRESENCE:
+        _send_sync(session, name, members, channel.current_serial)
+
+
+def _send_sync(session: Session, name: str, members: list[dict[str, Any]], sync_id: str) -> None:
+    """Presence SYNC in pages; ``syncId:cursor`` with an empty cursor on the last (RTP18)."""
+    pages = [members[i : i + SYNC_PAGE_SIZE] for i in range(0, len(members), SYNC_PAGE_SIZE)]
+    for index, page in enumerate(pages):
+        cursor = "" if index == len(pages) - 1 else str(index + 1)
+        session.send_pm(
+            {
+                "action": p.SYNC,
+                "channel": name,
+                "channelSerial": f"sync{sync_id}:{cursor}",
+                "presence": page,
+            }
+        )
+
+
+def detach(session: Session, pm: dict[str, Any]) -> None:
+    conn = session.conn
+    assert conn is not None
+    name = pm.get("channel")
+    att = session.attachments.pop(name, None) if isinstance(name, str) else None
+    if att is not None:
+        channel = conn.creds.app.channels.get(att.base)
+        if channel is not None:
+            channel.attachments.pop((conn.id, att.name), None)
+            if not any(a.base == att.base for a in session.attachments.values()):
+                session.state.leave_all(conn, att.base)
+    session.send_pm({"action": p.DETACHED, "channel": name})
+
+
+def publish(session: Session, pm: dict[str, Any], fmt: wire.Format) -> None:
+    """MESSAGE or PRESENCE from the client, answered by one ACK or NACK (11.4)."""
+    conn = session.conn
+    assert conn is not None
+    msg_serial = pm.get("msgSerial")
+    if isinstance(msg_serial, int) and msg_serial in conn.results:
+        session.send_pm(conn.results[msg_serial])  # RTN19a: a re-sent message, ACK again
+        return
+    action = pm["action"]
+    name = pm.get("channel")
+    reply: dict[str, Any]
+    try:
+        field_name = "messages" if action == p.MESSAGE else "presence"
+        items = pm.get(field_name)
+        if not isinstance(items, list):
+            raise p.error(40001, f"{field_name} must be a list")
+        att = session.attachments.get(name) if isinstance(name, str) else None
+        needed = p.MODE_PUBLISH if action == p.MESSAGE else p.MODE_PRESENCE
+        if att is not None and not att.modes & needed:
+            raise p.error(40165, f"channel mode not granted for {field_name} on {name!r}")
+        ingested = [wire.ingest(i, fmt) if isinstance(i, dict) else i for i in items]
+        serial_no = msg_serial if isinstance(msg_serial, int) else -1
+        if action == p.MESSAGE:
+            params = pm.get("params") if isinstance(pm.get("params"), dict) else None
+            result = session.state.publish(
+                conn.creds,
+                str(name),
+                ingested,
+                conn=conn,
+                msg_serial=serial_no,
+                params=params,
+            )
+            reply = {
+                "action": p.ACK,
+                "msgSerial": msg_serial,
+                "count": 1,
+                "res": [{"serials": result.serials}],
+            }
+            session.state.count_stat(conn.app_id, "messages.inbound.realtime.messages.count")
+        else:
+            session.state.presence_update(conn, str(name), ingested, serial_no)
+            reply = {"action": p.ACK, "msgSerial": msg_serial, "count": 1}
+    except AblyException as exc:
+        log.info("NACK msgSerial %s on %r: %s (%d)", msg_serial, name, exc.message, exc.code)
+        reply = {"action": p.NACK, "msgSerial": msg_serial, "count": 1, "error": exc.to_dict()}
+    if isinstance(msg_serial, int):
+        session.state.remember_result(conn, msg_serial, reply)
+        session.send_pm(reply)
+
+
+def recheck_capabilities(session: Session) -> None:
+    """After AUTH: channels the new capability no longer covers get ERROR 40160 (RTC8a1)."""
+    conn = session.conn
+    assert conn is not None
+    for name, att in list(session.attachments.items()):
+        resource = parse_channel_name(name).resource
+        if not caps.operations_for(conn.creds.capability, resource):
+            session.attachments.pop(name, None)
+            channel = conn.creds.app.channels.get(att.base)
+            if channel is not None:
+                channel.attachments.pop((conn.id, name), None)
+            _channel_error(session, name, p.error(40160, f"capability for {name!r} revoked"))
+        else:
+            att.modes &= granted_modes(conn.creds.capability, resource, p.ALL_MODES)
+
+
+_CLAUSE = re.compile(r"\s*([A-Za-z_][\w.]*|`[^`]*`)\s*(==|!=)\s*('(?:[^'\\]|\\.)*'|`[^`]*`)\s*")
+
+
+def _lookup(message: dict[str, Any], path: str) -> Any:
+    value: Any = message.get("extras") if path.startswith("headers.") else message
+    if path.startswith("headers."):
+        value = value.get("headers") if isinstance(value, dict) else None
+        path = path[len("headers.") :]
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def filter_matches(expr: str, message: dict[str, Any]) -> bool:
+    """Evaluate a derived-channel filter: ``field == 'v'`` / ``!=`` joined by ``&&``/``||``.
+
+    Supported fields are ``name``, ``clientId`` and ``headers.<key>``
+    (``extras.headers``). Anything else matches nothing and is logged once.
+    """
+    for alternative in expr.split("||"):
+        ok = True
+        for clause in alternative.split("&&"):
+            found = _CLAUSE.fullmatch(clause)
+            if found is None:
+                log.warning("unsupported filter expression %r", expr[:200])
+                return False
+            path, op, literal = found.groups()
+            wanted: Any = literal[1:-1]
+            if literal.startswith("`"):
+                wanted = wanted.strip('"') if wanted.startswith('"') else wanted
+            actual = _lookup(message, path)
+            if (str(actual) == wanted if actual is not None else False) != (op == "=="):
+                ok = False
+                break
+        if ok:
+            return True
+    return False

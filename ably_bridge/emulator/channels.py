@@ -1,0 +1,143 @@
+"""One channel's server-side state: history, presence set, presence history.
+
+A :class:`Channel` is plain data plus the queries REST and realtime need:
+history windows (RSL2: start/end/direction/limit and the ``fromSerial``
+attach point of RTL10b), the presence member map keyed by ``memberKey``
+(TP3h) and its history. Serials are opaque strings that sort in publish order
+(a zero-padded per-channel counter), so "everything after channelSerial X" is
+a string comparison. No I/O and no clock reads: callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ably_bridge.emulator.proto import P_LEAVE, P_PRESENT
+
+SERIAL_WIDTH = 16
+
+
+def make_serial(counter: int) -> str:
+    return f"{counter:0{SERIAL_WIDTH}d}"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query: items, and the cursor for the next page (None = last)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass
+class Channel:
+    """Server state of one channel of one app (base name, without qualifiers)."""
+
+    app_id: str
+    name: str
+    counter: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    presence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    presence_history: list[dict[str, Any]] = field(default_factory=list)
+    idempotent_ids: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    last_activity_ms: int = 0
+    # Realtime attachments, keyed by (connectionId, qualified name); values are
+    # owned by the realtime layer (the state only counts them for occupancy).
+    attachments: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    # -- serials -------------------------------------------------------
+    def next_serial(self) -> str:
+        self.counter += 1
+        return make_serial(self.counter)
+
+    @property
+    def current_serial(self) -> str:
+        return make_serial(self.counter)
+
+    def knows_serial(self, serial: str) -> bool:
+        """True for a well-formed serial this channel has reached (RTL15b resume point)."""
+        return len(serial) == SERIAL_WIDTH and serial.isdigit() and serial <= self.current_serial
+
+    # -- history -------------------------------------------------------
+    def append_history(
+        self, message: dict[str, Any], ttl_ms: int | None, max_items: int | None, now_ms: int
+    ) -> None:
+        self.history.append(message)
+        if max_items is not None and len(self.history) > max_items:
+            del self.history[: len(self.history) - max_items]
+        if ttl_ms is not None:
+            cutoff = now_ms - ttl_ms
+            drop = 0
+            while drop < len(self.history) and self.history[drop].get("timestamp", 0) < cutoff:
+                drop += 1
+            if drop:
+                del self.history[:drop]
+
+    def messages_after(self, serial: str) -> list[dict[str, Any]]:
+        """Messages published after ``serial`` in order (resume replay, RTN15c6)."""
+        serials = [m["serial"] for m in self.history]
+        return self.history[bisect.bisect_right(serials, serial) :]
+
+    def remember_id(self, message_id: str, serial: str, window: int) -> None:
+        self.idempotent_ids[message_id] = serial
+        while len(self.idempotent_ids) > window:
+            self.idempotent_ids.popitem(last=False)
+
+    # -- presence ------------------------------------------------------
+    def members(
+        self, client_id: str | None = None, connection_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        out = []
+        for member in self.presence.values():
+            if client_id is not None and member.get("clientId") != client_id:
+                continue
+            if connection_id is not None and member.get("connectionId") != connection_id:
+                continue
+            out.append(member)
+        return out
+
+    def apply_presence(self, event: dict[str, Any]) -> None:
+        """Update the member map from an ENTER/UPDATE/PRESENT/LEAVE event (RTP2)."""
+        key = f"{event.get('connectionId')}:{event.get('clientId')}"
+        if event.get("action") == P_LEAVE:
+            self.presence.pop(key, None)
+        else:
+            stored = dict(event)
+            stored["action"] = P_PRESENT
+            self.presence[key] = stored
+        self.presence_history.append(event)
+
+
+def query_history(
+    items: list[dict[str, Any]],
+    *,
+    start: int | None,
+    end: int | None,
+    backwards: bool,
+    limit: int,
+    cursor: str | None,
+    until_serial: str | None = None,
+) -> Page:
+    """A page of serial-ordered ``items`` within [start, end] (RSL2b); cursor is a serial."""
+    selected: list[dict[str, Any]] = []
+    sequence = reversed(items) if backwards else iter(items)
+    for item in sequence:
+        serial = item.get("serial", "")
+        if cursor is not None and (serial >= cursor if backwards else serial <= cursor):
+            continue
+        if until_serial is not None and serial > until_serial:
+            continue
+        ts = int(item.get("timestamp") or 0)
+        # Timestamps may be client-supplied, so they are filtered, not bisected.
+        if (start is not None and ts < start) or (end is not None and ts > end):
+            continue
+        selected.append(item)
+        if len(selected) > limit:
+            break
+    if len(selected) > limit:
+        page = selected[:limit]
+        return Page(page, str(page[-1].get("serial", "")))
+    return Page(selected, None)

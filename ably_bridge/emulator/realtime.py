@@ -1,0 +1,435 @@
+"""Realtime protocol handler: one :class:`Session` per WebSocket, and the fan-out :class:`Hub`.
+
+A session reads ProtocolMessages, turns them into state operations and writes
+replies through a per-session outbox drained by its own writer task (so a
+slow subscriber never blocks fan-out, and faults can delay or stall frames).
+It implements connect (RTN2 query parameters, CONNECTED with
+connectionDetails, resume/recover RTN15/RTN16), HEARTBEAT echo (RTN13),
+ATTACH/DETACH with modes, params, rewind and channelSerial resume
+(RTL4, RTL5, RTL15), publish with ACK/NACK and msgSerial de-duplication
+(RTN7, RTL6), presence with SYNC (RTP), AUTH (RTC8) and CLOSE (RTN12).
+
+The hub receives every channel event from the state and sends each one,
+encoded once per (format, channel name), to every attached session entitled
+to it (modes, echo, own presence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ably_bridge.clock import Timer
+from ably_bridge.emulator import auth, channel_ops, wire
+from ably_bridge.emulator import proto as p
+from ably_bridge.emulator.channels import Channel
+from ably_bridge.emulator.runtime import RUNTIME, Runtime
+from ably_bridge.emulator.state import Connection, Credentials
+from ably_bridge.errors import AblyException
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()
+
+
+@dataclass(eq=False)
+class Attachment:
+    """One session's attachment to one channel name (qualified as the client sent it)."""
+
+    session: Session
+    name: str
+    base: str
+    modes: int
+    echo: bool = True
+    filter_expr: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class Hub:
+    """Live sessions by connectionId, and fan-out of channel events to them."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.sessions: dict[str, Session] = {}
+        self.delivered = 0
+
+    def on_event(
+        self, channel: Channel, action: int, items: list[dict[str, Any]], origin: str | None
+    ) -> None:
+        """Fan one MESSAGE/PRESENCE event out to the attached sessions (RTL7, RTP6)."""
+        if not channel.attachments:
+            return
+        key = "messages" if action == p.MESSAGE else "presence"
+        now = self.runtime.state.now_ms()
+        cache: dict[tuple[str, str], wire.Frame] = {}
+        for att in list(channel.attachments.values()):
+            session: Session = att.session
+            conn = session.conn
+            if conn is None:
+                continue
+            own = conn.id == origin
+            if action == p.MESSAGE:
+                if not att.modes & p.MODE_SUBSCRIBE:
+                    continue
+                if own and not (att.echo and conn.echo):
+                    continue
+                selected = items
+                if att.filter_expr is not None:
+                    selected = [m for m in items if channel_ops.filter_matches(att.filter_expr, m)]
+                    if not selected:
+                        continue
+            else:
+                # RTP17a: own presence is delivered regardless of mode.
+                mine = any(i.get("connectionId") == conn.id for i in items)
+                if not (att.modes & p.MODE_PRESENCE_SUBSCRIBE or mine):
+                    continue
+                selected = items
+            cache_key = (session.fmt, att.name)
+            frame = cache.get(cache_key) if selected is items else None
+            if frame is None:
+                pm: dict[str, Any] = {
+                    "action": action,
+                    "channel": att.name,
+                    "timestamp": now,
+                    "channelSerial": items[-1].get("serial", channel.current_serial),
+                    key: selected,
+                }
+                if origin is not None:
+                    pm["connectionId"] = origin
+                    first_id = str(items[0].get("id", ""))
+                    if first_id.count(":") >= 2:
+                        pm["id"] = first_id.rsplit(":", 1)[0]
+                frame = wire.encode(pm, session.fmt)
+                if selected is items:
+                    cache[cache_key] = frame
+            session.send(frame)
+            self.delivered += len(selected)
+
+
+class Session:
+    """One realtime WebSocket transport and the connection it carries."""
+
+    def __init__(self, runtime: Runtime, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.runtime = runtime
+        self.state = runtime.state
+        self.request = request
+        self.ws = ws
+        query = request.query
+        self.fmt: wire.Format = "json" if query.get("format") == "json" else "msgpack"
+        self.heartbeats = query.get("heartbeats") == "true"
+        self.conn: Connection | None = None
+        self.attachments: dict[str, Attachment] = {}
+        self.replaced = False
+        self.closing = False
+        self.closed_cleanly = False
+        self.outbox: deque[Any] = deque()
+        self.wake = asyncio.Event()
+        self.delay_s = 0.0
+        self.stalled = False
+        self.heartbeats_stopped = False
+        self.expiry_timer: Timer | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return f"Session(conn={self.conn!r}, fmt={self.fmt})"
+
+    # -- output ------------------------------------------------------------
+    def send(self, frame: Any) -> None:
+        """Queue a pre-encoded frame (or ``_CLOSE``) for the writer task."""
+        if frame is _CLOSE:
+            self.closing = True
+        self.outbox.append(frame)
+        self.wake.set()
+
+    def send_pm(self, pm: dict[str, Any]) -> None:
+        self.send(wire.encode(pm, self.fmt))
+
+    def send_error_and_close(self, exc: AblyException, action: int = p.ERROR) -> None:
+        self.send_pm({"action": action, "error": exc.to_dict()})
+        self.send(_CLOSE)
+
+    async def _writer(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.outbox and not self._held():
+                if self.delay_s > 0:
+                    await asyncio.sleep(self.delay_s)
+                    if self._held():
+                        break
+                frame = self.outbox.popleft()
+                if frame is _CLOSE:
+                    await self.ws.close()
+                    return
+                try:
+                    if isinstance(frame, bytes):
+                        await self.ws.send_bytes(frame)
+                    else:
+                        await self.ws.send_str(frame)
+                except (ConnectionError, RuntimeError):
+                    log.debug("send failed on %r; transport gone", self)
+                    return
+
+    def _held(self) -> bool:
+        return self.stalled
+
+    async def _heartbeat(self) -> None:
+        interval = self.state.config.heartbeat_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            if not self.heartbeats_stopped:
+                self.send_pm({"action": p.HEARTBEAT})
+
+    def abort(self) -> None:
+        """Drop the transport abruptly: no CLOSE frame, no DISCONNECTED (a network failure)."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    # -- lifecycle ---------------------------------------------------------
+    async def run(self) -> None:
+        self.tasks.append(asyncio.create_task(self._writer()))
+        try:
+            if await self._connect():
+                if self.heartbeats:
+                    self.tasks.append(asyncio.create_task(self._heartbeat()))
+                await self._read_loop()
+            if self.closing:
+                await self._drain(2.0)  # let queued frames and the close go out
+        finally:
+            await self._cleanup()
+
+    async def _drain(self, timeout: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self.tasks[0]), timeout)
+
+    async def _cleanup(self) -> None:
+        if self.expiry_timer is not None:
+            self.expiry_timer.cancel()
+        conn = self.conn
+        for att in self.attachments.values():
+            channel = self._channel(att.base)
+            if channel is not None and conn is not None:
+                channel.attachments.pop((conn.id, att.name), None)
+        self.attachments.clear()
+        if conn is not None and not self.replaced:
+            if self.runtime.hub.sessions.get(conn.id) is self:
+                del self.runtime.hub.sessions[conn.id]
+            if not self.closed_cleanly and conn.id in self.state.connections:
+                self.state.connection_lost(conn)
+        for task in self.tasks:
+            task.cancel()
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+    def _channel(self, base: str) -> Channel | None:
+        if self.conn is None:
+            return None
+        app = self.state.apps.get(self.conn.app_id)
+        return None if app is None else app.channels.get(base)
+
+    async def _connect(self) -> bool:
+        """Authenticate, resume or create the connection and send CONNECTED (RTN2, RTN15)."""
+        query = self.request.query
+        refusal = self.runtime.faults.take_connect_refusal(query)
+        if refusal is not None:
+            if refusal.code is None:
+                self.abort()
+            else:
+                self.send_error_and_close(p.error(refusal.code, refusal.message, refusal.status))
+            return False
+        try:
+            creds, identity = self._authenticate(query)
+        except AblyException as exc:
+            log.info("realtime connect refused: %s (%d)", exc.message, exc.code)
+            self.send_error_and_close(exc)
+            return False
+        echo = query.get("echo", "true") != "false"
+        resume_key = query.get("resume") or query.get("recover")
+        resume_error: AblyException | None = None
+        conn: Connection | None = None
+        if resume_key:
+            try:
+                conn = self.state.find_resumable(resume_key, creds.app.app_id)
+                if conn.client_id != identity:
+                    raise p.error(80008, "unable to resume: clientId differs")
+            except AblyException as exc:
+                resume_error, conn = exc, None
+        if conn is not None:
+            old = self.runtime.hub.sessions.get(conn.id)
+            if old is not None:
+                old.replaced = True
+                old.abort()
+            self.state.resume(conn, creds)  # RTN15c6: same id, fresh key
+            conn.echo = echo
+        else:
+            conn = self.state.new_connection(creds, identity, echo)
+        self.conn = conn
+        self.runtime.hub.sessions[conn.id] = self
+        connected = self._connected_pm()
+        if resume_error is not None:
+            connected["error"] = resume_error.to_dict()  # RTN15c7
+        self.send_pm(connected)
+        self._arm_expiry()
+        log.debug("connection %s up (resume=%s)", conn.id, bool(resume_key))
+        return True
+
+    def _authenticate(self, query: Any) -> tuple[Credentials, str | None]:
+        version = query.get("v")
+        if version is not None:
+            try:
+                if int(version) < 2:
+                    raise p.error(40017, f"unsupported protocol version {version}")
+            except ValueError as exc:
+                raise p.error(40017, "invalid protocol version") from exc
+        if query.get("key"):
+            if self.runtime.state.config.require_tls_for_basic and not self.runtime.tls:
+                raise p.error(40103, "cannot use Basic auth over non-TLS connections")
+            creds = auth.from_key(self.state, query["key"])
+        else:
+            token = query.get("accessToken") or query.get("access_token")
+            if not token:
+                raise p.error(40101, "no key or token supplied", 401)
+            creds = auth.from_token(self.state, token)
+        return creds, auth.connection_identity(creds, query.get("clientId"))
+
+    def _connected_pm(self) -> dict[str, Any]:
+        assert self.conn is not None
+        cfg = self.state.config
+        details: dict[str, Any] = {
+            "connectionKey": self.conn.key,
+            "maxMessageSize": cfg.max_message_size,
+            "maxFrameSize": cfg.max_frame_size,
+            "maxInboundRate": cfg.max_inbound_rate,
+            "maxOutboundRate": cfg.max_outbound_rate,
+            "connectionStateTtl": cfg.connection_state_ttl_ms,
+            "maxIdleInterval": cfg.max_idle_interval_ms,
+            "serverId": cfg.server_id,
+            "siteCode": cfg.site_code,
+        }
+        if self.conn.client_id is not None:
+            details["clientId"] = self.conn.client_id
+        return {
+            "action": p.CONNECTED,
+            "connectionId": self.conn.id,
+            "connectionKey": self.conn.key,
+            "connectionDetails": details,
+        }
+
+    def _arm_expiry(self) -> None:
+        """DISCONNECTED 40142 when the connection's token expires (RTN15h, 11.2)."""
+        if self.expiry_timer is not None:
+            self.expiry_timer.cancel()
+            self.expiry_timer = None
+        token = self.conn.creds.token if self.conn is not None else None
+        if token is None:
+            return
+        delay = max(0.0, (token.expires_ms - self.state.now_ms()) / 1000.0)
+        self.expiry_timer = self.state.schedule(delay, self._token_expired)
+
+    def _token_expired(self) -> None:
+        self.expiry_timer = None
+        conn = self.conn
+        if conn is None or conn.creds.token is None or self.ws.closed:
+            return
+        if conn.creds.token.expires_ms > self.state.now_ms():
+            self._arm_expiry()  # renewed meanwhile
+            return
+        log.info("token of connection %s expired", conn.id)
+        self.send_error_and_close(p.error(40142, "token expired", 401), p.DISCONNECTED)
+
+    async def _read_loop(self) -> None:
+        max_frame = self.state.config.max_frame_size
+        async for msg in self.ws:
+            if msg.type == WSMsgType.TEXT:
+                raw: str | bytes = msg.data
+                fmt: wire.Format = "json"
+            elif msg.type == WSMsgType.BINARY:
+                raw, fmt = msg.data, "msgpack"
+            else:
+                break
+            if len(raw) > max_frame:
+                log.warning("frame of %d bytes from %r exceeds maxFrameSize", len(raw), self)
+                self.send_error_and_close(p.error(40009, "frame exceeds maxFrameSize"))
+                return
+            try:
+                pm = wire.decode(raw, fmt)
+                if not isinstance(pm, dict) or not isinstance(pm.get("action"), int):
+                    raise p.error(40000, "protocol message must be an object with an action")
+            except AblyException as exc:
+                log.warning("malformed frame from %r: %s", self, exc.message)
+                self.send_error_and_close(exc)
+                return
+            try:
+                self.dispatch(pm, fmt)
+            except AblyException as exc:
+                self.send_error_and_close(exc)
+                return
+            except Exception:
+                log.exception("internal error handling action %s", pm.get("action"))
+                self.send_error_and_close(p.error(50000, "internal error"))
+                return
+            if self.closed_cleanly:
+                return
+
+    # -- dispatch ------------------------------------------------------------
+    def dispatch(self, pm: dict[str, Any], fmt: wire.Format) -> None:
+        action = pm["action"]
+        if action == p.HEARTBEAT:
+            reply: dict[str, Any] = {"action": p.HEARTBEAT}
+            if pm.get("id") is not None:
+                reply["id"] = pm["id"]  # RTN13e: the ping's id comes back
+            self.send_pm(reply)
+        elif action == p.CLOSE:
+            self.closed_cleanly = True
+            assert self.conn is not None
+            self.state.connection_closed(self.conn)
+            self.send_pm({"action": p.CLOSED})
+            self.send(_CLOSE)
+        elif action == p.ATTACH:
+            channel_ops.attach(self, pm)
+        elif action == p.DETACH:
+            channel_ops.detach(self, pm)
+        elif action in (p.MESSAGE, p.PRESENCE):
+            channel_ops.publish(self, pm, fmt)
+        elif action == p.AUTH:
+            self._reauth(pm)
+        else:
+            log.debug("ignoring action %s from %r", action, self)
+
+    def _reauth(self, pm: dict[str, Any]) -> None:
+        """AUTH with a new token on a live connection (RTC8a, 11.9)."""
+        conn = self.conn
+        assert conn is not None
+        body = pm.get("auth")
+        token = body.get("accessToken") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise p.error(40101, "AUTH needs auth.accessToken")
+        creds = auth.from_token(self.state, token)
+        if creds.app is not conn.creds.app:
+            raise p.error(40102, "new token is for a different app")
+        if creds.client_id not in ("*", conn.client_id) and not (
+            conn.client_id is None and conn.creds.basic
+        ):
+            raise p.error(40102, "new token's clientId is incompatible with the connection")
+        conn.creds = creds
+        self._arm_expiry()
+        self.send_pm(self._connected_pm())
+        channel_ops.recheck_capabilities(self)
+
+
+async def handle_websocket(request: web.Request) -> web.StreamResponse:
+    """``GET /`` with an Upgrade header: run a realtime session until the socket ends."""
+    runtime = request.app[RUNTIME]
+    ws = web.WebSocketResponse(max_msg_size=0, autoping=True, compress=False)
+    await ws.prepare(request)
+    session = Session(runtime, request, ws)
+    await session.run()
+    return ws

@@ -1,0 +1,212 @@
+"""Payload encoding chain for ``data`` fields: RSL4 on the way out, RSL6 on the way in.
+
+This module owns the transforms named in a message's ``encoding`` (``json``,
+``utf-8``, ``cipher+aes-<bits>-cbc``, ``base64``), applied left to right when
+publishing and undone right to left when receiving. It works on Message,
+PresenceMessage and annotation payloads alike.
+
+Two boundaries are deliberate:
+
+* :func:`encode_data` does **not** do the JSON-transport ``base64`` step; that
+  depends on the wire format and belongs to ``to_dict(binary=False)``.
+* :func:`decode_data` **never raises**: a step it cannot undo stops the walk and
+  the caller gets the data as far as it got, the encoding still to undo, and an
+  error to log (RSL6b).
+
+The ``json`` step is a payload transform, not a wire format, so this module
+calls :mod:`json` itself; frames and REST bodies go through
+:mod:`ably_bridge.protocol.codec`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ably_bridge.errors import AblyException, EncodingError, ErrorCode
+
+if TYPE_CHECKING:
+    from ably_bridge.encoding.crypto import ChannelCipher
+
+__all__ = [
+    "DecodeResult",
+    "append_encoding",
+    "decode_data",
+    "encode_data",
+    "json_text",
+]
+
+_BINARY_TYPES = (bytes, bytearray, memoryview)
+
+# One shared encoder: compact (the fixtures and other SDKs emit no spaces), UTF-8
+# text rather than \u escapes, and strict JSON (NaN/Infinity are not JSON).
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """Outcome of :func:`decode_data`.
+
+    ``data`` is decoded as far as possible; ``encoding`` is what is left to undo
+    (``None`` when fully decoded); ``error`` says why decoding stopped early.
+    """
+
+    data: Any
+    encoding: str | None
+    error: AblyException | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _invalid(
+    message: str,
+    code: int = ErrorCode.INVALID_DATA_OR_ENCODING,
+    cause: BaseException | None = None,
+) -> EncodingError:
+    return EncodingError(message, code, 400, None, cause)
+
+
+def append_encoding(encoding: str | None, step: str) -> str:
+    """``encoding`` with ``step`` applied after it (RSL4: left = first applied)."""
+    return f"{encoding}/{step}" if encoding else step
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of ``value``; :class:`EncodingError` 40013 if it is not JSON-able."""
+    try:
+        return _JSON_ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _invalid(f"data cannot be encoded as JSON: {exc}") from exc
+
+
+def encode_data(
+    data: Any, encoding: str | None, cipher: ChannelCipher | None
+) -> tuple[str | bytes | None, str | None]:
+    """Apply RSL4 to ``data``: returns ``(wire_data, encoding)``.
+
+    * ``None`` stays ``None``; ``str`` stays ``str``; binary becomes ``bytes``.
+    * ``dict``/``list`` become JSON text with ``json`` appended (RSL4c3).
+    * With a cipher (RSL5): text is UTF-8 encoded (``utf-8`` appended), then the
+      bytes are encrypted and ``cipher+aes-<bits>-cbc`` appended (RSL5c).
+    * An existing user ``encoding`` is kept and extended (RSL4).
+
+    Anything else raises :class:`EncodingError` 40013 (RSL4a).
+    """
+    plain: bytes
+    if data is None:
+        return None, encoding
+    if isinstance(data, str):
+        if cipher is None:
+            return data, encoding
+        try:
+            plain = data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _invalid("string data is not valid Unicode (lone surrogate)") from exc
+        encoding = append_encoding(encoding, "utf-8")
+    elif isinstance(data, _BINARY_TYPES):
+        plain = data if type(data) is bytes else bytes(data)
+        if cipher is None:
+            return plain, encoding
+    elif isinstance(data, (dict, list)):
+        text = json_text(data)
+        encoding = append_encoding(encoding, "json")
+        if cipher is None:
+            return text, encoding
+        try:
+            plain = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _invalid("JSON data is not valid Unicode (lone surrogate)") from exc
+        encoding = append_encoding(encoding, "utf-8")
+    else:
+        # RSL4a: only string, binary, JSON object/array (or nothing) may be sent.
+        raise _invalid(f"unsupported data type {type(data).__name__}; use str, bytes, dict or list")
+    return cipher.encrypt(plain), append_encoding(encoding, cipher.encoding_token)
+
+
+def _undo_base64(data: Any) -> bytes:
+    # protocol.md: base64 may arrive with line feeds (MIME style); strip them, then
+    # decode strictly so garbage is reported instead of silently skipped.
+    if isinstance(data, str):
+        if "\n" in data or "\r" in data:
+            data = data.replace("\r", "").replace("\n", "")
+        return base64.b64decode(data, validate=True)
+    if isinstance(data, _BINARY_TYPES):
+        raw = bytes(data)
+        if b"\n" in raw or b"\r" in raw:
+            raw = raw.replace(b"\r", b"").replace(b"\n", b"")
+        return base64.b64decode(raw, validate=True)
+    raise TypeError(f"base64 data must be text or bytes, not {type(data).__name__}")
+
+
+def _undo_utf8(data: Any) -> str:
+    if isinstance(data, str):  # already text (e.g. a JSON transport that skipped base64)
+        return data
+    if isinstance(data, _BINARY_TYPES):
+        return str(data, "utf-8")
+    raise TypeError(f"utf-8 data must be bytes, not {type(data).__name__}")
+
+
+def _undo_json(data: Any) -> Any:
+    if isinstance(data, (str, bytes, bytearray)):
+        return json.loads(data)
+    if isinstance(data, memoryview):
+        return json.loads(bytes(data))
+    raise TypeError(f"json data must be text, not {type(data).__name__}")
+
+
+def _undo_cipher(data: Any, step: str, cipher: ChannelCipher | None) -> bytes:
+    if cipher is None:
+        raise _invalid(f"data is encrypted ({step}) but no cipher is configured for the channel")
+    if step != cipher.encoding_token:
+        raise _invalid(
+            f"data is encrypted with {step[len('cipher+') :]} but the channel cipher is "
+            f"{cipher.cipher_type}"
+        )
+    if not isinstance(data, _BINARY_TYPES):
+        raise TypeError(f"encrypted data must be bytes, not {type(data).__name__}")
+    return cipher.decrypt(bytes(data))
+
+
+def decode_data(data: Any, encoding: str | None, cipher: ChannelCipher | None) -> DecodeResult:
+    """Undo ``encoding`` right to left (RSL6a); never raises (RSL6b).
+
+    Stops at the first step that cannot be undone - an unknown or unsupported
+    step (``vcdiff`` needs the delta plugin: 40019; anything else: 40013), a
+    missing or mismatched cipher, a wrong key, bad base64/UTF-8/JSON - and
+    returns the data as it was before that step, the encoding still to undo and
+    the error.
+    """
+    if not encoding or data is None:
+        # No payload means nothing to undo; an encoding without data describes nothing.
+        return DecodeResult(data, None, None)
+    steps = encoding.split("/")
+    while steps:
+        step = steps[-1]
+        try:
+            if not step:
+                pass  # "a//b" or a trailing "/": an empty step transforms nothing
+            elif step == "base64":
+                data = _undo_base64(data)
+            elif step == "utf-8":
+                data = _undo_utf8(data)
+            elif step == "json":
+                data = _undo_json(data)
+            elif step.startswith("cipher+"):
+                data = _undo_cipher(data, step, cipher)
+            elif step == "vcdiff":
+                # RTL19/PC3: deltas need the base payload the realtime channel keeps.
+                raise _invalid("vcdiff deltas need a delta decoder", ErrorCode.MISSING_PLUGIN)
+            else:
+                raise _invalid(f"unsupported encoding step {step!r}")
+        except AblyException as exc:
+            return DecodeResult(data, "/".join(steps), exc)
+        except (ValueError, TypeError, RecursionError) as exc:
+            # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors.
+            error = _invalid(f"cannot undo encoding step {step!r}: {exc}", cause=exc)
+            return DecodeResult(data, "/".join(steps), error)
+        steps.pop()
+    return DecodeResult(data, None, None)

@@ -1,0 +1,1 @@
+"""REST tests against the local emulator, run in JSON and msgpack."""
