@@ -5,6 +5,7 @@ Subcommands:
 * ``emulator`` - run the local Ably emulator (REST + realtime on one port).
 * ``dev`` - the local stack in one command. Today that is the emulator with a
   development app; the bridge and a Celery worker join it as they land.
+* ``check-config`` - validate a bridge configuration file without connecting.
 * ``version`` - print the version.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage (argparse's own).
@@ -13,6 +14,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage (argparse's own).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -49,6 +51,38 @@ def _add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=emulator_cli.run)
 
 
+def _add_check_config(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "check-config",
+        help="validate a bridge configuration file without connecting anywhere",
+        description=(
+            "Read a bridge configuration (YAML or TOML) with the environment's overrides, "
+            "and list every problem with the path of the offending field. Exit 0 when the "
+            "file is valid, 1 when it is not."
+        ),
+    )
+    parser.add_argument("config", help="path of the configuration file (.yaml, .yml or .toml)")
+    parser.add_argument(
+        "--json", action="store_true", help="print the result as JSON (for scripts)"
+    )
+    parser.set_defaults(handler=_check_config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from ably_bridge.bridge.config import check_config
+
+    problems = check_config(args.config)
+    if args.json:
+        print(json.dumps({"config": args.config, "valid": not problems, "problems": problems}))
+    elif problems:
+        print(f"{args.config}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    else:
+        print(f"{args.config}: valid")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ably-bridge",
@@ -58,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_emulator(subparsers)
     _add_dev(subparsers)
+    _add_check_config(subparsers)
     version = subparsers.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=lambda _args: _print_version())
     return parser

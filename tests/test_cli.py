@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import requests
 from ably_bridge import __version__
 from ably_bridge.cli import build_parser, main
 
-SUBCOMMANDS = ["emulator", "dev", "version"]
+SUBCOMMANDS = ["emulator", "dev", "check-config", "version"]
 
 
 def test_every_subcommand_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,3 +98,29 @@ def test_emulator_subcommand_serves_until_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "ably_bridge" / "bridge" / "example.yaml"
+
+
+def test_check_config_accepts_the_shipped_example(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ABLY_KEY", "app.key:s3cr3t")
+    monkeypatch.setenv("CHAT_CIPHER_KEY", base64.b64encode(bytes(range(32))).decode())
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_check_config_points_at_the_offending_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ABLY_KEY", "app.key:s3cr3t")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routes:\n  - id: r\n    channels: [lobby]\n    targets: [{type: celery}]\n")
+    assert main(["check-config", str(bad), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["valid"] is False
+    assert any("routes[0].targets[0]" in problem for problem in result["problems"])
+    assert main(["check-config", str(tmp_path / "missing.yaml")]) == 1
+    assert "missing.yaml" in capsys.readouterr().err

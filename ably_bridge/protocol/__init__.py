@@ -30,6 +30,12 @@ from ably_bridge.protocol.models import (
     ProtocolMessage,
 )
 from ably_bridge.protocol.stats import ChannelDetails, ChannelStatus, Stats
+from ably_bridge.protocol.tokens import (
+    TokenDetails,
+    TokenParams,
+    TokenRequest,
+    canonical_capability,
+)
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -48,6 +54,10 @@ __all__ = [
     "PresenceMessage",
     "ProtocolMessage",
     "Stats",
+    "TokenDetails",
+    "TokenParams",
+    "TokenRequest",
+    "canonical_capability",
     "content_type_for",
     "decode_body",
     "decode_frame",

@@ -1,0 +1,507 @@
+"""The dispatcher: one event through routes, sinks, retries, dead letters and checkpoints.
+
+This module owns :class:`Dispatcher`, the part of the daemon's data path that
+needs no realtime connection::
+
+    submit_*(channel, events) -> router -> Envelope per route -> per-sink FIFO
+    pump() -> sink.deliver(batch) -> results -> dead letters / retry / checkpoint
+
+* **At-least-once**: an event counts as done only when every target of its
+  route confirmed it (delivered or already there) or it was dead-lettered; the
+  (route, channel) checkpoint advances over the longest *contiguous* run of
+  done events, so a slow or failing target holds it back.
+* **Outages**: each sink has a bounded FIFO with exponential backoff and jitter
+  (:class:`~ably_bridge.bridge.retry.SinkBuffer`); a full buffer makes
+  ``submit_*`` return False (accept nothing) so the daemon can pause the channel
+  and later replay from the checkpoint.
+* **Poison events** never block: undecodable, oversized, unknown-target and
+  permanently rejected events go to the dead-letter stream.
+* **Duplicates**: an event a route already finished recently (in-memory
+  :class:`~ably_bridge.bridge.dedup.DedupWindow`) is skipped before any I/O;
+  the sinks de-duplicate durably.
+
+Single-threaded by design: the daemon calls ``submit_*`` and ``pump`` from its
+one delivery thread (listeners hand events over through a queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ably_bridge.bridge.checkpoint import CheckpointStore, Position
+from ably_bridge.bridge.config import BridgeConfig, Route, Source, Target
+from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
+from ably_bridge.bridge.dedup import DedupWindow
+from ably_bridge.bridge.envelope import (
+    Envelope,
+    EnvelopeBuilder,
+    MessageLike,
+    PresenceMessageLike,
+    UndecodableEvent,
+)
+from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
+from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
+from ably_bridge.bridge.router import RouteMatch, Router
+from ably_bridge.bridge.secret import Secret
+from ably_bridge.bridge.sinks.base import Delivery, Outcome, Sink
+from ably_bridge.clock import Clock, SystemClock
+from ably_bridge.errors import AblyException
+
+if TYPE_CHECKING:
+    from ably_bridge.encoding.crypto import ChannelCipher
+
+__all__ = ["DispatchStats", "Dispatcher"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class _Event:
+    envelope: Envelope
+    position: Position | None
+    remaining: int
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    delivery: Delivery
+    event: _Event
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    """Counters for health and metrics."""
+
+    accepted: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # in-memory dedup hits
+    dead_lettered: int = 0
+    retries: int = 0
+    refused: int = 0  # submit_* refused for back-pressure
+    checkpoints: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Routes events to sinks and settles them (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        sink_for: Callable[[Target], Sink],
+        dead_letters: DeadLetterWriter | None = None,
+        checkpoints: CheckpointStore | None = None,
+        snapshot_for: Callable[[Route], PresenceSnapshot | None] | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        router: Router | None = None,
+    ) -> None:
+        self.config = config
+        self.router = router or Router(config.routes)
+        self.stats = DispatchStats()
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._sink_for = sink_for
+        self._dead = dead_letters
+        self._checkpoints = checkpoints
+        self._snapshot_for = snapshot_for
+        self._builder = EnvelopeBuilder(config.app_id, config.site)
+        self._policy = RetryPolicy.from_settings(config.delivery.retry)
+        self._batch = config.delivery.batch_size
+        self._max_bytes = config.delivery.max_event_bytes
+        self._window = DedupWindow(config.delivery.dedup_window)
+        self._sinks: dict[int, Sink] = {}
+        self._buffers: dict[int, SinkBuffer[_Job]] = {}
+        self._order: dict[tuple[str, str], deque[_Event]] = {}
+        self._unsaved: dict[str, dict[str, Position]] = {}
+        self._ciphers: dict[Secret, ChannelCipher] = {}
+
+    # -- intake ---------------------------------------------------------------------
+    def submit_messages(self, channel: str, messages: Sequence[MessageLike]) -> bool:
+        """Route and queue channel messages; False (nothing queued) under back-pressure."""
+        now = self._clock.time_ms()
+        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
+        for msg in messages:
+            for match in self.router.match(channel, "message", msg.name):
+                route = match.route
+                try:
+                    env = self._builder.message(
+                        channel,
+                        msg,
+                        route.id,
+                        mode=route.data,
+                        cipher=self._cipher(match.cipher_key),
+                        now_ms=now,
+                    )
+                except UndecodableEvent as err:
+                    envs.append((match, None, (msg, err)))
+                    continue
+                envs.append((match, env, None))
+        return self._accept(channel, "message", envs)
+
+    def submit_presence(self, channel: str, messages: Sequence[PresenceMessageLike]) -> bool:
+        """Route and queue presence messages; updates presence snapshots."""
+        now = self._clock.time_ms()
+        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
+        for msg in messages:
+            for match in self.router.match(channel, "presence"):
+                route = match.route
+                try:
+                    env = self._builder.presence(
+                        channel,
+                        msg,
+                        route.id,
+                        mode=route.data,
+                        cipher=self._cipher(match.cipher_key),
+                        now_ms=now,
+                    )
+                except UndecodableEvent as err:
+                    envs.append((match, None, (msg, err)))
+                    continue
+                envs.append((match, env, None))
+        accepted = self._accept(channel, "presence", envs)
+        if accepted:
+            self._update_snapshots(envs)
+        return accepted
+
+    def presence_synced(self, channel: str, members: Sequence[PresenceMessageLike]) -> None:
+        """A presence SYNC completed: replace each snapshot of ``channel`` with ``members``."""
+        if self._snapshot_for is None:
+            return
+        for match in self.router.match(channel, "presence"):
+            snapshot = self._snapshot_for(match.route)
+            if snapshot is None:
+                continue
+            envs = []
+            for msg in members:
+                try:
+                    envs.append(
+                        self._builder.presence(
+                            channel, msg, match.route.id, mode=match.route.data,
+                            cipher=self._cipher(match.cipher_key),
+                        )
+                    )  # fmt: skip
+                except UndecodableEvent:
+                    logger.warning("undecodable presence member on %s left out", channel)
+            try:
+                snapshot.replace(channel, envs, match.route.id)
+            except Exception as exc:  # a stale snapshot must not stop delivery
+                logger.warning("presence snapshot of %s not replaced: %s", channel, exc)
+
+    def submit_lifecycle(
+        self,
+        channel: str,
+        event: Any,
+        *,
+        previous: Any = None,
+        current: Any = None,
+        reason: AblyException | None = None,
+        resumed: bool | None = None,
+    ) -> bool:
+        """Route and queue a channel state change (``channel.attached`` etc.)."""
+        now = self._clock.time_ms()
+        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
+        for match in self.router.match(channel, "lifecycle"):
+            env = self._builder.lifecycle(
+                channel,
+                event,
+                match.route.id,
+                now_ms=now,
+                previous=previous,
+                current=current,
+                reason=reason,
+                resumed=resumed,
+            )
+            envs.append((match, env, None))
+            if env.name in ("channel.detached", "channel.failed"):
+                self._clear_snapshot(match.route, channel)
+        return self._accept(channel, "lifecycle", envs)
+
+    # -- delivery -------------------------------------------------------------------
+    def pump(self, max_batches: int | None = None) -> int:
+        """Deliver one batch from every ready sink buffer; the number of deliveries tried."""
+        tried = 0
+        batches = 0
+        touched: set[tuple[str, str]] = set()
+        for key, buffer in self._buffers.items():
+            if max_batches is not None and batches >= max_batches:
+                break
+            if not buffer.ready():
+                continue
+            jobs = buffer.take(self._batch)
+            batches += 1
+            tried += len(jobs)
+            self._deliver(self._sinks[key], buffer, jobs, touched)
+        self._advance_checkpoints(touched)
+        return tried
+
+    def drain(self, max_rounds: int = 1000) -> None:
+        """Pump until nothing is ready (for tests and shutdown; does not wait out backoff)."""
+        for _ in range(max_rounds):
+            if self.pump() == 0:
+                break
+
+    def next_wakeup(self) -> float | None:
+        """Seconds until some buffer is ready (0: now), or None when all are empty."""
+        waits = [w for b in self._buffers.values() if (w := b.seconds_until_ready()) is not None]
+        return min(waits) if waits else None
+
+    def pending(self) -> int:
+        """Deliveries waiting in sink buffers."""
+        return sum(len(b) for b in self._buffers.values())
+
+    def healthy(self) -> bool:
+        """No sink is backing off."""
+        return not any(b.backing_off for b in self._buffers.values())
+
+    # -- internals ------------------------------------------------------------------
+    def _cipher(self, key: Secret | None) -> ChannelCipher | None:
+        if key is None:
+            return None
+        cipher = self._ciphers.get(key)
+        if cipher is None:
+            from ably_bridge.encoding.crypto import get_cipher, get_default_params
+
+            cipher = get_cipher(get_default_params(key=key.reveal()))
+            self._ciphers[key] = cipher
+        return cipher
+
+    def _buffer_for(self, target: Target) -> tuple[int, SinkBuffer[_Job]] | None:
+        try:
+            sink = self._sink_for(target)
+        except Exception as exc:
+            logger.error("no sink for a %s target: %s", target.kind, exc)
+            return None
+        key = id(sink)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            self._sinks[key] = sink
+            buffer = SinkBuffer(
+                self.config.delivery.buffer_size, self._policy, self._clock, self._rng
+            )
+            self._buffers[key] = buffer
+        return key, buffer
+
+    def _accept(
+        self,
+        channel: str,
+        source: Source,
+        envs: list[tuple[RouteMatch, Envelope | None, Any]],
+    ) -> bool:
+        letters: list[DeadLetter] = []
+        plan: dict[int, list[_Job]] = {}
+        buffers: dict[int, SinkBuffer[_Job]] = {}
+        events: list[_Event] = []
+        for match, env, problem in envs:
+            route = match.route
+            if env is None:
+                raw, err = problem
+                letters.append(
+                    DeadLetter(
+                        Reason.UNDECODABLE, route.id, channel, raw, err.code, err.message,
+                        f"channel.{source}", getattr(raw, "id", None) or "",
+                    )
+                )  # fmt: skip
+                continue
+            if f"{route.id}|{env.dedup_key}" in self._window:
+                self.stats.skipped += 1
+                continue
+            if env.size() > self._max_bytes:
+                letters.append(
+                    DeadLetter(
+                        Reason.OVERSIZED, route.id, channel, env, 40009,
+                        f"envelope is {env.size()} bytes; limit {self._max_bytes}",
+                    )
+                )  # fmt: skip
+                continue
+            position = None
+            if source != "lifecycle":
+                position = Position(timestamp=env.timestamp, id=env.event_id, serial=env.serial)
+            event = _Event(env, position, remaining=0)
+            for target in route.targets:
+                found = self._buffer_for(target)
+                if found is None:
+                    letters.append(
+                        DeadLetter(
+                            Reason.UNKNOWN_TARGET, route.id, channel, env, 0,
+                            f"no sink for {target.kind} target",
+                        )
+                    )  # fmt: skip
+                    continue
+                key, buffer = found
+                buffers[key] = buffer
+                plan.setdefault(key, []).append(_Job(Delivery(env, target), event))
+                event.remaining += 1
+            events.append(event)
+        for key, jobs in plan.items():
+            if len(jobs) > buffers[key].free:
+                self.stats.refused += 1
+                logger.warning("back-pressure: sink buffer full, %d event(s) refused", len(envs))
+                return False
+        for key, jobs in plan.items():
+            buffers[key].offer(jobs)
+        for event in events:
+            order = self._order.setdefault((event.envelope.rule_id, channel), deque())
+            order.append(event)
+            if event.remaining == 0:
+                self._settle(event)
+        self.stats.accepted += len(events)
+        self._dead_letter(letters)
+        return True
+
+    def _deliver(
+        self,
+        sink: Sink,
+        buffer: SinkBuffer[_Job],
+        jobs: list[_Job],
+        touched: set[tuple[str, str]],
+    ) -> None:
+        try:
+            results = sink.deliver([j.delivery for j in jobs])
+        except Exception as exc:  # a sink broke its contract; treat as an outage
+            logger.exception("sink %r raised from deliver", sink)
+            results = [None] * len(jobs)  # type: ignore[list-item]
+            error: BaseException | None = exc
+        else:
+            error = None
+        letters: list[DeadLetter] = []
+        retry_from: int | None = None
+        for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
+            if result is None or result.outcome is Outcome.RETRY:
+                retry_from = i
+                if result is not None:
+                    error = result.error
+                break
+            env = job.delivery.envelope
+            if result.outcome is Outcome.REJECTED:
+                why = result.error
+                letters.append(
+                    DeadLetter(
+                        Reason.REJECTED, env.rule_id, env.channel, env,
+                        getattr(why, "code", 0) or 0, f"{type(why).__name__}: {why}",
+                    )
+                )  # fmt: skip
+            elif result.outcome is Outcome.DUPLICATE:
+                self.stats.duplicates += 1
+            else:
+                self.stats.delivered += 1
+            self._target_done(job.event, touched)
+        if retry_from is None:
+            buffer.succeeded()
+        else:
+            rest = jobs[retry_from:]
+            self.stats.retries += 1
+            delay = buffer.failed()
+            if self._policy.exhausted(buffer.failures):
+                for job in rest:
+                    env = job.delivery.envelope
+                    letters.append(
+                        DeadLetter(
+                            Reason.RETRIES_EXHAUSTED, env.rule_id, env.channel, env, 0,
+                            f"{type(error).__name__}: {error}",
+                        )
+                    )  # fmt: skip
+                    self._target_done(job.event, touched)
+                buffer.succeeded()
+            else:
+                buffer.put_back(rest)
+                logger.warning(
+                    "sink %r: %d deliveries to retry in %.2fs (attempt %d): %s",
+                    sink,
+                    len(rest),
+                    delay,
+                    buffer.failures,
+                    type(error).__name__ if error else "unknown",
+                )
+        self._dead_letter(letters)
+
+    def _target_done(self, event: _Event, touched: set[tuple[str, str]]) -> None:
+        event.remaining -= 1
+        if event.remaining <= 0 and not event.done:
+            self._settle(event)
+            touched.add((event.envelope.rule_id, event.envelope.channel))
+
+    def _settle(self, event: _Event) -> None:
+        event.done = True
+        env = event.envelope
+        self._window.add(f"{env.rule_id}|{env.dedup_key}")
+
+    def _advance_checkpoints(self, touched: Iterable[tuple[str, str]]) -> None:
+        for route_id, channel in touched:
+            order = self._order.get((route_id, channel))
+            last: Position | None = None
+            while order and order[0].done:
+                event = order.popleft()
+                if event.position is not None:
+                    last = event.position
+            if order is not None and not order:
+                del self._order[(route_id, channel)]
+            if last is not None:
+                self._unsaved.setdefault(route_id, {})[channel] = last
+        if self._checkpoints is None or not self._unsaved:
+            self._unsaved.clear()
+            return
+        for route_id in list(self._unsaved):
+            positions = self._unsaved[route_id]
+            try:
+                self._checkpoints.advance_many(route_id, positions)
+            except Exception as exc:  # kept and retried on the next pump
+                logger.warning("checkpoints of route %s not saved: %s", route_id, exc)
+                continue
+            self.stats.checkpoints += len(positions)
+            del self._unsaved[route_id]
+
+    def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        if not letters:
+            return
+        self.stats.dead_lettered += len(letters)
+        for letter in letters:
+            name = str(letter.reason)
+            self.stats.by_reason[name] = self.stats.by_reason.get(name, 0) + 1
+        if self._dead is not None:
+            self._dead.write_many(letters)
+        else:
+            for letter in letters:
+                logger.error(
+                    "dead letter (no stream configured): %s on %s", letter.reason, letter.channel
+                )
+
+    def _update_snapshots(self, envs: list[tuple[RouteMatch, Envelope | None, Any]]) -> None:
+        if self._snapshot_for is None:
+            return
+        per_route: dict[str, tuple[PresenceSnapshot, list[Envelope]]] = {}
+        for match, env, _ in envs:
+            if env is None or match.route.presence_snapshot is None:
+                continue
+            entry = per_route.get(match.route.id)
+            if entry is None:
+                snapshot = self._snapshot_for(match.route)
+                if snapshot is None:
+                    continue
+                entry = (snapshot, [])
+                per_route[match.route.id] = entry
+            entry[1].append(env)
+        for snapshot, items in per_route.values():
+            try:
+                snapshot.apply(items)
+            except Exception as exc:  # the next SYNC repairs a snapshot
+                logger.warning("presence snapshot update failed: %s", exc)
+
+    def _clear_snapshot(self, route: Route, channel: str) -> None:
+        if self._snapshot_for is None or route.presence_snapshot is None:
+            return
+        snapshot = self._snapshot_for(route)
+        if snapshot is None:
+            return
+        try:
+            snapshot.clear(channel, route.id)
+        except Exception as exc:
+            logger.warning("presence snapshot of %s not cleared: %s", channel, exc)

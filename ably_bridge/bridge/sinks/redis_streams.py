@@ -1,0 +1,287 @@
+"""The Redis Streams sink: XADD each event once, de-duplicated atomically.
+
+This module owns :class:`RedisStreamSink` and its Lua script. For every target
+stream in a batch, one ``EVALSHA`` call runs a script that, per event:
+
+1. checks the event's dedup mark in the stream's current and previous dedup
+   hashes (see :func:`ably_bridge.bridge.dedup.stream_dedup_keys`);
+2. if unmarked, ``XADD``\\ s it (``MAXLEN ~ n`` when the target trims) and marks
+   it with the new entry id;
+
+and finally refreshes the expiry of the current dedup hash. A script runs
+atomically, so an event replayed in the same batch, in a later batch or from
+another thread or process is written exactly once while its mark lives.
+All the per-stream calls of a batch go in one pipeline: one round trip.
+
+Field layouts: ``envelope`` (one field, ``envelope`` = the Integrations JSON)
+or ``flat`` (:meth:`Envelope.flat_fields`).
+
+Errors: connection problems, timeouts and the server states ``BUSY``,
+``LOADING``, ``TRYAGAIN``, ``MASTERDOWN``, ``READONLY``, ``OOM`` and
+``NOREPLICAS`` are retryable; anything else the server answers for an event
+(``WRONGTYPE``, script errors) is permanent and the event is dead-lettered.
+Redis Cluster is not supported: the stream and its dedup hashes may live in
+different slots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.retry import Retry
+
+from ably_bridge.bridge.config import StreamTarget
+from ably_bridge.bridge.dedup import stream_dedup_field, stream_dedup_keys
+from ably_bridge.bridge.secret import redact_url
+from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
+
+__all__ = ["XADD_DEDUP_LUA", "RedisStreamSink", "retryable_redis_error"]
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1] = stream, KEYS[2] = dedup hash (current bucket), KEYS[3] = dedup hash (previous)
+# ARGV[1] = maxlen (0 = no trimming), ARGV[2] = '1' for approximate trimming,
+# ARGV[3] = expiry of the dedup hash in seconds,
+# then per event: mark, n, then n strings (field, value, field, value, ...).
+# Returns one entry per event: the new stream id, or 0 for a duplicate.
+XADD_DEDUP_LUA = """
+local maxlen = tonumber(ARGV[1])
+local approx = ARGV[2] == '1'
+local out = {}
+local i = 4
+local n = #ARGV
+local marked = false
+while i <= n do
+  local mark = ARGV[i]
+  local nf = tonumber(ARGV[i + 1])
+  local first = i + 2
+  local last = i + 1 + nf
+  if redis.call('HEXISTS', KEYS[2], mark) == 1 or redis.call('HEXISTS', KEYS[3], mark) == 1 then
+    out[#out + 1] = 0
+  else
+    local args = {KEYS[1]}
+    if maxlen > 0 then
+      args[#args + 1] = 'MAXLEN'
+      if approx then args[#args + 1] = '~' end
+      args[#args + 1] = maxlen
+    end
+    args[#args + 1] = '*'
+    for j = first, last do args[#args + 1] = ARGV[j] end
+    local id = redis.call('XADD', unpack(args))
+    redis.call('HSET', KEYS[2], mark, id)
+    marked = true
+    out[#out + 1] = id
+  end
+  i = last + 1
+end
+if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+return out
+"""
+
+_RETRYABLE_REPLIES = ("BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS")
+_RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError, AuthenticationError
+    redis.exceptions.TimeoutError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    socket.timeout,
+    ConnectionError,
+    TimeoutError,
+)
+_MAX_EVENTS_PER_CALL = 500  # bounds the time one script call holds the server
+
+
+def retryable_redis_error(exc: BaseException) -> bool:
+    """Transient (connection, timeout, server busy/loading/failover/OOM) vs permanent."""
+    if isinstance(exc, _RETRYABLE_TYPES):
+        return True
+    if isinstance(exc, ResponseError):
+        text = str(exc).lstrip()
+        # Errors raised inside a script come back prefixed; look at every word.
+        return any(text.startswith(p) or f" {p} " in f" {text} " for p in _RETRYABLE_REPLIES)
+    return False
+
+
+class RedisStreamSink:
+    """Delivers envelopes to Redis Streams (``redis://``, ``rediss://``, ``unix://``)."""
+
+    def __init__(
+        self,
+        url: str,
+        options: SinkOptions | None = None,
+        *,
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.options = options or SinkOptions()
+        self._where = redact_url(url)
+        self._client = client or redis.Redis.from_url(
+            url,
+            socket_timeout=self.options.socket_timeout,
+            socket_connect_timeout=self.options.socket_timeout,
+            # Fail fast: the bridge's own retry buffer does backoff, not the client.
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+        self._sha: str | None = None
+        self._ttl = max(1.0, float(self.options.dedup_ttl))
+        # A mark must outlive its bucket by one more bucket (checked as "previous").
+        self._expiry = int(self._ttl * 2) + 60
+
+    def __repr__(self) -> str:
+        return f"RedisStreamSink({self._where!r})"
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    # -- Sink -------------------------------------------------------------------
+    def deliver(self, batch: Sequence[Delivery]) -> list[Result]:
+        if not batch:
+            return []
+        results: list[Result | None] = [None] * len(batch)
+        calls = self._plan(batch, results)
+        if calls:
+            try:
+                replies = self._run(calls)
+            except Exception as exc:  # whole batch: the server is unreachable or refusing
+                retry = self.retryable(exc)
+                logger.warning(
+                    "redis stream sink %s: batch of %d failed (%s): %s",
+                    self._where,
+                    len(batch),
+                    "will retry" if retry else "permanent",
+                    type(exc).__name__,
+                )
+                outcome = Outcome.RETRY if retry else Outcome.REJECTED
+                for _, indexes, _ in calls:
+                    for i in indexes:
+                        results[i] = Result(outcome, error=exc)
+            else:
+                self._collect(calls, replies, results)
+        return [r if r is not None else Result(Outcome.RETRY) for r in results]
+
+    def retryable(self, exc: BaseException) -> bool:
+        return retryable_redis_error(exc)
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:  # a probe never raises
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(RedisError):
+            self._client.close()
+
+    # -- internals -----------------------------------------------------------------
+    def _plan(
+        self, batch: Sequence[Delivery], results: list[Result | None]
+    ) -> list[tuple[list[str], list[int], list[Any]]]:
+        """Group deliveries per stream into script calls: (keys, batch indexes, argv)."""
+        now = self.options.clock.time()
+        prefix = self.options.key_prefix
+        groups: dict[tuple[str, int | None, bool], tuple[list[int], list[Any]]] = {}
+        for i, d in enumerate(batch):
+            target = d.target
+            if not isinstance(target, StreamTarget):
+                results[i] = Result(Outcome.REJECTED, error=ValueError("not a redis_stream target"))
+                continue
+            env = d.envelope
+            stream = render_key(target.key, env)
+            group = groups.get((stream, target.maxlen, target.approximate))
+            if group is None:
+                group = ([], [])
+                groups[(stream, target.maxlen, target.approximate)] = group
+            indexes, argv = group
+            indexes.append(i)
+            argv.append(stream_dedup_field(env.rule_id, env.dedup_key))
+            if target.layout == "flat":
+                fields = env.flat_fields()
+                argv.append(len(fields) * 2)
+                for name, value in fields.items():
+                    argv.append(name)
+                    argv.append(value)
+            else:
+                argv.append(2)
+                argv.append("envelope")
+                argv.append(env.to_json())
+        calls: list[tuple[list[str], list[int], list[Any]]] = []
+        for (stream, maxlen, approx), (indexes, argv) in groups.items():
+            current, previous = stream_dedup_keys(prefix, stream, now, self._ttl)
+            head = [maxlen or 0, "1" if approx else "0", self._expiry]
+            # Split long groups so one script call stays short; per-event arg runs
+            # are variable length, so walk them.
+            start = 0
+            pos = 0
+            chunk_idx: list[int] = []
+            for idx in indexes:
+                n = int(argv[pos + 1])
+                pos += 2 + n
+                chunk_idx.append(idx)
+                if len(chunk_idx) == _MAX_EVENTS_PER_CALL:
+                    calls.append(([stream, current, previous], chunk_idx, head + argv[start:pos]))
+                    start, chunk_idx = pos, []
+            if chunk_idx:
+                calls.append(([stream, current, previous], chunk_idx, head + argv[start:pos]))
+        return calls
+
+    def _load(self) -> str:
+        self._sha = str(self._client.script_load(XADD_DEDUP_LUA))
+        return self._sha
+
+    def _run(self, calls: list[tuple[list[str], list[int], list[Any]]]) -> list[Any]:
+        sha = self._sha or self._load()
+        replies = self._pipeline(sha, calls)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            # The server restarted or flushed its script cache: load and redo those calls.
+            # Calls that ran are idempotent (dedup marks), so redoing all is safe too.
+            sha = self._load()
+            redo = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            again = self._pipeline(sha, [calls[i] for i in redo])
+            for i, reply in zip(redo, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    def _pipeline(self, sha: str, calls: list[tuple[list[str], list[int], list[Any]]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for keys, _, argv in calls:
+            pipe.evalsha(sha, len(keys), *keys, *argv)
+        return list(pipe.execute(raise_on_error=False))
+
+    def _collect(
+        self,
+        calls: list[tuple[list[str], list[int], list[Any]]],
+        replies: list[Any],
+        results: list[Result | None],
+    ) -> None:
+        for (keys, indexes, _), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                retry = self.retryable(reply)
+                if not retry:
+                    logger.error(
+                        "redis stream sink %s: stream %s refused %d event(s): %s",
+                        self._where,
+                        keys[0],
+                        len(indexes),
+                        reply,
+                    )
+                outcome = Outcome.RETRY if retry else Outcome.REJECTED
+                for i in indexes:
+                    results[i] = Result(outcome, error=reply)
+                continue
+            for i, entry in zip(indexes, reply, strict=True):
+                if entry == 0:
+                    results[i] = Result(Outcome.DUPLICATE)
+                else:
+                    text = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
+                    results[i] = Result(Outcome.DELIVERED, text)

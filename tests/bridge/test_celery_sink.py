@@ -1,0 +1,178 @@
+"""Celery sink against real brokers (Redis DB 15, RabbitMQ) and a real embedded worker."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+from ably_bridge.bridge.config import CeleryTarget
+from ably_bridge.bridge.dedup import WorkerGuard, celery_task_id
+from ably_bridge.bridge.envelope import EnvelopeBuilder
+from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions, create_sink
+from ably_bridge.bridge.sinks.celery import CelerySink
+from ably_bridge.protocol.models import Message
+from tests.bridge.conftest import REDIS_URL, OwnRedis, redis_available
+
+REDIS_BROKER = "redis://127.0.0.1:6379/15"
+AMQP_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+TASK = "bridge_test.handle_event"
+B = EnvelopeBuilder("appX", "test")
+
+
+def amqp_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+BROKERS = [
+    pytest.param(REDIS_BROKER, id="redis"),
+    pytest.param(AMQP_BROKER, id="amqp"),
+]
+
+
+class Received:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any], Any]] = []
+        self.runs: list[str] = []
+        self.lock = threading.Lock()
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.items) >= n:
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"worker received {len(self.items)} of {n} tasks")
+
+
+def worker_app(
+    broker: str, queue: str, task_name: str, received: Received, guard: WorkerGuard
+) -> Celery:
+    app = Celery("bridge-test-worker", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        result_backend=None,
+        task_ignore_result=True,
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_heartbeat=0,  # with heartbeats the embedded AMQP worker takes 10 s to stop
+    )
+
+    @app.task(name=task_name, bind=True)
+    def handle_event(self: Any, envelope: dict[str, Any]) -> None:
+        with received.lock:
+            received.items.append((self.request.id, envelope, self.request.get("origin")))
+        with guard.once(self.request.id) as first:
+            if first:
+                with received.lock:
+                    received.runs.append(self.request.id)
+
+    return app
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> str:
+    url = str(request.param)
+    if url.startswith("amqp") and not amqp_available():
+        pytest.skip("RabbitMQ at 127.0.0.1:5672 is not running")
+    if url.startswith("redis") and not redis_available(url):
+        pytest.skip("Redis at 127.0.0.1:6379 is not running")
+    return url
+
+
+@pytest.fixture
+def queue(broker: str) -> Iterator[str]:
+    name = f"ably-bridge-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    cleanup = Celery("cleanup", broker=broker, set_as_current=False)
+    try:
+        with cleanup.connection_for_write() as conn:
+            if broker.startswith("amqp"):
+                conn.default_channel.queue_delete(name)
+            else:
+                client = redis.Redis.from_url(broker)
+                client.delete(name, *client.keys(f"*{name}*"))
+    finally:
+        cleanup.close()
+
+
+@pytest.mark.timeout(60)
+def test_worker_receives_the_envelope_once(
+    broker: str, queue: str, rclient: redis.Redis, prefix: str
+) -> None:
+    received = Received()
+    guard = WorkerGuard(rclient, prefix=prefix)
+    task_name = f"{TASK}_{uuid.uuid4().hex[:8]}"  # task names are process-global in Celery 5.7
+    app = worker_app(broker, queue, task_name, received, guard)
+    target = CeleryTarget(
+        task=task_name, queue=queue, priority=3, expires=60, headers={"origin": "ab"}
+    )
+    sink = create_sink("celery", broker, SinkOptions(socket_timeout=5))
+    assert isinstance(sink, CelerySink)
+    env = B.message("chat:1", Message("text", {"a": 1}, id="c:1:0", timestamp=9), "chat")
+    other = B.message("chat:1", Message("text", "b", id="c:2:0", timestamp=10), "chat")
+    try:
+        with start_worker(app, perform_ping_check=False, shutdown_timeout=10):
+            first = sink.deliver([Delivery(env, target), Delivery(other, target)])
+            assert [r.outcome for r in first] == [Outcome.DELIVERED] * 2
+            expected_id = celery_task_id("chat", task_name, env.dedup_key)
+            assert first[0].detail == expected_id
+            # The same event sent again (a replay) carries the same task id...
+            (again,) = sink.deliver([Delivery(env, target)])
+            assert again.detail == expected_id
+            received.wait_for(3)
+            # ...and the worker-side guard runs it once.
+            deadline = time.monotonic() + 5
+            while len(received.runs) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        sink.close()
+    by_id = {task_id: body for task_id, body, _ in received.items}
+    assert by_id[expected_id] == env.to_dict()
+    assert [task_id for task_id, _, _ in received.items].count(expected_id) == 2
+    assert sorted(received.runs) == sorted({expected_id, first[1].detail})
+    assert {origin for _, _, origin in received.items} == {"ab"}
+
+
+def test_broker_outage_is_retryable_and_fast(own_redis: OwnRedis) -> None:
+    sink = CelerySink(own_redis.url, SinkOptions(socket_timeout=0.5))
+    target = CeleryTarget(task=TASK, queue="q")
+    env = B.message("c", Message("n", "d", id="c:1:0", timestamp=1), "r")
+    assert sink.deliver([Delivery(env, target)])[0].outcome is Outcome.DELIVERED
+    own_redis.stop()
+    started = time.monotonic()
+    results = sink.deliver([Delivery(env, target)] * 3)
+    assert time.monotonic() - started < 5
+    assert [r.outcome for r in results] == [Outcome.RETRY] * 3
+    assert results[0].error is not None and sink.retryable(results[0].error)
+    assert not sink.healthy()
+    own_redis.start()
+    assert sink.deliver([Delivery(env, target)])[0].outcome is Outcome.DELIVERED
+    assert sink.healthy()
+    assert redis.Redis.from_url(own_redis.url).llen("q") == 1  # fresh server: one message
+    sink.close()
+
+
+def test_non_celery_target_is_rejected() -> None:
+    from ably_bridge.bridge.config import StreamTarget
+
+    sink = CelerySink(REDIS_URL)
+    env = B.message("c", Message("n", "d", id="c:1:0", timestamp=1), "r")
+    (result,) = sink.deliver([Delivery(env, StreamTarget(key="x"))])
+    assert result.outcome is Outcome.REJECTED
+    assert not sink.retryable(TypeError("not JSON serializable"))
+    sink.close()

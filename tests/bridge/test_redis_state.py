@@ -1,0 +1,190 @@
+"""Checkpoints, dead letters, presence snapshots and the worker guard against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ably_bridge.bridge.checkpoint import CheckpointStore, Position
+from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
+from ably_bridge.bridge.dedup import DedupWindow, WorkerGuard, celery_task_id
+from ably_bridge.bridge.envelope import EnvelopeBuilder
+from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
+from ably_bridge.clock import FakeClock
+from ably_bridge.protocol.models import Message, PresenceMessage
+
+B = EnvelopeBuilder("appX", "test")
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def test_checkpoint_moves_forward_only_by_timestamp(rclient: redis.Redis, prefix: str) -> None:
+    store = CheckpointStore(rclient, prefix=prefix)
+    assert store.load("r", "ch") is None
+    assert store.advance("r", "ch", Position(1000, "a:1:0"))
+    assert not store.advance("r", "ch", Position(999, "a:0:0"))  # older
+    assert not store.advance("r", "ch", Position(1000, "a:1:0"))  # same event
+    assert store.advance("r", "ch", Position(1000, "b:1:0"))  # same ms, another event
+    assert store.advance("r", "ch", Position(2000, "a:2:0"))
+    assert store.load("r", "ch") == Position(2000, "a:2:0")
+
+
+def test_checkpoint_prefers_serial_order(rclient: redis.Redis, prefix: str) -> None:
+    store = CheckpointStore(rclient, prefix=prefix)
+    assert store.advance("r", "ch", Position(5000, "x", "01700000000005-000@a:000"))
+    # A later serial wins even with an earlier timestamp (clock skew between publishers).
+    assert store.advance("r", "ch", Position(4000, "y", "01700000000005-001@a:000"))
+    assert not store.advance("r", "ch", Position(9000, "z", "01700000000004-999@a:000"))
+    assert store.load("r", "ch") == Position(4000, "y", "01700000000005-001@a:000")
+
+
+def test_checkpoint_load_all_and_batched_advance(rclient: redis.Redis, prefix: str) -> None:
+    store = CheckpointStore(rclient, prefix=prefix)
+    store.advance("r", "old", Position(50))
+    moved = store.advance_many(
+        "r", {"a": Position(1, "a1"), "b": Position(2, "b1"), "old": Position(10)}
+    )
+    assert moved == {"a": True, "b": True, "old": False}
+    assert store.load_all("r") == {
+        "a": Position(1, "a1"),
+        "b": Position(2, "b1"),
+        "old": Position(50),
+    }
+    assert store.load_all("other") == {}
+    store.delete("r", "a")
+    assert set(store.load_all("r")) == {"b", "old"}
+    store.delete("r")
+    assert store.load_all("r") == {}
+
+
+def test_checkpoint_concurrent_advances_keep_the_maximum(rclient: redis.Redis, prefix: str) -> None:
+    store = CheckpointStore(rclient, prefix=prefix)
+
+    def run(offset: int) -> None:
+        for ts in range(offset, 400, 2):
+            store.advance("r", "ch", Position(ts, f"id{ts}"))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert store.load("r", "ch") == Position(399, "id399")
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+def test_dead_letter_entries(rclient: redis.Redis, prefix: str) -> None:
+    clock = FakeClock(start=1_700_000_000.0)
+    writer = DeadLetterWriter(rclient, f"{prefix}:dead", maxlen=100, clock=clock)
+    env = B.message("ch", Message("n", "d", id="c:1:0", timestamp=1), "r1")
+    raw = Message.from_dict({"id": "c:2:0", "data": "###", "encoding": "base64"})
+    assert writer.write(DeadLetter(Reason.OVERSIZED, "r1", "ch", env, 40009, "too big"))
+    assert writer.write(
+        DeadLetter(Reason.UNDECODABLE, "r1", "ch", raw, 40013, "bad", "channel.message", "c:2:0")
+    )
+    entries = rclient.xrange(f"{prefix}:dead")
+    first = {k.decode(): v.decode() for k, v in entries[0][1].items()}
+    assert first["reason"] == "oversized" and first["code"] == "40009"
+    assert first["route"] == "r1" and first["channel"] == "ch" and first["event_id"] == "c:1:0"
+    assert first["source"] == "channel.message" and first["time"] == "1700000000000"
+    assert json.loads(first["event"]) == env.to_dict()
+    second = {k.decode(): v.decode() for k, v in entries[1][1].items()}
+    assert second["reason"] == "undecodable" and second["event_id"] == "c:2:0"
+    assert json.loads(second["event"])["encoding"] == "base64"
+    assert writer.written == 2 and writer.dropped == 0
+
+
+def test_dead_letter_writer_never_raises() -> None:
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    writer = DeadLetterWriter(dead, "x")
+    letter = DeadLetter(Reason.REJECTED, "r", "c", object(), 0, "boom")
+    assert writer.write(letter) is False
+    assert writer.dropped == 1
+
+
+# -- presence snapshots ------------------------------------------------------------------------
+
+
+def presence(action: int, client: str, conn: str = "conn", data: str = "d", n: int = 0):  # type: ignore[no-untyped-def]
+    msg = PresenceMessage(action, id=f"{conn}:{n}:0", client_id=client, connection_id=conn,
+                          data=data, timestamp=1000 + n)  # fmt: skip
+    return B.presence("room", msg, "r")
+
+
+def test_presence_snapshot_tracks_members(rclient: redis.Redis, prefix: str) -> None:
+    snap = PresenceSnapshot(rclient, key_template=prefix + ":presence:{route}:{channel}")
+    snap.apply([presence(2, "alice", n=1), presence(2, "bob", n=2)])
+    snap.apply([presence(4, "alice", data="away", n=3)])
+    members = snap.members("room", "r")
+    assert set(members) == {"conn:alice", "conn:bob"}
+    assert json.loads(members["conn:alice"])["data"] == "away"
+    snap.apply([presence(3, "bob", n=4)])
+    assert set(snap.members("room", "r")) == {"conn:alice"}
+    # End of SYNC: the full member list replaces the hash in one step.
+    snap.replace("room", [presence(1, "carol", "c2"), presence(1, "dave", "c3")], "r")
+    assert set(snap.members("room", "r")) == {"c2:carol", "c3:dave"}
+    snap.replace("room", [], "r")
+    assert snap.members("room", "r") == {}
+    snap.apply([presence(2, "erin")])
+    snap.clear("room", "r")
+    assert snap.members("room", "r") == {}
+
+
+# -- worker guard and in-memory window ------------------------------------------------------------
+
+
+def test_worker_guard_runs_a_task_id_once(rclient: redis.Redis, prefix: str) -> None:
+    guard = WorkerGuard(rclient, prefix=prefix, lock_ttl=30)
+    other = WorkerGuard(rclient, prefix=prefix, lock_ttl=30)
+    task_id = celery_task_id("r", "t.x", "m:c:1:0")
+    runs = []
+    with guard.once(task_id) as first:
+        assert first
+        assert other.claim(task_id) == WorkerGuard.BUSY  # a concurrent redelivery waits out
+        runs.append(1)
+    with other.once(task_id) as again:
+        assert not again
+    assert guard.is_done(task_id) and runs == [1]
+
+
+def test_worker_guard_releases_on_failure(rclient: redis.Redis, prefix: str) -> None:
+    guard = WorkerGuard(rclient, prefix=prefix)
+
+    def failing_task() -> None:
+        with guard.once("t1") as first:
+            assert first
+            raise RuntimeError("task failed")
+
+    with pytest.raises(RuntimeError):
+        failing_task()
+    assert not guard.is_done("t1")
+    with guard.once("t1") as retry:
+        assert retry
+    assert guard.is_done("t1")
+
+
+def test_task_ids_are_deterministic() -> None:
+    a = celery_task_id("route", "task.a", "m:c:1:0")
+    assert a == celery_task_id("route", "task.a", "m:c:1:0")
+    assert a != celery_task_id("route", "task.b", "m:c:1:0")
+    assert a != celery_task_id("route2", "task.a", "m:c:1:0")
+
+
+def test_dedup_window_is_a_bounded_lru() -> None:
+    window = DedupWindow(3)
+    window.add_many(["a", "b", "c"])
+    assert "a" in window  # touch: a is now most recent
+    window.add("d")  # evicts b
+    assert "b" not in window and "a" in window and "d" in window and len(window) == 3
+    window.discard("a")
+    assert "a" not in window
+    assert "x" not in DedupWindow(0)
