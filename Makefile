@@ -25,7 +25,7 @@ dev: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ably_bridge
+	$(BIN)/mypy ably_bridge workers
 	$(BIN)/python scripts/gen_error_codes.py --check
 
 ## Run the whole test suite (sets up the venv and the services first).

@@ -1,4 +1,55 @@
-"""Celery-side helpers for ably-bridge: the app factory, tasks and stream consumers.
+"""Celery-side helpers for ably-bridge: the app factory, the ``ably.*`` tasks and consumers.
 
-Empty for now: the worker helpers land with their own issue.
+* :mod:`workers.app` - :func:`create_app` (configured from the environment; every
+  variable is documented there), :func:`configure_app`, :func:`default_app`;
+* :mod:`workers.tasks` - the tasks and :func:`register_tasks` for any Celery app;
+* :mod:`workers.producers` - typed helpers that enqueue the tasks;
+* :mod:`workers.consumers` - envelope decoding and the de-duplicating
+  :func:`envelope_task` decorator;
+* :mod:`workers.streams` - :class:`StreamConsumer` and ``python -m workers.streams``;
+* :mod:`workers.retry`, :mod:`workers.settings`, :mod:`workers.client`,
+  :mod:`workers.errors` - the retry policy, settings, per-process REST client, task error.
+
+``celery -A workers worker`` finds the app as ``workers.celery``, built from the
+environment on first access.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers import producers
+from workers.app import configure_app, create_app, default_app, set_default_app
+from workers.consumers import BridgedEvent, decode_envelope, envelope_from_fields, envelope_task
+from workers.errors import AblyTaskError
+from workers.retry import RetryPolicy
+from workers.settings import WorkerSettings
+from workers.streams import StreamConfig, StreamConsumer, StreamEntry
+from workers.tasks import TASK_NAMES, register_tasks
+
+__all__ = [
+    "TASK_NAMES",
+    "AblyTaskError",
+    "BridgedEvent",
+    "RetryPolicy",
+    "StreamConfig",
+    "StreamConsumer",
+    "StreamEntry",
+    "WorkerSettings",
+    "configure_app",
+    "create_app",
+    "decode_envelope",
+    "default_app",
+    "envelope_from_fields",
+    "envelope_task",
+    "producers",
+    "register_tasks",
+    "set_default_app",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # ``celery -A workers`` looks up ``workers.celery`` (``workers.app`` is the module).
+    if name == "celery":
+        return default_app()
+    raise AttributeError(f"module 'workers' has no attribute {name!r}")

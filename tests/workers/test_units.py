@@ -1,0 +1,97 @@
+"""Pure parts: the retry policy and classification, settings from the environment, 429s."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ably_bridge.errors import AblyException
+from ably_bridge.transports.http import Headers, HttpResponse
+from workers import AblyTaskError, RetryPolicy, WorkerSettings
+from workers.client import RetryAfterTransport
+from workers.errors import task_error
+from workers.retry import classify
+from workers.tasks import derived_base, with_ids
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    policy = RetryPolicy(base_delay=1, max_delay=8, jitter=0.5, max_retries=8)
+    rng = random.Random(7)
+    for retries, ceiling in enumerate([1, 2, 4, 8, 8, 8]):
+        delay = policy.delay(retries, rng)
+        assert ceiling * 0.5 <= delay <= ceiling
+    assert policy.schedule_bound() == 1 + 2 + 4 + 8 * 5
+
+
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        (AblyException("unavailable", 50300, 503), True),
+        (AblyException("timeout", 50003, 500), True),
+        (AblyException("unreachable", 50002, 500), True),
+        (AblyException("slow down", 42910, 429), True),
+        (AblyException("bad key", 40101, 401), False),
+        (AblyException("forbidden", 40160, 401), False),
+        (AblyException("too big", 40009, 400), False),
+        (ValueError("bug"), False),
+        (ConnectionError("reset"), True),
+    ],
+)
+def test_classification(exc: BaseException, retry: bool) -> None:
+    assert classify(exc).retryable is retry
+
+
+def test_rate_limit_honours_retry_after_else_the_configured_floor() -> None:
+    policy = RetryPolicy(base_delay=0.01, max_delay=0.02, rate_limit_delay=0.5)
+    limited = AblyException("slow down", 42910, 429)
+    assert policy.countdown(0, classify(limited, retry_after=3.0)) == 3.0
+    assert policy.countdown(0, classify(limited)) == 0.5
+
+    class Inner:
+        def request(self, *args: object) -> HttpResponse:
+            return HttpResponse(429, Headers({"Retry-After": "2"}), b"")
+
+        def close(self) -> None:
+            pass
+
+    transport = RetryAfterTransport(Inner())  # type: ignore[arg-type]
+    transport.request("POST", "http://x/", {}, None, None)
+    assert transport.take_retry_after() == 2.0 and transport.take_retry_after() is None
+
+
+def test_settings_from_env_and_the_idempotency_bound() -> None:
+    settings = WorkerSettings.from_env(
+        {
+            "ABLY_KEY": "app.key:secret",
+            "ABLY_ENDPOINT": "127.0.0.1",
+            "ABLY_PORT": "8080",
+            "ABLY_TLS": "false",
+            "ABLY_USE_BINARY_PROTOCOL": "false",
+            "CELERY_BROKER_URL": "amqp://guest:pw@host//",
+            "ABLY_WORKER_MAX_RETRIES": "3",
+        }
+    )
+    options = settings.client_options_value()
+    assert (options.endpoint, options.port, options.tls) == ("127.0.0.1", 8080, False)
+    assert options.use_binary_protocol is False and settings.retry.max_retries == 3
+    assert settings.result_backend == "rpc://"
+    assert "secret" not in repr(settings) and "pw" not in repr(settings)
+    with pytest.raises(ValueError, match="idempotency window"):
+        WorkerSettings.from_env({"ABLY_WORKER_PUBLISH_DEADLINE": "110"})
+    with pytest.raises(ValueError, match="ABLY_TLS"):
+        WorkerSettings.from_env({"ABLY_TLS": "maybe"})
+
+
+def test_ids_derived_from_the_task_id_are_stable() -> None:
+    first = with_ids([{"data": "a"}, {"data": "b"}], "task-1")
+    assert [m["id"] for m in first] == [f"{derived_base('task-1')}:{i}" for i in (0, 1)]
+    assert with_ids([{"data": "a"}], "task-1") == with_ids([{"data": "a"}], "task-1")
+    assert with_ids([{"id": "given:0"}], "task-1") == [{"id": "given:0"}]
+
+
+def test_task_error_keeps_the_code_and_survives_celery_serialisation() -> None:
+    error = task_error(AblyException("forbidden", 40160, 401))
+    rebuilt = AblyTaskError(*error.args)
+    assert (rebuilt.code, rebuilt.status_code, rebuilt.retryable) == (40160, 401, False)
+    assert task_error(KeyError("ABLY_KEY=app.key:secret")).message == "unexpected KeyError"
