@@ -16,6 +16,9 @@ Inputs: :meth:`connect`, :meth:`close`, :meth:`transport_opened`,
 :meth:`connectivity_checked`, :meth:`publish`, :meth:`publish_presence`,
 :meth:`attach`, :meth:`detach`, :meth:`ping`.
 
+Split out: :mod:`.transport_params` builds the hosts and websocket query of an
+attempt (RTN2, RTN17), :mod:`.pings` tracks pings (RTN13).
+
 Transports are numbered. Every transport input names the transport it comes
 from, and input from a transport the core has already closed is ignored, so
 a late frame from a dead socket cannot disturb its successor (RTN11b).
@@ -26,7 +29,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from ably_bridge.errors import AblyException, ErrorCode, is_token_error
 from ably_bridge.protocol.actions import Action
@@ -49,8 +52,15 @@ from ably_bridge.protocol.events import (
 )
 from ably_bridge.protocol.models import ConnectionDetails, Message, PresenceMessage, ProtocolMessage
 from ably_bridge.protocol.pending import PendingPublish, PublishQueue
+from ably_bridge.protocol.pings import PingTracker
 from ably_bridge.protocol.recovery import RecoveryKey, parse_recovery_key
 from ably_bridge.protocol.retry import RetryPolicy
+from ably_bridge.protocol.transport_params import (
+    PROTOCOL_VERSION,
+    connection_hosts,
+    qualifies_for_fallback,
+    websocket_params,
+)
 
 if TYPE_CHECKING:
     from ably_bridge.options import ClientOptions
@@ -59,7 +69,6 @@ __all__ = ["PROTOCOL_VERSION", "ConnectionCore"]
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = "6"  # CSV2b: the `v` query parameter (RTN2f)
 
 _S = ConnectionState
 _NONE: list[Effect] = []  # returned (never mutated) when an input has no effect
@@ -70,18 +79,6 @@ Awaiting = Literal["token", "transport", "connectivity"] | None
 
 def _error(message: str, code: int, status: int) -> AblyException:
     return AblyException(message, code, status)
-
-
-def _qualifies_for_fallback(error: AblyException | None) -> bool:
-    """RSC15l / RTN17f: network errors and timeouts (status 500) and 500-504 responses."""
-    return error is None or 500 <= error.status_code <= 504
-
-
-def _stringify(value: Any) -> str:
-    """RTC1f: transport params travel as strings; booleans as ``true``/``false``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class ConnectionCore:
@@ -114,7 +111,7 @@ class ConnectionCore:
                 x is not None for x in (options.key, options.auth_callback, options.auth_url)
             )
         self._renewable = can_renew_token
-        self._heartbeats = "false" if ping_frames_observable else "true"  # RTN23b
+        self._heartbeats = not ping_frames_observable  # RTN23b
         self._retry = RetryPolicy(options.disconnected_retry_timeout)
         self._channel_retry = RetryPolicy(options.channel_retry_timeout)
         self._timeout = options.realtime_request_timeout
@@ -138,8 +135,7 @@ class ConnectionCore:
         self._idle_interval: float | None = None
         self._channel_deadline: float | None = None
         self._channels_dirty = False
-        # pings (RTN13): id -> (handle, sent_at or None while deferred, deadline)
-        self._pings: dict[str, tuple[Handle, float | None, float]] = {}
+        self.pings = PingTracker()  # RTN13
         self._recover = self._load_recovery_key(options.recover)
         self._handlers: dict[int, Callable[[ProtocolMessage, float], list[Effect]]] = {
             Action.HEARTBEAT: self._on_heartbeat,
@@ -213,7 +209,7 @@ class ConnectionCore:
             deadlines = [ch.deadline for ch in self.channels.values() if ch.deadline is not None]
             self._channel_deadline = min(deadlines) if deadlines else None
         candidates = [self._channel_deadline, *self._own_deadlines()]
-        candidates.extend(deadline for _, _, deadline in self._pings.values())
+        candidates.extend(self.pings.deadlines())
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
 
@@ -314,11 +310,7 @@ class ConnectionCore:
             return [CompletePing(handle, connection_state_error(state))]  # RTN13b
         ping_id = f"{self._rng.getrandbits(64):016x}"  # RTN13e
         deadline = now + self._timeout  # RTN13c
-        if state == _S.CONNECTED:
-            self._pings[ping_id] = (handle, now, deadline)
-            return [SendFrame(ProtocolMessage(Action.HEARTBEAT, id=ping_id))]
-        self._pings[ping_id] = (handle, None, deadline)  # RTN13d: sent once CONNECTED
-        return _NONE
+        return self.pings.start(ping_id, handle, now, deadline, send_now=state == _S.CONNECTED)
 
     # -- auth inputs ------------------------------------------------------------------------
     def token_obtained(self, token: str, now: float) -> list[Effect]:
@@ -403,7 +395,7 @@ class ConnectionCore:
         reason = error or _error("connection lost", ErrorCode.CONNECTION_DISCONNECTED, 500)
         effects: list[Effect] = []
         if self.state == _S.CONNECTING:
-            self._attempt_failed(effects, reason, now, _qualifies_for_fallback(error))
+            self._attempt_failed(effects, reason, now, qualifies_for_fallback(error))
         elif self.state == _S.CONNECTED:
             self._connection_lost(effects, reason, now)  # RTN15a
         elif self.state == _S.CLOSING:
@@ -415,7 +407,7 @@ class ConnectionCore:
         """Fire every timer that is due at ``now``."""
         effects: list[Effect] = []
         self._tick_connection(effects, now)
-        self._tick_pings(effects, now)
+        effects.extend(self.pings.tick(now))
         due = self._channel_deadline
         if self._channels_dirty or (due is not None and now >= due):
             self._channels_dirty = True
@@ -467,25 +459,9 @@ class ConnectionCore:
             error = _error("connection attempt timeout", ErrorCode.TIMEOUT_ERROR, 500)
             self._attempt_failed(effects, error, now, True)  # RTN14c
 
-    def _tick_pings(self, effects: list[Effect], now: float) -> None:
-        if not self._pings:
-            return
-        for ping_id, (handle, _, deadline) in list(self._pings.items()):
-            if now >= deadline:
-                del self._pings[ping_id]
-                error = _error("ping timed out", ErrorCode.TIMEOUT_ERROR, 500)
-                effects.append(CompletePing(handle, error))  # RTN13c
-
     # -- frames ------------------------------------------------------------------------------
     def _on_heartbeat(self, pm: ProtocolMessage, now: float) -> list[Effect]:
-        entry = self._pings.pop(pm.id, None) if pm.id is not None else None
-        if entry is None:
-            return _NONE
-        handle, sent_at, _ = entry
-        if sent_at is None:  # a deferred ping cannot be answered yet
-            self._pings[pm.id or ""] = entry
-            return _NONE
-        return [CompletePing(handle, None, now - sent_at)]
+        return self.pings.on_heartbeat(pm, now) if self.pings.pending else _NONE
 
     def _on_ack(self, pm: ProtocolMessage, now: float) -> list[Effect]:
         done = self.queue.ack(pm.msg_serial or 0, pm.count or 0, pm.res)
@@ -540,7 +516,7 @@ class ConnectionCore:
         self._emit(effects, previous, ConnectionEvent.CONNECTED, pm.error)
         effects.extend(SendFrame(frame) for frame in frames)
         self._flush_queue(effects)
-        self._send_deferred_pings(effects, now)
+        effects.extend(self.pings.send_deferred(now))
 
     def _apply_details(self, pm: ProtocolMessage) -> None:
         details = pm.connection_details
@@ -634,9 +610,7 @@ class ConnectionCore:
     # -- connection sequence -----------------------------------------------------------------
     def _start_sequence(self, effects: list[Effect], now: float) -> None:
         """A new connection sequence: primary host first (RTN17i), fallbacks shuffled."""
-        fallbacks = self.options.fallback_host_list()
-        self._rng.shuffle(fallbacks)
-        self._hosts = [self.options.realtime_host_name, *fallbacks]
+        self._hosts = connection_hosts(self.options, self._rng)
         self._host_index = 0
         self._connectivity_checked = False
         self._token_renewed = False
@@ -660,26 +634,13 @@ class ConnectionCore:
 
     def _query_params(self) -> dict[str, str]:
         """RTN2 query parameters of the websocket URL."""
-        opts = self.options
-        params = {
-            "format": "msgpack" if opts.use_binary_protocol else "json",  # RTN2a
-            "echo": "true" if opts.echo_messages else "false",  # RTN2b
-            "heartbeats": self._heartbeats,  # RTN23b
-            "v": PROTOCOL_VERSION,  # RTN2f
-        }
-        if self._token_auth and self._token is not None:
-            params["accessToken"] = self._token  # RTN2e
-        elif opts.key is not None:
-            params["key"] = opts.key
-        if opts.client_id is not None:
-            params["clientId"] = opts.client_id  # RTN2d
-        if self._connection_key is not None:
-            params["resume"] = self._connection_key  # RTN15b1; also from SUSPENDED (RTN14h)
-        elif self._recover is not None:
-            params["recover"] = self._recover.connection_key  # RTN16k
-        for name, value in (opts.transport_params or {}).items():
-            params[name] = _stringify(value)  # RTC1f: overrides defaults
-        return params
+        return websocket_params(
+            self.options,
+            token=self._token if self._token_auth else None,
+            heartbeats=self._heartbeats,
+            resume_key=self._connection_key,
+            recover_key=self._recover.connection_key if self._recover is not None else None,
+        )
 
     def _attempt_failed(
         self, effects: list[Effect], error: AblyException | None, now: float, qualifies: bool
@@ -734,7 +695,7 @@ class ConnectionCore:
         for ch in self.channels.values():
             ch.on_disconnected()  # RTL3e, RTL13c
         self._channels_dirty = True
-        self._fail_sent_pings()
+        self.pings.defer_sent()
 
     def _connection_lost(self, effects: list[Effect], error: AblyException, now: float) -> None:
         """RTN15a / RTN15h3: DISCONNECTED, then at once a resume attempt."""
@@ -791,7 +752,7 @@ class ConnectionCore:
         self._set_state(effects, _S.SUSPENDED, error, retry_in=delay)
         effects.extend(self._publish_results(self.queue.fail_all(error)))  # RTN7e
         self._each_channel(effects, lambda ch: ch.on_connection_suspended(error))  # RTL3c
-        effects.extend(self._fail_all_pings(error))  # RTN13b
+        effects.extend(self.pings.fail_all(error))  # RTN13b
 
     def _closed(self, effects: list[Effect]) -> None:
         """CLOSED (RTN12): pending publishes fail (RTN7e), channels DETACHED (RTL3b)."""
@@ -801,7 +762,7 @@ class ConnectionCore:
         error = _error("connection closed", ErrorCode.CONNECTION_CLOSED, 400)
         effects.extend(self._publish_results(self.queue.fail_all(error)))
         self._each_channel(effects, lambda ch: ch.on_connection_closed())
-        effects.extend(self._fail_all_pings(error))
+        effects.extend(self.pings.fail_all(error))
 
     def _fail(self, effects: list[Effect], error: AblyException) -> None:
         """FAILED (RTN14g, RTN15j): pending publishes fail (RTN7e), channels FAILED (RTL3a)."""
@@ -810,7 +771,7 @@ class ConnectionCore:
         self._set_state(effects, _S.FAILED, error)
         effects.extend(self._publish_results(self.queue.fail_all(error)))
         self._each_channel(effects, lambda ch: ch.on_connection_failed(error))
-        effects.extend(self._fail_all_pings(error))
+        effects.extend(self.pings.fail_all(error))
 
     def _reset(self, effects: list[Effect]) -> None:
         """RTN11d: channels INITIALIZED, errorReason cleared, msgSerial 0, a fresh connection."""
@@ -916,23 +877,6 @@ class ConnectionCore:
     def _channel_state_error(self, ch: ChannelCore) -> AblyException:
         code = ErrorCode.CHANNEL_OPERATION_FAILED_INVALID_CHANNEL_STATE
         return AblyException(f"channel {ch.name!r} is {ch.state.value}", code, 400)
-
-    # -- pings ---------------------------------------------------------------------------------
-    def _send_deferred_pings(self, effects: list[Effect], now: float) -> None:
-        for ping_id, (handle, sent_at, deadline) in list(self._pings.items()):
-            if sent_at is None:
-                self._pings[ping_id] = (handle, now, deadline)
-                effects.append(SendFrame(ProtocolMessage(Action.HEARTBEAT, id=ping_id)))
-
-    def _fail_sent_pings(self) -> None:
-        """A ping sent on a dropped transport is re-sent once CONNECTED again (RTN13d)."""
-        for ping_id, (handle, sent_at, deadline) in list(self._pings.items()):
-            if sent_at is not None:
-                self._pings[ping_id] = (handle, None, deadline)
-
-    def _fail_all_pings(self, error: AblyException) -> list[Effect]:
-        pings, self._pings = self._pings, {}
-        return [CompletePing(handle, error) for handle, _, _ in pings.values()]
 
     # -- recovery (RTN16) -------------------------------------------------------------------------
     def _load_recovery_key(self, text: str | None) -> RecoveryKey | None:

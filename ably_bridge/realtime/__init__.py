@@ -1,5 +1,60 @@
 """The synchronous realtime client: a loop thread that owns the protocol core.
 
-Building blocks land one at a time; :mod:`ably_bridge.realtime.emitter` holds
-the listener dispatch that keeps user callbacks off the loop and reader threads.
+Public API: :class:`AblyRealtime` (``connection``, ``channels``, ``auth``,
+``time``, ``stats``, ``close``), :class:`Connection`, :class:`Channels`,
+:class:`RealtimeChannel` (with :class:`ChannelOptions`,
+:class:`ChannelProperties`) and :class:`RealtimePresence`.
+
+Threads (docs/ARCHITECTURE.md, "Threads in the realtime client"): one loop
+thread per client owns all protocol state (:mod:`.loop`); a reader thread per
+websocket and short-lived dial/token/close threads feed it (:mod:`.links`);
+listeners run on a callback pool with per-listener ordering (:mod:`.emitter`,
+:mod:`.delivery`). Every public method may be called from any thread; blocking
+ones take a timeout.
+
+Deliberate choices:
+
+* On every CONNECTED (resumed or not) attached channels pass through ATTACHING
+  (RTL3d). A resumed channel then reports ``attached`` with ``resumed=True``;
+  one that lost continuity reports ``attached`` (or ``update`` when already
+  attached, RTL12) with ``resumed=False`` - see
+  :meth:`RealtimeChannel.on_continuity_lost`.
+* Tokens with an expiry are renewed shortly before it (at most 30 s, or 20% of
+  the remaining lifetime, earlier) and sent with AUTH (RTC8a), since the server
+  only reports expiry afterwards (DISCONNECTED 40142, which is handled too).
+* ``connect()`` and ``close()`` block until the state settles unless
+  ``wait=False``; ``publish`` blocks for the ACK, ``publish_async`` does not.
+* ``RealtimeChannel.set_options`` refuses to change params/modes of an
+  attached channel (RTL16a re-attach is not implemented).
 """
+
+from ably_bridge.protocol.events import (
+    ChannelEvent,
+    ChannelState,
+    ChannelStateChange,
+    ConnectionEvent,
+    ConnectionState,
+    ConnectionStateChange,
+)
+from ably_bridge.realtime.channel import ChannelOptions, ChannelProperties, RealtimeChannel
+from ably_bridge.realtime.channels import Channels
+from ably_bridge.realtime.client import AblyRealtime, RealtimeAuth
+from ably_bridge.realtime.connection import Connection
+from ably_bridge.realtime.presence import RealtimePresence
+
+__all__ = [
+    "AblyRealtime",
+    "ChannelEvent",
+    "ChannelOptions",
+    "ChannelProperties",
+    "ChannelState",
+    "ChannelStateChange",
+    "Channels",
+    "Connection",
+    "ConnectionEvent",
+    "ConnectionState",
+    "ConnectionStateChange",
+    "RealtimeAuth",
+    "RealtimeChannel",
+    "RealtimePresence",
+]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-__all__ = ["CallbackDispatcher", "EventEmitter", "Listener"]
+__all__ = ["CallbackDispatcher", "EventEmitter", "Listener", "OrderedQueue"]
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,14 @@ T = TypeVar("T")
 Listener = Callable[[T], Any]
 
 _DRAIN_BATCH = 64  # events one drain task runs before yielding its worker
+_THREAD_PREFIX = "ably-callback"
 
 
-class _ListenerQueue:
-    """The ordered queue of one listener; at most one drain task runs at a time."""
+class OrderedQueue:
+    """The ordered queue of one listener; at most one drain task runs at a time.
+
+    Also used on its own for completion callbacks that must run in order.
+    """
 
     __slots__ = ("_dispatcher", "_lock", "_pending", "_running", "listener")
 
@@ -74,7 +78,7 @@ class CallbackDispatcher:
     def __init__(self, max_workers: int = 8, executor: Executor | None = None) -> None:
         self._own = executor is None
         self._executor = executor or ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="ably-callback"
+            max_workers=max_workers, thread_name_prefix=_THREAD_PREFIX
         )
         self._closed = False
 
@@ -86,11 +90,20 @@ class CallbackDispatcher:
         except RuntimeError:  # the pool was shut down under us: drop, as when closed
             log.debug("callback dropped: dispatcher is shut down")
 
-    def close(self, wait: bool = True) -> None:
-        """Stop taking callbacks; with ``wait``, let queued ones finish first."""
+    def close(self, wait: bool = True, *, cancel: bool | None = None) -> None:
+        """Stop taking callbacks; with ``wait``, let queued ones finish first.
+
+        ``cancel`` drops callbacks not yet started (default: ``not wait``).
+        Called from one of the pool's own threads, it never waits (that would
+        join the calling thread).
+        """
         self._closed = True
         if self._own:
-            self._executor.shutdown(wait=wait, cancel_futures=not wait)
+            if threading.current_thread().name.startswith(_THREAD_PREFIX):
+                wait = False
+            self._executor.shutdown(
+                wait=wait, cancel_futures=(not wait) if cancel is None else cancel
+            )
 
 
 class EventEmitter(Generic[T]):
@@ -104,7 +117,7 @@ class EventEmitter(Generic[T]):
         self._dispatcher = dispatcher
         self._lock = threading.Lock()
         # Entries: (event or None for "all events", queue, once)
-        self._entries: list[tuple[Hashable | None, _ListenerQueue, bool]] = []
+        self._entries: list[tuple[Hashable | None, OrderedQueue, bool]] = []
 
     def on(
         self, event: Hashable | Iterable[Hashable] | None, listener: Listener[T]
@@ -157,7 +170,7 @@ class EventEmitter(Generic[T]):
             events = [event]
         else:
             events = list(event)
-        lq = _ListenerQueue(listener, self._dispatcher)
+        lq = OrderedQueue(listener, self._dispatcher)
         added = [(ev, lq, once) for ev in events]
         with self._lock:
             self._entries.extend(added)

@@ -8,6 +8,9 @@ hands every data frame (``str`` for JSON, ``bytes`` for msgpack) to
 translated here, once, into :class:`~ably_bridge.errors.AblyException` with
 Ably's connection codes (80000 connection failed, 80003 disconnected).
 
+``read_limit`` (settable at any time) bounds the size of an inbound frame, like
+ably-go's ``SetReadLimit``: a larger frame ends the connection with 80003.
+
 Liveness (RTN23) is not judged here: the protocol core owns the idle deadline
 and the driver calls :meth:`close` when it passes.
 
@@ -93,6 +96,7 @@ class WebSocketTransport:
         connect_timeout: float = 10.0,
         dialer: Dialer | None = None,
         name: str = "ably-ws",
+        read_limit: int | None = None,
     ) -> None:
         self._url = url
         self._headers = dict(headers or {})
@@ -107,6 +111,8 @@ class WebSocketTransport:
         self._closed = False
         self._close_reported = False
         self._reader: threading.Thread | None = None
+        # Largest inbound frame accepted (bytes); a bigger one ends the transport.
+        self.read_limit = read_limit
 
     # -- lifecycle ------------------------------------------------------------
     def open(self) -> None:
@@ -161,6 +167,14 @@ class WebSocketTransport:
         try:
             while not self._closed:
                 opcode, data = ws.recv_data()
+                limit = self.read_limit
+                if limit is not None and len(data) > limit:
+                    error = AblyException(
+                        f"inbound frame of {len(data)} bytes exceeds the read limit of {limit}",
+                        ErrorCode.CONNECTION_DISCONNECTED,
+                        400,
+                    )
+                    break
                 if opcode == _OPCODE_TEXT:
                     self._on_frame(data.decode("utf-8") if isinstance(data, bytes) else data)
                 elif opcode == _OPCODE_BINARY:

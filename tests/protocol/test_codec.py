@@ -98,7 +98,6 @@ MALFORMED_FRAMES: list[tuple[Any, bool | None]] = [
     ('{"action":15', None),
     ('{"action":15}', True),  # text given as msgpack
     ('{"action":"x"}', None),
-    ('{"error":{"code":1e999}}', None),  # int(inf) inside ErrorInfo parsing
     ("[" * 100_000, None),
     (b'{"action": 1, "id": "\xff"}', None),  # invalid UTF-8 in JSON bytes
     (12345, None),
@@ -112,6 +111,13 @@ def test_malformed_frames_raise_encoding_error(frame: Any, binary: bool | None) 
         decode_frame(frame, binary=binary)
     assert caught.value.code == 40013
     assert caught.value.status_code == 400
+
+
+def test_out_of_range_error_code_falls_back_instead_of_failing_the_frame() -> None:
+    # ErrorInfo parsing is tolerant: a non-finite code reads as 50000, not a crash.
+    pm = decode_frame('{"action":9,"error":{"code":1e999,"statusCode":1e999}}')
+    assert pm.error is not None
+    assert (pm.error.code, pm.error.status_code) == (50000, 500)
 
 
 def test_oversized_frames_are_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -281,9 +281,9 @@ def test_ping_deferred_and_ponged_before_connected_is_kept() -> None:
     h = Harness()
     h.connect()
     h.run(h.core.ping("p", 0.0))
-    ping_id = next(iter(h.core._pings))
+    ping_id = next(iter(h.core.pings.pending))
     assert h.receive(ProtocolMessage(Action.HEARTBEAT, id=ping_id)) == []
-    assert ping_id in h.core._pings
+    assert ping_id in h.core.pings.pending
 
 
 def test_rtn16_recover_sets_serial_channels_and_param_once() -> None:

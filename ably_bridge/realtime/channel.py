@@ -1,0 +1,366 @@
+"""One realtime channel: attach/detach, publish, subscribe, history, and its state.
+
+:class:`RealtimeChannel` is a thread-safe facade. It reads the channel's core
+(:class:`~ably_bridge.protocol.channel.ChannelCore`) directly and posts every
+change to the loop thread. Blocking calls (``attach``, ``detach``,
+``publish``) wait with a timeout, default ``realtime_request_timeout``;
+``publish_async`` takes a completion callback instead.
+
+Continuity (what the bridge needs): a channel state change with
+``current == ATTACHED`` (event ``attached`` or ``update``) and
+``resumed == False`` means the server attached from a new point, so messages
+may have been missed since the last one received. :meth:`on_continuity_lost`
+calls a listener exactly then; read :meth:`history` with ``until_attach=True``
+back to your checkpoint to fill the gap. The very first attach counts too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ably_bridge.encoding.crypto import ChannelCipher, CipherParams, get_cipher
+from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.protocol.actions import ChannelMode, modes_to_flags
+from ably_bridge.protocol.events import ChannelEvent, ChannelState, ChannelStateChange
+from ably_bridge.protocol.models import Message
+from ably_bridge.realtime.delivery import BACKGROUND, AsyncCompletion
+from ably_bridge.realtime.loop import wait
+from ably_bridge.realtime.presence import RealtimePresence
+from ably_bridge.rest.channels import Channel as RestChannel
+from ably_bridge.rest.channels import PublishResult
+
+if TYPE_CHECKING:
+    from ably_bridge.protocol.channel import ChannelCore
+    from ably_bridge.realtime.client import AblyRealtime
+    from ably_bridge.realtime.delivery import ChannelEvents
+    from ably_bridge.rest.pagination import PaginatedResult
+
+__all__ = ["ChannelOptions", "ChannelProperties", "RealtimeChannel"]
+
+log = logging.getLogger(__name__)
+
+_CS = ChannelState
+_IMPLICIT_ATTACH = frozenset({_CS.INITIALIZED, _CS.DETACHING, _CS.DETACHED})  # RTL7g
+CipherArg = ChannelCipher | CipherParams | Mapping[str, Any] | bytes | str | None
+MessageListener = Callable[[Message], Any]
+StateListener = Callable[[ChannelStateChange], Any]
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    """Options of a realtime channel (TB2): cipher (RSL5), params (RTL4k), modes (RTL4l)."""
+
+    cipher: CipherArg = None
+    params: Mapping[str, str] | None = None
+    modes: Iterable[ChannelMode | str] | None = field(default=None)
+
+    @classmethod
+    def coerce(cls, value: ChannelOptions | Mapping[str, Any] | None) -> ChannelOptions | None:
+        if value is None or isinstance(value, ChannelOptions):
+            return value
+        return cls(**dict(value))
+
+    def cipher_object(self) -> ChannelCipher | None:
+        if self.cipher is None or isinstance(self.cipher, ChannelCipher):
+            return self.cipher
+        return get_cipher(self.cipher)
+
+    def mode_flags(self) -> int:
+        return modes_to_flags(self.modes) if self.modes else 0
+
+
+@dataclass(frozen=True)
+class ChannelProperties:
+    """RTL15: ``attach_serial`` (RTL15a) and ``channel_serial`` (RTL15b), a snapshot."""
+
+    attach_serial: str | None
+    channel_serial: str | None
+
+
+def _listener_args(args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:
+    """``(listener)`` or ``(event_or_events, listener)``."""
+    if len(args) == 1 and callable(args[0]):
+        return None, args[0]
+    if len(args) == 2 and callable(args[1]):
+        event = args[0]
+        if isinstance(event, (list, tuple, set, frozenset)):
+            return list(event), args[1]
+        return event, args[1]
+    raise TypeError("expected (listener) or (event, listener)")
+
+
+def _state_event(event: Any) -> Any:
+    if event is None or isinstance(event, ChannelEvent):
+        return event
+    if isinstance(event, list):
+        return [ChannelEvent(e) for e in event]
+    return ChannelEvent(event)
+
+
+class RealtimeChannel:
+    """A realtime channel (RTL); see the module docstring."""
+
+    def __init__(
+        self,
+        client: AblyRealtime,
+        core: ChannelCore,
+        events: ChannelEvents,
+        options: ChannelOptions | None = None,
+    ) -> None:
+        self.name = core.name
+        self._client = client
+        self._loop = client._loop
+        self._core = core
+        self._events = events
+        self.options = options or ChannelOptions()
+        self.presence = RealtimePresence(self, client, core, events)
+
+    # -- reads ----------------------------------------------------------------------
+    @property
+    def state(self) -> ChannelState:
+        return self._core.state
+
+    @property
+    def error_reason(self) -> AblyException | None:
+        return self._core.error_reason
+
+    @property
+    def modes(self) -> ChannelMode:
+        """Modes granted by the last ATTACHED (RTL4m)."""
+        return self._core.modes
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Params accepted by the last ATTACHED (RTL4k1)."""
+        return dict(self._core.params)
+
+    @property
+    def properties(self) -> ChannelProperties:
+        core = self._core
+        return ChannelProperties(core.attach_serial, core.channel_serial)
+
+    @property
+    def cipher(self) -> ChannelCipher | None:
+        return self._events.cipher
+
+    # -- state listeners ------------------------------------------------------------
+    def on(self, *args: Any) -> Callable[[], None]:
+        """``on(listener)`` or ``on(event | [events], listener)`` for state changes; returns off."""
+        event, listener = _listener_args(args)
+        return self._events.state.on(_state_event(event), listener)
+
+    def once(self, *args: Any) -> Callable[[], None]:
+        event, listener = _listener_args(args)
+        return self._events.state.once(_state_event(event), listener)
+
+    def off(self, event: Any = None, listener: StateListener | None = None) -> None:
+        if callable(event) and listener is None:
+            event, listener = None, event
+        self._events.state.off(
+            _state_event(event) if not isinstance(event, list) else None, listener
+        )
+
+    def on_continuity_lost(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener`` when the channel (re)attaches without continuity; returns off."""
+
+        def check(change: ChannelStateChange) -> None:
+            if change.current == _CS.ATTACHED and not change.resumed:
+                listener(change)
+
+        return self._events.state.on([ChannelEvent.ATTACHED, ChannelEvent.UPDATE], check)
+
+    # -- attach / detach (RTL4, RTL5) ----------------------------------------------------------
+    def attach(self, timeout: float | None = None) -> None:
+        """Attach and wait for ATTACHED (RTL4)."""
+        core, name = self._loop.core, self.name
+        future = self._loop.request(lambda f, now: core.attach(name, f, now))
+        wait(future, self._timeout(timeout), f"attach of {name!r}")
+
+    def detach(self, timeout: float | None = None) -> None:
+        """Detach and wait for DETACHED (RTL5)."""
+        core, name = self._loop.core, self.name
+        future = self._loop.request(lambda f, now: core.detach(name, f, now))
+        wait(future, self._timeout(timeout), f"detach of {name!r}")
+
+    def _attach_in_background(self) -> None:
+        core, name = self._loop.core, self.name
+        self._loop.post(lambda now: core.attach(name, BACKGROUND, now))
+
+    # -- publish (RTL6) ----------------------------------------------------------------
+    def publish(
+        self,
+        name: str | Message | Sequence[Message] | None = None,
+        data: Any = None,
+        *,
+        extras: Mapping[str, Any] | None = None,
+        client_id: str | None = None,
+        id: str | None = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> PublishResult:
+        """Publish one message or many (one ProtocolMessage, RTL6i) and wait for the ACK."""
+        batch = self._encode(name, data, extras, client_id, id)
+        core, channel = self._loop.core, self.name
+        wire_params = dict(params) if params else None
+        future = self._loop.request(
+            lambda f, now: core.publish(channel, batch, f, now, wire_params)
+        )
+        result: PublishResult = wait(future, self._timeout(timeout), f"publish to {channel!r}")
+        return result
+
+    def publish_async(
+        self,
+        name: str | Message | Sequence[Message] | None = None,
+        data: Any = None,
+        callback: Callable[[AblyException | None], Any] | None = None,
+        *,
+        extras: Mapping[str, Any] | None = None,
+        client_id: str | None = None,
+        id: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> None:
+        """Publish without waiting; ``callback(error or None)`` runs later, in order."""
+        batch = self._encode(name, data, extras, client_id, id)
+        core, channel = self._loop.core, self.name
+        wire_params = dict(params) if params else None
+        handle: object = BACKGROUND
+        if callback is not None:
+            handle = AsyncCompletion(
+                lambda error, _value: callback(error), self._loop.delivery.completions
+            )
+        self._loop.post(lambda now: core.publish(channel, batch, handle, now, wire_params))
+
+    def _encode(
+        self,
+        name: str | Message | Sequence[Message] | None,
+        data: Any,
+        extras: Mapping[str, Any] | None,
+        client_id: str | None,
+        msg_id: str | None,
+    ) -> list[Message]:
+        if isinstance(name, Message):
+            batch = [name]
+        elif isinstance(name, Sequence) and not isinstance(name, str):
+            batch = list(name)
+        else:
+            extra = dict(extras) if extras is not None else None
+            batch = [Message(name, data, id=msg_id, client_id=client_id, extras=extra)]
+        if not batch or not all(isinstance(m, Message) for m in batch):
+            raise AblyException("publish takes a name and data, or Messages", 40000, 400)
+        self._check_client_ids(batch)
+        limit = self._max_message_size()
+        total = sum(m.size() for m in batch)
+        if total > limit:  # RTL6d, TO3l8
+            raise AblyException(
+                f"messages total {total} bytes, more than the {limit} allowed",
+                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED,
+                400,
+            )
+        cipher = self._events.cipher
+        return [m.encoded(cipher) for m in batch]  # RSL4, RSL5
+
+    def _check_client_ids(self, batch: list[Message]) -> None:
+        """RTL6g: an identified client may only publish as itself (RTL6g4: unknown => allowed)."""
+        own = self._client.client_id
+        for message in batch:
+            if message.client_id == "*":
+                raise AblyException(
+                    'a message clientId cannot be "*"', ErrorCode.INVALID_CLIENT_ID, 400
+                )
+            if own not in (None, "*") and message.client_id not in (None, own):
+                raise AblyException(
+                    f"message clientId {message.client_id!r} does not match the client's {own!r}",
+                    ErrorCode.INVALID_CLIENT_ID,
+                    400,
+                )
+
+    def _max_message_size(self) -> int:
+        details = self._loop.core.details
+        return (
+            details.max_message_size
+            if details is not None
+            else self._client.options.max_message_size
+        )
+
+    # -- subscribe (RTL7, RTL8) ------------------------------------------------------------
+    def subscribe(self, *args: Any, attach: bool = True) -> Callable[[], None]:
+        """``subscribe(listener)``, ``subscribe(name, listener)``, ``subscribe([names], listener)``.
+
+        Attaches implicitly (RTL7g) unless ``attach=False``; does not wait for it.
+        Returns a callable that unsubscribes.
+        """
+        event, listener = _listener_args(args)
+        off = self._events.messages.on(event, listener)
+        if attach and self._core.state in _IMPLICIT_ATTACH:
+            self._attach_in_background()
+        return off
+
+    def unsubscribe(self, *args: Any) -> None:
+        """``unsubscribe()``, ``unsubscribe(listener)``, ``unsubscribe(name, listener)`` (RTL8)."""
+        if not args:
+            self._events.messages.off()
+            return
+        event, listener = _listener_args(args) if callable(args[-1]) else (args[0], None)
+        if isinstance(event, list):
+            for name in event:
+                self._events.messages.off(name, listener)
+        else:
+            self._events.messages.off(event, listener)
+
+    # -- history (RTL10) ---------------------------------------------------------------
+    def history(
+        self,
+        start: Any = None,
+        end: Any = None,
+        direction: str | None = None,
+        limit: int | None = None,
+        *,
+        until_attach: bool = False,
+    ) -> PaginatedResult[Message]:
+        """Stored messages (RTL10) via REST; ``until_attach`` stops at the attach point (RTL10b)."""
+        params: dict[str, str] = {}
+        if until_attach:
+            core = self._core
+            if core.state != _CS.ATTACHED or core.attach_serial is None:
+                raise AblyException(
+                    "history(until_attach=True) needs an attached channel",
+                    ErrorCode.BAD_REQUEST,
+                    400,
+                )
+            params["fromSerial"] = core.attach_serial
+        rest_channel = RestChannel(self._client.rest, self.name, self._events.cipher, params)
+        return rest_channel.history(start, end, direction, limit)
+
+    # -- options -----------------------------------------------------------------------
+    def set_options(self, options: ChannelOptions | Mapping[str, Any]) -> None:
+        """Replace the cipher, params and modes (RTL16). Params/modes apply at the next attach."""
+        opts = ChannelOptions.coerce(options) or ChannelOptions()
+        cipher = opts.cipher_object()
+        params = dict(opts.params or {})
+        modes = opts.mode_flags()
+        core = self._core
+        changes_attach = params != core.requested_params or modes != core.requested_modes
+        if changes_attach and core.state in (_CS.ATTACHED, _CS.ATTACHING):
+            raise AblyException(
+                "changing params or modes of an attached channel needs a re-attach (RTL16a); "
+                "detach first",
+                ErrorCode.CHANNEL_OPERATION_FAILED_INVALID_CHANNEL_STATE,
+                400,
+            )
+
+        def apply(now: float) -> None:
+            self._events.cipher = cipher
+            core.requested_params = params
+            core.requested_modes = modes
+
+        self._loop.run_sync(apply)
+        self.options = opts
+
+    def _timeout(self, timeout: float | None) -> float:
+        return self._client.options.realtime_request_timeout if timeout is None else timeout
+
+    def __repr__(self) -> str:
+        return f"RealtimeChannel(name={self.name!r}, state={self.state.value})"

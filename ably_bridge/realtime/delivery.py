@@ -1,0 +1,218 @@
+"""From core effects to listeners and callers: decoding, emitting, settling.
+
+The loop thread hands every listener-facing effect to :class:`Delivery`, which
+
+* decodes message payloads with the channel's cipher (RSL6, RTL7) - a payload
+  that cannot be decoded is delivered with its remaining ``encoding`` and a
+  ``decode_error``, and logged, never raised (RSL6b);
+* emits connection and channel state changes, messages (by name) and presence
+  events (by action) through :class:`~.emitter.EventEmitter`, so listeners run
+  on the callback pool with per-listener ordering, never on the loop thread;
+* settles callers: a :class:`concurrent.futures.Future` handle gets its result
+  or exception; an :class:`AsyncCompletion` (``publish_async`` and friends)
+  queues its callback on one ordered queue per client.
+
+:class:`ChannelEvents` is the per-channel bundle the facades and this module
+share: the cipher, the three emitters and the ``presence.get()`` waiters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.protocol.actions import PresenceAction
+from ably_bridge.protocol.events import (
+    ChannelState,
+    ChannelStateChange,
+    CompletePublish,
+    ConnectionStateChange,
+    DeliverMessages,
+    DeliverPresence,
+    EmitChannelState,
+    EmitConnectionState,
+    PresenceSynced,
+)
+from ably_bridge.protocol.models import Message, PresenceMessage
+from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter, OrderedQueue
+from ably_bridge.rest.channels import PublishResult
+
+if TYPE_CHECKING:
+    from ably_bridge.encoding.crypto import ChannelCipher
+
+__all__ = ["BACKGROUND", "AsyncCompletion", "ChannelEvents", "Delivery", "settle"]
+
+log = logging.getLogger(__name__)
+
+BACKGROUND: object = type("Background", (), {"__repr__": lambda self: "BACKGROUND"})()
+"""Handle of an operation nobody waits for (an implicit attach); its failure is logged."""
+
+_PRESENCE_EVENTS = {int(a): a.name.lower() for a in PresenceAction}
+_NO_SYNC = frozenset({ChannelState.DETACHED, ChannelState.FAILED, ChannelState.INITIALIZED})
+
+
+class AsyncCompletion:
+    """A completion callback ``callback(error, value)`` run in order on the callback pool."""
+
+    __slots__ = ("callback", "queue")
+
+    def __init__(self, callback: Callable[[AblyException | None, Any], Any], queue: Any) -> None:
+        self.callback = callback
+        self.queue = queue
+
+    def complete(self, error: AblyException | None, value: Any) -> None:
+        callback = self.callback
+        self.queue.push(lambda: callback(error, value))
+
+
+def settle(handle: object, error: AblyException | None, value: Any) -> None:
+    """Give a caller its outcome; unknown handles (fire-and-forget) are ignored."""
+    if isinstance(handle, Future):
+        if handle.done():
+            return  # the caller gave up waiting; nobody to tell
+        if error is not None:
+            handle.set_exception(error)
+        else:
+            handle.set_result(value)
+    elif isinstance(handle, AsyncCompletion):
+        handle.complete(error, value)
+    elif error is not None and handle is not None:
+        log.info("background operation failed: %s (%d)", error.message, error.code)
+
+
+class ChannelEvents:
+    """Listener-facing state of one channel, shared by its facade and :class:`Delivery`."""
+
+    __slots__ = ("cipher", "messages", "name", "presence", "state", "sync_waiters")
+
+    def __init__(
+        self, name: str, dispatcher: CallbackDispatcher, cipher: ChannelCipher | None
+    ) -> None:
+        self.name = name
+        self.cipher = cipher
+        self.state: EventEmitter[ChannelStateChange] = EventEmitter(dispatcher)
+        self.messages: EventEmitter[Message] = EventEmitter(dispatcher)
+        self.presence: EventEmitter[PresenceMessage] = EventEmitter(dispatcher)
+        # presence.get() callers waiting for the end of a SYNC (RTP11a), as
+        # (future, reader) pairs: the reader runs on the loop thread once synced.
+        self.sync_waiters: list[tuple[Future[Any], Callable[[], Any]]] = []
+
+    def fail_sync_waiters(self, error: AblyException) -> None:
+        waiters, self.sync_waiters = self.sync_waiters, []
+        for future, _ in waiters:
+            settle(future, error, None)
+
+
+def _invoke(fn: Callable[[], Any]) -> None:
+    fn()
+
+
+class Delivery:
+    """Performs the listener-facing effects for the loop thread; see the module docstring."""
+
+    def __init__(self, dispatcher: CallbackDispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.connection: EventEmitter[ConnectionStateChange] = EventEmitter(dispatcher)
+        self.channels: dict[str, ChannelEvents] = {}  # written on the loop thread only
+        self.completions = OrderedQueue(_invoke, dispatcher)
+        self.decode_failures = 0
+        # Internal watchers called on the loop thread itself (they only set events),
+        # so a blocking call waiting for a state never needs a free callback worker.
+        self._watchers: list[Callable[[ConnectionStateChange], None]] = []
+        self._watch_lock = threading.Lock()
+
+    def watch_connection(self, fn: Callable[[ConnectionStateChange], None]) -> Callable[[], None]:
+        """Call ``fn`` on the loop thread for each connection change; ``fn`` must not block."""
+        with self._watch_lock:
+            self._watchers.append(fn)
+
+        def off() -> None:
+            with self._watch_lock:
+                if fn in self._watchers:
+                    self._watchers.remove(fn)
+
+        return off
+
+    # -- connection ---------------------------------------------------------------
+    def connection_state(self, effect: EmitConnectionState) -> None:
+        change = effect.change
+        if self._watchers:
+            with self._watch_lock:
+                watchers = list(self._watchers)
+            for watcher in watchers:
+                watcher(change)
+        self.connection.emit(change.event, change)
+
+    # -- channels -----------------------------------------------------------------
+    def channel_state(self, effect: EmitChannelState) -> None:
+        events = self.channels.get(effect.channel)
+        if events is None:
+            return
+        change = effect.change
+        if change.current in _NO_SYNC or change.current == ChannelState.SUSPENDED:
+            events.fail_sync_waiters(_presence_unavailable(change))
+        events.state.emit(change.event, change)
+
+    def messages(self, effect: DeliverMessages) -> None:
+        events = self.channels.get(effect.channel)
+        if events is None:
+            return
+        cipher = events.cipher
+        emit = events.messages.emit
+        for message in effect.frame.messages:
+            if message.encoding is not None:
+                error = message.decode_in_place(cipher)
+                if error is not None:
+                    self._decode_failed(effect.channel, error)
+            emit(message.name, message)
+
+    def presence(self, effect: DeliverPresence) -> None:
+        events = self.channels.get(effect.channel)
+        if events is None:
+            return
+        cipher = events.cipher
+        emit = events.presence.emit
+        for member in effect.messages:
+            decoded = member.decoded(cipher) if member.encoding is not None else member
+            if decoded.decode_error is not None:
+                self._decode_failed(effect.channel, decoded.decode_error)
+            emit(_PRESENCE_EVENTS.get(int(member.action), "unknown"), decoded)
+
+    def presence_synced(self, effect: PresenceSynced) -> None:
+        events = self.channels.get(effect.channel)
+        if events is None or not events.sync_waiters:
+            return
+        waiters, events.sync_waiters = events.sync_waiters, []
+        for future, reader in waiters:
+            if not future.done():
+                future.set_result(reader())
+
+    def _decode_failed(self, channel: str, error: AblyException) -> None:
+        # RSL6b: delivered with the encoding left in place; logged, never raised.
+        self.decode_failures += 1
+        log.warning("could not decode a payload on %r: %s", channel, error.message)
+
+    # -- callers ------------------------------------------------------------------
+    def publish_done(self, effect: CompletePublish) -> None:
+        value = None if effect.error is not None else PublishResult(effect.serials or [])
+        settle(effect.handle, effect.error, value)
+
+
+def _presence_unavailable(change: ChannelStateChange) -> AblyException:
+    if change.current == ChannelState.SUSPENDED:  # RTP11d
+        return AblyException(
+            "presence state is out of sync: the channel is suspended",
+            ErrorCode.PRESENCE_STATE_OUT_OF_SYNC,
+            400,
+            cause=change.reason,
+        )
+    return AblyException(
+        f"channel is {change.current.value}; presence is unavailable",
+        ErrorCode.CHANNEL_OPERATION_FAILED_INVALID_CHANNEL_STATE,
+        400,
+        cause=change.reason,
+    )
