@@ -35,6 +35,14 @@ from ably_bridge.protocol import (
     TokenParams,
     TokenRequest,
 )
+from ably_bridge.realtime import (
+    AblyRealtime,
+    ChannelOptions,
+    ChannelState,
+    ChannelStateChange,
+    ConnectionState,
+    ConnectionStateChange,
+)
 from ably_bridge.rest import (
     AblyRest,
     Auth,
@@ -48,16 +56,22 @@ __version__ = "0.1.0"
 __all__ = [
     "AblyAuthException",
     "AblyException",
+    "AblyRealtime",
     "AblyRest",
     "Auth",
     "AuthenticationError",
     "ChannelCipher",
     "ChannelDetails",
     "ChannelMode",
+    "ChannelOptions",
+    "ChannelState",
+    "ChannelStateChange",
     "CipherParams",
     "ClientOptions",
     "Clock",
     "ConnectionDetails",
+    "ConnectionState",
+    "ConnectionStateChange",
     "EncodingError",
     "ErrorCode",
     "ErrorInfo",

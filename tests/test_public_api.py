@@ -5,6 +5,12 @@ from __future__ import annotations
 import ably_bridge
 
 EXPECTED = {
+    "AblyRealtime",
+    "ChannelOptions",
+    "ChannelState",
+    "ChannelStateChange",
+    "ConnectionState",
+    "ConnectionStateChange",
     "AblyAuthException",
     "AblyException",
     "AblyRest",
