@@ -26,6 +26,7 @@ from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.actions import ChannelMode, modes_to_flags
 from ably_bridge.protocol.events import ChannelEvent, ChannelState, ChannelStateChange
 from ably_bridge.protocol.models import Message
+from ably_bridge.protocol.publish_rules import check_client_ids, check_total_size
 from ably_bridge.realtime.delivery import BACKGROUND, AsyncCompletion
 from ably_bridge.realtime.loop import wait
 from ably_bridge.realtime.presence import RealtimePresence
@@ -250,32 +251,10 @@ class RealtimeChannel:
             batch = [Message(name, data, id=msg_id, client_id=client_id, extras=extra)]
         if not batch or not all(isinstance(m, Message) for m in batch):
             raise AblyException("publish takes a name and data, or Messages", 40000, 400)
-        self._check_client_ids(batch)
-        limit = self._max_message_size()
-        total = sum(m.size() for m in batch)
-        if total > limit:  # RTL6d, TO3l8
-            raise AblyException(
-                f"messages total {total} bytes, more than the {limit} allowed",
-                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED,
-                400,
-            )
+        check_client_ids(batch, self._client.client_id)  # RTL6g
+        check_total_size(batch, self._max_message_size())  # RTL6d, TO3l8
         cipher = self._events.cipher
         return [m.encoded(cipher) for m in batch]  # RSL4, RSL5
-
-    def _check_client_ids(self, batch: list[Message]) -> None:
-        """RTL6g: an identified client may only publish as itself (RTL6g4: unknown => allowed)."""
-        own = self._client.client_id
-        for message in batch:
-            if message.client_id == "*":
-                raise AblyException(
-                    'a message clientId cannot be "*"', ErrorCode.INVALID_CLIENT_ID, 400
-                )
-            if own not in (None, "*") and message.client_id not in (None, own):
-                raise AblyException(
-                    f"message clientId {message.client_id!r} does not match the client's {own!r}",
-                    ErrorCode.INVALID_CLIENT_ID,
-                    400,
-                )
 
     def _max_message_size(self) -> int:
         details = self._loop.core.details

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from ably_bridge.encoding.crypto import ChannelCipher, CipherParams, get_cipher
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.models import Message, PresenceMessage
+from ably_bridge.protocol.publish_rules import check_client_ids, check_total_size
 from ably_bridge.protocol.stats import ChannelDetails
 from ably_bridge.rest.pagination import PaginatedResult
 
@@ -223,8 +224,8 @@ class Channel:
             raise AblyException("nothing to publish", ErrorCode.BAD_REQUEST, 400)
         if not all(isinstance(m, Message) for m in batch):
             raise AblyException("publish takes Message objects", ErrorCode.BAD_REQUEST, 400)
-        self._check_client_ids(batch)
-        self._check_size(batch)
+        check_client_ids(batch, self._rest.auth.client_id)  # RSL1g
+        check_total_size(batch, self._rest.options.max_message_size)  # RSL1i
         batch = with_idempotent_ids(batch, self._rest.options.idempotent_rest_publishing)
         body = encode_messages(batch, self.cipher, binary=self._rest.options.use_binary_protocol)
         response = self._rest.http.request(
@@ -236,32 +237,6 @@ class Channel:
             serials=list(serials) if isinstance(serials, list) else [],
             message_id=result.get("messageId"),
         )
-
-    def _check_client_ids(self, batch: list[Message]) -> None:
-        """RSL1g: an identified client may only publish as itself (else 40012)."""
-        own = self._rest.auth.client_id
-        for message in batch:
-            if message.client_id == "*":
-                raise AblyException(
-                    'a message clientId cannot be "*"', ErrorCode.INVALID_CLIENT_ID, 400
-                )
-            if own not in (None, "*") and message.client_id not in (None, own):
-                raise AblyException(
-                    f"message clientId {message.client_id!r} does not match the client's {own!r}",
-                    ErrorCode.INVALID_CLIENT_ID,
-                    400,
-                )
-
-    def _check_size(self, batch: list[Message]) -> None:
-        """RSL1i: the total size must not exceed ``max_message_size`` (40009)."""
-        total = sum(m.size() for m in batch)
-        limit = self._rest.options.max_message_size
-        if total > limit:
-            raise AblyException(
-                f"messages total {total} bytes, more than the {limit} allowed",
-                ErrorCode.MAX_MESSAGE_SIZE_EXCEEDED,
-                400,
-            )
 
     # -- reading ------------------------------------------------------------------
     def history(
