@@ -279,6 +279,21 @@ class ClientOptions:
             host = f"[{host}]"
         return f"{scheme}://{host}:{self.effective_port}"
 
+    @classmethod
+    def build(cls, first: str | ClientOptions | None = None, /, **kwargs: Any) -> ClientOptions:
+        """Options from what a client constructor was given (RSC1).
+
+        ``first`` is a key or token string (RSC1a: with a ``:`` it is a key), or a
+        ClientOptions that ``kwargs`` then override; keywords alone also work.
+        """
+        if isinstance(first, ClientOptions):
+            return first.replace(**kwargs) if kwargs else first
+        if isinstance(first, str):
+            kwargs = {**kwargs, ("key" if ":" in first else "token"): first}
+        elif first is not None:
+            raise TypeError("expected a key or token string, or ClientOptions")
+        return cls(**kwargs)
+
     def replace(self, **changes: Any) -> ClientOptions:
         """A copy with ``changes`` applied (and validated)."""
         return replace(self, **changes)

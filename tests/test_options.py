@@ -219,3 +219,14 @@ def test_option_names_cover_the_go_sdk_list() -> None:
         "clock",
     ):
         assert required in names, required
+
+
+def test_build_from_what_a_constructor_was_given() -> None:
+    assert ClientOptions.build(KEY).key == KEY
+    assert ClientOptions.build("just-a-token").token == "just-a-token"
+    base = ClientOptions(key=KEY, port=8080)
+    assert ClientOptions.build(base) is base
+    assert ClientOptions.build(base, port=9090).port == 9090
+    assert ClientOptions.build(token="t", tls=False).tls is False
+    with pytest.raises(TypeError):
+        ClientOptions.build(42)  # type: ignore[arg-type]

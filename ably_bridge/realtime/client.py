@@ -39,17 +39,6 @@ log = logging.getLogger(__name__)
 _S = ConnectionState
 
 
-def _build_options(first: str | ClientOptions | None, kwargs: dict[str, Any]) -> ClientOptions:
-    """A key or token string (RSC1a), a ClientOptions, or keyword options."""
-    if isinstance(first, ClientOptions):
-        return first.replace(**kwargs) if kwargs else first
-    if isinstance(first, str):
-        kwargs = {**kwargs, ("key" if ":" in first else "token"): first}
-    elif first is not None:
-        raise TypeError("AblyRealtime takes a key/token string or ClientOptions")
-    return ClientOptions(**kwargs)
-
-
 class RealtimeAuth:
     """``client.auth``: the REST Auth, with ``authorize`` reaching the live connection (RTC8)."""
 
@@ -144,7 +133,7 @@ class AblyRealtime:
         rng: random.Random | None = None,
         **options: Any,
     ) -> None:
-        self.options = _build_options(key_or_options, options)
+        self.options = ClientOptions.build(key_or_options, **options)
         self.rest = AblyRest(self.options)
         self._dispatcher = CallbackDispatcher(max_workers=callback_workers)
         self._loop = SessionLoop(

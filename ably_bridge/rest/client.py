@@ -60,18 +60,6 @@ class BatchResult:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _build_options(first: str | ClientOptions | None, kwargs: dict[str, Any]) -> ClientOptions:
-    """RSC1: a key or token string, a ClientOptions, or keyword options."""
-    if isinstance(first, ClientOptions):
-        return first.replace(**kwargs) if kwargs else first
-    if isinstance(first, str):
-        # RSC1a: a string with ':' is a key, otherwise a token.
-        kwargs = {**kwargs, ("key" if ":" in first else "token"): first}
-    elif first is not None:
-        raise TypeError("AblyRest takes a key/token string or ClientOptions")
-    return ClientOptions(**kwargs)
-
-
 class AblyRest:
     """A REST client; safe to share between threads.
 
@@ -89,7 +77,7 @@ class AblyRest:
         transport: HttpTransport | None = None,
         **options: Any,
     ) -> None:
-        self.options = _build_options(key_or_options, options)
+        self.options = ClientOptions.build(key_or_options, **options)
         self._handler = self._configure_logging()
         self._transport = transport or RequestsTransport(self.options.http_session)
         self.http = RestHttp(self.options, self._transport)
