@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ably_bridge.channel_registry import ChannelRegistry
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.realtime.channel import ChannelOptions, RealtimeChannel
@@ -32,14 +32,13 @@ log = logging.getLogger(__name__)
 OptionsArg = ChannelOptions | Mapping[str, Any] | None
 
 
-class Channels:
+class Channels(ChannelRegistry[RealtimeChannel]):
     """The channels of a realtime client; see the module docstring."""
 
     def __init__(self, client: AblyRealtime) -> None:
+        super().__init__()
         self._client = client
         self._loop = client._loop
-        self._lock = threading.Lock()
-        self._channels: dict[str, RealtimeChannel] = {}
 
     def get(self, name: str, options: OptionsArg = None, **kwargs: Any) -> RealtimeChannel:
         """The channel ``name``; ``options`` (or ``cipher=``/``params=``/``modes=``) apply."""
@@ -90,31 +89,9 @@ class Channels:
         encoded = base64.b64encode(filter.encode("utf-8")).decode("ascii")  # RTS5a1
         return self.get(f"[filter={encoded}]{name}", options)
 
-    def __getitem__(self, name: str) -> RealtimeChannel:
-        return self.get(name)
-
-    def exists(self, name: str) -> bool:
-        with self._lock:
-            return name in self._channels
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.exists(name)
-
-    def iterate(self) -> Iterator[RealtimeChannel]:
-        with self._lock:
-            return iter(list(self._channels.values()))
-
-    def __iter__(self) -> Iterator[RealtimeChannel]:
-        return self.iterate()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._channels)
-
     def release(self, name: str, timeout: float | None = None) -> None:
         """Detach (if attached) and forget ``name`` (RTS4a); unknown names are ignored."""
-        with self._lock:
-            channel = self._channels.pop(name, None)
+        channel = self._forget(name)
         if channel is None:
             return
         if channel.state in (ChannelState.ATTACHED, ChannelState.ATTACHING):

@@ -17,13 +17,13 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ably_bridge.channel_registry import ChannelRegistry
 from ably_bridge.encoding.crypto import ChannelCipher, CipherParams, get_cipher
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.models import Message, PresenceMessage
@@ -295,13 +295,12 @@ def encode_messages(
     return [m.encoded(cipher).to_dict(binary=binary) for m in batch]
 
 
-class Channels:
+class Channels(ChannelRegistry[Channel]):
     """The channels of one REST client (RSN1-RSN4). Thread-safe."""
 
     def __init__(self, rest: AblyRest) -> None:
+        super().__init__()
         self._rest = rest
-        self._lock = threading.Lock()
-        self._channels: dict[str, Channel] = {}
 
     def get(
         self, name: str, cipher: CipherArg = None, params: Mapping[str, str] | None = None
@@ -319,30 +318,6 @@ class Channels:
                 channel.set_options(cipher, params)
             return channel
 
-    def __getitem__(self, name: str) -> Channel:
-        return self.get(name)
-
-    def exists(self, name: str) -> bool:
-        """True when ``get(name)`` was called and the channel not released (RSN2)."""
-        with self._lock:
-            return name in self._channels
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.exists(name)
-
-    def __iter__(self) -> Iterator[Channel]:
-        with self._lock:
-            return iter(list(self._channels.values()))
-
-    def iterate(self) -> Iterator[Channel]:
-        """The channels in use (RSN2)."""
-        return iter(self)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._channels)
-
     def release(self, name: str) -> None:
         """Forget a channel (RSN4a); unknown names are ignored (RSN4b)."""
-        with self._lock:
-            self._channels.pop(name, None)
+        self._forget(name)
