@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint services ci clean
+.PHONY: install interop dev test lint services ci clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 services:
 	bash scripts/ensure-services.sh
 
+## The official SDKs the interop tests drive (ably-js from npm; `ably` from PyPI is a dev extra).
+interop:
+	bash scripts/install-interop.sh
+
 ## Run the local stack: the Ably emulator (the bridge and a worker join it as they land).
 dev: install
 	$(BIN)/ably-bridge dev
@@ -29,7 +33,7 @@ lint: install
 	$(BIN)/python scripts/gen_error_codes.py --check
 
 ## Run the whole test suite (sets up the venv and the services first).
-test: install services
+test: install interop services
 	$(BIN)/python -m pytest -q
 
 ci: lint test

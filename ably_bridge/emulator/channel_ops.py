@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SYNC_PAGE_SIZE = 100
 MAX_REWIND = 100
 RECOGNISED_PARAMS = ("rewind", "rewindLimit", "delta", "occupancy", "echo")
 
@@ -77,6 +76,10 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         params = dict(parsed.params)
         if isinstance(raw_params, dict):
             params.update({str(k): str(v) for k, v in raw_params.items()})
+        if "occupancy" in params and not caps.allows(
+            conn.creds.capability, parsed.resource, "channel-metadata"
+        ):
+            del params["occupancy"]  # inband occupancy needs channel-metadata (3.5)
         channel = conn.creds.app.channel(parsed.base)
         now = session.state.now_ms()
         serial = pm.get("channelSerial")
@@ -108,7 +111,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         params=params,
     )
     session.attachments[name] = att
-    channel.attachments[(conn.id, name)] = att
+    session.runtime.hub.attach(channel, att)
     accepted = {k: v for k, v in params.items() if k in RECOGNISED_PARAMS}
     session.send_pm(
         {
@@ -140,7 +143,8 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
 
 def _send_sync(session: Session, name: str, members: list[dict[str, Any]], sync_id: str) -> None:
     """Presence SYNC in pages; ``syncId:cursor`` with an empty cursor on the last (RTP18)."""
-    pages = [members[i : i + SYNC_PAGE_SIZE] for i in range(0, len(members), SYNC_PAGE_SIZE)]
+    size = max(1, session.state.config.sync_page_size)
+    pages = [members[i : i + size] for i in range(0, len(members), size)]
     for index, page in enumerate(pages):
         cursor = "" if index == len(pages) - 1 else str(index + 1)
         session.send_pm(
@@ -160,10 +164,11 @@ def detach(session: Session, pm: dict[str, Any]) -> None:
     att = session.attachments.pop(name, None) if isinstance(name, str) else None
     if att is not None:
         channel = conn.creds.app.channels.get(att.base)
-        if channel is not None:
-            channel.attachments.pop((conn.id, att.name), None)
-            if not any(a.base == att.base for a in session.attachments.values()):
-                session.state.leave_all(conn, att.base)
+        session.runtime.hub.detach(channel, conn.id, att.name)
+        if channel is not None and not any(
+            a.base == att.base for a in session.attachments.values()
+        ):
+            session.state.leave_all(conn, att.base)
     session.send_pm({"action": p.DETACHED, "channel": name})
 
 
@@ -225,9 +230,7 @@ def recheck_capabilities(session: Session) -> None:
         resource = parse_channel_name(name).resource
         if not caps.operations_for(conn.creds.capability, resource):
             session.attachments.pop(name, None)
-            channel = conn.creds.app.channels.get(att.base)
-            if channel is not None:
-                channel.attachments.pop((conn.id, name), None)
+            session.runtime.hub.detach(conn.creds.app.channels.get(att.base), conn.id, name)
             _channel_error(session, name, p.error(40160, f"capability for {name!r} revoked"))
         else:
             att.modes &= granted_modes(conn.creds.capability, resource, p.ALL_MODES)

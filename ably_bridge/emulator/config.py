@@ -32,6 +32,8 @@ class EmulatorConfig:
     # Delay before a synthetic LEAVE for members of an abruptly lost connection
     # (ably-protocol.md 11.7; Ably uses about 15 s).
     presence_leave_delay_ms: int = 15_000
+    # Members per SYNC ProtocolMessage when a presence set is sent on attach (RTP18).
+    sync_page_size: int = 100
 
     # Auth (RSA9, ably-protocol.md 6.3): TokenRequest timestamps must lie within
     # this window of server time; nonces are remembered as long.

@@ -139,10 +139,9 @@ class Faults:
         self.rest_failures.clear()
         self.connect_refusals.clear()
         for session in self._sessions(None, None):
-            session.stalled = False
-            session.delay_s = 0.0
+            session.out.delay_s = 0.0
+            session.out.stall(False)
             session.heartbeats_stopped = False
-            session.wake.set()
 
     # -- immediate faults on sessions -----------------------------------------
     def _sessions(self, connection_id: str | None, app_id: str | None) -> list[Session]:
@@ -182,10 +181,13 @@ class Faults:
     def delay_frames(
         self, seconds: float, connection_id: str | None = None, app_id: str | None = None
     ) -> int:
-        """Delay every outgoing frame of matching sessions by ``seconds`` (0 to stop)."""
+        """Delay every outgoing frame of matching sessions by ``seconds`` (0 to stop).
+
+        Frames keep their order; the delay is measured on the emulator's clock.
+        """
         sessions = self._sessions(connection_id, app_id)
         for session in sessions:
-            session.delay_s = max(0.0, float(seconds))
+            session.out.delay_s = max(0.0, float(seconds))
         return len(sessions)
 
     def stall(
@@ -194,13 +196,16 @@ class Faults:
         """Hold (or release) every outgoing frame of matching sessions."""
         sessions = self._sessions(connection_id, app_id)
         for session in sessions:
-            session.stalled = stalled
-            session.wake.set()
+            session.out.stall(stalled)
         return len(sessions)
 
     def stop_heartbeats(
         self, stopped: bool = True, connection_id: str | None = None, app_id: str | None = None
     ) -> int:
+        """Stop (or resume) the periodic HEARTBEATs of sessions that asked for them (RTN23b).
+
+        Clients then see no inbound traffic and must time out by themselves (RTN23a).
+        """
         sessions = self._sessions(connection_id, app_id)
         for session in sessions:
             session.heartbeats_stopped = stopped
@@ -217,6 +222,7 @@ class Faults:
         connection_id: str | None = None,
     ) -> int:
         """Server-initiated DETACHED (RTL13) or channel ERROR (RTL14) on attached sessions."""
+        assert self.runtime is not None
         frame_action = p.ERROR if action == "error" else p.DETACHED
         count = 0
         for session in self._sessions(connection_id, app_id):
@@ -227,8 +233,7 @@ class Faults:
                 assert session.conn is not None
                 app = session.state.apps.get(app_id)
                 base = app.channels.get(att.base) if app is not None else None
-                if base is not None:
-                    base.attachments.pop((session.conn.id, name), None)
+                self.runtime.hub.detach(base, session.conn.id, name)
                 err = p.error(code, message, status).to_dict()
                 session.send_pm({"action": frame_action, "channel": name, "error": err})
                 count += 1

@@ -1,51 +1,55 @@
 """Protocol constants and error construction used by the emulator.
 
-Owns the numeric action/flag/presence-action values of the realtime protocol
-(ably-protocol.md 1.4, 1.5, 4.1; spec TR2, TR3, TP2) as private int constants,
-the capability-operation to channel-mode mapping (TB2d, RTL4m) and
-:func:`error`, which builds an :class:`AblyException` with the HTTP status Ably
-pairs with each code (ably-protocol.md section 10).
+The action/flag/presence-action vocabulary (ably-protocol.md 1.4, 1.5, 4.1;
+spec TR2, TR3, TP2) comes from :mod:`ably_bridge.protocol.actions`, the one
+place the package defines it; this module re-exports the values as plain
+``int`` constants because the fan-out hot path compares and packs them per
+frame, and enum members are slower at both. It also holds the
+capability-operation to channel-mode mapping (TB2d, RTL4m) and :func:`error`,
+which builds an :class:`AblyException` with the HTTP status Ably pairs with
+each code (ably-protocol.md section 10).
 """
 
 from __future__ import annotations
 
 from ably_bridge.errors import AblyException
+from ably_bridge.protocol.actions import Action, Flag, PresenceAction
 
 # -- actions (TR2) ---------------------------------------------------------
-HEARTBEAT = 0
-ACK = 1
-NACK = 2
-CONNECT = 3
-CONNECTED = 4
-DISCONNECT = 5
-DISCONNECTED = 6
-CLOSE = 7
-CLOSED = 8
-ERROR = 9
-ATTACH = 10
-ATTACHED = 11
-DETACH = 12
-DETACHED = 13
-PRESENCE = 14
-MESSAGE = 15
-SYNC = 16
-AUTH = 17
+HEARTBEAT = Action.HEARTBEAT.value
+ACK = Action.ACK.value
+NACK = Action.NACK.value
+CONNECT = Action.CONNECT.value
+CONNECTED = Action.CONNECTED.value
+DISCONNECT = Action.DISCONNECT.value
+DISCONNECTED = Action.DISCONNECTED.value
+CLOSE = Action.CLOSE.value
+CLOSED = Action.CLOSED.value
+ERROR = Action.ERROR.value
+ATTACH = Action.ATTACH.value
+ATTACHED = Action.ATTACHED.value
+DETACH = Action.DETACH.value
+DETACHED = Action.DETACHED.value
+PRESENCE = Action.PRESENCE.value
+MESSAGE = Action.MESSAGE.value
+SYNC = Action.SYNC.value
+AUTH = Action.AUTH.value
 
 # -- flags (TR3) ------------------------------------------------------------
-HAS_PRESENCE = 1 << 0
-HAS_BACKLOG = 1 << 1
-RESUMED = 1 << 2
-TRANSIENT = 1 << 4
-ATTACH_RESUME = 1 << 5
-HAS_OBJECTS = 1 << 7
-MODE_PRESENCE = 1 << 16
-MODE_PUBLISH = 1 << 17
-MODE_SUBSCRIBE = 1 << 18
-MODE_PRESENCE_SUBSCRIBE = 1 << 19
-MODE_ANNOTATION_PUBLISH = 1 << 21
-MODE_ANNOTATION_SUBSCRIBE = 1 << 22
-MODE_OBJECT_SUBSCRIBE = 1 << 24
-MODE_OBJECT_PUBLISH = 1 << 25
+HAS_PRESENCE = Flag.HAS_PRESENCE.value
+HAS_BACKLOG = Flag.HAS_BACKLOG.value
+RESUMED = Flag.RESUMED.value
+TRANSIENT = Flag.TRANSIENT.value
+ATTACH_RESUME = Flag.ATTACH_RESUME.value
+HAS_OBJECTS = Flag.HAS_OBJECTS.value
+MODE_PRESENCE = Flag.PRESENCE.value
+MODE_PUBLISH = Flag.PUBLISH.value
+MODE_SUBSCRIBE = Flag.SUBSCRIBE.value
+MODE_PRESENCE_SUBSCRIBE = Flag.PRESENCE_SUBSCRIBE.value
+MODE_ANNOTATION_PUBLISH = Flag.ANNOTATION_PUBLISH.value
+MODE_ANNOTATION_SUBSCRIBE = Flag.ANNOTATION_SUBSCRIBE.value
+MODE_OBJECT_SUBSCRIBE = Flag.OBJECT_SUBSCRIBE.value
+MODE_OBJECT_PUBLISH = Flag.OBJECT_PUBLISH.value
 
 ALL_MODES = (
     MODE_PRESENCE
@@ -78,11 +82,11 @@ OPERATION_MODES: dict[str, int] = {
 }
 
 # -- presence actions (TP2) -------------------------------------------------
-P_ABSENT = 0
-P_PRESENT = 1
-P_ENTER = 2
-P_LEAVE = 3
-P_UPDATE = 4
+P_ABSENT = PresenceAction.ABSENT.value
+P_PRESENT = PresenceAction.PRESENT.value
+P_ENTER = PresenceAction.ENTER.value
+P_LEAVE = PresenceAction.LEAVE.value
+P_UPDATE = PresenceAction.UPDATE.value
 
 # HTTP statuses that do not follow the "first three digits" rule.
 _STATUS: dict[int, int] = {

@@ -1,8 +1,8 @@
 """Realtime protocol handler: one :class:`Session` per WebSocket, and the fan-out :class:`Hub`.
 
 A session reads ProtocolMessages, turns them into state operations and writes
-replies through a per-session outbox drained by its own writer task (so a
-slow subscriber never blocks fan-out, and faults can delay or stall frames).
+replies through its :class:`~ably_bridge.emulator.outbound.Outbound` (batched
+transport writes; faults can delay or stall frames there).
 It implements connect (RTN2 query parameters, CONNECTED with
 connectionDetails, resume/recover RTN15/RTN16), HEARTBEAT echo (RTN13),
 ATTACH/DETACH with modes, params, rewind and channelSerial resume
@@ -10,8 +10,8 @@ ATTACH/DETACH with modes, params, rewind and channelSerial resume
 (RTN7, RTL6), presence with SYNC (RTP), AUTH (RTC8) and CLOSE (RTN12).
 
 The hub receives every channel event from the state and sends each one,
-encoded once per (format, channel name), to every attached session entitled
-to it (modes, echo, own presence).
+encoded and framed once per (format, channel name), to every attached session
+entitled to it (modes, echo, own presence, derived-channel filter).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +28,13 @@ from ably_bridge.clock import Timer
 from ably_bridge.emulator import auth, channel_ops, wire
 from ably_bridge.emulator import proto as p
 from ably_bridge.emulator.channels import Channel
+from ably_bridge.emulator.meta import MetaEvents
+from ably_bridge.emulator.outbound import WS_PING, Flusher, Outbound, ws_frame
 from ably_bridge.emulator.runtime import RUNTIME, Runtime
 from ably_bridge.emulator.state import Connection, Credentials
 from ably_bridge.errors import AblyException
 
 log = logging.getLogger(__name__)
-
-_CLOSE = object()
 
 
 @dataclass(eq=False)
@@ -57,7 +56,22 @@ class Hub:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.sessions: dict[str, Session] = {}
+        self.flusher = Flusher()
+        self.meta = MetaEvents(runtime.state)
         self.delivered = 0
+
+    def attach(self, channel: Channel, att: Attachment) -> None:
+        """Register ``att`` on ``channel`` (replacing the same connection's same name)."""
+        assert att.session.conn is not None
+        first = not channel.attachments
+        channel.attachments[(att.session.conn.id, att.name)] = att
+        self.meta.attached(channel, att, first)
+
+    def detach(self, channel: Channel | None, conn_id: str, name: str) -> None:
+        """Remove one connection's attachment to ``name`` from ``channel``, if there."""
+        if channel is None or channel.attachments.pop((conn_id, name), None) is None:
+            return
+        self.meta.detached(channel, last=not channel.attachments)
 
     def on_event(
         self, channel: Channel, action: int, items: list[dict[str, Any]], origin: str | None
@@ -67,7 +81,9 @@ class Hub:
             return
         key = "messages" if action == p.MESSAGE else "presence"
         now = self.runtime.state.now_ms()
-        cache: dict[tuple[str, str], wire.Frame] = {}
+        if action == p.PRESENCE:
+            self.meta.occupancy_changed(channel)
+        cache: dict[tuple[str, str], bytes] = {}
         for att in list(channel.attachments.values()):
             session: Session = att.session
             conn = session.conn
@@ -105,10 +121,10 @@ class Hub:
                     first_id = str(items[0].get("id", ""))
                     if first_id.count(":") >= 2:
                         pm["id"] = first_id.rsplit(":", 1)[0]
-                frame = wire.encode(pm, session.fmt)
+                frame = ws_frame(wire.encode(pm, session.fmt))
                 if selected is items:
                     cache[cache_key] = frame
-            session.send(frame)
+            session.out.send(frame)
             self.delivered += len(selected)
 
 
@@ -121,70 +137,70 @@ class Session:
         self.request = request
         self.ws = ws
         query = request.query
-        self.fmt: wire.Format = "json" if query.get("format") == "json" else "msgpack"
+        # RTN2a: the client picks the format; without ``format`` Ably speaks JSON
+        # (ably-python sends no ``format`` when use_binary_protocol is off).
+        self.fmt: wire.Format = "msgpack" if query.get("format") == "msgpack" else "json"
         self.heartbeats = query.get("heartbeats") == "true"
         self.conn: Connection | None = None
         self.attachments: dict[str, Attachment] = {}
         self.replaced = False
         self.closing = False
         self.closed_cleanly = False
-        self.outbox: deque[Any] = deque()
-        self.wake = asyncio.Event()
-        self.delay_s = 0.0
-        self.stalled = False
+        self.out = Outbound(
+            lambda: request.transport,
+            runtime.hub.flusher,
+            self.state.clock,
+            self.state.schedule,
+            self._start_close,
+            self.abort,
+        )
         self.heartbeats_stopped = False
+        self.heartbeat_timer: Timer | None = None
         self.expiry_timer: Timer | None = None
-        self.tasks: list[asyncio.Task[None]] = []
+        self.close_task: asyncio.Task[None] | None = None
+        self.close_started = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"Session(conn={self.conn!r}, fmt={self.fmt})"
 
     # -- output ------------------------------------------------------------
-    def send(self, frame: Any) -> None:
-        """Queue a pre-encoded frame (or ``_CLOSE``) for the writer task."""
-        if frame is _CLOSE:
-            self.closing = True
-        self.outbox.append(frame)
-        self.wake.set()
-
     def send_pm(self, pm: dict[str, Any]) -> None:
-        self.send(wire.encode(pm, self.fmt))
+        self.out.send(ws_frame(wire.encode(pm, self.fmt)))
+
+    def close_after_pending(self) -> None:
+        """Close the WebSocket once the frames queued so far are out."""
+        self.closing = True
+        self.out.send(None)
 
     def send_error_and_close(self, exc: AblyException, action: int = p.ERROR) -> None:
         self.send_pm({"action": action, "error": exc.to_dict()})
-        self.send(_CLOSE)
+        self.close_after_pending()
 
-    async def _writer(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.outbox and not self._held():
-                if self.delay_s > 0:
-                    await asyncio.sleep(self.delay_s)
-                    if self._held():
-                        break
-                frame = self.outbox.popleft()
-                if frame is _CLOSE:
-                    await self.ws.close()
-                    return
-                try:
-                    if isinstance(frame, bytes):
-                        await self.ws.send_bytes(frame)
-                    else:
-                        await self.ws.send_str(frame)
-                except (ConnectionError, RuntimeError):
-                    log.debug("send failed on %r; transport gone", self)
-                    return
+    def _start_close(self) -> None:
+        self.close_task = asyncio.get_running_loop().create_task(self._close_ws())
+        self.close_started.set()
 
-    def _held(self) -> bool:
-        return self.stalled
+    async def _close_ws(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close()
 
-    async def _heartbeat(self) -> None:
-        interval = self.state.config.heartbeat_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            if not self.heartbeats_stopped:
+    def _heartbeat(self) -> None:
+        """Keepalive every heartbeat interval, on the emulator's clock (RTN23).
+
+        ``heartbeats=true``: a HEARTBEAT ProtocolMessage; otherwise a WebSocket
+        ping frame, which clients that can see pings count as activity (RTN23b;
+        ably-js in node does, and drops an idle transport without either).
+        """
+        if self.ws.closed:
+            return
+        if not self.heartbeats_stopped:
+            if self.heartbeats:
                 self.send_pm({"action": p.HEARTBEAT})
+            else:
+                self.out.send(WS_PING)
+        self.heartbeat_timer = self.state.schedule(
+            self.state.config.heartbeat_seconds(), self._heartbeat
+        )
 
     def abort(self) -> None:
         """Drop the transport abruptly: no CLOSE frame, no DISCONNECTED (a network failure)."""
@@ -194,11 +210,11 @@ class Session:
 
     # -- lifecycle ---------------------------------------------------------
     async def run(self) -> None:
-        self.tasks.append(asyncio.create_task(self._writer()))
         try:
             if await self._connect():
-                if self.heartbeats:
-                    self.tasks.append(asyncio.create_task(self._heartbeat()))
+                self.heartbeat_timer = self.state.schedule(
+                    self.state.config.heartbeat_seconds(), self._heartbeat
+                )
                 await self._read_loop()
             if self.closing:
                 await self._drain(2.0)  # let queued frames and the close go out
@@ -206,25 +222,33 @@ class Session:
             await self._cleanup()
 
     async def _drain(self, timeout: float) -> None:
+        """Wait (bounded) for the close to go out; a fault may still delay or stall it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self.tasks[0]), timeout)
+            await asyncio.wait_for(self.close_started.wait(), timeout)
+            if self.close_task is not None:
+                remaining = max(0.0, deadline - loop.time())
+                await asyncio.wait_for(asyncio.shield(self.close_task), remaining)
 
     async def _cleanup(self) -> None:
-        if self.expiry_timer is not None:
-            self.expiry_timer.cancel()
+        for timer in (self.expiry_timer, self.heartbeat_timer):
+            if timer is not None:
+                timer.cancel()
+        self.out.flush()
+        self.out.cancel()
         conn = self.conn
         for att in self.attachments.values():
-            channel = self._channel(att.base)
-            if channel is not None and conn is not None:
-                channel.attachments.pop((conn.id, att.name), None)
+            if conn is not None:
+                self.runtime.hub.detach(self._channel(att.base), conn.id, att.name)
         self.attachments.clear()
         if conn is not None and not self.replaced:
             if self.runtime.hub.sessions.get(conn.id) is self:
                 del self.runtime.hub.sessions[conn.id]
             if not self.closed_cleanly and conn.id in self.state.connections:
                 self.state.connection_lost(conn)
-        for task in self.tasks:
-            task.cancel()
+        if self.close_task is not None and not self.close_task.done():
+            self.close_task.cancel()
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
@@ -392,7 +416,7 @@ class Session:
             assert self.conn is not None
             self.state.connection_closed(self.conn)
             self.send_pm({"action": p.CLOSED})
-            self.send(_CLOSE)
+            self.close_after_pending()
         elif action == p.ATTACH:
             channel_ops.attach(self, pm)
         elif action == p.DETACH:

@@ -15,17 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import apps, auth, stats, wire
+from ably_bridge.emulator import apps, auth, meta, stats, wire
 from ably_bridge.emulator import capability as caps
 from ably_bridge.emulator.channels import query_history
 from ably_bridge.emulator.names import parse_channel_name
-from ably_bridge.emulator.proto import (
-    MODE_PRESENCE,
-    MODE_PRESENCE_SUBSCRIBE,
-    MODE_PUBLISH,
-    MODE_SUBSCRIBE,
-    error,
-)
+from ably_bridge.emulator.proto import error
 from ably_bridge.emulator.rest_util import (
     backwards_param,
     channel_param,
@@ -120,12 +114,57 @@ def _publish_items(body: Any) -> list[Any]:
     raise error(40001, "publish body must be a message or a list of messages")
 
 
+def unenveloped_message(request: web.Request, raw: bytes) -> dict[str, Any]:
+    """``enveloped=false``: the body is the data, metadata in headers or params (7.2).
+
+    ``text/*`` bodies are strings, ``application/json`` bodies JSON values
+    (strings stay strings, anything else is kept as JSON text with encoding
+    ``json``), msgpack bodies likewise, anything else binary. ``X-Ably-Encoding``
+    / ``encoding`` names steps the client already applied, e.g. ``base64``.
+    """
+    ctype = (request.headers.get("Content-Type") or "application/octet-stream").lower()
+    data: Any = raw
+    encoding: str | None = None
+    if ctype.startswith("text/"):
+        data = raw.decode("utf-8", "replace")
+    elif "json" in ctype or "msgpack" in ctype:
+        value = wire.decode(raw, wire.format_of_content_type(ctype))
+        if isinstance(value, str | bytes) or value is None:
+            data = value
+        else:
+            data, encoding = wire.encode(value, "json"), "json"
+
+    def meta(field: str) -> str | None:
+        return request.headers.get(f"X-Ably-{field}") or request.query.get(
+            field[0].lower() + field[1:]
+        )
+
+    message: dict[str, Any] = {"data": data}
+    for field, key in (("MessageId", "id"), ("Name", "name"), ("ConnectionKey", "connectionKey")):
+        if meta(field):
+            message[key] = meta(field)
+    client_id = request.query.get("clientId")
+    if client_id:
+        message["clientId"] = client_id
+    declared = meta("Encoding")
+    if declared:
+        encoding = f"{encoding}/{declared}" if encoding else declared
+    if encoding:
+        message["encoding"] = encoding
+    if declared and isinstance(data, bytes):
+        message["data"] = data.decode("utf-8", "replace")  # encoded text, e.g. base64
+    return wire.ingest(message, "json")
+
+
 async def publish(request: web.Request) -> web.Response:
     """``POST /channels/{ch}/messages`` -> 201 {channel, messageId, serials} (RSL1)."""
     creds = _credentials(request)
     name = channel_param(request)
-    body, fmt = await read_body(request)
-    items = [wire.ingest(m, fmt) if isinstance(m, dict) else m for m in _publish_items(body)]
+    if request.query.get("enveloped") == "false":
+        items: list[Any] = [unenveloped_message(request, await request.read())]
+    else:
+        body, fmt = await read_body(request)
+        items = [wire.ingest(m, fmt) if isinstance(m, dict) else m for m in _publish_items(body)]
     result = _runtime(request).state.publish(creds, name, items, params=dict(request.query))
     _runtime(request).state.count_stat(creds.app.app_id, "messages.inbound.rest.messages.count")
     return respond(
@@ -188,50 +227,12 @@ async def presence_history(request: web.Request) -> web.Response:
     return respond(request, page.items, headers=link_headers(request, page.next_cursor))
 
 
-def channel_details(runtime: Runtime, app: apps.App, name: str) -> dict[str, Any]:
-    """ChannelDetails with occupancy metrics (CHD, CHS, CHO, CHM)."""
-    channel = app.channels.get(parse_channel_name(name).base)
-    metrics = dict.fromkeys(
-        (
-            "connections",
-            "presenceConnections",
-            "presenceMembers",
-            "presenceSubscribers",
-            "publishers",
-            "subscribers",
-            "objectPublishers",
-            "objectSubscribers",
-        ),
-        0,
-    )
-    active = False
-    if channel is not None:
-        modes = [getattr(att, "modes", 0) for att in channel.attachments.values()]
-        metrics["connections"] = len({conn for conn, _ in channel.attachments})
-        metrics["publishers"] = sum(1 for m in modes if m & MODE_PUBLISH)
-        metrics["subscribers"] = sum(1 for m in modes if m & MODE_SUBSCRIBE)
-        metrics["presenceConnections"] = sum(1 for m in modes if m & MODE_PRESENCE)
-        metrics["presenceSubscribers"] = sum(1 for m in modes if m & MODE_PRESENCE_SUBSCRIBE)
-        metrics["presenceMembers"] = len(channel.presence)
-        recent = runtime.state.now_ms() - channel.last_activity_ms
-        active = bool(
-            channel.attachments
-            or channel.presence
-            or recent <= runtime.state.config.channel_active_ms
-        )
-    return {
-        "channelId": name,
-        "name": name,
-        "status": {"isActive": active, "occupancy": {"metrics": metrics}},
-    }
-
-
 async def channel_status(request: web.Request) -> web.Response:
     """``GET /channels/{ch}`` (RSL8)."""
     creds = _credentials(request)
     name = channel_param(request)
     _require(creds, parse_channel_name(name).resource, "channel-metadata")
-    return respond(request, channel_details(_runtime(request), creds.app, name))
+    return respond(request, meta.channel_details(_runtime(request).state, creds.app, name))
 
 
 async def channels_list(request: web.Request) -> web.Response:
@@ -251,11 +252,11 @@ async def channels_list(request: web.Request) -> web.Response:
         for name in creds.app.channels
         if name.startswith(prefix)
         and (cursor is None or name > cursor)
-        and channel_details(runtime, creds.app, name)["status"]["isActive"]
+        and meta.channel_details(runtime.state, creds.app, name)["status"]["isActive"]
     )
     page, more = names[:limit], len(names) > limit
     items: list[Any] = (
-        list(page) if by_id else [channel_details(runtime, creds.app, n) for n in page]
+        list(page) if by_id else [meta.channel_details(runtime.state, creds.app, n) for n in page]
     )
     return respond(request, items, headers=link_headers(request, page[-1] if more else None))
 

@@ -5,8 +5,10 @@ TokenRequest nonces and the realtime connection registry, and implements the
 operations both REST and realtime perform: publish (RSL1, RTL6 with the
 server-side checks of ably-protocol.md 11), presence enter/update/leave
 (RTP8-RTP10, 11.7), connection resume bookkeeping (RTN15, RTN16) and stats
-counters. Changes that subscribers must see are handed to a listener hook
-(``on_event``) that the realtime layer installs for fan-out.
+counters, and stores the messages the server publishes itself (metachannel
+events, :meth:`EmulatorState.publish_system`). Changes that subscribers must
+see are handed to a listener hook (``on_event``) that the realtime layer
+installs for fan-out.
 
 Time comes from an injected :class:`~ably_bridge.clock.Clock`; delayed work
 (synthetic presence LEAVE, token expiry) is scheduled through ``schedule``,
@@ -106,6 +108,8 @@ class EmulatorState:
         self.on_event: EventListener | None = None
         self.schedule: Scheduler = self.clock.call_later
         self.default_app_id: str | None = None
+        self._stat_second = -1
+        self._stat_interval = ""
 
     def now_ms(self) -> int:
         return self.clock.time_ms()
@@ -268,24 +272,29 @@ class EmulatorState:
         if with_ids and len(with_ids) != len(messages):
             raise error(40031, "either every message or none must carry a client-specified id")
         prepared: list[dict[str, Any]] = []
-        publisher = conn
         for message in messages:
             item = dict(message)
             key = item.pop("connectionKey", None)
-            if key is not None:
+            publisher, ident = conn, identity
+            if key is not None:  # TM2h: published on behalf of a realtime connection
                 publisher = self._connection_by_key(key, creds.app.app_id)
-            ident = publisher.client_id if publisher is not None and key is not None else identity
+                ident = publisher.client_id
             client_id = self.effective_client_id(ident, creds.basic, item.get("clientId"))
             if client_id is not None:
                 item["clientId"] = client_id
+            if publisher is not None:
+                item["connectionId"] = publisher.id
             if "name" in item and item["name"] is not None and not isinstance(item["name"], str):
                 raise error(40013, "message name must be a string")
             prepared.append(item)
         channel = creds.app.channel(parsed.base)
         now = self.now_ms()
-        base = random_id(12)
         if with_ids:
             base = str(messages[0]["id"]).rpartition(":")[0] or str(messages[0]["id"])
+        elif conn is not None and msg_serial is not None:
+            base = f"{conn.id}:{msg_serial}"  # TM2a: ids are connectionId:msgSerial:index
+        else:
+            base = random_id(12)
         serials: list[str | None] = []
         stored: list[dict[str, Any]] = []
         for index, item in enumerate(prepared):
@@ -295,17 +304,12 @@ class EmulatorState:
                 continue
             serial = channel.next_serial()
             if not msg_id:
-                if publisher is not None and msg_serial is not None:
-                    msg_id = f"{publisher.id}:{msg_serial}:{index}"
-                else:
-                    msg_id = f"{base}:{index}"
+                msg_id = f"{base}:{index}"
             item["id"] = msg_id
             item["serial"] = serial
             item.setdefault("timestamp", now)
             if not isinstance(item["timestamp"], int):
                 item["timestamp"] = now
-            if publisher is not None:
-                item["connectionId"] = publisher.id
             for empty in [k for k, v in item.items() if v is None]:
                 del item[empty]
             channel.remember_id(str(msg_id), serial, self.config.idempotency_window)
@@ -317,9 +321,29 @@ class EmulatorState:
         channel.last_activity_ms = now
         if stored:
             self.count_stat(creds.app.app_id, "messages.all.all.count", len(stored))
+            # The origin decides echo suppression; on-behalf messages count as their connection's.
+            origins = {m.get("connectionId") for m in stored}
             origin = conn.id if conn is not None else None
+            if origin is None and len(origins) == 1:
+                origin = origins.pop()
             self._emit(channel, MESSAGE, stored, origin)
         return PublishResult(base, serials)
+
+    def publish_system(self, app: App, channel_name: str, messages: list[dict[str, Any]]) -> None:
+        """Store and announce messages the server itself publishes (metachannel events)."""
+        channel = app.channel(channel_name)
+        now = self.now_ms()
+        base = random_id(12)
+        stored = []
+        for index, message in enumerate(messages):
+            item = {**message, "id": f"{base}:{index}", "timestamp": now}
+            item["serial"] = channel.next_serial()
+            channel.append_history(
+                item, self.config.history_ttl_ms, self.config.history_max_per_channel, now
+            )
+            stored.append(item)
+        channel.last_activity_ms = now
+        self._emit(channel, MESSAGE, stored, None)
 
     def _connection_by_key(self, key: Any, app_id: str) -> Connection:
         conn_id = str(key).partition("!")[0]
@@ -521,6 +545,10 @@ class EmulatorState:
         app = self.apps.get(app_id)
         if app is None:
             return
-        interval = time.strftime("%Y-%m-%d:%H:%M", time.gmtime(self.clock.time()))
+        second = int(self.clock.time())
+        if second != self._stat_second:
+            self._stat_second = second
+            self._stat_interval = time.strftime("%Y-%m-%d:%H:%M", time.gmtime(second))
+        interval = self._stat_interval
         bucket = app.stats.setdefault(interval, {})
         bucket[entry] = bucket.get(entry, 0) + amount

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 Format = Literal["json", "msgpack"]
 Frame = str | bytes
 
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/x-msgpack"
 
@@ -98,7 +100,10 @@ def encode(obj: Any, fmt: Format) -> Frame:
     if fmt == "msgpack":
         packed: bytes = msgpack.packb(obj, use_bin_type=True)
         return packed
-    return json.dumps(jsonable(obj), separators=(",", ":"), ensure_ascii=False)
+    try:  # fast path: nothing binary inside, so no copy is needed
+        return _JSON.encode(obj)
+    except TypeError:
+        return _JSON.encode(jsonable(obj))
 
 
 def content_type(fmt: Format) -> str:
