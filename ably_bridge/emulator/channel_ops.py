@@ -85,9 +85,15 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         serial = pm.get("channelSerial")
         backlog: list[dict[str, Any]] = []
         flags = modes
+        continuity_error: dict[str, Any] | None = None
         if isinstance(serial, str) and serial and channel.knows_serial(serial):
             flags |= p.RESUMED  # RTL15b: continuity from the client's channelSerial
             backlog = channel.messages_after(serial)
+        elif isinstance(serial, str) and serial:
+            # The client asked to continue but cannot: attached afresh, and told so.
+            continuity_error = p.error(
+                90003, "channel continuity lost: messages since the serial expired", 404
+            ).to_dict()
         elif "rewind" in params and name not in session.attachments:
             backlog = _rewind(channel, params["rewind"], now)
             if backlog:
@@ -113,15 +119,16 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
     session.attachments[name] = att
     session.runtime.hub.attach(channel, att)
     accepted = {k: v for k, v in params.items() if k in RECOGNISED_PARAMS}
-    session.send_pm(
-        {
-            "action": p.ATTACHED,
-            "channel": name,
-            "flags": flags,
-            "channelSerial": channel.current_serial,
-            "params": accepted,
-        }
-    )
+    attached: dict[str, Any] = {
+        "action": p.ATTACHED,
+        "channel": name,
+        "flags": flags,
+        "channelSerial": channel.current_serial,
+        "params": accepted,
+    }
+    if continuity_error is not None:
+        attached["error"] = continuity_error
+    session.send_pm(attached)
     if modes & p.MODE_SUBSCRIBE:
         for message in backlog:
             if message.get("connectionId") == conn.id and not (att.echo and conn.echo):

@@ -47,6 +47,9 @@ class Channel:
     # Realtime attachments, keyed by (connectionId, qualified name); values are
     # owned by the realtime layer (the state only counts them for occupancy).
     attachments: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # Serials at or below this one can no longer be resumed from: the messages
+    # after them are gone (retention) or continuity was expired by a fault.
+    resume_floor: str = field(default_factory=lambda: make_serial(0))
 
     # -- serials -------------------------------------------------------
     def next_serial(self) -> str:
@@ -58,8 +61,26 @@ class Channel:
         return make_serial(self.counter)
 
     def knows_serial(self, serial: str) -> bool:
-        """True for a well-formed serial this channel has reached (RTL15b resume point)."""
-        return len(serial) == SERIAL_WIDTH and serial.isdigit() and serial <= self.current_serial
+        """True when an ATTACH from ``serial`` can continue without a gap (RTL15b).
+
+        The serial must be one this channel has reached, not below the resume
+        floor, and every message published after it must still be retained;
+        otherwise the attach is answered without RESUMED (loss of continuity).
+        """
+        if len(serial) != SERIAL_WIDTH or not serial.isdigit():
+            return False
+        if not self.resume_floor <= serial <= self.current_serial:
+            return False
+        if serial == self.current_serial:
+            return True
+        if not self.history:
+            return False  # messages after it were published and are gone
+        first_retained = int(self.history[0]["serial"])
+        return first_retained <= int(serial) + 1
+
+    def expire_continuity(self) -> None:
+        """No serial issued so far can be resumed from (a fault, or Ably losing state)."""
+        self.resume_floor = make_serial(self.counter + 1)
 
     # -- history -------------------------------------------------------
     def append_history(

@@ -239,6 +239,22 @@ class Faults:
                 count += 1
         return count
 
+    def expire_channel_continuity(self, app_id: str, channel: str | None = None) -> int:
+        """Make every serial issued so far on ``channel`` (or all of the app's) unresumable.
+
+        The next ATTACH carrying such a channelSerial gets ATTACHED without
+        RESUMED and error 90003, as when Ably no longer holds the messages since
+        that point: what a failed connection resume looks like to a channel.
+        """
+        assert self.runtime is not None
+        app = self.runtime.state.apps.get(app_id)
+        if app is None:
+            return 0
+        targets = [ch for name, ch in app.channels.items() if channel is None or name == channel]
+        for target in targets:
+            target.expire_continuity()
+        return len(targets)
+
     def expire_tokens(self, app_id: str | None = None) -> int:
         """Expire every token now; live connections using one get DISCONNECTED 40142."""
         assert self.runtime is not None

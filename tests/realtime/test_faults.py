@@ -182,6 +182,36 @@ def test_failed_resume_gives_new_connection_and_reattached_channels(
     assert [m.name for m in received.wait_for(2)] == ["during", "after"]
 
 
+def test_failed_resume_without_channel_continuity_reports_resumed_false(
+    make_client: MakeClient, emulator: Emulator
+) -> None:
+    """RTN15c7 + RTL3d: the channel re-attaches without RESUMED; the listener is told."""
+    client = make_client()
+    channel = client.channels.get("gone")
+    received = Collector()
+    channel.subscribe(received)
+    channel.attach()
+    old_id = client.connection.id
+    lost = Collector()
+    channel.on_continuity_lost(lost)
+    publisher = make_client().channels.get("gone")
+    emulator.faults.stall(connection_id=old_id)
+    publisher.publish("during", "gap")
+    app_id = (client.options.key_name or "").split(".")[0]
+    assert emulator.faults.expire_channel_continuity(app_id, "gone") == 1
+    assert emulator.faults.forget_connections(connection_id=old_id) == 1
+    change = lost.wait_for(1)[0]
+    assert change.resumed is False
+    assert change.current == ChannelState.ATTACHED
+    assert change.reason is not None and change.reason.code == 90003
+    assert client.connection.id not in (None, old_id)
+    publisher.publish("after", "x")
+    # "during" fell in the gap: only history (until_attach) can bring it back.
+    assert [m.name for m in received.wait_for(1)] == ["after"]
+    backfill = channel.history(until_attach=True, direction="forwards")
+    assert "during" in [m.name for m in backfill.items]
+
+
 def test_silent_server_is_detected_and_resumed(make_client: MakeClient, emulator: Emulator) -> None:
     client = make_client(realtime_request_timeout=0.5)
     client.connection.wait_for_state("connected", timeout=5)
