@@ -6,6 +6,7 @@ Subcommands:
 * ``dev`` - the local stack in one command. Today that is the emulator with a
   development app; the bridge and a Celery worker join it as they land.
 * ``check-config`` - validate a bridge configuration file without connecting.
+* ``run`` - run the bridge daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload routes).
 * ``version`` - print the version.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage (argparse's own).
@@ -83,6 +84,68 @@ def _check_config(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the bridge daemon: Ably channels into Celery tasks and Redis Streams",
+        description=(
+            "Run the bridge until SIGTERM or SIGINT (then drain the buffers, flush checkpoints "
+            "and exit 0). SIGHUP re-reads the routes from the configuration file and attaches "
+            "or detaches only the channels that changed. Exit 1 on an invalid configuration."
+        ),
+    )
+    parser.add_argument(
+        "-c", "--config", required=True, help="configuration file (.yaml, .yml or .toml)"
+    )
+    parser.add_argument(
+        "--health-port", type=int, default=None, help="override health.port (0: any free port)"
+    )
+    parser.add_argument(
+        "--log-format", choices=("json", "text"), default=None, help="override log_format"
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import signal
+
+    from ably_bridge.bridge.config import ConfigError, load_config
+    from ably_bridge.bridge.jsonlog import configure_logging
+
+    path = args.config
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    if args.health_port is not None:
+        config = dataclasses.replace(
+            config, health=dataclasses.replace(config.health, port=args.health_port)
+        )
+    configure_logging(
+        config.log_level,
+        fmt=args.log_format or config.log_format,
+        payloads=config.log_payloads,
+    )
+    from ably_bridge.bridge.app import BridgeApp
+
+    log = logging.getLogger("ably_bridge.cli")
+    try:
+        app = BridgeApp(config, reload_config=lambda: load_config(path))
+    except Exception as exc:
+        log.error("the bridge could not start: %s", exc)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: app.daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: app.daemon.request_stop())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: app.daemon.request_reload())
+    app.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ably-bridge",
@@ -93,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_emulator(subparsers)
     _add_dev(subparsers)
     _add_check_config(subparsers)
+    _add_run(subparsers)
     version = subparsers.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=lambda _args: _print_version())
     return parser

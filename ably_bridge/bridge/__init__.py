@@ -10,4 +10,13 @@ Integrations JSON shape), :mod:`.router` (pure matching), :mod:`.sinks`
 :mod:`.dedup`, :mod:`.deadletter`, :mod:`.presence_snapshot`, :mod:`.retry`
 (backoff and the bounded retry buffer) and :mod:`.dispatch` (one event through
 route, sinks, dead letters and checkpoints).
+
+The daemon (``ably-bridge run``): :mod:`.source` (the seam to Ably: a channel
+source, history, directory, and an in-memory fake), :mod:`.realtime_source`
+(the source over the realtime client), :mod:`.backfill` (REST history with
+``untilAttach``), :mod:`.discovery` (REST channel enumeration, polled),
+:mod:`.daemon` (the delivery thread: channel phases, backfill, back-pressure,
+reload, drain), :mod:`.metrics` (Prometheus text), :mod:`.health`
+(``/healthz``, ``/readyz``, ``/metrics``), :mod:`.jsonlog` (JSON log lines) and
+:mod:`.app` (wiring a configuration into a running bridge).
 """

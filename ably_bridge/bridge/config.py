@@ -75,6 +75,7 @@ STREAM_SCHEMES = ("redis", "rediss", "unix", "memory")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
 DEFAULT_PRESENCE_KEY = "ably:presence:{channel}"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
 
 # Environment variable -> what it overrides (documentation and check-config output).
 ENV_OVERRIDES: dict[str, str] = {
@@ -119,6 +120,8 @@ class AblySettings:
     key: Secret | None = None
     endpoint: str | None = None
     use_binary_protocol: bool = True
+    port: int | None = None  # non-default port (e.g. the local emulator)
+    tls: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ class DeliverySettings:
     dedup_window: int = 100_000
     max_event_bytes: int = 1_048_576
     retry: RetrySettings = field(default_factory=RetrySettings)
+    drain_timeout: float = 30.0  # seconds SIGTERM waits for the sink buffers to drain
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +246,8 @@ class BridgeConfig:
     key_prefix: str = "ably-bridge"
     site: str = "ably-bridge"
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    log_payloads: bool = False
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     dead_letter: DeadLetterSettings = field(default_factory=DeadLetterSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
@@ -514,8 +520,8 @@ class _Parser:
         self.known(
             raw,
             {
-                "app_id", "site", "log_level", "ably", "redis", "celery",
-                "delivery", "dead_letter", "health", "routes",
+                "app_id", "site", "log_level", "log_format", "log_payloads", "ably", "redis",
+                "celery", "delivery", "dead_letter", "health", "routes",
             },
             "",
         )  # fmt: skip
@@ -547,6 +553,10 @@ class _Parser:
         ) or "INFO"
         if log_level.upper() not in LOG_LEVELS:
             self.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+        log_format = self.text(raw, "log_format", "log_format", "json") or "json"
+        if log_format not in LOG_FORMATS:
+            self.fail("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+        log_payloads = self.boolean(raw, "log_payloads", "log_payloads", False)
         delivery = self.delivery(self.section(raw, "delivery", "delivery"))
         dead_letter = self.dead_letter(self.section(raw, "dead_letter", "dead_letter"))
         health = self.health(self.section(raw, "health", "health"))
@@ -562,6 +572,8 @@ class _Parser:
             key_prefix=key_prefix,
             site=site,
             log_level=log_level.upper(),
+            log_format=log_format,  # type: ignore[arg-type]
+            log_payloads=log_payloads,
             delivery=delivery,
             dead_letter=dead_letter,
             health=health,
@@ -572,7 +584,9 @@ class _Parser:
             "key": "an Ably key must not be written in the config file; "
             "set ABLY_KEY or ably.key_file"
         }
-        self.known(raw, {"key_file", "endpoint", "use_binary_protocol"}, "ably", advice)
+        self.known(
+            raw, {"key_file", "endpoint", "use_binary_protocol", "port", "tls"}, "ably", advice
+        )
         key_text: str | None = None
         key_path = "ably.key_file"
         if self.env.get("ABLY_KEY"):
@@ -594,15 +608,27 @@ class _Parser:
                 key = Secret(key_text, f"{match.group(1)}.{match.group(2)}:<redacted>")
         endpoint = self.env.get("ABLY_ENDPOINT") or self.text(raw, "endpoint", "ably.endpoint")
         binary = self.boolean(raw, "use_binary_protocol", "ably.use_binary_protocol", True)
-        return AblySettings(key=key, endpoint=endpoint, use_binary_protocol=binary), app_id
+        port: int | None = None
+        if raw.get("port") is not None:
+            port = self.integer(raw, "port", "ably.port", 443, minimum=1)
+            if port > 65535:
+                self.fail("ably.port", "must be a port number 1-65535")
+        tls = self.boolean(raw, "tls", "ably.tls", True)
+        settings = AblySettings(
+            key=key, endpoint=endpoint, use_binary_protocol=binary, port=port, tls=tls
+        )
+        return settings, app_id
 
     def delivery(self, raw: Mapping[str, Any]) -> DeliverySettings:
         p = "delivery"
         self.known(
             raw,
-            {"batch_size", "buffer_size", "dedup_ttl", "dedup_window", "max_event_bytes", "retry"},
+            {
+                "batch_size", "buffer_size", "dedup_ttl", "dedup_window", "max_event_bytes",
+                "retry", "drain_timeout",
+            },
             p,
-        )
+        )  # fmt: skip
         retry_raw = self.section(raw, "retry", f"{p}.retry")
         rp = f"{p}.retry"
         self.known(retry_raw, {"initial", "multiplier", "max_delay", "jitter", "max_attempts"}, rp)
@@ -631,6 +657,7 @@ class _Parser:
                 raw, "max_event_bytes", f"{p}.max_event_bytes", 1_048_576, minimum=256
             ),
             retry=retry,
+            drain_timeout=self.number(raw, "drain_timeout", f"{p}.drain_timeout", 30.0),
         )
 
     def dead_letter(self, raw: Mapping[str, Any]) -> DeadLetterSettings:

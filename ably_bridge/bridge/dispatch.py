@@ -262,6 +262,16 @@ class Dispatcher:
         """No sink is backing off."""
         return not any(b.backing_off for b in self._buffers.values())
 
+    def checkpoint_lag(self, now_ms: int) -> float:
+        """Seconds since the oldest event that holds a checkpoint back was sent (0: none)."""
+        oldest = min(
+            (order[0].envelope.timestamp for order in self._order.values() if order),
+            default=None,
+        )
+        if oldest is None or oldest <= 0:
+            return 0.0
+        return max(0.0, (now_ms - oldest) / 1000.0)
+
     # -- internals ------------------------------------------------------------------
     def _cipher(self, key: Secret | None) -> ChannelCipher | None:
         if key is None:

@@ -125,6 +125,10 @@ class Router:
             return bool(routes)
         return any(source in c.route.sources for c, _ in routes)
 
+    def routes_for(self, channel: str, source: Source) -> list[Route]:
+        """The routes taking ``source`` events of ``channel``, whatever their name filter."""
+        return [c.route for c, _ in self._for_channel(channel) if source in c.route.sources]
+
     def sources_for(self, channel: str) -> frozenset[Source]:
         """Every source some route wants from ``channel`` (decides what to subscribe)."""
         out: set[Source] = set()

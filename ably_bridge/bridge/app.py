@@ -1,0 +1,221 @@
+"""Wiring: a :class:`~ably_bridge.bridge.config.BridgeConfig` into a running bridge.
+
+This module owns :class:`BridgeApp`, which builds every part the daemon needs
+from the configuration and nothing else: the Redis client for checkpoints,
+dead letters and presence snapshots; the sinks (one per target kind and URL,
+each wrapped in a :class:`~ably_bridge.bridge.metrics.MeteredSink`); the REST
+client for backfill and discovery; the channel source (the realtime adapter
+by default, or one given by a test); the dispatcher, the daemon, the metrics
+and the health endpoint. ``ably-bridge run`` is ``BridgeApp(config).run()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ably_bridge.bridge.backfill import RestHistory
+from ably_bridge.bridge.checkpoint import CheckpointStore
+from ably_bridge.bridge.config import BridgeConfig, CeleryTarget, Route, Target
+from ably_bridge.bridge.daemon import Daemon, DaemonOptions
+from ably_bridge.bridge.deadletter import DeadLetterWriter
+from ably_bridge.bridge.discovery import RestDirectory
+from ably_bridge.bridge.dispatch import Dispatcher
+from ably_bridge.bridge.health import HealthServer
+from ably_bridge.bridge.metrics import BridgeMetrics, MeteredSink
+from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
+from ably_bridge.bridge.secret import redact_url
+from ably_bridge.bridge.sinks.base import Sink, SinkOptions, create_sink
+from ably_bridge.bridge.source import ChannelSource, HistorySource
+from ably_bridge.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from ably_bridge.rest.client import AblyRest
+
+__all__ = ["BridgeApp", "SinkPool", "rest_client"]
+
+logger = logging.getLogger(__name__)
+
+
+def rest_client(config: BridgeConfig) -> AblyRest:
+    """The REST client for backfill and discovery, from ``config.ably``."""
+    from ably_bridge.rest.client import AblyRest
+
+    ably = config.ably
+    kwargs: dict[str, Any] = {
+        "use_binary_protocol": ably.use_binary_protocol,
+        "tls": ably.tls,
+    }
+    if ably.endpoint:
+        kwargs["endpoint"] = ably.endpoint
+    if ably.port is not None:
+        kwargs["port" if not ably.tls else "tls_port"] = ably.port
+    if not ably.tls:
+        kwargs["insecure_allow_basic_over_http"] = True
+    key = ably.key.reveal() if ably.key is not None else None
+    return AblyRest(key=key, **kwargs)
+
+
+class SinkPool:
+    """One sink per (kind, URL), created on first use and metered."""
+
+    def __init__(self, config: BridgeConfig, metrics: BridgeMetrics, clock: Clock) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._clock = clock
+        self._options = SinkOptions(
+            key_prefix=config.key_prefix, dedup_ttl=config.delivery.dedup_ttl, clock=clock
+        )
+        self.sinks: dict[tuple[str, str], MeteredSink] = {}
+
+    def __call__(self, target: Target) -> Sink:
+        if isinstance(target, CeleryTarget):
+            secret = target.broker_url or self._config.celery_broker_url
+        else:
+            secret = target.url or self._config.redis_url
+        if secret is None:
+            raise ValueError(f"no URL for a {target.kind} target")
+        url = secret.reveal()
+        key = (target.kind, url)
+        sink = self.sinks.get(key)
+        if sink is None:
+            label = f"{target.kind}:{redact_url(url)}"
+            sink = MeteredSink(
+                create_sink(target.kind, url, self._options), label, self._metrics, self._clock
+            )
+            self.sinks[key] = sink
+            logger.info("sink %s ready", label, extra={"sink": label})
+        return sink
+
+    def healthy(self) -> list[str]:
+        """Labels of sinks whose probe fails."""
+        return [s.label for s in self.sinks.values() if not s.healthy()]
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            try:
+                sink.close()
+            except Exception as exc:
+                logger.warning("closing sink %s: %s", sink.label, exc)
+
+
+class BridgeApp:
+    """The whole bridge process, built from a configuration."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        source: ChannelSource | None = None,
+        history: HistorySource | None = None,
+        clock: Clock | None = None,
+        options: DaemonOptions | None = None,
+        reload_config: Callable[[], BridgeConfig] | None = None,
+        executor: Executor | None = None,
+        health: bool | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = BridgeMetrics()
+        self.redis = redis.Redis.from_url(
+            config.redis_url.reveal(),
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.checkpoints = CheckpointStore(self.redis, prefix=config.key_prefix)
+        self.dead_letters = DeadLetterWriter(
+            self.redis,
+            config.dead_letter.stream,
+            maxlen=config.dead_letter.maxlen,
+            clock=self.clock,
+        )
+        self.sinks = SinkPool(config, self.metrics, self.clock)
+        self._snapshots: dict[str, PresenceSnapshot] = {}
+        self.rest = rest_client(config)
+        self.dispatcher = Dispatcher(
+            config,
+            sink_for=self.sinks,
+            dead_letters=self.dead_letters,
+            checkpoints=self.checkpoints,
+            snapshot_for=self._snapshot_for,
+            clock=self.clock,
+        )
+        self.source = source if source is not None else self._realtime_source()
+        opts = options or DaemonOptions(drain_timeout=config.delivery.drain_timeout)
+        self.daemon = Daemon(
+            config,
+            source=self.source,
+            history=history or RestHistory(self.rest),
+            directory=RestDirectory(self.rest),
+            dispatcher=self.dispatcher,
+            checkpoints=self.checkpoints,
+            executor=executor or ThreadPoolExecutor(8, thread_name_prefix="ably-bridge-io"),
+            metrics=self.metrics,
+            clock=self.clock,
+            options=opts,
+            reload_config=reload_config,
+        )
+        self.health: HealthServer | None = None
+        if config.health.enabled if health is None else health:
+            self.health = HealthServer(
+                config.health.host,
+                config.health.port,
+                alive=self._alive,
+                ready=self._ready,
+                metrics=self.metrics.render,
+            )
+
+    def _realtime_source(self) -> ChannelSource:
+        from ably_bridge.bridge.realtime_source import RealtimeSource
+
+        return RealtimeSource.from_config(self.config)
+
+    def _snapshot_for(self, route: Route) -> PresenceSnapshot | None:
+        if route.presence_snapshot is None:
+            return None
+        snap = self._snapshots.get(route.id)
+        if snap is None:
+            snap = PresenceSnapshot(
+                self.redis, key_template=route.presence_snapshot.key, app_id=self.config.app_id
+            )
+            self._snapshots[route.id] = snap
+        return snap
+
+    # -- probes (health thread) -----------------------------------------------------
+    def _alive(self) -> tuple[bool, list[str]]:
+        stalled = self.clock.monotonic() - self.daemon.heartbeat
+        if not self.daemon.stopped and stalled > 30.0:
+            return False, [f"delivery loop stalled for {stalled:.0f}s"]
+        return True, []
+
+    def _ready(self) -> tuple[bool, list[str]]:
+        ok, problems = self.daemon.readiness()
+        failing = self.sinks.healthy()
+        if failing:
+            problems.append(f"sink(s) unreachable: {', '.join(failing)}")
+        return ok and not failing, problems
+
+    # -- running ------------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve health, run the daemon until stopped, then close everything."""
+        if self.health is not None:
+            self.health.start()
+        try:
+            self.daemon.run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.daemon.shutdown()
+        if self.health is not None:
+            self.health.stop()
+        self.sinks.close()
+        self.rest.close()
+        self.redis.close()

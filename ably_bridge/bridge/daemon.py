@@ -1,0 +1,667 @@
+"""The bridge daemon: channel lifecycles, gap-free backfill, back-pressure, reload, drain.
+
+This module owns :class:`Daemon`, the one **delivery thread** of the bridge::
+
+    source listeners (any thread) --enqueue--> inbox --step()--> Dispatcher --> sinks
+    backfill / discovery jobs (executor) --result--> inbox
+
+Everything that touches the :class:`~ably_bridge.bridge.dispatch.Dispatcher`
+or the per-channel state runs in :meth:`Daemon.step` on that thread; listeners
+and background jobs only put items in the inbox. ``step`` never sleeps when
+given ``timeout=0``, so unit tests drive it with a fake source, an inline
+executor and a :class:`~ably_bridge.clock.FakeClock`.
+
+Per channel (:class:`ChannelTrack`), phases::
+
+    attaching --ATTACHED--> backfilling --history delivered--> live
+        ^                        |  (live events queued meanwhile)   |
+        |                        +-- continuity lost (ATTACHED/UPDATE resumed=False,
+        |                            SUSPENDED, DETACHED) -----------+
+        +-- FAILED: re-attach after a delay;  buffer full: paused (detached)
+            until the buffers drain, then re-attached (and so backfilled)
+
+* **Gap-free**: on every attach without continuity the daemon reads history
+  from the oldest checkpoint of the channel's routes up to the attach serial
+  (``untilAttach``) and submits it, in order, before the live events that
+  arrived meanwhile. A channel seen for the first time (no checkpoint) starts
+  at its attach point; a seed checkpoint is written then, so a crash before
+  the first delivery still backfills.
+* **Epochs**: each attach of a channel gets a new epoch; its listeners carry
+  it, so events of an abandoned attachment (paused, detached, reloaded) are
+  dropped instead of interleaving with the next one's backfill.
+* **Back-pressure**: a refused ``submit_*`` pauses the channel (detach; its
+  checkpoint stops moving); paused channels re-attach when the dispatcher is
+  healthy and its buffers are below ``resume_fraction`` of their size.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from ably_bridge.bridge.checkpoint import CheckpointStore, Position
+from ably_bridge.bridge.config import BridgeConfig
+from ably_bridge.bridge.discovery import DiscoverySchedule, discovery_prefixes
+from ably_bridge.bridge.dispatch import Dispatcher
+from ably_bridge.bridge.envelope import LIFECYCLE_EVENTS
+from ably_bridge.bridge.metrics import BridgeMetrics
+from ably_bridge.bridge.router import Router
+from ably_bridge.bridge.source import (
+    ChannelDirectory,
+    ChannelSource,
+    HistorySource,
+    SourceHandlers,
+    StateChange,
+)
+from ably_bridge.bridge.tracks import (
+    PHASES,
+    BackfillDone,
+    Call,
+    ChannelTrack,
+    DaemonOptions,
+    Discovered,
+    InlineExecutor,
+    Live,
+)
+from ably_bridge.clock import Clock, SystemClock
+from ably_bridge.protocol.models import Message, PresenceMessage
+
+__all__ = ["ChannelTrack", "Daemon", "DaemonOptions", "InlineExecutor"]  # (re-exported)
+
+logger = logging.getLogger(__name__)
+
+
+class Daemon:
+    """Runs the data path for the configured channels (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        source: ChannelSource,
+        history: HistorySource,
+        dispatcher: Dispatcher,
+        checkpoints: CheckpointStore | None,
+        executor: Executor,
+        directory: ChannelDirectory | None = None,
+        metrics: BridgeMetrics | None = None,
+        clock: Clock | None = None,
+        options: DaemonOptions | None = None,
+        reload_config: Callable[[], BridgeConfig] | None = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.history = history
+        self.directory = directory
+        self.dispatcher = dispatcher
+        self.checkpoints = checkpoints
+        self.executor = executor
+        self.metrics = metrics or BridgeMetrics()
+        self.clock = clock or SystemClock()
+        self.options = options or DaemonOptions()
+        self._reload_config = reload_config
+        self.router: Router = dispatcher.router
+        self.tracks: dict[str, ChannelTrack] = {}
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._discovered: dict[str, set[str]] = {}
+        self._lookback: dict[str, float] = {}  # discovered channel -> seconds to backfill
+        self._schedule = DiscoverySchedule(
+            discovery_prefixes(self.router.routes), self.clock.monotonic()
+        )
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._started = False
+        self.stopped = False
+        self.heartbeat = self.clock.monotonic()
+
+    # -- control (any thread) -------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to drain and stop (safe from a signal handler)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Ask :meth:`run` to reload the routes (safe from a signal handler)."""
+        self._reload.set()
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the delivery thread at the next step."""
+        self.inbox.put(Call(fn))
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        """Attach the configured channels (idempotent)."""
+        if self._started:
+            return
+        self._started = True
+        self._sync_channels()
+        logger.info(
+            "bridge started: %d channel(s), %d discovery prefix(es)",
+            len(self.tracks),
+            len(self._schedule.prefixes),
+        )
+
+    def run(self) -> None:
+        """Step until :meth:`request_stop`, then drain and close (the blocking main loop)."""
+        self.start()
+        try:
+            while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._do_reload()
+                self.step(self._wait_time())
+        finally:
+            self.shutdown()
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop taking events, drain the sink buffers, flush checkpoints, close the source."""
+        if self.stopped:
+            return
+        self.stopped = True
+        timeout = self.options.drain_timeout if timeout is None else timeout
+        for track in self.tracks.values():
+            track.epoch += 1  # everything still in flight from the source is dropped:
+            track.phase = "stopped"  # it is after the checkpoint, so the next start replays it
+            track.clear()
+        try:
+            self.source.close()
+        except Exception as exc:
+            logger.warning("closing the Ably source failed: %s", exc)
+        deadline = self.clock.monotonic() + timeout
+        while self.dispatcher.pending() and self.clock.monotonic() < deadline:
+            wait = self.dispatcher.next_wakeup() or 0.0
+            if wait > 0:
+                self.clock.sleep(min(wait, max(0.0, deadline - self.clock.monotonic()), 1.0))
+            self.dispatcher.pump()
+        self.dispatcher.pump()  # flushes checkpoints that failed to save earlier
+        left = self.dispatcher.pending()
+        if left:
+            logger.warning("shutdown: %d deliveries not drained (replayed on next start)", left)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._update_gauges()
+        logger.info("bridge stopped: %d deliveries left undelivered", left)
+
+    # -- the delivery thread ---------------------------------------------------------
+    def step(self, timeout: float = 0.0) -> int:
+        """Handle inbox items (waiting up to ``timeout`` for the first), timers and pumps."""
+        handled = 0
+        try:
+            item = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            item = None
+        while item is not None:
+            try:
+                self._handle(item)
+            except Exception:  # one bad item must not stop the delivery thread
+                logger.exception("handling %s failed", type(item).__name__)
+            handled += 1
+            if handled >= self.options.max_inbox_per_step:
+                break
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                item = None
+        self._timers()
+        for track in self.tracks.values():
+            if track.pending and track.phase == "live":
+                self._drain(track)
+        for _ in range(self.options.max_pumps_per_step):
+            if self.dispatcher.next_wakeup() != 0.0 or self.dispatcher.pump() == 0:
+                break
+        self._resume_paused()
+        self.heartbeat = self.clock.monotonic()
+        self._update_gauges()
+        return handled
+
+    def run_until_idle(self, max_steps: int = 1000) -> None:
+        """Step until the inbox is empty and nothing is ready to pump (tests)."""
+        for _ in range(max_steps):
+            handled = self.step()
+            if handled == 0 and self.inbox.empty() and self.dispatcher.next_wakeup() != 0.0:
+                return
+
+    def _wait_time(self) -> float:
+        waits = [self.options.tick]
+        wake = self.dispatcher.next_wakeup()
+        if wake is not None:
+            waits.append(wake)
+        due = self._schedule.next_due(self.clock.monotonic())
+        if due is not None:
+            waits.append(due)
+        now = self.clock.monotonic()
+        waits.extend(max(0.0, t.retry_at - now) for t in self.tracks.values() if t.retry_at)
+        return max(0.001, min(waits))
+
+    def _handle(self, item: Any) -> None:
+        if isinstance(item, Live):
+            self._on_live(item)
+        elif isinstance(item, BackfillDone):
+            self._on_backfill(item)
+        elif isinstance(item, Discovered):
+            self._on_discovered(item)
+        elif isinstance(item, Call):
+            item.fn()
+
+    # -- channel set ------------------------------------------------------------------
+    def desired_channels(self) -> set[str]:
+        """Static channel names plus discovered ones that some route wants."""
+        out = set(self.router.static_channels())
+        for names in self._discovered.values():
+            out.update(n for n in names if self.router.wants(n))
+        return out
+
+    def _sync_channels(self) -> None:
+        desired = self.desired_channels()
+        for name in sorted(set(self.tracks) - desired):
+            track = self.tracks.pop(name)
+            track.epoch += 1
+            self._safe_detach(name)
+            logger.info("channel %s detached: no route wants it", name, extra={"channel": name})
+        for name in sorted(desired - set(self.tracks)):
+            track = ChannelTrack(name, lookback=self._lookback.get(name, 0.0))
+            self.tracks[name] = track
+            self._attach(track)
+
+    def _attach(self, track: ChannelTrack) -> None:
+        track.epoch += 1
+        track.phase = "attaching"
+        track.clear()
+        track.retry_at = None
+        track.live_once = False
+        track.attach_serial = None
+        track.backfill_seq += 1
+        track.attach_started = self.clock.monotonic()
+        name, epoch = track.name, track.epoch
+        put = self.inbox.put
+        received = self.metrics.received
+
+        def on_messages(messages: Sequence[Message]) -> None:
+            received.inc(len(messages), "message")
+            put(Live(name, epoch, "messages", list(messages)))
+
+        def on_presence(messages: Sequence[PresenceMessage]) -> None:
+            received.inc(len(messages), "presence")
+            put(Live(name, epoch, "presence", list(messages)))
+
+        def on_sync(members: Sequence[PresenceMessage]) -> None:
+            put(Live(name, epoch, "sync", list(members)))
+
+        def on_state(change: StateChange) -> None:
+            put(Live(name, epoch, "state", change))
+
+        handlers = SourceHandlers(on_messages, on_presence, on_sync, on_state)
+        try:
+            self.source.attach(
+                name,
+                handlers,
+                cipher_key=self.router.cipher_key(name),
+                presence="presence" in self.router.sources_for(name),
+            )
+        except Exception as exc:
+            logger.error("attach of %s failed: %s", name, exc, extra={"channel": name})
+            self._retry_attach(track)
+
+    def _safe_detach(self, name: str) -> None:
+        try:
+            self.source.detach(name)
+        except Exception as exc:
+            logger.warning("detach of %s failed: %s", name, exc, extra={"channel": name})
+
+    def _retry_attach(self, track: ChannelTrack) -> None:
+        track.phase = "failed"
+        track.retry_at = self.clock.monotonic() + self.options.reattach_delay
+
+    # -- live events --------------------------------------------------------------------
+    def _on_live(self, item: Live) -> None:
+        track = self.tracks.get(item.channel)
+        if track is None or track.epoch != item.epoch:
+            return  # an abandoned attachment; its events are replayed from the checkpoint
+        if item.kind == "state":
+            self._on_state(track, item.payload)
+        elif track.phase == "live" and not track.pending and self._try_submit(track, item):
+            return
+        elif track.phase in ("live", "backfilling", "attaching"):
+            # Behind a backfill or a full sink buffer, or ahead of a state change
+            # that another listener has not delivered yet: keep them in order,
+            # bounded. Received events are never dropped here; a later backfill
+            # replaces only those it also returns (by id).
+            track.pending.append(item)
+            track.held_live += 1
+            if track.held_live > self.config.delivery.buffer_size:
+                self._pause(track, "sink buffers full and too many live events waiting")
+        # paused/failed/stopped: the epoch moved on, so nothing reaches here
+
+    def _try_submit(self, track: ChannelTrack, item: Live) -> bool:
+        """Hand one item to the dispatcher; False when refused (back-pressure)."""
+        d = self.dispatcher
+        if item.kind == "messages":
+            return d.submit_messages(track.name, item.payload)
+        if item.kind == "presence":
+            return d.submit_presence(track.name, item.payload)
+        if item.kind == "sync":
+            d.presence_synced(track.name, item.payload)
+        return True
+
+    def _drain(self, track: ChannelTrack) -> None:
+        """Submit the channel's waiting events in order until one is refused."""
+        pending = track.pending
+        while pending and track.phase == "live":
+            item = pending[0]
+            if not self._try_submit(track, item):
+                return
+            pending.popleft()
+            if item.epoch >= 0:
+                track.held_live -= 1
+
+    def _on_state(self, track: ChannelTrack, change: StateChange) -> None:
+        track.source_state = change.current
+        name = track.name
+        if change.event in LIFECYCLE_EVENTS and (change.event != "update" or not change.resumed):
+            accepted = self.dispatcher.submit_lifecycle(
+                name,
+                change.event,
+                previous=change.previous,
+                current=change.current,
+                reason=change.reason,
+                resumed=change.resumed if change.current == "attached" else None,
+            )
+            if not accepted:
+                logger.warning(
+                    "lifecycle event %s of %s refused (back-pressure)", change.event, name
+                )
+        if change.current == "attached":
+            if track.phase == "live" and change.resumed:
+                return  # continuity kept (RTL12)
+            if (
+                not change.resumed
+                and change.attach_serial is not None
+                and change.attach_serial == track.attach_serial
+                and track.phase in ("backfilling", "live")
+            ):
+                return  # the same attach point reported twice: nothing new to close
+            if track.phase == "attaching" and change.resumed and track.live_once:
+                track.phase = "live"  # re-attached after SUSPENDED with continuity
+                return
+            if track.phase in ("paused", "stopped"):
+                return
+            if track.live_once or track.phase == "backfilling":
+                self.metrics.continuity.inc()
+                logger.warning(
+                    "continuity lost on %s (%s): backfilling from the checkpoint",
+                    name,
+                    change.event,
+                    extra={"channel": name},
+                )
+            self._start_backfill(track, change.attach_serial)
+        elif change.current in ("suspended", "detached"):
+            if track.phase in ("live", "backfilling", "attaching"):
+                track.phase = "attaching"  # the client re-attaches; we backfill then
+                track.backfill_seq += 1
+                if change.current == "detached":
+                    track.retry_at = self.clock.monotonic() + self.options.reattach_delay
+        elif change.current == "failed":
+            reason = change.reason
+            logger.error(
+                "channel %s failed: %s; re-attaching in %.0fs",
+                name,
+                reason.message if reason is not None else "no reason given",
+                self.options.reattach_delay,
+                extra={"channel": name},
+            )
+            track.epoch += 1
+            track.clear()
+            self._retry_attach(track)
+
+    # -- backfill -----------------------------------------------------------------------
+    def _message_routes(self, channel: str) -> list[str]:
+        return [r.id for r in self.router.routes_for(channel, "message")]
+
+    def _start_backfill(self, track: ChannelTrack, attach_serial: str | None) -> None:
+        track.phase = "backfilling"
+        track.retry_at = None
+        track.attach_serial = attach_serial
+        track.backfill_seq += 1
+        routes = self._message_routes(track.name)
+        if not routes:
+            track.phase = "live"
+            track.live_once = True
+            self._drain(track)
+            return
+        epoch, seq, name = track.epoch, track.backfill_seq, track.name
+        future = self.executor.submit(
+            self._backfill_job, name, routes, attach_serial, track.lookback
+        )
+        future.add_done_callback(lambda f: self.inbox.put(BackfillDone(name, epoch, seq, f)))
+
+    def _backfill_job(
+        self, channel: str, routes: list[str], attach_serial: str | None, lookback: float = 0.0
+    ) -> list[Message]:
+        """Runs on an executor thread: checkpoints, seeding, then history.
+
+        A channel without any checkpoint starts at its attach point; a discovered
+        one (``lookback`` > 0) from ``lookback`` seconds earlier, because it was
+        active before the poll that found it.
+        """
+        positions: list[Position] = []
+        missing: list[str] = []
+        for route_id in routes:
+            pos = self.checkpoints.load(route_id, channel) if self.checkpoints else None
+            if pos is None:
+                missing.append(route_id)
+            else:
+                positions.append(pos)
+        back_ms = self.options.seed_skew_ms + int(lookback * 1000)
+        seed = Position(timestamp=self.clock.time_ms() - back_ms)
+        if missing and self.checkpoints is not None:
+            for route_id in missing:
+                self.checkpoints.advance(route_id, channel, seed)
+        if not positions:
+            if lookback <= 0:
+                return []  # first time on this channel: start at the attach point
+            positions.append(seed)
+        oldest = min(positions, key=lambda p: p.timestamp)
+        return self.history.since(channel, oldest, attach_serial)
+
+    def _on_backfill(self, done: BackfillDone) -> None:
+        track = self.tracks.get(done.channel)
+        if track is None or track.epoch != done.epoch or track.backfill_seq != done.seq:
+            return
+        if track.phase != "backfilling":
+            return
+        try:
+            messages = done.future.result()
+        except Exception as exc:
+            track.backfill_failures += 1
+            delay = self.options.backfill_retry.delay(track.backfill_failures, 0.5)
+            track.retry_at = self.clock.monotonic() + delay
+            logger.warning(
+                "backfill of %s failed (attempt %d), retrying in %.1fs: %s",
+                done.channel,
+                track.backfill_failures,
+                delay,
+                exc,
+                extra={"channel": done.channel},
+            )
+            return
+        track.backfill_failures = 0
+        # A live event below the attach point (a late listener) is also in the
+        # history: keep the history's copy, which is in order.
+        in_gap = {m.id for m in messages if m.id}
+        for item in track.pending:
+            if item.kind == "messages" and any(m.id in in_gap for m in item.payload):
+                item.payload[:] = [m for m in item.payload if m.id not in in_gap]
+        if messages:
+            logger.info(
+                "backfilling %d message(s) on %s", len(messages), done.channel,
+                extra={"channel": done.channel},
+            )  # fmt: skip
+            self.metrics.backfilled.inc(len(messages))
+        # A chunk must fit a sink buffer that is not empty (each message may go to
+        # several routes' targets on one sink), or the backfill could never proceed.
+        routes = max(1, len(self._message_routes(track.name)))
+        chunk = max(
+            1, min(self.options.submit_chunk, self.config.delivery.buffer_size // (4 * routes))
+        )
+        gap = [
+            Live(track.name, -1, "messages", messages[i : i + chunk])
+            for i in range(0, len(messages), chunk)
+        ]
+        track.pending.extendleft(reversed(gap))  # epoch -1: not counted as held live
+        track.phase = "live"
+        track.live_once = True
+        self._drain(track)
+
+    # -- back-pressure ------------------------------------------------------------------
+    def _pause(self, track: ChannelTrack, why: str) -> None:
+        if track.phase == "paused":
+            return
+        track.epoch += 1
+        track.phase = "paused"
+        track.clear()
+        track.retry_at = None
+        self.metrics.pauses.inc()
+        logger.warning(
+            "pausing %s (%s); it resumes from its checkpoint when the sinks catch up",
+            track.name,
+            why,
+            extra={"channel": track.name},
+        )
+        self._safe_detach(track.name)
+
+    def _resume_paused(self) -> None:
+        paused = [t for t in self.tracks.values() if t.phase == "paused"]
+        if not paused or not self.dispatcher.healthy():
+            return
+        limit = self.config.delivery.buffer_size * self.options.resume_fraction
+        if self.dispatcher.pending() > limit:
+            return
+        for track in paused:
+            logger.info("resuming %s", track.name, extra={"channel": track.name})
+            self._attach(track)
+
+    # -- timers -------------------------------------------------------------------------
+    def _timers(self) -> None:
+        now = self.clock.monotonic()
+        for track in list(self.tracks.values()):
+            if (
+                track.phase == "attaching"
+                and track.retry_at is None
+                and now - track.attach_started > self.options.attach_watchdog
+            ):
+                logger.warning(
+                    "%s not attached after %.0fs; attaching again",
+                    track.name,
+                    now - track.attach_started,
+                    extra={"channel": track.name},
+                )
+                self._attach(track)
+                continue
+            if track.retry_at is None or track.retry_at > now:
+                continue
+            track.retry_at = None
+            if track.phase == "backfilling":
+                self._start_backfill(track, track.attach_serial)
+            elif track.phase in ("failed", "attaching"):
+                self._attach(track)
+        if self.directory is not None and not self.stopped:
+            for prefix in self._schedule.due(now):
+                future = self.executor.submit(self.directory.list_channels, prefix)
+                future.add_done_callback(self._discovery_done(prefix))
+
+    def _discovery_done(self, prefix: str) -> Callable[[Future[list[str]]], None]:
+        def done(future: Future[list[str]]) -> None:
+            self.inbox.put(Discovered(prefix, future))
+
+        return done
+
+    def _on_discovered(self, item: Discovered) -> None:
+        self._schedule.done(item.prefix, self.clock.monotonic())
+        try:
+            names = item.future.result()
+        except Exception as exc:
+            logger.warning("discovery of %r failed: %s", item.prefix, exc)
+            return
+        if item.prefix not in self._schedule.prefixes:
+            return  # removed by a reload meanwhile
+        known = self._discovered.get(item.prefix, set())
+        self._discovered[item.prefix] = known | set(names)
+        fresh = [n for n in names if n not in self.tracks and self.router.wants(n)]
+        for name in fresh:
+            self._lookback[name] = self._schedule.interval(item.prefix)
+        if fresh:
+            logger.info("discovered %d channel(s) under %r", len(fresh), item.prefix)
+            self._sync_channels()
+
+    # -- reload ---------------------------------------------------------------------------
+    def _do_reload(self) -> None:
+        if self._reload_config is None:
+            logger.warning("reload requested but no config source; ignored")
+            return
+        try:
+            config = self._reload_config()
+        except Exception as exc:  # keep running with the old routes
+            logger.error("reload failed, keeping the current routes: %s", exc)
+            return
+        self.reload(config)
+
+    def reload(self, config: BridgeConfig) -> None:
+        """Swap in ``config``'s routes; attach and detach only the difference."""
+        for section in ("app_id", "ably", "redis_url", "delivery", "dead_letter", "health"):
+            if getattr(config, section) != getattr(self.config, section):
+                logger.warning("reload: %s changed; that takes a restart", section)
+        old = self.router
+        before = {n: (old.cipher_key(n), old.sources_for(n)) for n in self.tracks}
+        self.router = Router(config.routes)
+        self.dispatcher.router = self.router
+        self.config = config
+        self._schedule = DiscoverySchedule(
+            discovery_prefixes(self.router.routes), self.clock.monotonic()
+        )
+        self._discovered = {
+            p: v for p, v in self._discovered.items() if p in self._schedule.prefixes
+        }
+        self._sync_channels()
+        for name, (key, sources) in before.items():
+            track = self.tracks.get(name)
+            if track is None:
+                continue
+            if self.router.cipher_key(name) != key or self.router.sources_for(name) != sources:
+                self._safe_detach(name)
+                self._attach(track)  # new options; the backfill closes any gap
+        logger.info("reloaded: %d route(s), %d channel(s)", len(config.routes), len(self.tracks))
+
+    # -- status -----------------------------------------------------------------------
+    def phase_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(PHASES, 0)
+        for track in self.tracks.values():
+            counts[track.phase] = counts.get(track.phase, 0) + 1
+        return counts
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """(ready, reasons not ready): connected, every channel live, sinks not failing."""
+        problems: list[str] = []
+        if not self._started:
+            problems.append("starting")
+        state = self.source.connection_state()
+        if state != "connected":
+            problems.append(f"connection {state}")
+        not_live = sorted(n for n, t in self.tracks.items() if t.phase != "live")
+        if not_live:
+            problems.append(f"{len(not_live)} channel(s) not live: {', '.join(not_live[:5])}")
+        if not self.dispatcher.healthy():
+            problems.append("a sink is failing (retrying)")
+        if self.stopped:
+            problems.append("stopping")
+        return not problems, problems
+
+    def _update_gauges(self) -> None:
+        m = self.metrics
+        m.buffer_depth.set(self.dispatcher.pending())
+        m.checkpoint_lag.set(self.dispatcher.checkpoint_lag(self.clock.time_ms()))
+        m.channels.replace({(k,): float(v) for k, v in self.phase_counts().items()})
+        state = self.source.connection_state()
+        m.connection.replace({(state,): 1.0})
+        m.sync_dispatch(self.dispatcher.stats)

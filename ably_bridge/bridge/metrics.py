@@ -1,0 +1,320 @@
+"""Metrics: a small Prometheus registry, the bridge's metrics, and a metering sink wrapper.
+
+This module owns the text exposition (format 0.0.4) without a dependency:
+:class:`Counter`, :class:`Gauge` and :class:`Histogram` with labels, a
+:class:`Registry` that renders them, and :class:`BridgeMetrics`, the metrics
+of the daemon:
+
+==============================================  =========  ==========================
+``ably_bridge_events_received_total``           counter    ``source``
+``ably_bridge_events_delivered_total``          counter    ``sink``, ``outcome``
+``ably_bridge_duplicates_skipped_total``        counter    (in-memory and sink-side)
+``ably_bridge_events_backfilled_total``         counter
+``ably_bridge_dead_letters_total``              counter    ``reason``
+``ably_bridge_sink_retries_total``              counter    ``sink``
+``ably_bridge_backpressure_pauses_total``       counter
+``ably_bridge_buffer_depth``                    gauge
+``ably_bridge_checkpoint_lag_seconds``          gauge      age of the oldest unconfirmed event
+``ably_bridge_connection_state``                gauge      ``state`` (1 for the current one)
+``ably_bridge_channels``                        gauge      ``phase``
+``ably_bridge_delivery_latency_seconds``        histogram  event timestamp -> sink confirmed
+==============================================  =========  ==========================
+
+Counters owned by the dispatcher are copied in by :meth:`BridgeMetrics.sync_dispatch`
+(on the delivery thread), so the hot path never takes a metrics lock for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, Sink
+from ably_bridge.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from ably_bridge.bridge.dispatch import DispatchStats
+
+__all__ = [
+    "CONTENT_TYPE",
+    "BridgeMetrics",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "MeteredSink",
+    "Registry",
+]
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+LabelValues = tuple[str, ...]
+_M = TypeVar("_M", bound="_Metric")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+class _Metric:
+    kind = "untyped"
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        self.name = name
+        self.help = help_text
+        self.label_names = tuple(labels)
+        self._lock = threading.Lock()
+
+    def _key(self, labels: Sequence[str]) -> LabelValues:
+        if len(labels) != len(self.label_names):
+            raise ValueError(f"{self.name} takes labels {self.label_names}")
+        return tuple(str(v) for v in labels)
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def render(self) -> list[str]:
+        raise NotImplementedError
+
+
+class Counter(_Metric):
+    """A monotonically increasing value per label set."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        super().__init__(name, help_text, labels)
+        self._values: dict[LabelValues, float] = {}
+
+    def inc(self, amount: float = 1.0, *labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def set_total(self, total: float, *labels: str) -> None:
+        """Copy a total counted elsewhere (never decreases the exported value)."""
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = max(total, self._values.get(key, 0.0))
+
+    def value(self, *labels: str) -> float:
+        with self._lock:
+            return self._values.get(self._key(labels), 0.0)
+
+    def render(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        if not items and not self.label_names:
+            items = [((), 0.0)]
+        return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in items]
+
+
+class Gauge(Counter):
+    """A value that goes up and down."""
+
+    kind = "gauge"
+
+    def set(self, value: float, *labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = float(value)
+
+    def replace(self, values: dict[LabelValues, float]) -> None:
+        """Set every label set at once (label sets not given disappear)."""
+        with self._lock:
+            self._values = {self._key(k): float(v) for k, v in values.items()}
+
+
+class Histogram(_Metric):
+    """Observations counted into cumulative buckets, with their sum and count."""
+
+    kind = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        buckets: Iterable[float] = LATENCY_BUCKETS,
+    ) -> None:
+        super().__init__(name, help_text, labels)
+        self.buckets = tuple(sorted(buckets))
+        self._counts: dict[LabelValues, list[int]] = {}
+        self._sums: dict[LabelValues, float] = {}
+
+    def observe(self, value: float, *labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            counts = self._counts.get(key)
+            if counts is None:
+                counts = self._counts[key] = [0] * (len(self.buckets) + 1)
+            for i, bound in enumerate(self.buckets):
+                if value <= bound:
+                    counts[i] += 1
+                    break
+            else:
+                counts[-1] += 1
+            self._sums[key] = self._sums.get(key, 0.0) + value
+
+    def count(self, *labels: str) -> int:
+        with self._lock:
+            return sum(self._counts.get(self._key(labels), []))
+
+    def render(self) -> list[str]:
+        out: list[str] = []
+        with self._lock:
+            items = sorted((k, list(c), self._sums[k]) for k, c in self._counts.items())
+        for key, counts, total in items:
+            running = 0
+            for bound, n in zip((*self.buckets, math.inf), counts, strict=True):
+                running += n
+                le = f'le="{_number(bound)}"'
+                out.append(f"{self.name}_bucket{_labels(self.label_names, key, le)} {running}")
+            out.append(f"{self.name}_sum{_labels(self.label_names, key)} {_number(total)}")
+            out.append(f"{self.name}_count{_labels(self.label_names, key)} {running}")
+        return out
+
+
+class Registry:
+    """Holds metrics and renders the exposition text."""
+
+    def __init__(self) -> None:
+        self._metrics: list[_Metric] = []
+
+    def register(self, metric: _M) -> _M:
+        self._metrics.append(metric)
+        return metric
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for metric in self._metrics:
+            lines.extend(metric.header())
+            lines.extend(metric.render())
+        return "\n".join(lines) + "\n"
+
+
+class BridgeMetrics:
+    """The daemon's metrics (see the module docstring)."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        r = self.registry = registry or Registry()
+        p = "ably_bridge_"
+        self.received = r.register(
+            Counter(p + "events_received_total", "Events received from Ably.", ["source"])
+        )
+        self.delivered = r.register(
+            Counter(
+                p + "events_delivered_total",
+                "Deliveries confirmed by a sink (outcome delivered or duplicate).",
+                ["sink", "outcome"],
+            )
+        )
+        self.duplicates = r.register(
+            Counter(p + "duplicates_skipped_total", "Events skipped as already delivered.")
+        )
+        self.backfilled = r.register(
+            Counter(p + "events_backfilled_total", "Messages read from history to close gaps.")
+        )
+        self.dead_letters = r.register(
+            Counter(
+                p + "dead_letters_total", "Events written to the dead-letter stream.", ["reason"]
+            )
+        )
+        self.retries = r.register(
+            Counter(
+                p + "sink_retries_total", "Failed sink attempts that will be retried.", ["sink"]
+            )
+        )
+        self.pauses = r.register(
+            Counter(p + "backpressure_pauses_total", "Channels paused because a buffer was full.")
+        )
+        self.continuity = r.register(
+            Counter(p + "continuity_losses_total", "Attaches without continuity (backfilled).")
+        )
+        self.buffer_depth = r.register(Gauge(p + "buffer_depth", "Deliveries waiting for sinks."))
+        self.checkpoint_lag = r.register(
+            Gauge(p + "checkpoint_lag_seconds", "Age of the oldest event not yet checkpointed.")
+        )
+        self.connection = r.register(
+            Gauge(p + "connection_state", "1 for the current Ably connection state.", ["state"])
+        )
+        self.channels = r.register(Gauge(p + "channels", "Channels by daemon phase.", ["phase"]))
+        self.latency = r.register(
+            Histogram(
+                p + "delivery_latency_seconds",
+                "Seconds from the event's Ably timestamp to its sink confirmation.",
+                ["sink"],
+            )
+        )
+
+    def sync_dispatch(self, stats: DispatchStats) -> None:
+        """Copy the dispatcher's own counters (called on the delivery thread)."""
+        self.duplicates.set_total(stats.skipped + stats.duplicates)
+        for reason, n in stats.by_reason.items():
+            self.dead_letters.set_total(n, reason)
+
+    def render(self) -> str:
+        return self.registry.render()
+
+
+class MeteredSink:
+    """Wraps a sink to count its outcomes and delivery latency under a ``sink`` label."""
+
+    def __init__(
+        self, sink: Sink, label: str, metrics: BridgeMetrics, clock: Clock | None = None
+    ) -> None:
+        self.inner = sink
+        self.label = label
+        self._metrics = metrics
+        self._clock = clock or SystemClock()
+
+    def __repr__(self) -> str:
+        return f"MeteredSink({self.inner!r})"
+
+    def deliver(self, batch: Sequence[Delivery]) -> list[Result]:
+        results = self.inner.deliver(batch)
+        now_ms = self._clock.time_ms()
+        m = self._metrics
+        retried = False
+        for delivery, result in zip(batch, results, strict=False):
+            if result.outcome is Outcome.RETRY:
+                retried = True
+                continue
+            if result.outcome is Outcome.REJECTED:
+                continue
+            m.delivered.inc(1, self.label, str(result.outcome))
+            ts = delivery.envelope.timestamp
+            if result.outcome is Outcome.DELIVERED and ts > 0:
+                m.latency.observe(max(0.0, (now_ms - ts) / 1000.0), self.label)
+        if retried:
+            m.retries.inc(1, self.label)
+        return results
+
+    def retryable(self, exc: BaseException) -> bool:
+        return self.inner.retryable(exc)
+
+    def healthy(self) -> bool:
+        return self.inner.healthy()
+
+    def close(self) -> None:
+        self.inner.close()

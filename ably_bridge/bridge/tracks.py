@@ -1,0 +1,131 @@
+"""The daemon's per-channel state, inbox items, options and an inline executor.
+
+This module owns the plain data the delivery thread (:mod:`.daemon`) works
+on: :class:`ChannelTrack` (one channel's phase, attachment epoch, the events
+waiting for the dispatcher, retry timers), the items listeners and background
+jobs put in the inbox (:class:`Live`, :class:`BackfillDone`,
+:class:`Discovered`, :class:`Call`), :class:`DaemonOptions` and
+:class:`InlineExecutor` (jobs run at once, for tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from ably_bridge.bridge.retry import RetryPolicy
+from ably_bridge.protocol.models import Message
+
+__all__ = [
+    "PHASES",
+    "BackfillDone",
+    "Call",
+    "ChannelTrack",
+    "DaemonOptions",
+    "Discovered",
+    "InlineExecutor",
+    "Live",
+]
+
+logger = logging.getLogger(__name__)
+
+PHASES = ("attaching", "backfilling", "live", "paused", "failed", "stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    """Knobs of the daemon that are not part of the bridge configuration file."""
+
+    resume_fraction: float = 0.25  # resume paused channels below this share of the buffer
+    reattach_delay: float = 5.0  # after FAILED, or DETACHED without a client re-attach
+    attach_watchdog: float = 60.0  # re-attach a channel stuck this long before ATTACHED
+    backfill_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(initial=0.5, max_delay=30.0, jitter=0.2)
+    )
+    submit_chunk: int = 50  # backfilled messages per submit (all-or-nothing each)
+    max_inbox_per_step: int = 2000
+    max_pumps_per_step: int = 20
+    tick: float = 0.2  # longest wait in run(): signals and timers are checked this often
+    seed_skew_ms: int = 5000  # a first-attach seed checkpoint is this far in the past
+    drain_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class ChannelTrack:
+    """The daemon's state of one channel."""
+
+    name: str
+    epoch: int = 0
+    phase: str = "attaching"
+    # Events accepted from the source but not yet by the dispatcher, in order:
+    # the backfill, then live events that arrived during it or while a sink
+    # buffer was full. ``held_live`` counts the live ones (bounded).
+    pending: deque[Live] = field(default_factory=deque)
+    held_live: int = 0
+    attach_serial: str | None = None
+    backfill_seq: int = 0
+    backfill_failures: int = 0
+    retry_at: float | None = None  # monotonic: re-attach (failed) or backfill retry
+    attach_started: float = 0.0  # monotonic time of the last attach request
+    source_state: str = "initialized"
+    live_once: bool = False  # went live in this epoch (a resumed re-attach needs no backfill)
+    lookback: float = 0.0  # discovered: backfill this far before a first attach (seconds)
+
+    def clear(self) -> None:
+        """Forget waiting events (they are after the checkpoint: history replays them)."""
+        self.pending.clear()
+        self.held_live = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """An event from the source for one attachment (``epoch``) of a channel.
+
+    ``epoch`` -1 marks backfilled messages queued in :attr:`ChannelTrack.pending`.
+    """
+
+    channel: str
+    epoch: int
+    kind: str  # messages | presence | sync | state
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillDone:
+    """A backfill job finished (its future holds the messages or the error)."""
+
+    channel: str
+    epoch: int
+    seq: int
+    future: Future[list[Message]]
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """A discovery poll finished."""
+
+    prefix: str
+    future: Future[list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run ``fn`` on the delivery thread."""
+
+    fn: Callable[[], None]
+
+
+class InlineExecutor(Executor):
+    """Runs each job at once on the caller's thread (for tests and sans-thread runs)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the daemon through the future
+            future.set_exception(exc)
+        return future
