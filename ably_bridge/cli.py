@@ -7,6 +7,8 @@ Subcommands:
   development app; the bridge and a Celery worker join it as they land.
 * ``check-config`` - validate a bridge configuration file without connecting.
 * ``run`` - run the bridge daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload routes).
+* ``publish``, ``subscribe``, ``history``, ``presence``, ``stats``, ``token`` -
+  operator tools over REST and realtime (:mod:`ably_bridge.commands`).
 * ``version`` - print the version.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage (argparse's own).
@@ -157,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dev(subparsers)
     _add_check_config(subparsers)
     _add_run(subparsers)
+    from ably_bridge.commands import register as register_tools
+
+    register_tools(subparsers)
     version = subparsers.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=lambda _args: _print_version())
     return parser

@@ -17,7 +17,19 @@ import requests
 from ably_bridge import __version__
 from ably_bridge.cli import build_parser, main
 
-SUBCOMMANDS = ["emulator", "dev", "check-config", "version"]
+SUBCOMMANDS = [
+    "emulator",
+    "dev",
+    "check-config",
+    "run",
+    "publish",
+    "subscribe",
+    "history",
+    "presence",
+    "stats",
+    "token",
+    "version",
+]
 
 
 def test_every_subcommand_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
