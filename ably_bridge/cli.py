@@ -3,8 +3,8 @@
 Subcommands:
 
 * ``emulator`` - run the local Ably emulator (REST + realtime on one port).
-* ``dev`` - the local stack in one command. Today that is the emulator with a
-  development app; the bridge and a Celery worker join it as they land.
+* ``dev`` - the local stack in one command: Redis, the emulator, the bridge, a
+  Celery worker and a demo publisher, with a live summary (:mod:`ably_bridge.devstack`).
 * ``check-config`` - validate a bridge configuration file without connecting.
 * ``run`` - run the bridge daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload routes).
 * ``publish``, ``subscribe``, ``history``, ``presence``, ``stats``, ``token`` -
@@ -40,18 +40,22 @@ def _add_emulator(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from ably_bridge.emulator import cli as emulator_cli
+    from ably_bridge.devstack import cli as dev_cli
 
     parser = subparsers.add_parser(
         "dev",
-        help="run the local development stack (emulator; bridge and worker as they land)",
+        help="run the local stack: emulator, bridge, Celery worker, demo publisher",
         description=(
-            "Start the local development stack on 127.0.0.1: the Ably emulator with a "
-            "development app and its root key. Stop with Ctrl-C."
+            "Start the local stack on 127.0.0.1: Redis ($REDIS_URL, or a redis-server from "
+            "PATH on a free port), the Ably emulator with a development app (its key is "
+            "printed), the bridge routing chat:* into a Redis Stream and a Celery task, a "
+            "Celery worker running that task, and a demo publisher; print a summary of what "
+            "flows where until Ctrl-C, SIGTERM or --duration, then stop everything. Exit 0 "
+            "after a clean stop, 1 when something could not start or died."
         ),
     )
-    emulator_cli.add_arguments(parser)
-    parser.set_defaults(handler=emulator_cli.run)
+    dev_cli.add_arguments(parser)
+    parser.set_defaults(handler=dev_cli.run)
 
 
 def _add_check_config(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

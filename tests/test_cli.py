@@ -48,9 +48,12 @@ def test_subcommand_help_explains_itself(name: str, capsys: pytest.CaptureFixtur
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert f"usage: ably-bridge {name}" in out
-    if name in ("emulator", "dev"):
+    if name == "emulator":
         assert "--port" in out
         assert "--keys-file" in out
+    if name == "dev":
+        for option in ("--port", "--redis-url", "--no-publisher", "--duration", "--json"):
+            assert option in out
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

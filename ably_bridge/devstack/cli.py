@@ -1,0 +1,98 @@
+"""The options of ``ably-bridge dev`` and its handler (wired by :mod:`ably_bridge.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0..65535")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="port of the emulator on 127.0.0.1 (default 8080; 0 = any free port)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="a Redis to use (default: $REDIS_URL; else a redis-server from PATH is started "
+        "on a free port). Its data is not touched: the run's keys have their own prefix and "
+        "are deleted on exit; the Celery broker uses the next database number",
+    )
+    parser.add_argument(
+        "--no-publisher",
+        dest="publisher",
+        action="store_false",
+        help="do not run the demo publisher (a chat:lobby message a second)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive,
+        metavar="SECONDS",
+        help="stop after this many seconds of running (default: until Ctrl-C or SIGTERM)",
+    )
+    parser.add_argument(
+        "--summary-interval",
+        type=_positive,
+        default=2.0,
+        metavar="S",
+        help="seconds between summary lines (default 2)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object a line (started, summary, stopped) for scripts",
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the children's logs and the bridge config go (default: a new temp dir)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ably_bridge.devstack.stack import DevOptions, run_dev
+    except ImportError as exc:  # installed without the extras the stack runs on
+        print(
+            f"ably-bridge dev: {exc}; install the bridge and emulator extras: "
+            "pip install 'ably-bridge[bridge,emulator]'",
+            file=sys.stderr,
+        )
+        return 1
+
+    options = DevOptions(
+        port=args.port,
+        redis_url=args.redis_url,
+        publisher=args.publisher,
+        duration=args.duration,
+        summary_interval=args.summary_interval,
+        json=args.json,
+        log_dir=args.log_dir,
+    )
+    return run_dev(options)

@@ -1,0 +1,490 @@
+"""The dev stack's run: start everything in order, report what flows, stop everything in order.
+
+This module owns :class:`DevOptions` (what ``ably-bridge dev`` was asked),
+:class:`Console` (text lines, or one JSON object per line with ``--json``)
+and :class:`DevStack`, whose :meth:`~DevStack.run` is the whole command:
+
+1. Redis (:mod:`~ably_bridge.devstack.redis_server`): the user's, or a redis-server child;
+2. the emulator, in this process (a background thread), with the dev app;
+3. the bridge (``ably-bridge run -c <generated bridge.yaml>``) and the dev
+   Celery worker (``celery -A ably_bridge.devstack.worker``) as children,
+   their output in log files of the run's directory; both must be ready
+   (``/readyz``, the worker's ready mark) within ``startup_timeout``;
+4. the demo publisher (:mod:`~ably_bridge.devstack.publisher`);
+5. a summary every ``summary_interval`` seconds until SIGINT/SIGTERM or
+   ``duration``; a child that dies meanwhile ends the run with status 1 and
+   the last lines of its log;
+6. shutdown: the publisher stops, the data already published is given a few
+   seconds to settle (a second Ctrl-C skips that), a final summary, then
+   SIGTERM to the bridge and the worker (SIGKILL after a bounded wait), the
+   emulator stops, and the redis-server is stopped (or, on a user's Redis,
+   the run's keys are deleted). Exit status 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import redis
+import requests
+
+from ably_bridge.devstack.config import child_env, write_config
+from ably_bridge.devstack.layout import (
+    CHAT_CHANNEL,
+    DEV_APP,
+    PUBLISHER_CLIENT_ID,
+    TASK_NAME,
+    DevLayout,
+    redacted,
+)
+from ably_bridge.devstack.processes import Child, Supervisor
+from ably_bridge.devstack.publisher import DemoPublisher
+from ably_bridge.devstack.redis_server import DevRedis, RedisUnavailable, free_port, provision
+from ably_bridge.devstack.summary import Collector, Snapshot, format_json, format_text
+
+__all__ = ["Console", "DevOptions", "DevStack", "run_dev"]
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    """What ``ably-bridge dev`` was asked to do (see :mod:`ably_bridge.devstack.cli`)."""
+
+    port: int = 8080
+    redis_url: str | None = None
+    publisher: bool = True
+    duration: float | None = None
+    summary_interval: float = 2.0
+    json: bool = False
+    log_dir: Path | None = None
+    startup_timeout: float = 60.0
+    settle_timeout: float = 5.0
+
+
+class Console:
+    """Where the dev stack speaks: text lines, or JSON objects (one a line) with ``--json``."""
+
+    def __init__(self, json_mode: bool, out: TextIO | None = None, err: TextIO | None = None):
+        self.json_mode = json_mode
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._lock = threading.RLock()  # re-entrant: the signal handler may print too
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        with self._lock:
+            stream.write(text + "\n")
+            stream.flush()
+
+    def event(self, name: str, lines: list[str], **fields: Any) -> None:
+        if self.json_mode:
+            self._write(self.out, json.dumps({"event": name, **fields}))
+        else:
+            for line in lines:
+                self._write(self.out, line)
+
+    def summary(self, snapshot: Snapshot) -> None:
+        self._write(self.out, format_json(snapshot) if self.json_mode else format_text(snapshot))
+
+    def error(self, message: str, details: list[str] | None = None) -> None:
+        text = f"ably-bridge dev: {message}"
+        for line in details or []:
+            text += f"\n    {line}"
+        self._write(self.err, text)
+        if self.json_mode:
+            self._write(self.out, json.dumps({"event": "error", "message": message}))
+
+
+class _LogToFile:
+    """Sends this process's logging (emulator, publisher) to a file while the stack runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved: list[logging.Handler] = []
+        self._handler: logging.Handler | None = None
+
+    def __enter__(self) -> _LogToFile:
+        root = logging.getLogger()
+        self._saved = list(root.handlers)
+        for handler in self._saved:
+            root.removeHandler(handler)
+        self._handler = logging.FileHandler(self.path, encoding="utf-8")
+        self._handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(self._handler)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        root = logging.getLogger()
+        if self._handler is not None:
+            root.removeHandler(self._handler)
+            self._handler.close()
+        for handler in self._saved:
+            root.addHandler(handler)
+
+
+class DevStack:
+    """One run of the local stack (see the module docstring)."""
+
+    def __init__(
+        self,
+        options: DevOptions,
+        *,
+        env: Mapping[str, str] | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.options = options
+        self.env = dict(os.environ if env is None else env)
+        self.console = console or Console(options.json)
+        self.run_id = secrets.token_hex(3)
+        self._own_log_dir = options.log_dir is None
+        self.log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="ably-dev-"))
+        self.stop_requested = threading.Event()
+        self.forced = False
+        self.supervisor = Supervisor()
+        self.redis: DevRedis | None = None
+        self.emulator: Any = None
+        self.publisher: DemoPublisher | None = None
+        self.collector: Collector | None = None
+        self.metrics_url = ""
+        self.up = False
+        self.failed = False
+        self._saved_signals: dict[int, Any] = {}
+
+    # -- signals --------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop_requested.is_set():
+            self.forced = True
+            return
+        self.stop_requested.set()
+        if not self.options.json:
+            name = signal.Signals(signum).name
+            self.console.event(
+                "stopping", [f"{name}: stopping (again to skip waiting for the last events)"]
+            )
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._saved_signals[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signals(self) -> None:
+        for signum, handler in self._saved_signals.items():
+            signal.signal(signum, handler)
+        self._saved_signals.clear()
+
+    # -- the run ----------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until stopped; 0 after a clean stop, 1 when something failed."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._install_signals()
+        status = 1
+        with _LogToFile(self.log_dir / "dev.log"):
+            try:
+                status = self._run()
+            except Exception as exc:
+                log.exception("the dev stack failed")
+                self.console.error(f"failed: {exc} (see {self.log_dir / 'dev.log'})")
+                status = 1
+            finally:
+                status = self._shutdown(status)
+                self._restore_signals()
+        if self._own_log_dir and not self._started_anything:
+            shutil.rmtree(self.log_dir, ignore_errors=True)  # nothing ran: nothing to read
+        return status
+
+    @property
+    def _started_anything(self) -> bool:
+        return self.up or bool(self.supervisor.children)
+
+    def _run(self) -> int:
+        options = self.options
+        redis_url = options.redis_url or self.env.get("REDIS_URL") or None
+        try:
+            self.redis = provision(redis_url, run_id=self.run_id, log_dir=self.log_dir)
+        except RedisUnavailable as exc:
+            self.console.error(str(exc))
+            return 1
+        if self.redis.server is not None:
+            self.supervisor.add(self.redis.server)
+        layout = self.redis.layout
+        if not self._start_emulator():
+            return 1
+        emulator = self.emulator
+        key = str(emulator.root_key)
+        health_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{health_port}/metrics"
+        config_path = write_config(
+            self.log_dir, layout, emulator_port=emulator.port, health_port=health_port
+        )
+        env = child_env(layout, ably_key=key, emulator_port=emulator.port, base=self.env)
+        bridge = Child(
+            "bridge",
+            [sys.executable, "-m", "ably_bridge.cli", "run", "-c", str(config_path)],
+            self.log_dir / "bridge.log",
+            env=env,
+        )
+        worker = Child(
+            "worker",
+            [
+                sys.executable, "-m", "celery", "-A", "ably_bridge.devstack.worker", "worker",
+                "--pool", "threads", "--concurrency", "2", "-Q", layout.queue,
+                "--loglevel", "INFO", "-n", f"ably-dev-{self.run_id}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            self.log_dir / "worker.log",
+            env=env,
+        )  # fmt: skip
+        for child in (bridge, worker):
+            try:
+                self.supervisor.start(child)
+            except OSError as exc:
+                self.console.error(f"cannot start the {child.name}: {exc}")
+                return 1
+        if not self._wait_ready(layout, health_port):
+            return 0 if self.stop_requested.is_set() and not self.failed else 1
+        self.up = True
+        if options.publisher:
+            self.publisher = DemoPublisher(
+                key=key, host="127.0.0.1", port=emulator.port, run_id=self.run_id
+            ).start()
+        self.collector = Collector(
+            layout, metrics_url=self.metrics_url, published=self._published, published_ids=self._ids
+        )
+        self._announce(layout, key, config_path)
+        return self._loop()
+
+    def _published(self) -> tuple[int, int, bool]:
+        pub = self.publisher
+        return (pub.published, pub.errors, pub.presence_entered) if pub else (0, 0, False)
+
+    def _ids(self) -> list[str]:
+        return self.publisher.ids if self.publisher is not None else []
+
+    def _start_emulator(self) -> bool:
+        from ably_bridge.emulator.config import EmulatorConfig
+        from ably_bridge.emulator.server import Emulator
+
+        port = self.options.port
+        config = EmulatorConfig(default_app=copy.deepcopy(DEV_APP))
+        self.emulator = Emulator("127.0.0.1", port, config=config)
+        try:
+            self.emulator.start()
+        except OSError as exc:
+            self.emulator = None
+            hint = "; pass --port 0 for any free port" if port else ""
+            self.console.error(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}{hint}")
+            return False
+        return True
+
+    def _report_death(self, child: Child) -> None:
+        self.failed = True
+        self.console.error(
+            f"the {child.name} (pid {child.pid}) exited with status {child.exited()}; "
+            f"the last lines of {child.log_path}:",
+            child.tail(TAIL_LINES) or ["(empty)"],
+        )
+
+    def _wait_ready(self, layout: DevLayout, health_port: int) -> bool:
+        """Wait until the bridge answers /readyz and the worker marked itself ready."""
+        deadline = time.monotonic() + self.options.startup_timeout
+        ready_url = f"http://127.0.0.1:{health_port}/readyz"
+        client = redis.Redis.from_url(layout.data_url, socket_timeout=2, socket_connect_timeout=2)
+        bridge_ready = worker_ready = False
+        try:
+            while True:
+                died = self.supervisor.died()
+                if died is not None:
+                    self._report_death(died)
+                    return False
+                if not bridge_ready:
+                    with contextlib.suppress(requests.RequestException):
+                        bridge_ready = requests.get(ready_url, timeout=1).status_code == 200
+                if not worker_ready:
+                    with contextlib.suppress(redis.RedisError):
+                        worker_ready = bool(client.exists(layout.worker_ready_key))
+                if bridge_ready and worker_ready:
+                    return True
+                if self.stop_requested.is_set():
+                    return False
+                if time.monotonic() > deadline:
+                    waiting = {"bridge": not bridge_ready, "worker": not worker_ready}
+                    self.failed = True
+                    for child in self.supervisor.children:
+                        if waiting.get(child.name):
+                            self.console.error(
+                                f"the {child.name} was not ready within "
+                                f"{self.options.startup_timeout:.0f}s; "
+                                f"the last lines of {child.log_path}:",
+                                child.tail(TAIL_LINES) or ["(empty)"],
+                            )
+                    return False
+                self.stop_requested.wait(0.1)
+        finally:
+            client.close()
+
+    def _announce(self, layout: DevLayout, key: str, config_path: Path) -> None:
+        emulator = self.emulator
+        assert self.redis is not None
+        pids = self.supervisor.pids()
+        port = emulator.port
+        logs = ", ".join(f"{c.log_path.name}" for c in self.supervisor.children)
+        redis_cli = layout.data_url
+        lines = [
+            "ably-bridge dev: the local stack is up (Ctrl-C to stop)",
+            f"  emulator   {emulator.url}  (realtime {emulator.ws_url}/)",
+            f"  dev key    {key}  (the local emulator's app {emulator.app_id})",
+            f"  redis      {self.redis.description}",
+            f"  broker     {redacted(layout.broker_url)}  (Celery queue {layout.queue})",
+            f"  bridge     chat:* messages + presence -> stream {layout.stream_key}"
+            f" + task {TASK_NAME}; metrics {self.metrics_url}",
+            f"  worker     celery -A ably_bridge.devstack.worker (pid {pids.get('worker')})",
+            (
+                f"  publisher  a message a second on {CHAT_CHANNEL}, "
+                f"presence as {PUBLISHER_CLIENT_ID}"
+                if self.publisher is not None
+                else "  publisher  off (--no-publisher)"
+            ),
+            f"  config     {config_path}",
+            f"  logs       {self.log_dir}  ({logs}, dev.log)",
+            f"  try        ABLY_KEY={key} {_program()} publish {CHAT_CHANNEL} text hi "
+            f"--endpoint 127.0.0.1 --port {port} --no-tls",
+            f"             redis-cli -u {redacted(redis_cli)} XREVRANGE {layout.stream_key}"
+            " + - COUNT 1",
+        ]
+        self.console.event(
+            "started",
+            lines,
+            run_id=self.run_id,
+            emulator=emulator.url,
+            realtime=f"{emulator.ws_url}/",
+            app_id=emulator.app_id,
+            key=key,
+            redis=redacted(layout.data_url),
+            redis_started=self.redis.server is not None,
+            broker=redacted(layout.broker_url),
+            stream=layout.stream_key,
+            queue=layout.queue,
+            task=TASK_NAME,
+            metrics=self.metrics_url,
+            config=str(config_path),
+            log_dir=str(self.log_dir),
+            pids=pids,
+            publisher=self.publisher is not None,
+        )
+
+    def _loop(self) -> int:
+        options = self.options
+        assert self.collector is not None
+        started = time.monotonic()
+        self.collector.started = started
+        deadline = started + options.duration if options.duration else None
+        next_summary = started + options.summary_interval
+        while not self.stop_requested.is_set():
+            died = self.supervisor.died()
+            if died is not None:
+                self._report_death(died)
+                return 1
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now >= next_summary:
+                self.console.summary(self.collector.snapshot())
+                next_summary += options.summary_interval
+                if next_summary < now:
+                    next_summary = now + options.summary_interval
+            wait = min(next_summary, deadline or next_summary) - time.monotonic()
+            self.stop_requested.wait(max(0.0, min(wait, 0.25)))
+        return 0
+
+    # -- shutdown ---------------------------------------------------------------------
+    def _settle(self) -> None:
+        """Give events already published a moment to reach the stream and the task."""
+        collector = self.collector
+        if collector is None:
+            return
+        deadline = time.monotonic() + self.options.settle_timeout
+        last: tuple[Any, ...] | None = None
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline and not self.forced:
+            if self.supervisor.died() is not None:
+                return
+            snap = collector.snapshot()
+            key = (snap.bridge_received, snap.stream_length, snap.celery_tasks, snap.published)
+            caught_up = (
+                snap.bridge_received is not None
+                and snap.stream_length == snap.bridge_received
+                and snap.celery_tasks == snap.bridge_received
+                and snap.published_in_tasks in (None, snap.published)
+            )
+            if key != last:
+                last, stable_since = key, time.monotonic()
+            elif caught_up and time.monotonic() - stable_since >= 1.0:
+                return
+            time.sleep(0.2)
+
+    def _shutdown(self, status: int) -> int:
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self.up and not self.failed and self.collector is not None:
+            self._settle()
+            try:
+                self.console.summary(self.collector.snapshot(final=True))
+            except Exception:
+                log.exception("the final summary failed")
+        timeout = 3.0 if self.forced else None
+        for name in ("bridge", "worker"):
+            self.supervisor.stop(name, timeout)
+        if self.collector is not None:
+            self.collector.close()
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self.redis is not None:
+            try:
+                self.redis.close()
+            except Exception:
+                log.exception("stopping Redis failed")
+        self.supervisor.stop_all(timeout)
+        if self.failed:
+            status = 1
+        started = self._started_anything
+        self.console.event(
+            "stopped",
+            [f"ably-bridge dev: stopped (exit status {status}); logs in {self.log_dir}"]
+            if started
+            else [],
+            exit_code=status,
+            log_dir=str(self.log_dir) if started or not self._own_log_dir else None,
+        )
+        return status
+
+
+def _program() -> str:
+    """How the user ran ``ably-bridge`` (e.g. ``.venv/bin/ably-bridge`` under make)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if Path(argv0).name == "ably-bridge" else "ably-bridge"
+
+
+def run_dev(options: DevOptions, *, env: Mapping[str, str] | None = None) -> int:
+    """Run the dev stack in the foreground (the ``ably-bridge dev`` command)."""
+    return DevStack(options, env=env).run()

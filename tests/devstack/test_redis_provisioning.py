@@ -1,0 +1,105 @@
+"""Redis provisioning: clear errors when there is no Redis, and our own redis-server's life."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import redis
+
+from ably_bridge.devstack.redis_server import (
+    INSTALL_HINT,
+    RedisUnavailable,
+    free_port,
+    ping,
+    provision,
+)
+from ably_bridge.devstack.stack import Console, DevOptions, DevStack
+
+from .conftest import clean_env
+
+
+def test_no_url_and_no_redis_server_on_path_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(RedisUnavailable) as info:
+        provision(None, run_id="r", log_dir=tmp_path)
+    message = str(info.value)
+    assert "redis-server" in message and "REDIS_URL" in message
+    assert "apt-get install redis-server" in message
+    assert INSTALL_HINT in message
+
+
+def test_a_url_that_does_not_answer_is_reported(tmp_path: Path) -> None:
+    url = f"redis://:topsecret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisUnavailable) as info:
+        provision(url, run_id="r", log_dir=tmp_path)
+    message = str(info.value)
+    assert "does not answer" in message
+    assert "topsecret" not in message and "***" in message
+
+
+def test_ping_reports_bad_urls() -> None:
+    assert ping("http://nope") is not None
+    assert ping(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5) is not None
+
+
+def test_dev_exits_1_with_the_message_when_there_is_no_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server here
+    out, err = io.StringIO(), io.StringIO()
+    stack = DevStack(
+        DevOptions(port=0, json=True),
+        env=clean_env({"PATH": str(tmp_path)}),
+        console=Console(True, out, err),
+    )
+    assert stack.run() == 1
+    assert "apt-get install redis-server" in err.getvalue()
+    assert '"event": "error"' in out.getvalue()
+    assert not stack.log_dir.exists()  # nothing ran, so the temp dir is gone
+
+
+def test_own_redis_server_starts_on_a_free_port_and_stops(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on the PATH")
+    dev = provision(None, run_id="r", log_dir=tmp_path)
+    try:
+        assert dev.server is not None and dev.server.running()
+        assert ping(dev.layout.data_url) is None and ping(dev.layout.broker_url) is None
+        assert dev.layout.prefix == "ably-dev"
+        client = redis.Redis.from_url(dev.layout.data_url)
+        assert client.config_get("save")["save"] == ""
+        assert client.config_get("appendonly")["appendonly"] == "no"
+        client.close()
+    finally:
+        dev.close()
+    assert dev.server.exited() is not None
+    assert ping(dev.layout.data_url, timeout=0.5) is not None
+
+
+def test_busy_emulator_port_exits_1_and_stops_the_redis_server(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on the PATH")
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out, err = io.StringIO(), io.StringIO()
+        stack = DevStack(
+            DevOptions(port=port, log_dir=tmp_path / "logs"),
+            env=clean_env(),
+            console=Console(False, out, err),
+        )
+        assert stack.run() == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in err.getvalue()
+    assert "--port 0" in err.getvalue()
+    assert stack.redis is not None and stack.redis.server is not None
+    assert stack.redis.server.exited() is not None
