@@ -9,6 +9,7 @@ import pytest
 
 from ably_bridge.emulator.server import Emulator
 from ably_bridge.protocol.models import Message
+from ably_bridge.realtime import AblyRealtime
 from tests.workers.conftest import PRESENCE_CHANNEL, rest_client, running_worker, unique
 from workers import WorkerSettings, producers
 
@@ -139,8 +140,6 @@ def test_time_and_channel_status(app: Any, emulator: Emulator, ably_app: dict[st
 def test_token_request_and_token_authenticate_rest_calls(
     app: Any, emulator: Emulator, ably_app: dict[str, Any]
 ) -> None:
-    # NOTE: the realtime client does not exist yet; a REST call proves the token works.
-    # Once it does, connect an AblyRealtime with these tokens too.
     channel = unique("tok")
     signed = producers.token_request(
         client_id="worker-test", capability={channel: ["publish", "history"]}, ttl=60, app=app
@@ -152,3 +151,28 @@ def test_token_request_and_token_authenticate_rest_calls(
     token = producers.token_request(ttl=60, kind="token", app=app).get(timeout=TIMEOUT)
     with rest_client(emulator, token=token["token"]) as rest:
         assert [m.name for m in rest.channels.get(channel).history()] == ["via-token-request"]
+
+
+def test_token_from_the_task_connects_a_realtime_client(
+    app: Any, emulator: Emulator, ably_app: dict[str, Any]
+) -> None:
+    channel = unique("rt-token")
+    signed = producers.token_request(
+        client_id="rt-worker", capability={channel: ["publish", "subscribe"]}, ttl=60, app=app
+    ).get(timeout=TIMEOUT)
+    with AblyRealtime(
+        auth_callback=lambda params: signed,
+        endpoint="127.0.0.1",
+        port=emulator.port,
+        tls=False,
+    ) as realtime:
+        realtime.connection.wait_for_state("connected", timeout=10)
+        assert realtime.auth.client_id == "rt-worker"
+        realtime.channels.get(channel).publish("over-realtime", "1")
+    token = producers.token_request(ttl=60, kind="token", app=app).get(timeout=TIMEOUT)
+    with AblyRealtime(
+        token=token["token"], endpoint="127.0.0.1", port=emulator.port, tls=False
+    ) as realtime:
+        realtime.connection.wait_for_state("connected", timeout=10)
+        history = realtime.channels.get(channel).history()
+        assert [m.name for m in history.items] == ["over-realtime"]
