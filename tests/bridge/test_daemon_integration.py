@@ -71,6 +71,7 @@ def bridge_config(
     *,
     redis_url: str = REDIS_URL,
     routes: list[dict[str, Any]] | None = None,
+    env: dict[str, str] | None = None,
     **extra: Any,
 ) -> BridgeConfig:
     raw: dict[str, Any] = {
@@ -92,7 +93,7 @@ def bridge_config(
         ],
         **extra,
     }
-    return parse_config(raw, {"ABLY_KEY": key, "TEST_CIPHER": CIPHER_KEY})
+    return parse_config(raw, {"ABLY_KEY": key, "TEST_CIPHER": CIPHER_KEY, **(env or {})})
 
 
 class Running:
@@ -338,22 +339,33 @@ def test_bad_input_is_dead_lettered_and_the_bridge_keeps_running(
     rest.close()
 
 
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.mark.parametrize("broker_kind", ["redis", "amqp"])
 def test_celery_tasks_run_once_per_message_across_a_restart(
-    emulator: Emulator, key: str, prefix: str, rclient: redis.Redis
+    emulator: Emulator, key: str, prefix: str, rclient: redis.Redis, broker_kind: str
 ) -> None:
     from celery import Celery
     from celery.contrib.testing.worker import start_worker
 
     from ably_bridge.bridge.dedup import WorkerGuard
 
-    broker = REDIS_URL
+    broker = REDIS_URL if broker_kind == "redis" else AMQP_URL
     queue = f"{prefix}:celery"
-    worker_app = Celery("bridge-e2e", broker=broker, set_as_current=False)
-    worker_app.conf.update(task_serializer="json", accept_content=["json"], result_backend=None)
+    worker_app = Celery(f"bridge-e2e-{broker_kind}", broker=broker, set_as_current=False)
+    worker_app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        broker_heartbeat=0,  # the embedded AMQP worker otherwise takes 10 s to stop
+    )
     guard = WorkerGuard(redis.Redis.from_url(REDIS_URL), prefix=prefix)
     ran = f"{prefix}:ran"
 
-    @worker_app.task(bind=True, name="bridge_e2e.record")  # type: ignore[untyped-decorator]
+    task_name = f"bridge_e2e.record.{broker_kind}"  # task names are process-wide in Celery
+
+    @worker_app.task(bind=True, name=task_name)  # type: ignore[untyped-decorator]
     def record(self: Any, envelope: dict[str, Any]) -> None:
         with guard.once(self.request.id) as first:
             if first:
@@ -364,12 +376,13 @@ def test_celery_tasks_run_once_per_message_across_a_restart(
             "id": "tasks",
             "channels": ["t1", "t2"],
             "targets": [
-                {"type": "celery", "task": "bridge_e2e.record", "queue": queue},
+                {"type": "celery", "task": task_name, "queue": queue},
                 {"type": "redis_stream", "key": prefix + ":s:{channel}"},
             ],
         }
     ]
-    config = bridge_config(emulator, key, prefix, routes=routes, celery={"broker_url": broker})
+    # A broker URL with a password comes from the environment, never the file.
+    config = bridge_config(emulator, key, prefix, routes=routes, env={"CELERY_BROKER_URL": broker})
     rest = rest_for(emulator, key)
     sent: list[str] = []
     try:
@@ -392,6 +405,9 @@ def test_celery_tasks_run_once_per_message_across_a_restart(
         rest.close()
         for k in rclient.scan_iter(match=f"_kombu.binding.{queue}*"):
             rclient.delete(k)
+        if broker_kind == "amqp":
+            with worker_app.connection_for_write() as conn:
+                conn.default_channel.queue_delete(queue)
 
 
 def test_celery_broker_outage_loses_and_duplicates_no_task(
