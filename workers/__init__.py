@@ -7,6 +7,8 @@
 * :mod:`workers.consumers` - envelope decoding and the de-duplicating
   :func:`envelope_task` decorator;
 * :mod:`workers.streams` - :class:`StreamConsumer` and ``python -m workers.streams``;
+* :mod:`workers.unknown_tasks` - messages for unregistered task names go to the
+  bridge's dead-letter stream instead of being discarded;
 * :mod:`workers.retry`, :mod:`workers.settings`, :mod:`workers.client`,
   :mod:`workers.errors` - the retry policy, settings, per-process REST client, task error.
 
@@ -26,6 +28,7 @@ from workers.retry import RetryPolicy
 from workers.settings import WorkerSettings
 from workers.streams import StreamConfig, StreamConsumer, StreamEntry
 from workers.tasks import TASK_NAMES, register_tasks
+from workers.unknown_tasks import dead_letter_unknown_tasks
 
 __all__ = [
     "TASK_NAMES",
@@ -38,6 +41,7 @@ __all__ = [
     "WorkerSettings",
     "configure_app",
     "create_app",
+    "dead_letter_unknown_tasks",
     "decode_envelope",
     "default_app",
     "envelope_from_fields",

@@ -105,6 +105,7 @@ from celery import Celery
 
 from workers.settings import WorkerSettings
 from workers.tasks import register_tasks
+from workers.unknown_tasks import dead_letter_unknown_tasks
 
 __all__ = ["configure_app", "create_app", "default_app", "set_default_app"]
 
@@ -163,6 +164,7 @@ def create_app(
     settings = settings or WorkerSettings.from_env()
     app = Celery(name, set_as_current=False)
     configure_app(app, settings)
+    dead_letter_unknown_tasks(app, settings)
     if register:
         register_tasks(app, settings)
     log.debug("created Celery app %s with %r", name, settings)
