@@ -145,6 +145,9 @@ class AblyRealtime:
         self._closed = False
         if self.options.auto_connect:  # RTN3
             self.connection.connect(wait=False)
+            # The inbox is FIFO: once this no-op has run, the connect has too, so the
+            # caller sees CONNECTING (as with other SDKs), not INITIALIZED.
+            self._loop.run_sync(lambda now: None)
 
     @property
     def client_id(self) -> str | None:

@@ -34,6 +34,14 @@ def test_auto_connect_and_event_filter(make_client: MakeClient) -> None:
     assert change.event == ConnectionEvent.CONNECTED
 
 
+def test_auto_connect_is_connecting_when_the_constructor_returns(
+    make_client: MakeClient,
+) -> None:
+    client = make_client()  # RTN3: auto_connect defaults to true
+    assert client.connection.state in (ConnectionState.CONNECTING, ConnectionState.CONNECTED)
+    client.connection.wait_for_state("connected", timeout=5)
+
+
 def test_ping_and_recovery_key(make_client: MakeClient) -> None:
     client = make_client()
     client.connection.wait_for_state("connected", timeout=5)
