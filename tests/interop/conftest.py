@@ -107,11 +107,12 @@ def run_js(node: str, script: str, config: str, timeout: float = 30.0) -> dict[s
 
 
 class JsPeer:
-    """``js/peer.js``: an ably-js Realtime client answering JSON commands, one per line."""
+    """``js/peer.js`` (or another ``script`` speaking its protocol): JSON commands, one per line."""
 
-    def __init__(self, node: str, config: str) -> None:
+    def __init__(self, node: str, config: str, script: str = "peer.js") -> None:
+        self.script = script
         self.proc = subprocess.Popen(
-            [node, str(JS_DIR / "peer.js"), config],
+            [node, str(JS_DIR / script), config],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -146,18 +147,18 @@ class JsPeer:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"peer.js: no reply to {op}; stderr: {self._tail()}")
+                raise AssertionError(f"{self.script}: no reply to {op}; stderr: {self._tail()}")
             try:
                 line = self.replies.get(timeout=remaining)
             except queue.Empty:
                 continue
             if line is None:
-                raise AssertionError(f"peer.js exited during {op}; stderr: {self._tail()}")
+                raise AssertionError(f"{self.script} exited during {op}; stderr: {self._tail()}")
             reply: dict[str, Any] = json.loads(line)
             if reply.get("id") != command_id:
                 continue
             if "error" in reply:
-                raise AssertionError(f"peer.js {op} failed: {reply}; stderr: {self._tail()}")
+                raise AssertionError(f"{self.script} {op} failed: {reply}; stderr: {self._tail()}")
             return reply
 
     def _tail(self) -> str:
@@ -182,8 +183,8 @@ def js_peer(node: str, emulator: Emulator) -> Iterator[Any]:
     """Factory of :class:`JsPeer` processes, all closed at teardown."""
     peers: list[JsPeer] = []
 
-    def make(key: str, binary: bool, **extra: Any) -> JsPeer:
-        peer = JsPeer(node, js_config(emulator, key, binary, **extra))
+    def make(key: str, binary: bool, script: str = "peer.js", **extra: Any) -> JsPeer:
+        peer = JsPeer(node, js_config(emulator, key, binary, **extra), script)
         peers.append(peer)
         return peer
 

@@ -13,7 +13,10 @@ history is read through a REST client.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from ably import AblyRealtime, AblyRest
 from ably.sync import AblyRestSync
@@ -21,6 +24,7 @@ from ably.sync import AblyRestSync
 from ably_bridge.emulator import Emulator
 
 TIMEOUT = 10.0  # seconds any single SDK operation may take
+T = TypeVar("T")
 
 
 def rest_sync(emu: Emulator, binary: bool, **options: Any) -> AblyRestSync:
@@ -46,7 +50,9 @@ def rest_async(emu: Emulator, key: str, binary: bool) -> AblyRest:
 class PyRealtime:
     """An ``AblyRealtime`` with a token-minting REST client beside it; use ``async with``."""
 
-    def __init__(self, emu: Emulator, key: str, binary: bool, client_id: str | None) -> None:
+    def __init__(
+        self, emu: Emulator, key: str, binary: bool, client_id: str | None, **options: Any
+    ) -> None:
         self.token_rest = rest_async(emu, key, binary)
         params = {"client_id": client_id} if client_id else {}
 
@@ -58,6 +64,7 @@ class PyRealtime:
             realtime_host=f"{emu.host}:{emu.port}",
             tls=False,
             use_binary_protocol=binary,
+            **options,
         )
 
     async def __aenter__(self) -> AblyRealtime:
@@ -67,6 +74,44 @@ class PyRealtime:
     async def __aexit__(self, *exc: object) -> None:
         await self.client.close()
         await self.token_rest.close()
+
+
+class PyRealtimeThread:
+    """A :class:`PyRealtime` on an event loop of its own thread, for tests that block.
+
+    ``run(coro)`` executes a coroutine there and waits for it, so a synchronous
+    test can put the asyncio SDK beside our (threaded) client and node peers.
+    Listeners registered by coroutines run on that loop thread.
+    """
+
+    def __init__(
+        self, emu: Emulator, key: str, binary: bool, client_id: str | None, **options: Any
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def start() -> tuple[PyRealtime, AblyRealtime]:
+            wrapper = PyRealtime(emu, key, binary, client_id, **options)
+            return wrapper, await wrapper.__aenter__()
+
+        self.wrapper, self.client = self.run(start())
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = TIMEOUT) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def connection_id(self) -> str | None:
+        connection_id: str | None = self.client.connection.connection_manager.connection_id
+        return connection_id
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.run(self.wrapper.__aexit__())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(TIMEOUT)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def describe(data: Any) -> dict[str, Any]:
