@@ -340,16 +340,22 @@ class ChannelCore:
 
     # -- presence (RTP16b, RTP17) -----------------------------------------------------------
     def take_outbound(self, connection_id: str | None) -> list[PendingPublish]:
-        """Presence to publish now that the channel is ATTACHED: queued (RTP5b), then re-entries."""
+        """Presence to publish now that the channel is ATTACHED: re-entries, then queued.
+
+        Re-entries (RTP17g) restore what the server lost; presence the caller queued
+        while the channel re-attached (RTP5b) is newer, so it goes after them and
+        wins - an update or leave made during the re-attach is never undone.
+        """
         if self.state != _CS.ATTACHED:
             return []
-        out = self.presence_queue
-        self.presence_queue = []
+        out: list[PendingPublish] = []
         if self._reenter_due:
             self._reenter_due = False
             for msg in self.local_presence.reentries(connection_id):  # RTP17g
                 frame = ProtocolMessage(Action.PRESENCE, channel=self.name, presence=[msg])
                 out.append(PendingPublish(frame, ReenterHandle(self.name, msg.client_id)))
+        out.extend(self.presence_queue)
+        self.presence_queue = []
         return out
 
     def reenter_failed(self, client_id: str | None, cause: AblyException | None) -> list[Effect]:

@@ -259,6 +259,23 @@ def test_rtp17g1_reentry_after_failed_resume_drops_the_id() -> None:
     assert frame.presence[0].id is None
 
 
+def test_presence_queued_during_reattach_goes_after_the_reentry() -> None:
+    """An update made while re-attaching must not be undone by the automatic re-entry."""
+    h = Harness()
+    h.establish("conn-1")
+    h.attach_now("chat", HAS_PRESENCE)
+    h.receive(presence_frame(member(PA.ENTER, "me", "conn-1", "conn-1:0:0")))
+    h.drop()
+    h.receive(connected_frame("conn-2", "k2", error=err(80008, 400)))  # channel re-attaching
+    newer = PresenceMessage(PA.UPDATE, client_id="me", data="newer")
+    assert h.run(h.core.publish_presence("chat", newer, "upd", h.now)) == []  # queued
+    effects = h.attached("chat", HAS_PRESENCE)
+    frames = [f for f in h.sent(effects) if f.action == Action.PRESENCE]
+    assert [f.presence[0].action for f in frames] == [PA.ENTER, PA.UPDATE]
+    assert frames[1].presence[0].data == "newer"
+    assert frames[0].msg_serial < frames[1].msg_serial
+
+
 def test_rtp5a_detached_clears_both_maps_without_events() -> None:
     h = Harness()
     h.establish("conn-1")
