@@ -300,8 +300,9 @@ def test_abrupt_disconnects_seen_by_every_sdk(
     expect_members(everyone, ENTER_DATA, "enter")
 
     # 1. Our transport dropped: our client resumes the same connection, members stay.
-    #    (The update comes first: an update racing the re-attach after a resume can be
-    #    undone by the automatic re-entry - see the note at the end of this module.)
+    #    (An update racing the re-attach after a resume is ordered after the automatic
+    #    re-entry; the core's test_presence_queued_during_reattach_goes_after_the_reentry
+    #    pins that deterministically.)
     ours.update(decode(UPDATE_DATA["ours"]))
     after_update = {**ENTER_DATA, "ours": UPDATE_DATA["ours"]}
     expect_members(everyone, after_update, "update")
@@ -352,12 +353,3 @@ def test_abrupt_disconnects_seen_by_every_sdk(
         emulator.faults.clear()
     actions = [a for a, c, _ in ours.events() if c in ("js", "py")]
     assert sorted(actions) == ["enter", "enter", "leave", "leave"]
-
-
-# Note (a bug in our client, reported rather than tested here because it is a race):
-# after a resume, a channel passes through ATTACHING (RTL3d), so the resumed ATTACHED
-# does not count as continuity and ChannelCore.take_outbound schedules an automatic
-# re-entry (RTP17i) with the local map's data. It sends the presence queued during
-# ATTACHING first and the re-entry after it (ably-js does the reverse), so an
-# update() or leave() made while re-attaching is followed by an ENTER carrying the
-# older data: the member's data reverts (or a left member comes back).
