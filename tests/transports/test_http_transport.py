@@ -71,6 +71,27 @@ def test_real_request_against_emulator() -> None:
     assert session.adapters
 
 
+def test_proxy_environment_is_honoured_and_read_once_per_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead_proxy = f"http://127.0.0.1:{_free_port()}"
+    with Emulator() as emu:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+        through_proxy = RequestsTransport()
+        with pytest.raises(HttpTransportError):  # the unreachable proxy was used
+            through_proxy.request("GET", emu.url + "/time", {}, None, (1.0, 1.0))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        # Same transport: the origin's settings were read once, so still the proxy.
+        with pytest.raises(HttpTransportError):
+            through_proxy.request("GET", emu.url + "/time", {}, None, (1.0, 1.0))
+        through_proxy.close()
+        direct = RequestsTransport()  # a new transport reads NO_PROXY and goes direct
+        assert direct.request("GET", emu.url + "/time", {}, None, (2.0, 2.0)).status == 200
+        direct.close()
+
+
 def test_mock_rules_order_counts_and_recording() -> None:
     mock = MockHttpTransport()
     mock.add(host="a.example", path="/x", status=500, times=2)
