@@ -4,9 +4,12 @@ This module owns :class:`BridgeApp`, which builds every part the daemon needs
 from the configuration and nothing else: the Redis client for checkpoints,
 dead letters and presence snapshots; the sinks (one per target kind and URL,
 each wrapped in a :class:`~ably_bridge.bridge.metrics.MeteredSink`); the REST
-client for backfill and discovery; the channel source (the realtime adapter
-by default, or one given by a test); the dispatcher, the daemon, the metrics
-and the health endpoint. ``ably-bridge run`` is ``BridgeApp(config).run()``.
+client for backfill and discovery; the channel source (a pool of realtime
+connections by default, or one given by a test); the shard view when
+``sharding`` is configured (whose fencing tokens the checkpoint store, the
+dispatcher and the Redis Streams sinks then check); the dispatcher, the
+daemon, the metrics and the health endpoint. ``ably-bridge run`` is
+``BridgeApp(config).run()``.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from ably_bridge.bridge.daemon import Daemon, DaemonOptions
 from ably_bridge.bridge.deadletter import DeadLetterWriter
 from ably_bridge.bridge.discovery import RestDirectory
 from ably_bridge.bridge.dispatch import Dispatcher
+from ably_bridge.bridge.fencing import Fencing
 from ably_bridge.bridge.health import HealthServer
 from ably_bridge.bridge.metrics import BridgeMetrics, MeteredSink
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.bridge.secret import redact_url
+from ably_bridge.bridge.sharding import LeaseShards, ShardView, build_shards
 from ably_bridge.bridge.sinks.base import Sink, SinkOptions, create_sink
 from ably_bridge.bridge.source import ChannelSource, HistorySource
 from ably_bridge.clock import Clock, SystemClock
@@ -65,12 +70,21 @@ def rest_client(config: BridgeConfig) -> AblyRest:
 class SinkPool:
     """One sink per (kind, URL), created on first use and metered."""
 
-    def __init__(self, config: BridgeConfig, metrics: BridgeMetrics, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        metrics: BridgeMetrics,
+        clock: Clock,
+        fencing: Fencing | None = None,
+    ) -> None:
         self._config = config
         self._metrics = metrics
         self._clock = clock
         self._options = SinkOptions(
-            key_prefix=config.key_prefix, dedup_ttl=config.delivery.dedup_ttl, clock=clock
+            key_prefix=config.key_prefix,
+            dedup_ttl=config.delivery.dedup_ttl,
+            clock=clock,
+            fencing=fencing,
         )
         self.sinks: dict[tuple[str, str], MeteredSink] = {}
 
@@ -129,14 +143,18 @@ class BridgeApp:
             socket_connect_timeout=5.0,
             retry=Retry(NoBackoff(), 1),
         )
-        self.checkpoints = CheckpointStore(self.redis, prefix=config.key_prefix)
+        self.shards: ShardView | None = build_shards(
+            config.sharding, self._lease_client(), config.key_prefix
+        ) if config.sharding.enabled else None  # fmt: skip
+        fencing = self.shards if isinstance(self.shards, LeaseShards) else None
+        self.checkpoints = CheckpointStore(self.redis, prefix=config.key_prefix, fencing=fencing)
         self.dead_letters = DeadLetterWriter(
             self.redis,
             config.dead_letter.stream,
             maxlen=config.dead_letter.maxlen,
             clock=self.clock,
         )
-        self.sinks = SinkPool(config, self.metrics, self.clock)
+        self.sinks = SinkPool(config, self.metrics, self.clock, fencing)
         self._snapshots: dict[str, PresenceSnapshot] = {}
         self.rest = rest_client(config)
         self.dispatcher = Dispatcher(
@@ -146,6 +164,7 @@ class BridgeApp:
             checkpoints=self.checkpoints,
             snapshot_for=self._snapshot_for,
             clock=self.clock,
+            fencing=fencing,
         )
         self.source = source if source is not None else self._realtime_source()
         opts = options or DaemonOptions(drain_timeout=config.delivery.drain_timeout)
@@ -161,6 +180,7 @@ class BridgeApp:
             clock=self.clock,
             options=opts,
             reload_config=reload_config,
+            shards=self.shards,
         )
         self.health: HealthServer | None = None
         if config.health.enabled if health is None else health:
@@ -173,9 +193,19 @@ class BridgeApp:
             )
 
     def _realtime_source(self) -> ChannelSource:
-        from ably_bridge.bridge.realtime_source import RealtimeSource
+        from ably_bridge.bridge.connections import ConnectionPool
 
-        return RealtimeSource.from_config(self.config)
+        return ConnectionPool.from_config(self.config)
+
+    def _lease_client(self) -> redis.Redis:
+        """A Redis client for lease rounds: its timeouts stay well inside the lease TTL."""
+        timeout = min(5.0, self.config.sharding.lease_ttl / 3.0)
+        return redis.Redis.from_url(
+            self.config.redis_url.reveal(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
 
     def _snapshot_for(self, route: Route) -> PresenceSnapshot | None:
         if route.presence_snapshot is None:
@@ -207,13 +237,17 @@ class BridgeApp:
         """Serve health, run the daemon until stopped, then close everything."""
         if self.health is not None:
             self.health.start()
+        if self.shards is not None:
+            self.shards.start()
         try:
             self.daemon.run()
         finally:
             self.close()
 
     def close(self) -> None:
-        self.daemon.shutdown()
+        self.daemon.shutdown()  # drains and saves checkpoints first ...
+        if self.shards is not None:
+            self.shards.close()  # ... then hands the leases over
         if self.health is not None:
             self.health.stop()
         self.sinks.close()

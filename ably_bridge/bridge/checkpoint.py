@@ -13,6 +13,11 @@ A checkpoint only moves **forward**, decided atomically in a Lua script:
 * otherwise the new ``timestamp`` must be later, or equal with a different id
   (events in the same millisecond cannot be ordered by id; replaying from that
   millisecond only re-delivers duplicates, which de-duplication absorbs).
+
+With shard leases the store is given a :class:`~.fencing.Fencing`: every
+advance then also passes the channel's shard token, and the script refuses it
+when the token is stale (another replica owns the channel now), so a replica
+that lost its lease cannot move a checkpoint past events it never wrote.
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
+
 if TYPE_CHECKING:
     import redis
+
+    from ably_bridge.bridge.fencing import Fence, Fencing
 
 __all__ = ["CheckpointStore", "Position"]
 
@@ -60,6 +69,17 @@ return 1
 """
 
 
+# The fenced variant: KEYS[2] = the shard's token key, ARGV[6] = the token held;
+# returns -1 (nothing written) when the token is stale.
+_FENCED_ADVANCE_LUA = (
+    FENCE_CHECK_LUA
+    + """
+if fenced(KEYS[2], ARGV[6]) then return -1 end
+"""
+    + _ADVANCE_LUA
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where a channel's delivery got to: the last confirmed event."""
@@ -87,10 +107,19 @@ class Position:
 class CheckpointStore:
     """Checkpoints in Redis, one hash per route; advances are compare-and-set."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "ably-bridge") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "ably-bridge",
+        fencing: Fencing | None = None,
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self._advance = client.register_script(_ADVANCE_LUA)
+        self._fenced_advance = client.register_script(_FENCED_ADVANCE_LUA)
+        self.fencing = fencing
+        self.fenced = 0  # advances refused by a stale fencing token
 
     def key(self, route_id: str) -> str:
         return f"{self._prefix}:checkpoint:{route_id}"
@@ -105,21 +134,51 @@ class CheckpointStore:
         raw = self._client.hgetall(self.key(route_id))
         return {_text(ch): Position.from_json(value) for ch, value in raw.items()}
 
-    def advance(self, route_id: str, channel: str, position: Position) -> bool:
-        """Move the checkpoint to ``position`` if that is forward; True if it moved."""
-        return bool(self._advance(keys=[self.key(route_id)], args=_args(channel, position)))
+    def advance(
+        self, route_id: str, channel: str, position: Position, fence: Fence | None = None
+    ) -> bool:
+        """Move the checkpoint to ``position`` if that is forward; True if it moved.
 
-    def advance_many(self, route_id: str, positions: Mapping[str, Position]) -> dict[str, bool]:
-        """Advance several channels of one route in one round trip."""
+        With fencing, ``fence`` (default: the channel's current one) must hold.
+        """
+        reply = self._call(self.key(route_id), channel, position, fence, None)
+        return self._moved(channel, reply)
+
+    def advance_many(
+        self,
+        route_id: str,
+        positions: Mapping[str, Position],
+        fences: Mapping[str, Fence] | None = None,
+    ) -> dict[str, bool]:
+        """Advance several channels of one route in one round trip (fences as in advance)."""
         if not positions:
             return {}
         key = self.key(route_id)
         pipe = self._client.pipeline(transaction=False)
         channels = list(positions)
         for channel in channels:
-            self._advance(keys=[key], args=_args(channel, positions[channel]), client=pipe)
+            fence = fences.get(channel) if fences is not None else None
+            self._call(key, channel, positions[channel], fence, pipe)
         results = pipe.execute()
-        return {ch: bool(r) for ch, r in zip(channels, results, strict=True)}
+        return {ch: self._moved(ch, r) for ch, r in zip(channels, results, strict=True)}
+
+    def _call(
+        self, key: str, channel: str, position: Position, fence: Fence | None, client: Any
+    ) -> Any:
+        if fence is None and self.fencing is not None:
+            fence = self.fencing.fence(channel)
+        if fence is None:
+            return self._advance(keys=[key], args=_args(channel, position), client=client)
+        return self._fenced_advance(
+            keys=[key, fence.key], args=[*_args(channel, position), fence.token], client=client
+        )
+
+    def _moved(self, channel: str, reply: Any) -> bool:
+        if reply == -1:
+            self.fenced += 1
+            logger.info("checkpoint of %s refused: the shard's lease moved on", channel)
+            return False
+        return bool(reply)
 
     def delete(self, route_id: str, channel: str | None = None) -> None:
         """Forget one channel's checkpoint, or the whole route's."""

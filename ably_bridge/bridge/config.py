@@ -18,7 +18,10 @@ Rules that matter to operators:
   error, a repr or a log line (they are held as :class:`Secret`).
 * Environment overrides: ``ABLY_KEY``, ``ABLY_KEY_FILE``, ``ABLY_ENDPOINT``,
   ``ABLY_APP_ID``, ``REDIS_URL``, ``CELERY_BROKER_URL``, ``ABLY_BRIDGE_SITE``,
-  ``ABLY_BRIDGE_KEY_PREFIX``, ``ABLY_BRIDGE_HEALTH_PORT``, ``ABLY_BRIDGE_LOG_LEVEL``.
+  ``ABLY_BRIDGE_KEY_PREFIX``, ``ABLY_BRIDGE_HEALTH_PORT``, ``ABLY_BRIDGE_LOG_LEVEL``,
+  and for sharding ``ABLY_BRIDGE_SHARDING`` (the mode), ``ABLY_BRIDGE_REPLICA_INDEX``
+  and ``ABLY_BRIDGE_REPLICAS`` (static mode; the index defaults to the ordinal of a
+  StatefulSet host name such as ``ably-bridge-2``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ __all__ = [
     "PresenceSnapshotSettings",
     "RetrySettings",
     "Route",
+    "ShardingSettings",
     "StreamTarget",
     "Target",
     "check_config",
@@ -89,7 +93,11 @@ ENV_OVERRIDES: dict[str, str] = {
     "ABLY_BRIDGE_KEY_PREFIX": "redis.key_prefix",
     "ABLY_BRIDGE_HEALTH_PORT": "health.port",
     "ABLY_BRIDGE_LOG_LEVEL": "log_level",
+    "ABLY_BRIDGE_SHARDING": "sharding.mode",
+    "ABLY_BRIDGE_REPLICA_INDEX": "sharding.replica_index",
+    "ABLY_BRIDGE_REPLICAS": "sharding.replicas",
 }
+SHARDING_MODES = ("none", "static", "lease")
 
 _ROUTE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(?:[.:][A-Za-z_][A-Za-z0-9_-]*)*$")
@@ -122,6 +130,11 @@ class AblySettings:
     use_binary_protocol: bool = True
     port: int | None = None  # non-default port (e.g. the local emulator)
     tls: bool = True
+    # Scale-out within one process (see bridge/connections.py): a real Ably
+    # connection attaches at most ~200 channels and receives ~50 msg/s.
+    channels_per_connection: int = 200
+    max_connections: int = 0  # 0 = as many as the channels need
+    message_rate_budget: float = 50.0  # inbound messages/s one connection should carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +176,27 @@ class HealthSettings:
     host: str = "127.0.0.1"
     port: int = 8081
     enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ShardingSettings:
+    """How replicas share the channels (see bridge/sharding.py).
+
+    ``mode``: ``none`` (this process bridges every channel: run one replica),
+    ``static`` (replica ``replica_index`` of ``replicas`` owns the shards
+    ``s`` with ``s % replicas == replica_index``) or ``lease`` (shards leased
+    in Redis with a TTL, rebalanced as replicas join and leave).
+    """
+
+    mode: Literal["none", "static", "lease"] = "none"
+    shards: int = 64
+    lease_ttl: float = 10.0  # seconds; renewed every lease_ttl / 3
+    replica_index: int | None = None  # static: None = the host name's ordinal
+    replicas: int | None = None  # static: required
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +285,7 @@ class BridgeConfig:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     dead_letter: DeadLetterSettings = field(default_factory=DeadLetterSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    sharding: ShardingSettings = field(default_factory=ShardingSettings)
 
     def route(self, route_id: str) -> Route:
         """The route with id ``route_id``; KeyError if none."""
@@ -521,7 +556,7 @@ class _Parser:
             raw,
             {
                 "app_id", "site", "log_level", "log_format", "log_payloads", "ably", "redis",
-                "celery", "delivery", "dead_letter", "health", "routes",
+                "celery", "delivery", "dead_letter", "health", "routes", "sharding",
             },
             "",
         )  # fmt: skip
@@ -560,6 +595,7 @@ class _Parser:
         delivery = self.delivery(self.section(raw, "delivery", "delivery"))
         dead_letter = self.dead_letter(self.section(raw, "dead_letter", "dead_letter"))
         health = self.health(self.section(raw, "health", "health"))
+        sharding = self.sharding(self.section(raw, "sharding", "sharding"))
         routes = self.routes(raw.get("routes"), broker is not None)
         if redis_url is None or not app_id or routes is None or key_prefix is None or site is None:
             return None
@@ -577,6 +613,7 @@ class _Parser:
             delivery=delivery,
             dead_letter=dead_letter,
             health=health,
+            sharding=sharding,
         )
 
     def ably(self, raw: Mapping[str, Any]) -> tuple[AblySettings, str | None]:
@@ -585,8 +622,14 @@ class _Parser:
             "set ABLY_KEY or ably.key_file"
         }
         self.known(
-            raw, {"key_file", "endpoint", "use_binary_protocol", "port", "tls"}, "ably", advice
-        )
+            raw,
+            {
+                "key_file", "endpoint", "use_binary_protocol", "port", "tls",
+                "channels_per_connection", "max_connections", "message_rate_budget",
+            },
+            "ably",
+            advice,
+        )  # fmt: skip
         key_text: str | None = None
         key_path = "ably.key_file"
         if self.env.get("ABLY_KEY"):
@@ -615,7 +658,20 @@ class _Parser:
                 self.fail("ably.port", "must be a port number 1-65535")
         tls = self.boolean(raw, "tls", "ably.tls", True)
         settings = AblySettings(
-            key=key, endpoint=endpoint, use_binary_protocol=binary, port=port, tls=tls
+            key=key,
+            endpoint=endpoint,
+            use_binary_protocol=binary,
+            port=port,
+            tls=tls,
+            channels_per_connection=self.integer(
+                raw, "channels_per_connection", "ably.channels_per_connection", 200
+            ),
+            max_connections=self.integer(
+                raw, "max_connections", "ably.max_connections", 0, minimum=0
+            ),
+            message_rate_budget=self.number(
+                raw, "message_rate_budget", "ably.message_rate_budget", 50.0, exclusive=True
+            ),
         )
         return settings, app_id
 
@@ -659,6 +715,47 @@ class _Parser:
             retry=retry,
             drain_timeout=self.number(raw, "drain_timeout", f"{p}.drain_timeout", 30.0),
         )
+
+    def sharding(self, raw: Mapping[str, Any]) -> ShardingSettings:
+        p = "sharding"
+        self.known(raw, {"mode", "shards", "lease_ttl", "replica_index", "replicas"}, p)
+        mode = self.env.get("ABLY_BRIDGE_SHARDING") or self.text(raw, "mode", f"{p}.mode", "none")
+        if mode not in SHARDING_MODES:
+            self.fail(f"{p}.mode", f"must be one of {', '.join(SHARDING_MODES)}")
+            mode = "none"
+        shards = self.integer(raw, "shards", f"{p}.shards", 64)
+        lease_ttl = self.number(raw, "lease_ttl", f"{p}.lease_ttl", 10.0, minimum=0.5)
+        index = replicas = None
+        if mode == "static":  # (only static mode reads them: a pod may set them anyway)
+            index = self.optional_int(raw, "replica_index", p, "ABLY_BRIDGE_REPLICA_INDEX", 0)
+            replicas = self.optional_int(raw, "replicas", p, "ABLY_BRIDGE_REPLICAS", 1)
+            if replicas is None:
+                self.fail(f"{p}.replicas", "required in static mode (or ABLY_BRIDGE_REPLICAS)")
+            elif index is not None and index >= replicas:
+                self.fail(f"{p}.replica_index", f"must be < replicas ({replicas})")
+            elif replicas > shards:
+                self.fail(f"{p}.replicas", f"must be <= shards ({shards})")
+        return ShardingSettings(
+            mode=mode,  # type: ignore[arg-type]
+            shards=shards,
+            lease_ttl=lease_ttl,
+            replica_index=index,
+            replicas=replicas,
+        )
+
+    def optional_int(
+        self, raw: Mapping[str, Any], key: str, path: str, env_name: str, minimum: int
+    ) -> int | None:
+        """An integer from ``env_name`` (wins), else ``raw[key]``, else None."""
+        value = self.env.get(env_name)
+        if value:
+            if not value.isdigit() or int(value) < minimum:
+                self.fail(env_name, f"must be an integer >= {minimum}")
+                return None
+            return int(value)
+        if raw.get(key) is None:
+            return None
+        return self.integer(raw, key, f"{path}.{key}", minimum, minimum=minimum)
 
     def dead_letter(self, raw: Mapping[str, Any]) -> DeadLetterSettings:
         self.known(raw, {"stream", "maxlen"}, "dead_letter")

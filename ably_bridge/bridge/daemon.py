@@ -32,6 +32,17 @@ Per channel (:class:`ChannelTrack`), phases::
 * **Back-pressure**: a refused ``submit_*`` pauses the channel (detach; its
   checkpoint stops moving); paused channels re-attach when the dispatcher is
   healthy and its buffers are below ``resume_fraction`` of their size.
+* **Shards** (optional, :mod:`.sharding`): only channels of the shards this
+  replica owns are attached. The daemon polls the shard view's ``version``
+  every step (before any pump): a shard gained is attached (and backfilled
+  from its checkpoints, which closes the gap since the previous owner); a
+  shard whose token changed or vanished is dropped at once (epoch bump,
+  detach) and, when lost, its queued deliveries are forgotten (the new owner
+  delivers them); a shard being handed over is reported drained once the
+  dispatcher has nothing of it in flight, and only then released.
+* **Connections**: a source with ``maintain()`` (the
+  :class:`~.connections.ConnectionPool`) is maintained every
+  ``maintain_interval`` seconds (rates, moves for the message-rate budget).
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from ably_bridge.bridge.dispatch import Dispatcher
 from ably_bridge.bridge.envelope import LIFECYCLE_EVENTS
 from ably_bridge.bridge.metrics import BridgeMetrics
 from ably_bridge.bridge.router import Router
+from ably_bridge.bridge.sharding import ShardView, shard_of
 from ably_bridge.bridge.source import (
     ChannelDirectory,
     ChannelSource,
@@ -92,9 +104,14 @@ class Daemon:
         clock: Clock | None = None,
         options: DaemonOptions | None = None,
         reload_config: Callable[[], BridgeConfig] | None = None,
+        shards: ShardView | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        self.shards = shards
+        self._shard_version = -1
+        self._shard_tokens: dict[int, int] = {}  # what the tracks were built for
+        self._next_maintain = 0.0
         self.history = history
         self.directory = directory
         self.dispatcher = dispatcher
@@ -137,6 +154,10 @@ class Daemon:
         if self._started:
             return
         self._started = True
+        if self.shards is not None:
+            self._shard_version = self.shards.version
+            self._shard_tokens = dict(self.shards.tokens())
+        self._next_maintain = self.clock.monotonic() + self.options.maintain_interval
         self._sync_channels()
         logger.info(
             "bridge started: %d channel(s), %d discovery prefix(es)",
@@ -251,6 +272,9 @@ class Daemon:
         out = set(self.router.static_channels())
         for names in self._discovered.values():
             out.update(n for n in names if self.router.wants(n))
+        if self.shards is not None:
+            count, owned = self.shards.shards, self._shard_tokens
+            out = {n for n in out if shard_of(n, count) in owned}
         return out
 
     def _sync_channels(self) -> None:
@@ -545,6 +569,14 @@ class Daemon:
     # -- timers -------------------------------------------------------------------------
     def _timers(self) -> None:
         now = self.clock.monotonic()
+        self._check_shards()
+        maintain = getattr(self.source, "maintain", None)
+        if maintain is not None and now >= self._next_maintain and not self.stopped:
+            self._next_maintain = now + self.options.maintain_interval
+            try:
+                maintain()
+            except Exception as exc:
+                logger.warning("connection maintenance failed: %s", exc)
         for track in list(self.tracks.values()):
             if (
                 track.phase == "attaching"
@@ -595,6 +627,52 @@ class Daemon:
             logger.info("discovered %d channel(s) under %r", len(fresh), item.prefix)
             self._sync_channels()
 
+    # -- shards -------------------------------------------------------------------------
+    def _check_shards(self) -> None:
+        """Follow the shard view: drop lost/moved shards, attach gained ones, hand over."""
+        shards = self.shards
+        if shards is None or self._stop.is_set() or self.stopped:
+            return
+        if shards.version != self._shard_version:
+            self._shard_version = shards.version
+            tokens = dict(shards.tokens())
+            releasing = shards.releasing()
+            old, self._shard_tokens = self._shard_tokens, tokens
+            gone = {s for s, t in old.items() if tokens.get(s) != t}
+            if gone:
+                self._drop_shards(gone, releasing)
+            gained = len(set(tokens) - set(old))
+            if gone or gained:
+                logger.info(
+                    "shards: %d owned (%d new, %d given up)", len(tokens), gained, len(gone)
+                )
+            self._sync_channels()
+        releasing = shards.releasing()
+        if releasing:
+            # Only shards whose channels this thread already dropped, with nothing in flight.
+            busy = {shard_of(ch, shards.shards) for ch in self.dispatcher.unsettled_channels()}
+            for shard in releasing - busy - set(self._shard_tokens):
+                shards.handed_over(shard)
+
+    def _drop_shards(self, gone: set[int], releasing: set[int]) -> None:
+        count = self.shards.shards if self.shards is not None else 1
+        lost: set[str] = set()
+        for name in [n for n in self.tracks if shard_of(n, count) in gone]:
+            track = self.tracks.pop(name)
+            track.epoch += 1  # anything still coming from the source is dropped
+            track.clear()
+            self._safe_detach(name)
+            if shard_of(name, count) not in releasing:
+                lost.add(name)
+        if lost:
+            # The lease is gone: nothing queued for these channels may be written
+            # (the fence would refuse it anyway); the new owner delivers it.
+            dropped = self.dispatcher.forget_channels(lost)
+            logger.warning(
+                "lost %d channel(s) with their shard(s); %d queued deliveries left to the owner",
+                len(lost), dropped,
+            )  # fmt: skip
+
     # -- reload ---------------------------------------------------------------------------
     def _do_reload(self) -> None:
         if self._reload_config is None:
@@ -609,7 +687,8 @@ class Daemon:
 
     def reload(self, config: BridgeConfig) -> None:
         """Swap in ``config``'s routes; attach and detach only the difference."""
-        for section in ("app_id", "ably", "redis_url", "delivery", "dead_letter", "health"):
+        restart = ("app_id", "ably", "redis_url", "delivery", "dead_letter", "health", "sharding")
+        for section in restart:
             if getattr(config, section) != getattr(self.config, section):
                 logger.warning("reload: %s changed; that takes a restart", section)
         old = self.router
@@ -653,6 +732,10 @@ class Daemon:
             problems.append(f"{len(not_live)} channel(s) not live: {', '.join(not_live[:5])}")
         if not self.dispatcher.healthy():
             problems.append("a sink is failing (retrying)")
+        if self.shards is not None:
+            problems.extend(self.shards.readiness())
+            if self.shards.version != self._shard_version:
+                problems.append("shard ownership changed; channels being updated")
         if self.stopped:
             problems.append("stopping")
         return not problems, problems
@@ -664,4 +747,17 @@ class Daemon:
         m.channels.replace({(k,): float(v) for k, v in self.phase_counts().items()})
         state = self.source.connection_state()
         m.connection.replace({(state,): 1.0})
+        states = getattr(self.source, "connection_states", None)
+        per_state: dict[tuple[str, ...], float] = {}
+        for each in states() if states is not None else [state]:
+            per_state[(each,)] = per_state.get((each,), 0.0) + 1.0
+        m.connections.replace(per_state)
         m.sync_dispatch(self.dispatcher.stats)
+        if self.shards is not None:
+            m.shards_owned.set(len(self._shard_tokens))
+            counters = getattr(self.shards, "counters", None)
+            if counters is not None:
+                m.lease_renewals.set_total(counters.renewals)
+                m.leases_acquired.set_total(counters.acquired)
+                m.leases_released.set_total(counters.released)
+                m.lease_losses.set_total(counters.lost)

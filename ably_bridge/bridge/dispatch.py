@@ -19,6 +19,12 @@ needs no realtime connection::
 * **Duplicates**: an event a route already finished recently (in-memory
   :class:`~ably_bridge.bridge.dedup.DedupWindow`) is skipped before any I/O;
   the sinks de-duplicate durably.
+* **Shards** (:mod:`.sharding`): a delivery a sink refuses as ``FENCED`` (this
+  replica lost the channel's shard) is dropped - not dead-lettered, not
+  remembered as done, and its position never reaches a checkpoint: the new
+  owner delivers it. :meth:`Dispatcher.forget_channels` drops the queued work
+  of channels whose shard was lost; :meth:`Dispatcher.unsettled_channels` tells
+  when a shard being handed over has nothing in flight any more.
 
 Single-threaded by design: the daemon calls ``submit_*`` and ``pump`` from its
 one delivery thread (listeners hand events over through a queue).
@@ -44,6 +50,7 @@ from ably_bridge.bridge.envelope import (
     PresenceMessageLike,
     UndecodableEvent,
 )
+from ably_bridge.bridge.fencing import Fence, Fencing
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
 from ably_bridge.bridge.router import RouteMatch, Router
@@ -66,6 +73,8 @@ class _Event:
     position: Position | None
     remaining: int
     done: bool = False
+    fenced: bool = False  # a target refused it (stale shard lease): not delivered by us
+    fence: Fence | None = None  # the shard token when accepted (shard leases only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,7 @@ class DispatchStats:
     retries: int = 0
     refused: int = 0  # submit_* refused for back-pressure
     checkpoints: int = 0
+    fenced: int = 0  # deliveries refused by a shard fence (another replica owns the channel)
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -103,8 +113,10 @@ class Dispatcher:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         router: Router | None = None,
+        fencing: Fencing | None = None,
     ) -> None:
         self.config = config
+        self.fencing = fencing
         self.router = router or Router(config.routes)
         self.stats = DispatchStats()
         self._clock = clock or SystemClock()
@@ -122,6 +134,7 @@ class Dispatcher:
         self._buffers: dict[int, SinkBuffer[_Job]] = {}
         self._order: dict[tuple[str, str], deque[_Event]] = {}
         self._unsaved: dict[str, dict[str, Position]] = {}
+        self._unsaved_fences: dict[tuple[str, str], Fence] = {}
         self._ciphers: dict[Secret, ChannelCipher] = {}
 
     # -- intake ---------------------------------------------------------------------
@@ -272,6 +285,32 @@ class Dispatcher:
             return 0.0
         return max(0.0, (now_ms - oldest) / 1000.0)
 
+    def unsettled_channels(self) -> set[str]:
+        """Channels with events not yet confirmed or checkpoints not yet saved."""
+        out = {channel for (_, channel), order in self._order.items() if order}
+        for positions in self._unsaved.values():
+            out.update(positions)
+        return out
+
+    def forget_channels(self, channels: set[str]) -> int:
+        """Drop all queued work of ``channels`` (their shard was lost); how many deliveries.
+
+        Nothing of it may reach a sink or a checkpoint any more: the shard's new
+        owner delivers these events from the checkpoint.
+        """
+        if not channels:
+            return 0
+        dropped = 0
+        for buffer in self._buffers.values():
+            dropped += buffer.discard(lambda job: job.delivery.envelope.channel in channels)
+        for key in [k for k in self._order if k[1] in channels]:
+            del self._order[key]
+        for route_id, positions in self._unsaved.items():
+            for channel in channels & positions.keys():
+                del positions[channel]
+                self._unsaved_fences.pop((route_id, channel), None)
+        return dropped
+
     # -- internals ------------------------------------------------------------------
     def _cipher(self, key: Secret | None) -> ChannelCipher | None:
         if key is None:
@@ -310,6 +349,7 @@ class Dispatcher:
         plan: dict[int, list[_Job]] = {}
         buffers: dict[int, SinkBuffer[_Job]] = {}
         events: list[_Event] = []
+        fence = self.fencing.fence(channel) if self.fencing is not None else None
         for match, env, problem in envs:
             route = match.route
             if env is None:
@@ -335,7 +375,7 @@ class Dispatcher:
             position = None
             if source != "lifecycle":
                 position = Position(timestamp=env.timestamp, id=env.event_id, serial=env.serial)
-            event = _Event(env, position, remaining=0)
+            event = _Event(env, position, remaining=0, fence=fence)
             for target in route.targets:
                 found = self._buffer_for(target)
                 if found is None:
@@ -348,7 +388,7 @@ class Dispatcher:
                     continue
                 key, buffer = found
                 buffers[key] = buffer
-                plan.setdefault(key, []).append(_Job(Delivery(env, target), event))
+                plan.setdefault(key, []).append(_Job(Delivery(env, target, fence), event))
                 event.remaining += 1
             events.append(event)
         for key, jobs in plan.items():
@@ -401,6 +441,9 @@ class Dispatcher:
                 )  # fmt: skip
             elif result.outcome is Outcome.DUPLICATE:
                 self.stats.duplicates += 1
+            elif result.outcome is Outcome.FENCED:
+                self.stats.fenced += 1
+                job.event.fenced = True
             else:
                 self.stats.delivered += 1
             self._target_done(job.event, touched)
@@ -441,30 +484,46 @@ class Dispatcher:
 
     def _settle(self, event: _Event) -> None:
         event.done = True
+        if event.fenced:
+            return  # not delivered by us: a replay after regaining the shard must go out
         env = event.envelope
         self._window.add(f"{env.rule_id}|{env.dedup_key}")
 
     def _advance_checkpoints(self, touched: Iterable[tuple[str, str]]) -> None:
         for route_id, channel in touched:
             order = self._order.get((route_id, channel))
-            last: Position | None = None
+            last: _Event | None = None
             while order and order[0].done:
                 event = order.popleft()
-                if event.position is not None:
-                    last = event.position
+                if event.position is not None and not event.fenced:
+                    last = event
             if order is not None and not order:
                 del self._order[(route_id, channel)]
-            if last is not None:
-                self._unsaved.setdefault(route_id, {})[channel] = last
+            if last is not None and last.position is not None:
+                self._unsaved.setdefault(route_id, {})[channel] = last.position
+                if last.fence is not None:
+                    self._unsaved_fences[(route_id, channel)] = last.fence
         if self._checkpoints is None or not self._unsaved:
             self._unsaved.clear()
             return
         for route_id in list(self._unsaved):
             positions = self._unsaved[route_id]
+            fences = None
+            if self._unsaved_fences:
+                fences = {
+                    ch: f
+                    for ch in positions
+                    if (f := self._unsaved_fences.pop((route_id, ch), None)) is not None
+                }
             try:
-                self._checkpoints.advance_many(route_id, positions)
+                if fences:
+                    self._checkpoints.advance_many(route_id, positions, fences)
+                else:  # (stores without fencing take two arguments)
+                    self._checkpoints.advance_many(route_id, positions)
             except Exception as exc:  # kept and retried on the next pump
                 logger.warning("checkpoints of route %s not saved: %s", route_id, exc)
+                if fences:
+                    self._unsaved_fences.update({(route_id, c): f for c, f in fences.items()})
                 continue
             self.stats.checkpoints += len(positions)
             del self._unsaved[route_id]

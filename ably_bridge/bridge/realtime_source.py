@@ -76,7 +76,7 @@ class RealtimeSource:
         self._closed = False
 
     @classmethod
-    def from_config(cls, config: BridgeConfig) -> RealtimeSource:
+    def from_config(cls, config: BridgeConfig, *, callback_workers: int = 8) -> RealtimeSource:
         """A source with a realtime client built from ``config.ably``."""
         from ably_bridge.realtime import AblyRealtime
 
@@ -89,7 +89,7 @@ class RealtimeSource:
         if not ably.tls:
             kwargs["insecure_allow_basic_over_http"] = True
         key = ably.key.reveal() if ably.key is not None else None
-        return cls(AblyRealtime(key=key, **kwargs))
+        return cls(AblyRealtime(key=key, callback_workers=callback_workers, **kwargs))
 
     # -- ChannelSource ------------------------------------------------------------------
     def attach(

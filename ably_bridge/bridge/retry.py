@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -129,6 +129,13 @@ class SinkBuffer(Generic[T]):
     def put_back(self, items: Iterable[T]) -> None:
         """Return items to the *front*, keeping their order (they go first next time)."""
         self._items.extendleft(reversed(list(items)))
+
+    def discard(self, drop: Callable[[T], bool]) -> int:
+        """Remove the items ``drop`` selects (order of the rest kept); how many went."""
+        kept = deque(item for item in self._items if not drop(item))
+        gone = len(self._items) - len(kept)
+        self._items = kept
+        return gone
 
     def failed(self) -> float:
         """Record a failed attempt; returns the backoff delay chosen."""

@@ -52,6 +52,7 @@ class DaemonOptions:
     tick: float = 0.2  # longest wait in run(): signals and timers are checked this often
     seed_skew_ms: int = 5000  # a first-attach seed checkpoint is this far in the past
     drain_timeout: float = 30.0
+    maintain_interval: float = 5.0  # connection pool: rate measurement and moves
 
 
 @dataclass(slots=True)

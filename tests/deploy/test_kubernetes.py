@@ -171,3 +171,21 @@ def test_secrets_live_only_in_the_secret() -> None:
     assert all("REPLACE-ME" in v for v in secret["stringData"].values())
     env = find("ConfigMap", "ably-bridge-env")["data"]
     assert not {"ABLY_KEY", "REDIS_URL", "CELERY_BROKER_URL"} & set(env)
+
+
+def test_sharding_matches_the_statefulset() -> None:
+    statefulset = find("StatefulSet", "ably-bridge")
+    config = bridge_config()
+    assert statefulset["spec"]["replicas"] > 1 and config.sharding.mode == "lease"
+    # Static mode: the replica count in the env ConfigMap follows the StatefulSet, and
+    # the pod's ordinal comes from the pod-index label.
+    env = env_sources(container(statefulset))
+    assert int(env["ABLY_BRIDGE_REPLICAS"]) == statefulset["spec"]["replicas"]
+    [index] = [e for e in container(statefulset)["env"] if e["name"] == "ABLY_BRIDGE_REPLICA_INDEX"]
+    assert "pod-index" in index["valueFrom"]["fieldRef"]["fieldPath"]
+    text = find("ConfigMap", "ably-bridge-config")["data"]["bridge.yaml"]
+    static = parse_config(
+        yaml.safe_load(text),
+        {**env, "ABLY_BRIDGE_SHARDING": "static", "ABLY_BRIDGE_REPLICA_INDEX": "2"},
+    )
+    assert (static.sharding.replica_index, static.sharding.replicas) == (2, 3)

@@ -31,6 +31,7 @@ from typing import Literal, Protocol, runtime_checkable
 from ably_bridge.bridge.config import CeleryTarget, StreamTarget, Target
 from ably_bridge.bridge.dedup import celery_task_id, stream_dedup_field
 from ably_bridge.bridge.envelope import Envelope
+from ably_bridge.bridge.fencing import Fence, Fencing
 from ably_bridge.clock import Clock, SystemClock
 
 __all__ = [
@@ -58,14 +59,22 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # already delivered earlier: counts as confirmed
     RETRY = "retry"  # transient: try again later
     REJECTED = "rejected"  # permanent for this event: dead-letter it
+    # Refused by a shard fence: this replica no longer owns the channel. Not an
+    # error of the event: the new owner delivers it from the checkpoint.
+    FENCED = "fenced"
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One envelope for one target of its route."""
+    """One envelope for one target of its route.
+
+    ``fence``: with shard leases, the channel's shard token when the event was
+    accepted; a sink that can checks it at write time (see :mod:`..fencing`).
+    """
 
     envelope: Envelope
     target: Target
+    fence: Fence | None = None
 
     @property
     def route_id(self) -> str:
@@ -123,6 +132,7 @@ class SinkOptions:
     dedup_ttl: float = 3600.0
     socket_timeout: float = 5.0
     clock: Clock = field(default_factory=SystemClock)
+    fencing: Fencing | None = None  # shard leases on: sinks that can, check Delivery.fence
 
 
 SinkFactory = Callable[[str, SinkOptions], Sink]

@@ -8,7 +8,11 @@ stream in a batch, one ``EVALSHA`` call runs a script that, per event:
 2. if unmarked, ``XADD``\\ s it (``MAXLEN ~ n`` when the target trims) and marks
    it with the new entry id;
 
-and finally refreshes the expiry of the current dedup hash. A script runs
+and finally refreshes the expiry of the current dedup hash. With shard leases
+(``SinkOptions.fencing``) the script is :data:`XADD_DEDUP_FENCED_LUA`: each
+event also carries its shard's fencing token, and an event whose token is not
+the shard's current one is refused (``FENCED``: another replica owns the
+channel now and delivers it from the checkpoint; see :mod:`..fencing`). A script runs
 atomically, so an event replayed in the same batch, in a later batch or from
 another thread or process is written exactly once while its mark lives.
 All the per-stream calls of a batch go in one pipeline: one round trip.
@@ -39,10 +43,11 @@ from redis.retry import Retry
 
 from ably_bridge.bridge.config import StreamTarget
 from ably_bridge.bridge.dedup import stream_dedup_field, stream_dedup_keys
+from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
 
-__all__ = ["XADD_DEDUP_LUA", "RedisStreamSink", "retryable_redis_error"]
+__all__ = ["XADD_DEDUP_FENCED_LUA", "XADD_DEDUP_LUA", "RedisStreamSink", "retryable_redis_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +89,49 @@ end
 if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return out
 """
+
+# The fenced variant: KEYS[4..] are shard token keys; per event: mark, fence
+# (index into KEYS counted from 4, 0 = unfenced), token, n, then n strings.
+# Returns per event: the new stream id, 0 for a duplicate, -1 when fenced.
+XADD_DEDUP_FENCED_LUA = (
+    FENCE_CHECK_LUA
+    + """
+local maxlen = tonumber(ARGV[1])
+local approx = ARGV[2] == '1'
+local out = {}
+local i = 4
+local n = #ARGV
+local marked = false
+while i <= n do
+  local mark = ARGV[i]
+  local fence = tonumber(ARGV[i + 1])
+  local nf = tonumber(ARGV[i + 3])
+  local first = i + 4
+  local last = i + 3 + nf
+  if fence > 0 and fenced(KEYS[3 + fence], ARGV[i + 2]) then
+    out[#out + 1] = -1
+  elseif redis.call('HEXISTS', KEYS[2], mark) == 1 or redis.call('HEXISTS', KEYS[3], mark) == 1 then
+    out[#out + 1] = 0
+  else
+    local args = {KEYS[1]}
+    if maxlen > 0 then
+      args[#args + 1] = 'MAXLEN'
+      if approx then args[#args + 1] = '~' end
+      args[#args + 1] = maxlen
+    end
+    args[#args + 1] = '*'
+    for j = first, last do args[#args + 1] = ARGV[j] end
+    local id = redis.call('XADD', unpack(args))
+    redis.call('HSET', KEYS[2], mark, id)
+    marked = true
+    out[#out + 1] = id
+  end
+  i = last + 1
+end
+if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+return out
+"""
+)
 
 _RETRYABLE_REPLIES = ("BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS")
 _RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
@@ -133,6 +181,8 @@ class RedisStreamSink:
             health_check_interval=30,
         )
         self._sha: str | None = None
+        self._fencing = self.options.fencing
+        self._script = XADD_DEDUP_LUA if self._fencing is None else XADD_DEDUP_FENCED_LUA
         self._ttl = max(1.0, float(self.options.dedup_ttl))
         # A mark must outlive its bucket by one more bucket (checked as "previous").
         self._expiry = int(self._ttl * 2) + 60
@@ -190,6 +240,9 @@ class RedisStreamSink:
         """Group deliveries per stream into script calls: (keys, batch indexes, argv)."""
         now = self.options.clock.time()
         prefix = self.options.key_prefix
+        fencing = self._fencing
+        head_len = 1 if fencing is None else 3  # mark [, fence index, token] before n
+        fence_keys: dict[str, dict[str, int]] = {}  # stream -> token key -> index (from 1)
         groups: dict[tuple[str, int | None, bool], tuple[list[int], list[Any]]] = {}
         for i, d in enumerate(batch):
             target = d.target
@@ -205,6 +258,14 @@ class RedisStreamSink:
             indexes, argv = group
             indexes.append(i)
             argv.append(stream_dedup_field(env.rule_id, env.dedup_key))
+            if fencing is not None:
+                fence = d.fence
+                if fence is None:
+                    argv.extend((0, 0))
+                else:
+                    keys = fence_keys.setdefault(stream, {})
+                    argv.append(keys.setdefault(fence.key, len(keys) + 1))
+                    argv.append(fence.token)
             if target.layout == "flat":
                 fields = env.flat_fields()
                 argv.append(len(fields) * 2)
@@ -218,6 +279,7 @@ class RedisStreamSink:
         calls: list[tuple[list[str], list[int], list[Any]]] = []
         for (stream, maxlen, approx), (indexes, argv) in groups.items():
             current, previous = stream_dedup_keys(prefix, stream, now, self._ttl)
+            script_keys = [stream, current, previous, *fence_keys.get(stream, {})]
             head = [maxlen or 0, "1" if approx else "0", self._expiry]
             # Split long groups so one script call stays short; per-event arg runs
             # are variable length, so walk them.
@@ -225,18 +287,18 @@ class RedisStreamSink:
             pos = 0
             chunk_idx: list[int] = []
             for idx in indexes:
-                n = int(argv[pos + 1])
-                pos += 2 + n
+                n = int(argv[pos + head_len])
+                pos += head_len + 1 + n
                 chunk_idx.append(idx)
                 if len(chunk_idx) == _MAX_EVENTS_PER_CALL:
-                    calls.append(([stream, current, previous], chunk_idx, head + argv[start:pos]))
+                    calls.append((script_keys, chunk_idx, head + argv[start:pos]))
                     start, chunk_idx = pos, []
             if chunk_idx:
-                calls.append(([stream, current, previous], chunk_idx, head + argv[start:pos]))
+                calls.append((script_keys, chunk_idx, head + argv[start:pos]))
         return calls
 
     def _load(self) -> str:
-        self._sha = str(self._client.script_load(XADD_DEDUP_LUA))
+        self._sha = str(self._client.script_load(self._script))
         return self._sha
 
     def _run(self, calls: list[tuple[list[str], list[int], list[Any]]]) -> list[Any]:
@@ -282,6 +344,8 @@ class RedisStreamSink:
             for i, entry in zip(indexes, reply, strict=True):
                 if entry == 0:
                     results[i] = Result(Outcome.DUPLICATE)
+                elif entry == -1:
+                    results[i] = Result(Outcome.FENCED)
                 else:
                     text = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
                     results[i] = Result(Outcome.DELIVERED, text)
