@@ -134,20 +134,20 @@ class RequestsTransport:
 
     def __init__(self, session: requests.Session | None = None, *, pool_maxsize: int = 16) -> None:
         self._owns_session = session is None
+        self._adapter: HTTPAdapter | None = None
         if session is None:
             session = requests.Session()
             session.trust_env = False  # environment read once per origin, below
             adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
+            self._adapter = adapter
         self._session = session
         self._env_settings: dict[str, dict[str, Any]] = {}
         self._env_lock = threading.Lock()
 
     def _settings_for(self, url: str) -> dict[str, Any]:
         """Proxies and CA bundle from the environment for ``url``'s origin, cached."""
-        if not self._owns_session:
-            return {}
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         settings = self._env_settings.get(origin)
@@ -169,14 +169,23 @@ class RequestsTransport:
         timeout: Timeout,
     ) -> HttpResponse:
         try:
-            response = self._session.request(
-                method,
-                url,
-                headers=dict(headers),
-                data=body,
-                timeout=timeout,
-                **self._settings_for(url),
-            )
+            if self._adapter is not None:
+                # Our own session: prepare and send straight through the pooled adapter.
+                # Session.request would merge cookies, hooks, auth and environment for
+                # every call, none of which an Ably request uses, at ~a third of its cost.
+                prepared = requests.PreparedRequest()
+                prepared.prepare(method=method, url=url, headers=dict(headers), data=body)
+                settings = self._settings_for(url)
+                response = self._adapter.send(
+                    prepared,
+                    timeout=timeout,
+                    verify=settings.get("verify", True),
+                    proxies=settings["proxies"],
+                )
+            else:
+                response = self._session.request(
+                    method, url, headers=dict(headers), data=body, timeout=timeout
+                )
             content = response.content
         except requests.exceptions.RequestException as exc:
             raise translate_error(exc) from exc
