@@ -31,6 +31,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ably_bridge.encoding.payload import append_encoding, decode_data
@@ -171,9 +172,19 @@ class Envelope:
         return out
 
     def to_json(self) -> str:
-        """Compact JSON of :meth:`to_dict`, computed once."""
+        """Compact JSON of :meth:`to_dict`, computed once.
+
+        Messages and presence: the constant head (source .. ruleId) is encoded
+        once per (source, app, channel, site, route) and only the event is
+        encoded per call; the text is the same as ``dumps(self.to_dict())``.
+        """
         if self._json is None:
-            self._json = dumps(self.to_dict())
+            if self.source == SOURCE_LIFECYCLE:
+                self._json = dumps(self.to_dict())
+            else:
+                head = _json_head(self.source, self.app_id, self.channel, self.site, self.rule_id)
+                items = _ITEMS_KEY[self.source]
+                self._json = f"{head}{self.timestamp},{items}[{dumps(self.item)}]}}"
         return self._json
 
     def size(self) -> int:
@@ -215,6 +226,18 @@ class Envelope:
         if encoding:
             out["encoding"] = encoding
         return out
+
+
+_ITEMS_KEY = {SOURCE_MESSAGE: '"messages":', SOURCE_PRESENCE: '"presence":'}
+
+
+@lru_cache(maxsize=8192)
+def _json_head(source: str, app_id: str, channel: str, site: str, rule_id: str) -> str:
+    """``{"source":..,"appId":..,"channel":..,"site":..,"ruleId":..,"timestamp":``."""
+    head = dumps(
+        {"source": source, "appId": app_id, "channel": channel, "site": site, "ruleId": rule_id}
+    )
+    return head[:-1] + ',"timestamp":'
 
 
 def _json_safe_data(

@@ -1,0 +1,663 @@
+"""End-to-end benchmark: emulator -> consumer -> Redis Streams or Celery (Redis / RabbitMQ).
+
+Three processes, so that none of them charges its CPU or GIL to another:
+
+* the **emulator** (``python -m ably_bridge.emulator``, see ``emulator_fanout.py``);
+* the **consumer** under test, one process:
+  ``--consumer bridge`` (default) runs ``ably-bridge run`` with a generated
+  configuration; ``--consumer handwritten`` runs ``handwritten_alternative.py``
+  (official ``ably`` SDK + redis-py / Celery ``send_task``); ``--consumer
+  ceiling`` runs raw-socket WebSocket subscribers that only count messages
+  (the emulator's own ceiling for the workload, with no sink at all);
+* the **publisher**: raw WebSocket connection(s) sending MESSAGE
+  ProtocolMessages of ``--batch`` messages each (``--size``-character string
+  payloads), round-robin over ``--channels`` channels, like an Ably client
+  publishing arrays. The emulator fans each ProtocolMessage out as one frame,
+  so ``--batch`` is also the number of messages per inbound frame.
+
+Measured:
+
+* **msg/s**: deliveries counted at the sink (``XLEN`` of the channel streams;
+  ``LLEN`` of the Celery queue on Redis; the queue's message count from a
+  passive ``queue.declare`` on RabbitMQ - i.e. tasks *accepted by the broker*,
+  with publisher confirms on AMQP; there is no worker), from the first publish
+  to the last delivery;
+* **CPU us/msg**: utime+stime of the consumer process (all threads) from
+  ``/proc/<pid>/stat`` over the run, divided by messages delivered;
+* **RSS**: the consumer's peak ``VmRSS`` during the run;
+* **latency** (``--rate``): for streams, Ably timestamp (set by the emulator on
+  publish, ms) -> stream entry id (Redis clock at XADD, ms), for every entry;
+  for Celery, the bridge's ``ably_bridge_delivery_latency_seconds`` histogram
+  (Ably timestamp -> broker accepted), interpolated within buckets.
+
+Examples::
+
+    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --messages 100000
+    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --channels 100 --messages 100000
+    /work/.venv/bin/python bench/bridge_e2e.py --sink celery-amqp --messages 30000
+    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --rate 2000 --duration 20 --batch 1
+    /work/.venv/bin/python bench/bridge_e2e.py --consumer ceiling --messages 100000
+    /work/.venv/bin/python bench/bridge_e2e.py --consumer handwritten --sink streams
+    BENCH_PROFILE=/tmp/bridge.prof /work/.venv/bin/python bench/bridge_e2e.py ...  # cProfile
+
+Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), RabbitMQ at
+``AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672//``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from emulator_fanout import (  # noqa: E402
+    ACK,
+    ATTACH,
+    ATTACHED,
+    MESSAGE,
+    NACK,
+    FrameReader,
+    decode,
+    encode,
+    read_until,
+    start_emulator,
+    ws_connect,
+    ws_frame,
+)
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+TASK = "bench.count"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# -- /proc ------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def find_pid(needle: str) -> int | None:
+    """A process whose command line contains ``needle`` (the broker / Redis server), if visible."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline:
+            return int(entry.name)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- publisher process ---------------------------------------------------------------------
+def publisher(
+    url: str,
+    key: str,
+    fmt: str,
+    channels: list[str],
+    total: int,
+    batch: int,
+    size: int,
+    rate: float,
+    window: int,
+    out: Any,
+) -> None:
+    """Publish ``total`` messages, ``batch`` per ProtocolMessage; paced at ``rate``/s if > 0.
+
+    Each payload starts with the send time (``time.time_ns()``) so that latency
+    can also be taken from the publisher's clock.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    sock = ws_connect(parts.hostname or "127.0.0.1", parts.port or 80, {"key": key, "format": fmt})
+    reader = FrameReader()
+    read_until(sock, reader, fmt, 4)
+    binary = fmt != "json"
+    pad = "x" * size
+    started = time.time()
+    sent_msgs = serial = acked = 0
+    frames_total = math.ceil(total / batch)
+    interval = batch / rate if rate > 0 else 0.0
+    sock.setblocking(True)
+    while acked < frames_total:
+        burst = []
+        while serial < frames_total and serial - acked < window:
+            if interval:
+                due = started + serial * interval
+                if time.time() < due:
+                    break
+            n = min(batch, total - sent_msgs)
+            stamp = str(time.time_ns())
+            data = (stamp + ":" + pad)[: max(size, len(stamp) + 1)]
+            pm = {
+                "action": MESSAGE,
+                "channel": channels[serial % len(channels)],
+                "msgSerial": serial,
+                "messages": [{"name": "m", "data": data} for _ in range(n)],
+            }
+            burst.append(ws_frame(encode(pm, fmt), binary))
+            serial += 1
+            sent_msgs += n
+        if burst:
+            sock.sendall(b"".join(burst))
+        if interval and serial < frames_total and serial - acked < window:
+            wait = started + serial * interval - time.time()
+            sock.settimeout(max(0.0005, wait))
+        else:
+            sock.settimeout(30)
+        try:
+            data = sock.recv(1 << 20)
+        except TimeoutError:
+            continue
+        if not data:
+            raise ConnectionError("the emulator closed the publisher")
+        for raw in reader.feed(data):
+            pm = decode(raw, fmt)
+            if pm.get("action") in (ACK, NACK):
+                if pm.get("action") == NACK:
+                    print("publisher: NACK", pm.get("error"), file=sys.stderr)
+                acked += int(pm.get("count", 1))
+    out.put((started, time.time()))
+    sock.close()
+
+
+# -- the emulator-ceiling consumer: raw subscribers that only count --------------------------
+def ceiling_main(url: str, key: str, fmt: str, channels: list[str], connections: int) -> None:
+    """Attach ``channels`` over ``connections`` raw sockets; count messages into Redis."""
+    import selectors
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    r = redis.Redis.from_url(REDIS_URL)
+    counter = os.environ["BENCH_COUNTER_KEY"]
+    socks = []
+    per = math.ceil(len(channels) / connections)
+    for c in range(connections):
+        mine = channels[c * per : (c + 1) * per]
+        if not mine:
+            continue
+        sock = ws_connect(
+            parts.hostname or "127.0.0.1", parts.port or 80, {"key": key, "format": fmt}
+        )
+        reader = FrameReader()
+        read_until(sock, reader, fmt, 4)
+        for name in mine:
+            sock.sendall(ws_frame(encode({"action": ATTACH, "channel": name}, fmt), fmt != "json"))
+            read_until(sock, reader, fmt, ATTACHED)
+        sock.setblocking(False)
+        socks.append((sock, reader))
+    r.set(counter + ":ready", 1)
+    selector = selectors.DefaultSelector()
+    for index, (sock, _) in enumerate(socks):
+        selector.register(sock, selectors.EVENT_READ, index)
+    count = 0
+    last_flush = time.monotonic()
+    while True:
+        for event, _ in selector.select(timeout=0.01):
+            sock, reader = socks[event.data]
+            data = sock.recv(1 << 20)
+            if not data:
+                return
+            for raw in reader.feed(data):
+                pm = decode(raw, fmt)
+                if pm.get("action") == MESSAGE:
+                    count += len(pm["messages"])
+        now = time.monotonic()
+        if now - last_flush > 0.005:
+            r.set(counter, count)
+            last_flush = now
+
+
+# -- sinks: counting and latency ---------------------------------------------------------
+class SinkProbe:
+    """Counts deliveries at the sink, and reads latencies after a stream run."""
+
+    def __init__(self, sink: str, prefix: str, channels: list[str]) -> None:
+        self.sink = sink
+        self.prefix = prefix
+        self.channels = channels
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        self.queue = f"{prefix}-q"
+        self.streams = [f"{prefix}:s:{c}" for c in channels]
+        self.counter = f"{prefix}:ceiling"
+        self._amqp: Any = None
+
+    def clear(self) -> None:
+        keys = list(self.redis.scan_iter(f"{self.prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            self.redis.delete(*keys[i : i + 500])
+        if self.sink == "celery-amqp":
+            ch = self._amqp_channel()
+            ch.queue_declare(self.queue, durable=True, auto_delete=False)
+            ch.queue_purge(self.queue)
+
+    def _amqp_channel(self) -> Any:
+        if self._amqp is None:
+            from urllib.parse import urlsplit
+
+            import amqp
+
+            u = urlsplit(AMQP_URL)
+            conn = amqp.Connection(
+                f"{u.hostname}:{u.port or 5672}", userid=u.username or "guest",
+                password=u.password or "guest", virtual_host="/",
+            )  # fmt: skip
+            conn.connect()
+            self._amqp = (conn, conn.channel())
+        return self._amqp[1]
+
+    def count(self) -> int:
+        if self.sink == "none":
+            return int(self.redis.get(self.counter) or 0)
+        if self.sink == "streams":
+            pipe = self.redis.pipeline(transaction=False)
+            for s in self.streams:
+                pipe.xlen(s)
+            return int(sum(pipe.execute()))
+        if self.sink == "celery-redis":
+            return int(self.redis.llen(self.queue))
+        _, n, _ = self._amqp_channel().queue_declare(self.queue, passive=True)
+        return int(n)
+
+    def stream_latencies(self, since_ms: int) -> tuple[list[float], list[float]]:
+        """(Ably timestamp -> XADD ms, publisher send -> XADD ms) for entries after ``since_ms``."""
+        ably: list[float] = []
+        publish: list[float] = []
+        for s in self.streams:
+            for entry_id, fields in self.redis.xrange(s, min=f"{since_ms}-0"):
+                added = int(entry_id.split(b"-")[0])
+                env = json.loads(fields[b"envelope"])
+                msg = env["messages"][0] if "messages" in env else env
+                ably.append(added - int(msg["timestamp"]))
+                data = msg.get("data")
+                if isinstance(data, str) and ":" in data:
+                    publish.append(added - int(data.split(":", 1)[0]) / 1e6)
+        return ably, publish
+
+    def close(self) -> None:
+        if self._amqp is not None:
+            conn, ch = self._amqp
+            try:
+                ch.queue_delete(self.queue)
+            finally:
+                conn.close()
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def histogram(text: str, name: str) -> list[tuple[float, float]]:
+    """Cumulative (le, count) pairs of a Prometheus histogram, summed over label sets."""
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = math.inf if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return sorted(buckets.items())
+
+
+def histogram_quantile(
+    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
+) -> float:
+    """Like PromQL histogram_quantile over the difference of two scrapes (seconds)."""
+    prev = dict(before)
+    diff = [(le, c - prev.get(le, 0.0)) for le, c in after]
+    if not diff or diff[-1][1] <= 0:
+        return float("nan")
+    rank = q * diff[-1][1]
+    lower_le, lower_c = 0.0, 0.0
+    for le, c in diff:
+        if c >= rank:
+            if math.isinf(le):
+                return lower_le
+            return lower_le + (le - lower_le) * (rank - lower_c) / max(c - lower_c, 1e-9)
+        lower_le, lower_c = le, c
+    return float("nan")
+
+
+# -- consumers -----------------------------------------------------------------------------
+def bridge_config(
+    args: argparse.Namespace, emu_port: int, prefix: str, channels: list[str]
+) -> dict[str, Any]:
+    if args.sink == "streams":
+        target: dict[str, Any] = {"type": "redis_stream", "key": prefix + ":s:{channel}"}
+    else:
+        target = {"type": "celery", "task": TASK, "queue": f"{prefix}-q"}
+    ably: dict[str, Any] = {
+        "endpoint": "127.0.0.1",
+        "port": emu_port,
+        "tls": False,
+        "use_binary_protocol": args.format == "msgpack",
+    }
+    # Connections: the bridge shards its channels over realtime connections
+    # (ably.channels_per_connection); set it so that --connections is exact.
+    ably["channels_per_connection"] = math.ceil(len(channels) / args.connections)
+    return {
+        "log_level": "WARNING",
+        "log_format": "text",
+        "ably": ably,
+        "redis": {"url": REDIS_URL, "key_prefix": prefix},
+        "dead_letter": {"stream": f"{prefix}:deadletter"},
+        "delivery": {"batch_size": args.batch_size, "buffer_size": args.buffer_size},
+        "routes": [
+            {"id": "bench", "channels": channels, "sources": ["message"], "targets": [target]}
+        ],
+    }
+
+
+class Consumer:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        url: str,
+        key: str,
+        prefix: str,
+        channels: list[str],
+        tmp: Path,
+    ) -> None:
+        self.args = args
+        self.health_port = free_port()
+        self.log = (tmp / "consumer.log").open("wb")
+        env = {
+            **os.environ,
+            "ABLY_KEY": key,
+            "PYTHONPATH": str(ROOT),
+            "BENCH_COUNTER_KEY": f"{prefix}:ceiling",
+        }
+        env.pop("REDIS_URL", None)
+        env.pop("CELERY_BROKER_URL", None)
+        if args.sink != "streams":  # a URL with a password goes in the environment
+            env["CELERY_BROKER_URL"] = REDIS_URL if args.sink == "celery-redis" else AMQP_URL
+        py = [sys.executable]
+        profile = os.environ.get("BENCH_PROFILE")
+        if profile and args.consumer != "ceiling":
+            py += ["-m", "cProfile", "-o", profile]
+        if args.consumer == "bridge":
+            config = tmp / "bridge.yaml"
+            emu_port = int(url.rsplit(":", 1)[1])
+            config.write_text(yaml.safe_dump(bridge_config(args, emu_port, prefix, channels)))
+            cmd = [*py, "-m", "ably_bridge.cli", "run", "--config", str(config),
+                   "--health-port", str(self.health_port)]  # fmt: skip
+        elif args.consumer == "handwritten":
+            cmd = [*py, str(HERE / "handwritten_alternative.py"), "consume",
+                   "--url", url, "--key", key, "--sink", args.sink, "--prefix", prefix,
+                   "--format", args.format, "--channels", ",".join(channels),
+                   "--mode", args.hw_mode,
+                   "--redis-url", REDIS_URL, "--amqp-url", AMQP_URL]  # fmt: skip
+        else:
+            code = (
+                f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+                "from bridge_e2e import ceiling_main; "
+                f"ceiling_main({url!r}, {key!r}, {args.format!r}, {channels!r}, {args.connections})"
+            )
+            cmd = [*py, "-c", code]
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(ROOT)
+        )
+        self.pid = self.proc.pid
+
+    def metrics(self) -> str:
+        if self.args.consumer != "bridge":
+            return ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def wait_ready(self, probe: SinkProbe, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"consumer exited: {self.proc.returncode}; see {self.log.name}")
+            if self.args.consumer == "bridge":
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{self.health_port}/readyz", timeout=1
+                    ) as r:
+                        if r.status == 200:
+                            return
+                except OSError:
+                    pass
+            elif probe.redis.get(probe.counter + ":ready"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("consumer not ready in time")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(
+                signal.SIGTERM if self.args.consumer != "ceiling" else signal.SIGKILL
+            )
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+# -- one run -------------------------------------------------------------------------------
+def publish(
+    args: argparse.Namespace, url: str, key: str, channels: list[str], total: int, rate: float
+) -> tuple[Any, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(
+        target=publisher,
+        args=(
+            url,
+            key,
+            args.format,
+            channels,
+            total,
+            args.batch,
+            args.size,
+            rate,
+            args.window,
+            out,
+        ),
+    )
+    proc.start()
+    return proc, out
+
+
+def wait_count(
+    probe: SinkProbe, consumer: Consumer, target: int, stall: float = 30.0
+) -> tuple[float, float, int]:
+    """Poll until the sink holds ``target``; returns (first-change time, done time, peak RSS KB)."""
+    first = 0.0
+    peak = 0
+    seen, seen_at = -1, time.monotonic()
+    start_count = probe.count()
+    while True:
+        n = probe.count()
+        now = time.time()
+        peak = max(peak, rss_kb(consumer.pid))
+        if n != start_count and not first:
+            first = now
+        if n >= target:
+            return first, now, peak
+        if n != seen:
+            seen, seen_at = n, time.monotonic()
+        elif time.monotonic() - seen_at > stall:
+            raise RuntimeError(f"stalled at {n} of {target}")
+        if consumer.proc.poll() is not None:
+            raise RuntimeError("consumer exited during the run")
+        time.sleep(0.01)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    emulator, url, key = start_emulator()
+    prefix = f"bench{os.getpid()}"
+    channels = [f"bench-{i}" for i in range(args.channels)]
+    sink = "none" if args.consumer == "ceiling" else args.sink
+    probe = SinkProbe(sink, prefix, channels)
+    probe.clear()
+    tmp = Path(tempfile.mkdtemp(prefix="bridge-e2e-"))
+    consumer = Consumer(args, url, key, prefix, channels, tmp)
+    try:
+        consumer.wait_ready(probe)
+        time.sleep(0.5)
+        # Warm-up: connections, Lua script, imports, caches.
+        warm = max(args.batch * len(channels), min(5000, args.messages // 10))
+        pub, out = publish(args, url, key, channels, warm, 0.0)
+        wait_count(probe, consumer, warm)
+        pub.join()
+        base = probe.count()
+        flood = args.rate <= 0
+        total = args.messages if flood else int(args.rate * args.duration)
+        metrics_before = consumer.metrics()
+        cpu0, emu_cpu0 = cpu_seconds(consumer.pid), cpu_seconds(emulator.pid)
+        server = find_pid("beam.smp" if sink == "celery-amqp" else "redis-server 127.0.0.1:6379")
+        server_cpu0 = cpu_seconds(server) if server else 0.0
+        since_ms = int(time.time() * 1000)
+        spy = None
+        if os.environ.get("BENCH_PYSPY"):  # py-spy record of the consumer over the run
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(consumer.pid),
+                 "-o", os.environ["BENCH_PYSPY"], "-f", "raw", "-r", "250", "--nonblocking",
+                 "--threads"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1.0)
+        pub, out = publish(args, url, key, channels, total, 0.0 if flood else args.rate)
+        _, done, peak = wait_count(probe, consumer, base + total)
+        cpu, emu_cpu = cpu_seconds(consumer.pid) - cpu0, cpu_seconds(emulator.pid) - emu_cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        started, pub_done = out.get(timeout=60)
+        pub.join()
+        delivered = probe.count() - base
+        elapsed = done - started
+        result: dict[str, Any] = {
+            "consumer": args.consumer,
+            "sink": sink,
+            "format": args.format,
+            "channels": args.channels,
+            "connections": args.connections,
+            "batch": args.batch,
+            "messages": total,
+            "delivered": delivered,
+            "rate": args.rate,
+            "elapsed_s": round(elapsed, 3),
+            "msg_per_s": round(delivered / elapsed),
+            "publish_s": round(pub_done - started, 3),
+            "cpu_us_per_msg": round(cpu / delivered * 1e6, 1),
+            "cpu_util": round(cpu / elapsed, 2),
+            "emulator_cpu_us_per_msg": round(emu_cpu / delivered * 1e6, 1),
+            "rss_mb_peak": round(peak / 1024, 1),
+        }
+        if server:
+            server_cpu = cpu_seconds(server) - server_cpu0
+            result["server_cpu_us_per_msg"] = round(server_cpu / delivered * 1e6, 1)
+        if not flood:
+            if sink == "streams":
+                ably, pub_lat = probe.stream_latencies(since_ms)
+                result.update(
+                    latency_n=len(ably),
+                    p50_ms=quantile(ably, 0.5),
+                    p99_ms=quantile(ably, 0.99),
+                    max_ms=max(ably) if ably else None,
+                    pub_p50_ms=round(quantile(pub_lat, 0.5), 2),
+                    pub_p99_ms=round(quantile(pub_lat, 0.99), 2),
+                )
+            if args.consumer == "bridge":
+                name = "ably_bridge_delivery_latency_seconds"
+                before, after = histogram(metrics_before, name), histogram(consumer.metrics(), name)
+                result.update(
+                    hist_p50_ms=round(histogram_quantile(before, after, 0.5) * 1000, 1),
+                    hist_p99_ms=round(histogram_quantile(before, after, 0.99) * 1000, 1),
+                )
+        return result
+    finally:
+        consumer.stop()
+        probe.clear()
+        probe.close()
+        emulator.terminate()
+        emulator.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None, consumer: str = "bridge") -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--consumer", choices=["bridge", "handwritten", "ceiling"], default=consumer
+    )
+    parser.add_argument(
+        "--sink", choices=["streams", "celery-redis", "celery-amqp"], default="streams"
+    )
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument(
+        "--connections", type=int, default=1, help="bridge: channels_per_connection sharding"
+    )
+    parser.add_argument(
+        "--messages", type=int, default=50_000, help="flood mode: messages in total"
+    )
+    parser.add_argument("--rate", type=float, default=0.0, help="messages/s (0: flood)")
+    parser.add_argument("--duration", type=float, default=20.0, help="rate mode: seconds")
+    parser.add_argument(
+        "--batch", type=int, default=50, help="messages per published ProtocolMessage"
+    )
+    parser.add_argument(
+        "--window", type=int, default=50, help="un-ACKed ProtocolMessages in flight"
+    )
+    parser.add_argument("--size", type=int, default=100, help="payload characters")
+    parser.add_argument("--format", choices=["msgpack", "json"], default="msgpack")
+    parser.add_argument("--batch-size", type=int, default=500, help="bridge delivery.batch_size")
+    parser.add_argument(
+        "--buffer-size", type=int, default=20_000, help="bridge delivery.buffer_size"
+    )
+    parser.add_argument(
+        "--hw-mode",
+        choices=["batched", "naive"],
+        default="batched",
+        help="handwritten: pipeline what is queued, or one await per message",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
