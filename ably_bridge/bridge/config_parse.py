@@ -1,0 +1,291 @@
+"""The validating parser of the configuration: bridge-wide sections and env overrides.
+
+This module owns :class:`Parser`, which turns a raw mapping (a parsed YAML or
+TOML file, or a test's dict) into a :class:`~ably_bridge.bridge.config_model.BridgeConfig`,
+collecting every problem as ``field.path: reason``. It reads the top level and the
+``ably``, ``redis``, ``celery``, ``delivery``, ``dead_letter``, ``health`` and
+``sharding`` sections, applies the environment overrides listed in
+:data:`ENV_OVERRIDES` (an override wins over the file), and takes the Ably key only
+from ``ABLY_KEY`` or a key file. Typed fields and secret sources come from
+:class:`~ably_bridge.bridge.config_fields.FieldReader`, the routes from
+:class:`~ably_bridge.bridge.config_routes.RouteParser`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ably_bridge.bridge.config_fields import BROKER_SCHEMES, STREAM_SCHEMES
+from ably_bridge.bridge.config_model import (
+    AblySettings,
+    BridgeConfig,
+    DeadLetterSettings,
+    DeliverySettings,
+    HealthSettings,
+    RetrySettings,
+    ShardingSettings,
+)
+from ably_bridge.bridge.config_routes import RouteParser
+from ably_bridge.bridge.secret import Secret
+
+__all__ = ["ENV_OVERRIDES", "Parser"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
+
+# Environment variable -> what it overrides (documentation and check-config output).
+ENV_OVERRIDES: dict[str, str] = {
+    "ABLY_KEY": "ably.key (secret)",
+    "ABLY_KEY_FILE": "ably.key_file",
+    "ABLY_ENDPOINT": "ably.endpoint",
+    "ABLY_APP_ID": "app_id",
+    "REDIS_URL": "redis.url",
+    "CELERY_BROKER_URL": "celery.broker_url",
+    "ABLY_BRIDGE_SITE": "site",
+    "ABLY_BRIDGE_KEY_PREFIX": "redis.key_prefix",
+    "ABLY_BRIDGE_HEALTH_PORT": "health.port",
+    "ABLY_BRIDGE_LOG_LEVEL": "log_level",
+    "ABLY_BRIDGE_SHARDING": "sharding.mode",
+    "ABLY_BRIDGE_REPLICA_INDEX": "sharding.replica_index",
+    "ABLY_BRIDGE_REPLICAS": "sharding.replicas",
+}
+SHARDING_MODES = ("none", "static", "lease")
+
+_ABLY_KEY = re.compile(r"^([^.:\s]+)\.([^.:\s]+):(\S+)$")
+
+
+class Parser(RouteParser):
+    """Walks the raw mapping, collecting every problem with its field path."""
+
+    def config(self, raw: Mapping[str, Any]) -> BridgeConfig | None:
+        self.known(
+            raw,
+            {
+                "app_id", "site", "log_level", "log_format", "log_payloads", "ably", "redis",
+                "celery", "delivery", "dead_letter", "health", "routes", "sharding",
+            },
+            "",
+        )  # fmt: skip
+        ably, key_app_id = self.ably(self.section(raw, "ably", "ably"))
+        redis_raw = self.section(raw, "redis", "redis")
+        self.known(redis_raw, {"url", "url_file", "key_prefix"}, "redis")
+        redis_url = self.url(
+            redis_raw, "url", "redis.url", "REDIS_URL", STREAM_SCHEMES, required=True
+        )
+        key_prefix = self.env.get("ABLY_BRIDGE_KEY_PREFIX") or self.text(
+            redis_raw, "key_prefix", "redis.key_prefix", "ably-bridge"
+        )
+        celery_raw = self.section(raw, "celery", "celery")
+        self.known(celery_raw, {"broker_url", "broker_url_file"}, "celery")
+        broker = self.url(
+            celery_raw,
+            "broker_url",
+            "celery.broker_url",
+            "CELERY_BROKER_URL",
+            BROKER_SCHEMES,
+            required=False,
+        )
+        app_id = self.env.get("ABLY_APP_ID") or self.text(raw, "app_id", "app_id") or key_app_id
+        if not app_id and ably.key is not None:  # (no key: that problem is reported already)
+            self.fail("app_id", "required (set app_id, ABLY_APP_ID, or an Ably key)")
+        site = self.env.get("ABLY_BRIDGE_SITE") or self.text(raw, "site", "site", "ably-bridge")
+        log_level = (
+            self.env.get("ABLY_BRIDGE_LOG_LEVEL") or self.text(raw, "log_level", "log_level", "")
+        ) or "INFO"
+        if log_level.upper() not in LOG_LEVELS:
+            self.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+        log_format = self.text(raw, "log_format", "log_format", "json") or "json"
+        if log_format not in LOG_FORMATS:
+            self.fail("log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+        log_payloads = self.boolean(raw, "log_payloads", "log_payloads", False)
+        delivery = self.delivery(self.section(raw, "delivery", "delivery"))
+        dead_letter = self.dead_letter(self.section(raw, "dead_letter", "dead_letter"))
+        health = self.health(self.section(raw, "health", "health"))
+        sharding = self.sharding(self.section(raw, "sharding", "sharding"))
+        routes = self.routes(raw.get("routes"), broker is not None)
+        if redis_url is None or not app_id or routes is None or key_prefix is None or site is None:
+            return None
+        return BridgeConfig(
+            app_id=app_id,
+            ably=ably,
+            redis_url=redis_url,
+            routes=routes,
+            celery_broker_url=broker,
+            key_prefix=key_prefix,
+            site=site,
+            log_level=log_level.upper(),
+            log_format=log_format,  # type: ignore[arg-type]
+            log_payloads=log_payloads,
+            delivery=delivery,
+            dead_letter=dead_letter,
+            health=health,
+            sharding=sharding,
+        )
+
+    def ably(self, raw: Mapping[str, Any]) -> tuple[AblySettings, str | None]:
+        advice = {
+            "key": "an Ably key must not be written in the config file; "
+            "set ABLY_KEY or ably.key_file"
+        }
+        self.known(
+            raw,
+            {
+                "key_file", "endpoint", "use_binary_protocol", "port", "tls",
+                "channels_per_connection", "max_connections", "message_rate_budget",
+            },
+            "ably",
+            advice,
+        )  # fmt: skip
+        key_text: str | None = None
+        key_path = "ably.key_file"
+        if self.env.get("ABLY_KEY"):
+            key_text, key_path = self.env["ABLY_KEY"], "ABLY_KEY"
+        else:
+            file_value = self.env.get("ABLY_KEY_FILE") or raw.get("key_file")
+            if file_value is not None:
+                key_text = self.read_secret_file(file_value, key_path)
+            elif "key" not in raw:
+                self.fail("ably.key_file", "required (set ABLY_KEY or ably.key_file)")
+        app_id: str | None = None
+        key: Secret | None = None
+        if key_text is not None:
+            match = _ABLY_KEY.match(key_text)
+            if match is None:
+                self.fail(key_path, "not an Ably key of the form appId.keyId:secret")
+            else:
+                app_id = match.group(1)
+                key = Secret(key_text, f"{match.group(1)}.{match.group(2)}:<redacted>")
+        endpoint = self.env.get("ABLY_ENDPOINT") or self.text(raw, "endpoint", "ably.endpoint")
+        binary = self.boolean(raw, "use_binary_protocol", "ably.use_binary_protocol", True)
+        port: int | None = None
+        if raw.get("port") is not None:
+            port = self.integer(raw, "port", "ably.port", 443, minimum=1)
+            if port > 65535:
+                self.fail("ably.port", "must be a port number 1-65535")
+        tls = self.boolean(raw, "tls", "ably.tls", True)
+        settings = AblySettings(
+            key=key,
+            endpoint=endpoint,
+            use_binary_protocol=binary,
+            port=port,
+            tls=tls,
+            channels_per_connection=self.integer(
+                raw, "channels_per_connection", "ably.channels_per_connection", 200
+            ),
+            max_connections=self.integer(
+                raw, "max_connections", "ably.max_connections", 0, minimum=0
+            ),
+            message_rate_budget=self.number(
+                raw, "message_rate_budget", "ably.message_rate_budget", 50.0, exclusive=True
+            ),
+        )
+        return settings, app_id
+
+    def delivery(self, raw: Mapping[str, Any]) -> DeliverySettings:
+        p = "delivery"
+        self.known(
+            raw,
+            {
+                "batch_size", "buffer_size", "dedup_ttl", "dedup_window", "max_event_bytes",
+                "retry", "drain_timeout",
+            },
+            p,
+        )  # fmt: skip
+        retry_raw = self.section(raw, "retry", f"{p}.retry")
+        rp = f"{p}.retry"
+        self.known(retry_raw, {"initial", "multiplier", "max_delay", "jitter", "max_attempts"}, rp)
+        initial = self.number(retry_raw, "initial", f"{rp}.initial", 0.5, exclusive=True)
+        max_delay = self.number(retry_raw, "max_delay", f"{rp}.max_delay", 30.0, exclusive=True)
+        if max_delay < initial:
+            self.fail(f"{rp}.max_delay", "must be >= retry.initial")
+        jitter = self.number(retry_raw, "jitter", f"{rp}.jitter", 0.5)
+        if jitter > 1:
+            self.fail(f"{rp}.jitter", "must be between 0 and 1")
+        retry = RetrySettings(
+            initial=initial,
+            multiplier=self.number(retry_raw, "multiplier", f"{rp}.multiplier", 2.0, minimum=1.0),
+            max_delay=max_delay,
+            jitter=min(jitter, 1.0),
+            max_attempts=self.integer(
+                retry_raw, "max_attempts", f"{rp}.max_attempts", 0, minimum=0
+            ),
+        )
+        return DeliverySettings(
+            batch_size=self.integer(raw, "batch_size", f"{p}.batch_size", 500),
+            buffer_size=self.integer(raw, "buffer_size", f"{p}.buffer_size", 10_000),
+            dedup_ttl=self.number(raw, "dedup_ttl", f"{p}.dedup_ttl", 3600.0, exclusive=True),
+            dedup_window=self.integer(raw, "dedup_window", f"{p}.dedup_window", 100_000, minimum=0),
+            max_event_bytes=self.integer(
+                raw, "max_event_bytes", f"{p}.max_event_bytes", 1_048_576, minimum=256
+            ),
+            retry=retry,
+            drain_timeout=self.number(raw, "drain_timeout", f"{p}.drain_timeout", 30.0),
+        )
+
+    def sharding(self, raw: Mapping[str, Any]) -> ShardingSettings:
+        p = "sharding"
+        self.known(raw, {"mode", "shards", "lease_ttl", "replica_index", "replicas"}, p)
+        mode = self.env.get("ABLY_BRIDGE_SHARDING") or self.text(raw, "mode", f"{p}.mode", "none")
+        if mode not in SHARDING_MODES:
+            self.fail(f"{p}.mode", f"must be one of {', '.join(SHARDING_MODES)}")
+            mode = "none"
+        shards = self.integer(raw, "shards", f"{p}.shards", 64)
+        lease_ttl = self.number(raw, "lease_ttl", f"{p}.lease_ttl", 10.0, minimum=0.5)
+        index = replicas = None
+        if mode == "static":  # (only static mode reads them: a pod may set them anyway)
+            index = self.optional_int(raw, "replica_index", p, "ABLY_BRIDGE_REPLICA_INDEX", 0)
+            replicas = self.optional_int(raw, "replicas", p, "ABLY_BRIDGE_REPLICAS", 1)
+            if replicas is None:
+                self.fail(f"{p}.replicas", "required in static mode (or ABLY_BRIDGE_REPLICAS)")
+            elif index is not None and index >= replicas:
+                self.fail(f"{p}.replica_index", f"must be < replicas ({replicas})")
+            elif replicas > shards:
+                self.fail(f"{p}.replicas", f"must be <= shards ({shards})")
+        return ShardingSettings(
+            mode=mode,  # type: ignore[arg-type]
+            shards=shards,
+            lease_ttl=lease_ttl,
+            replica_index=index,
+            replicas=replicas,
+        )
+
+    def optional_int(
+        self, raw: Mapping[str, Any], key: str, path: str, env_name: str, minimum: int
+    ) -> int | None:
+        """An integer from ``env_name`` (wins), else ``raw[key]``, else None."""
+        value = self.env.get(env_name)
+        if value:
+            if not value.isdigit() or int(value) < minimum:
+                self.fail(env_name, f"must be an integer >= {minimum}")
+                return None
+            return int(value)
+        if raw.get(key) is None:
+            return None
+        return self.integer(raw, key, f"{path}.{key}", minimum, minimum=minimum)
+
+    def dead_letter(self, raw: Mapping[str, Any]) -> DeadLetterSettings:
+        self.known(raw, {"stream", "maxlen"}, "dead_letter")
+        return DeadLetterSettings(
+            stream=self.text(raw, "stream", "dead_letter.stream", "ably-bridge:deadletter")
+            or "ably-bridge:deadletter",
+            maxlen=self.integer(raw, "maxlen", "dead_letter.maxlen", 100_000),
+        )
+
+    def health(self, raw: Mapping[str, Any]) -> HealthSettings:
+        self.known(raw, {"host", "port", "enabled"}, "health")
+        port = self.integer(raw, "port", "health.port", 8081, minimum=0)
+        env_port = self.env.get("ABLY_BRIDGE_HEALTH_PORT")
+        if env_port:
+            if env_port.isdigit() and int(env_port) <= 65535:
+                port = int(env_port)
+            else:
+                self.fail("ABLY_BRIDGE_HEALTH_PORT", "must be a port number 0-65535")
+        if port > 65535:
+            self.fail("health.port", "must be a port number 0-65535")
+        return HealthSettings(
+            host=self.text(raw, "host", "health.host", "127.0.0.1") or "127.0.0.1",
+            port=port,
+            enabled=self.boolean(raw, "enabled", "health.enabled", True),
+        )
