@@ -56,77 +56,64 @@ logger = logging.getLogger(__name__)
 # ARGV[3] = expiry of the dedup hash in seconds,
 # then per event: mark, n, then n strings (field, value, field, value, ...).
 # Returns one entry per event: the new stream id, or 0 for a duplicate.
-XADD_DEDUP_LUA = """
+# append(mark, first, last): XADD the fields ARGV[first..last] and set the dedup
+# mark, unless the mark is already in either bucket. Returns the new id, or 0.
+_APPEND_LUA = """
 local maxlen = tonumber(ARGV[1])
 local approx = ARGV[2] == '1'
+local marked = false
+local function append(mark, first, last)
+  if redis.call('HEXISTS', KEYS[2], mark) == 1 or redis.call('HEXISTS', KEYS[3], mark) == 1 then
+    return 0
+  end
+  local args = {KEYS[1]}
+  if maxlen > 0 then
+    args[#args + 1] = 'MAXLEN'
+    if approx then args[#args + 1] = '~' end
+    args[#args + 1] = maxlen
+  end
+  args[#args + 1] = '*'
+  for j = first, last do args[#args + 1] = ARGV[j] end
+  local id = redis.call('XADD', unpack(args))
+  redis.call('HSET', KEYS[2], mark, id)
+  marked = true
+  return id
+end
+"""
+
+XADD_DEDUP_LUA = (
+    _APPEND_LUA
+    + """
 local out = {}
 local i = 4
-local n = #ARGV
-local marked = false
-while i <= n do
-  local mark = ARGV[i]
+while i <= #ARGV do
   local nf = tonumber(ARGV[i + 1])
-  local first = i + 2
-  local last = i + 1 + nf
-  if redis.call('HEXISTS', KEYS[2], mark) == 1 or redis.call('HEXISTS', KEYS[3], mark) == 1 then
-    out[#out + 1] = 0
-  else
-    local args = {KEYS[1]}
-    if maxlen > 0 then
-      args[#args + 1] = 'MAXLEN'
-      if approx then args[#args + 1] = '~' end
-      args[#args + 1] = maxlen
-    end
-    args[#args + 1] = '*'
-    for j = first, last do args[#args + 1] = ARGV[j] end
-    local id = redis.call('XADD', unpack(args))
-    redis.call('HSET', KEYS[2], mark, id)
-    marked = true
-    out[#out + 1] = id
-  end
-  i = last + 1
+  out[#out + 1] = append(ARGV[i], i + 2, i + 1 + nf)
+  i = i + 2 + nf
 end
 if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return out
 """
+)
 
 # The fenced variant: KEYS[4..] are shard token keys; per event: mark, fence
 # (index into KEYS counted from 4, 0 = unfenced), token, n, then n strings.
 # Returns per event: the new stream id, 0 for a duplicate, -1 when fenced.
 XADD_DEDUP_FENCED_LUA = (
     FENCE_CHECK_LUA
+    + _APPEND_LUA
     + """
-local maxlen = tonumber(ARGV[1])
-local approx = ARGV[2] == '1'
 local out = {}
 local i = 4
-local n = #ARGV
-local marked = false
-while i <= n do
-  local mark = ARGV[i]
+while i <= #ARGV do
   local fence = tonumber(ARGV[i + 1])
   local nf = tonumber(ARGV[i + 3])
-  local first = i + 4
-  local last = i + 3 + nf
   if fence > 0 and fenced(KEYS[3 + fence], ARGV[i + 2]) then
     out[#out + 1] = -1
-  elseif redis.call('HEXISTS', KEYS[2], mark) == 1 or redis.call('HEXISTS', KEYS[3], mark) == 1 then
-    out[#out + 1] = 0
   else
-    local args = {KEYS[1]}
-    if maxlen > 0 then
-      args[#args + 1] = 'MAXLEN'
-      if approx then args[#args + 1] = '~' end
-      args[#args + 1] = maxlen
-    end
-    args[#args + 1] = '*'
-    for j = first, last do args[#args + 1] = ARGV[j] end
-    local id = redis.call('XADD', unpack(args))
-    redis.call('HSET', KEYS[2], mark, id)
-    marked = true
-    out[#out + 1] = id
+    out[#out + 1] = append(ARGV[i], i + 4, i + 3 + nf)
   end
-  i = last + 1
+  i = i + 4 + nf
 end
 if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return out
