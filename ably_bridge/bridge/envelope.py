@@ -295,27 +295,8 @@ class EnvelopeBuilder:
         now_ms: int | None = None,
     ) -> Envelope:
         """The envelope of one channel message; :class:`UndecodableEvent` if undecodable."""
-        _raise_decode_error(message, mode)
-        data, encoding = _json_safe_data(message.data, message.encoding, mode, cipher)
-        item: dict[str, Any] = {}
+        item, timestamp = _common_item(message, message.name, mode, cipher, now_ms)
         msg_id = message.id
-        if msg_id is not None:
-            item["id"] = msg_id
-        if message.name is not None:
-            item["name"] = message.name
-        if message.client_id is not None:
-            item["clientId"] = message.client_id
-        if message.connection_id is not None:
-            item["connectionId"] = message.connection_id
-        timestamp = message.timestamp if message.timestamp is not None else now_ms
-        if timestamp is not None:
-            item["timestamp"] = timestamp
-        if data is not None:
-            item["data"] = data
-        if encoding:
-            item["encoding"] = encoding
-        if message.extras:
-            item["extras"] = dict(message.extras)
         serial = getattr(message, "serial", None)
         if serial is not None:
             item["serial"] = serial
@@ -350,25 +331,8 @@ class EnvelopeBuilder:
         now_ms: int | None = None,
     ) -> Envelope:
         """The envelope of one presence message (``action`` stays the wire integer)."""
-        _raise_decode_error(message, mode)
-        data, encoding = _json_safe_data(message.data, message.encoding, mode, cipher)
-        item: dict[str, Any] = {}
+        item, timestamp = _common_item(message, None, mode, cipher, now_ms)
         msg_id = message.id
-        if msg_id is not None:
-            item["id"] = msg_id
-        if message.client_id is not None:
-            item["clientId"] = message.client_id
-        if message.connection_id is not None:
-            item["connectionId"] = message.connection_id
-        timestamp = message.timestamp if message.timestamp is not None else now_ms
-        if timestamp is not None:
-            item["timestamp"] = timestamp
-        if data is not None:
-            item["data"] = data
-        if encoding:
-            item["encoding"] = encoding
-        if message.extras:
-            item["extras"] = dict(message.extras)
         item["action"] = int(message.action)
         return Envelope(
             source=SOURCE_PRESENCE,
@@ -429,6 +393,37 @@ class EnvelopeBuilder:
             event_id=f"{channel}:{name}:{now_ms}",
             name=name,
         )
+
+
+def _common_item(
+    message: MessageLike | PresenceMessageLike,
+    name: str | None,
+    mode: DataMode,
+    cipher: ChannelCipher | None,
+    now_ms: int | None,
+) -> tuple[dict[str, Any], int | None]:
+    """The fields messages and presence messages share, in wire order, and the timestamp."""
+    _raise_decode_error(message, mode)
+    data, encoding = _json_safe_data(message.data, message.encoding, mode, cipher)
+    item: dict[str, Any] = {}
+    if message.id is not None:
+        item["id"] = message.id
+    if name is not None:
+        item["name"] = name
+    if message.client_id is not None:
+        item["clientId"] = message.client_id
+    if message.connection_id is not None:
+        item["connectionId"] = message.connection_id
+    timestamp = message.timestamp if message.timestamp is not None else now_ms
+    if timestamp is not None:
+        item["timestamp"] = timestamp
+    if data is not None:
+        item["data"] = data
+    if encoding:
+        item["encoding"] = encoding
+    if message.extras:
+        item["extras"] = dict(message.extras)
+    return item, timestamp
 
 
 def _raise_decode_error(message: Any, mode: DataMode) -> None:
