@@ -209,6 +209,9 @@ class Daemon:
     def step(self, timeout: float = 0.0) -> int:
         """Handle inbox items (waiting up to ``timeout`` for the first), timers and pumps."""
         handled = 0
+        # Budget in events, not items: a live item holds a whole frame, and the
+        # sinks must be pumped before more is accepted than their buffers hold.
+        budget = self.options.max_inbox_per_step
         try:
             item = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
         except queue.Empty:
@@ -219,7 +222,8 @@ class Daemon:
             except Exception:  # one bad item must not stop the delivery thread
                 logger.exception("handling %s failed", type(item).__name__)
             handled += 1
-            if handled >= self.options.max_inbox_per_step:
+            budget -= max(1, _weight(item)) if isinstance(item, Live) else 1
+            if budget <= 0:
                 break
             try:
                 item = self.inbox.get_nowait()
@@ -345,15 +349,31 @@ class Daemon:
             return  # an abandoned attachment; its events are replayed from the checkpoint
         if item.kind == "state":
             self._on_state(track, item.payload)
-        elif track.phase == "live" and not track.pending and self._try_submit(track, item):
             return
-        elif track.phase in ("live", "backfilling", "attaching"):
+        payload = item.payload
+        if item.kind == "messages" and len(payload) > 1:
+            # A frame's messages arrive as one item; one larger than a chunk is
+            # split, so each part fits a sink buffer that is not empty.
+            chunk = self._chunk_size(track.name)
+            if len(payload) > chunk:
+                for i in range(0, len(payload), chunk):
+                    if track.epoch != item.epoch:
+                        return  # paused by an earlier part: the rest is replayed
+                    part = Live(item.channel, item.epoch, "messages", payload[i : i + chunk])
+                    self._on_live_events(track, part)
+                return
+        self._on_live_events(track, item)
+
+    def _on_live_events(self, track: ChannelTrack, item: Live) -> None:
+        if track.phase == "live" and not track.pending and self._try_submit(track, item):
+            return
+        if track.phase in ("live", "backfilling", "attaching"):
             # Behind a backfill or a full sink buffer, or ahead of a state change
             # that another listener has not delivered yet: keep them in order,
             # bounded. Received events are never dropped here; a later backfill
             # replaces only those it also returns (by id).
             track.pending.append(item)
-            track.held_live += 1
+            track.held_live += _weight(item)
             if track.held_live > self.config.delivery.buffer_size:
                 self._pause(track, "sink buffers full and too many live events waiting")
         # paused/failed/stopped: the epoch moved on, so nothing reaches here
@@ -378,7 +398,7 @@ class Daemon:
                 return
             pending.popleft()
             if item.epoch >= 0:
-                track.held_live -= 1
+                track.held_live -= _weight(item)
 
     def _on_state(self, track: ChannelTrack, change: StateChange) -> None:
         track.source_state = change.current
@@ -516,7 +536,10 @@ class Daemon:
         in_gap = {m.id for m in messages if m.id}
         for item in track.pending:
             if item.kind == "messages" and any(m.id in in_gap for m in item.payload):
-                item.payload[:] = [m for m in item.payload if m.id not in in_gap]
+                kept = [m for m in item.payload if m.id not in in_gap]
+                if item.epoch >= 0:
+                    track.held_live -= len(item.payload) - len(kept)
+                item.payload[:] = kept
         if messages:
             logger.info(
                 "backfilling %d message(s) on %s", len(messages), done.channel,
@@ -525,10 +548,7 @@ class Daemon:
             self.metrics.backfilled.inc(len(messages))
         # A chunk must fit a sink buffer that is not empty (each message may go to
         # several routes' targets on one sink), or the backfill could never proceed.
-        routes = max(1, len(self._message_routes(track.name)))
-        chunk = max(
-            1, min(self.options.submit_chunk, self.config.delivery.buffer_size // (4 * routes))
-        )
+        chunk = self._chunk_size(track.name)
         gap = [
             Live(track.name, -1, "messages", messages[i : i + chunk])
             for i in range(0, len(messages), chunk)
@@ -537,6 +557,14 @@ class Daemon:
         track.phase = "live"
         track.live_once = True
         self._drain(track)
+
+    def _chunk_size(self, channel: str) -> int:
+        """Most messages per submit: a chunk must fit a sink buffer that is not empty
+        (each message may go to several routes' targets on one sink)."""
+        routes = max(1, len(self._message_routes(channel)))
+        return max(
+            1, min(self.options.submit_chunk, self.config.delivery.buffer_size // (4 * routes))
+        )
 
     # -- back-pressure ------------------------------------------------------------------
     def _pause(self, track: ChannelTrack, why: str) -> None:
@@ -761,3 +789,10 @@ class Daemon:
                 m.leases_acquired.set_total(counters.acquired)
                 m.leases_released.set_total(counters.released)
                 m.lease_losses.set_total(counters.lost)
+
+
+def _weight(item: Live) -> int:
+    """How many events a held live item counts for (``held_live`` bounds events, not items)."""
+    if item.kind in ("messages", "presence"):
+        return len(item.payload)
+    return 1

@@ -2,7 +2,9 @@
 
 This module owns :class:`RealtimeSource`, which keeps one realtime connection
 and, per attached channel, a message listener, a presence listener and a
-state listener that forward into the daemon's handlers.
+state listener that forward into the daemon's handlers. Messages are handed
+over a frame at a time (``subscribe_batch``): one listener call and one
+``handlers.messages`` call per inbound frame, in order.
 
 Ordering across listeners: the realtime client runs each listener on its own
 ordered queue, so a message of a new attachment may reach the daemon before
@@ -109,7 +111,13 @@ class RealtimeSource:
         with self._lock:
             self._attachments[channel] = att
         att.offs.append(rt_channel.on(lambda change: self._on_state(att, change)))
-        att.offs.append(rt_channel.subscribe(lambda m: self._on_message(att, m), attach=False))
+        subscribe_batch = getattr(rt_channel, "subscribe_batch", None)
+        if subscribe_batch is not None:  # one call (and one inbox item) per frame
+            att.offs.append(subscribe_batch(lambda ms: self._on_messages(att, ms), attach=False))
+        else:  # a client without batches (test fakes)
+            att.offs.append(
+                rt_channel.subscribe(lambda m: self._on_messages(att, [m]), attach=False)
+            )
         if presence:
             att.offs.append(
                 rt_channel.presence.subscribe(lambda p: self._on_presence(att, p), attach=False)
@@ -203,12 +211,12 @@ class RealtimeSource:
                 )
             )  # fmt: skip
 
-    def _on_message(self, att: _Attachment, message: Message) -> None:
+    def _on_messages(self, att: _Attachment, messages: list[Message]) -> None:
         with att.lock:
             if not att.active:
                 return
             self._check_serial(att)
-            att.handlers.messages([message])
+            att.handlers.messages(messages)
 
     def _on_presence(self, att: _Attachment, message: PresenceMessage) -> None:
         with att.lock:

@@ -47,7 +47,7 @@ class DaemonOptions:
         default_factory=lambda: RetryPolicy(initial=0.5, max_delay=30.0, jitter=0.2)
     )
     submit_chunk: int = 50  # backfilled messages per submit (all-or-nothing each)
-    max_inbox_per_step: int = 2000
+    max_inbox_per_step: int = 2000  # events (a live item counts its messages) per step
     max_pumps_per_step: int = 20
     tick: float = 0.2  # longest wait in run(): signals and timers are checked this often
     seed_skew_ms: int = 5000  # a first-attach seed checkpoint is this far in the past
@@ -64,7 +64,8 @@ class ChannelTrack:
     phase: str = "attaching"
     # Events accepted from the source but not yet by the dispatcher, in order:
     # the backfill, then live events that arrived during it or while a sink
-    # buffer was full. ``held_live`` counts the live ones (bounded).
+    # buffer was full. ``held_live`` counts the live events (messages and
+    # presence messages, not items: a frame is one item) and is bounded.
     pending: deque[Live] = field(default_factory=deque)
     held_live: int = 0
     attach_serial: str | None = None

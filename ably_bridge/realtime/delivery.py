@@ -8,6 +8,8 @@ The loop thread hands every listener-facing effect to :class:`Delivery`, which
 * emits connection and channel state changes, messages (by name) and presence
   events (by action) through :class:`~.emitter.EventEmitter`, so listeners run
   on the callback pool with per-listener ordering, never on the loop thread;
+  a frame's messages go to each listener as one hand-over (one lock round, at
+  most one submit), and to batch listeners (``subscribe_batch``) as one list;
 * settles callers: a :class:`concurrent.futures.Future` handle gets its result
   or exception; an :class:`AsyncCompletion` (``publish_async`` and friends)
   queues its callback on one ordered queue per client.
@@ -52,6 +54,7 @@ BACKGROUND: object = type("Background", (), {"__repr__": lambda self: "BACKGROUN
 """Handle of an operation nobody waits for (an implicit attach); its failure is logged."""
 
 _PRESENCE_EVENTS = {int(a): a.name.lower() for a in PresenceAction}
+_BATCH_EVENT = "messages"  # the one event name of ChannelEvents.batches
 _NO_SYNC = frozenset({ChannelState.DETACHED, ChannelState.FAILED, ChannelState.INITIALIZED})
 
 
@@ -87,7 +90,7 @@ def settle(handle: object, error: AblyException | None, value: Any) -> None:
 class ChannelEvents:
     """Listener-facing state of one channel, shared by its facade and :class:`Delivery`."""
 
-    __slots__ = ("cipher", "messages", "name", "presence", "state", "sync_waiters")
+    __slots__ = ("batches", "cipher", "messages", "name", "presence", "state", "sync_waiters")
 
     def __init__(
         self, name: str, dispatcher: CallbackDispatcher, cipher: ChannelCipher | None
@@ -96,6 +99,8 @@ class ChannelEvents:
         self.cipher = cipher
         self.state: EventEmitter[ChannelStateChange] = EventEmitter(dispatcher)
         self.messages: EventEmitter[Message] = EventEmitter(dispatcher)
+        # Batch listeners (``subscribe_batch``): one list of messages per frame.
+        self.batches: EventEmitter[list[Message]] = EventEmitter(dispatcher)
         self.presence: EventEmitter[PresenceMessage] = EventEmitter(dispatcher)
         # presence.get() callers waiting for the end of a SYNC (RTP11a), as
         # (future, reader) pairs: the reader runs on the loop thread once synced.
@@ -162,13 +167,19 @@ class Delivery:
         if events is None:
             return
         cipher = events.cipher
-        emit = events.messages.emit
-        for message in effect.frame.messages:
+        messages = effect.frame.messages
+        for message in messages:
             if message.encoding is not None:
                 error = message.decode_in_place(cipher)
                 if error is not None:
                     self._decode_failed(effect.channel, error)
-            emit(message.name, message)
+        if not messages:
+            return
+        # The whole frame at once: per listener one lock round and at most one submit.
+        if events.batches.has_listeners():
+            events.batches.emit(_BATCH_EVENT, list(messages))
+        if events.messages.has_listeners():
+            events.messages.emit_many([(message.name, message) for message in messages])
 
     def presence(self, effect: DeliverPresence) -> None:
         events = self.channels.get(effect.channel)

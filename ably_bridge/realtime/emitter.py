@@ -57,19 +57,37 @@ class OrderedQueue:
             self._running = True
         self._dispatcher.submit(self._drain)
 
-    def _drain(self) -> None:
-        for _ in range(_DRAIN_BATCH):
-            with self._lock:
-                if not self._pending:
-                    self._running = False
-                    return
-                payload = self._pending.popleft()
-            try:
-                self.listener(payload)
-            except Exception:
-                log.exception("listener %r raised; the event is dropped for it", self.listener)
-        # Yield the worker to other listeners, then carry on (still "running").
+    def push_many(self, payloads: Iterable[Any]) -> None:
+        """Queue several events in order: one lock round and at most one submit."""
+        with self._lock:
+            before = len(self._pending)
+            self._pending.extend(payloads)
+            if self._running or len(self._pending) == before:
+                return
+            self._running = True
         self._dispatcher.submit(self._drain)
+
+    def _drain(self) -> None:
+        # Take up to _DRAIN_BATCH events under one lock round, run them, then
+        # either stop (nothing left) or yield the worker to other listeners.
+        pending = self._pending
+        with self._lock:
+            count = min(len(pending), _DRAIN_BATCH)
+            if not count:
+                self._running = False
+                return
+            batch = [pending.popleft() for _ in range(count)]
+        listener = self.listener
+        for payload in batch:
+            try:
+                listener(payload)
+            except Exception:
+                log.exception("listener %r raised; the event is dropped for it", listener)
+        with self._lock:
+            if not pending:
+                self._running = False
+                return
+        self._dispatcher.submit(self._drain)  # carry on (still "running")
 
 
 class CallbackDispatcher:
@@ -153,6 +171,42 @@ class EventEmitter(Generic[T]):
                 self._entries = [e for e in self._entries if id(e) not in once_ids]
         for _event, lq, _once in matched:
             lq.push(payload)
+
+    def emit_many(self, events: Iterable[tuple[Hashable, T]]) -> None:
+        """Like :meth:`emit` for each ``(event, payload)`` in order, with one lock round.
+
+        Each listener gets its events in order through one
+        :meth:`OrderedQueue.push_many` (at most one submit), not one push each.
+        """
+        if not self._entries:
+            return
+        batches: dict[int, tuple[OrderedQueue, list[T]]] = {}
+        with self._lock:
+            entries = self._entries
+            live = list(entries)
+            removed: set[int] = set()
+            for event, payload in events:
+                for entry in live:
+                    if entry[0] is not None and entry[0] != event:
+                        continue
+                    if entry[2]:
+                        if id(entry) in removed:
+                            continue
+                        removed.add(id(entry))  # a `once` entry sees exactly one event
+                    lq = entry[1]
+                    found = batches.get(id(lq))
+                    if found is None:
+                        batches[id(lq)] = (lq, [payload])
+                    else:
+                        found[1].append(payload)
+            if removed:
+                self._entries = [e for e in entries if id(e) not in removed]
+        for lq, payloads in batches.values():
+            lq.push_many(payloads)
+
+    def has_listeners(self) -> bool:
+        """Whether any listener is registered (a lock-free hint for the emitting thread)."""
+        return bool(self._entries)
 
     def listener_count(self, event: Hashable | None = None) -> int:
         with self._lock:
