@@ -19,8 +19,10 @@ Presence: after every attach without continuity, ``presence.get()`` (which
 waits for the SYNC, RTP11a) runs on a helper thread and its members go to the
 ``presence_sync`` handler, which replaces the presence snapshot.
 
-Payloads arrive decoded by the client with the route's cipher (the channel
-option), so ``data: encoded`` routes receive decoded data over realtime.
+Payloads arrive undecoded (the channel option ``decode=False``): the
+dispatcher's envelope builder decodes them per route, with the route's cipher,
+or leaves them with their ``encoding`` for ``data: encoded`` routes - the same
+as for events backfilled from history.
 """
 
 from __future__ import annotations
@@ -105,8 +107,10 @@ class RealtimeSource:
         from ably_bridge.realtime import ChannelOptions
 
         self._forget(channel)
-        options = ChannelOptions(cipher=_cipher_params(cipher_key)) if cipher_key else None
-        rt_channel = self.client.channels.get(channel, options)
+        # Payloads arrive as they travelled: each route's envelope builder decodes
+        # them with that route's cipher and data mode (``decoded`` or ``encoded``).
+        # ``cipher_key`` only tells a reload that the channel needs a re-attach.
+        rt_channel = self.client.channels.get(channel, ChannelOptions(decode=False))
         att = _Attachment(rt_channel, handlers, presence)
         with self._lock:
             self._attachments[channel] = att
@@ -234,9 +238,3 @@ class RealtimeSource:
         with att.lock:
             if att.active and att.reported_serial == serial:
                 att.handlers.presence_sync(members)
-
-
-def _cipher_params(key: Secret) -> Any:
-    from ably_bridge.encoding.crypto import get_default_params
-
-    return get_default_params(key=key.reveal())

@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 
 if TYPE_CHECKING:
-    from ably_bridge.encoding.crypto import ChannelCipher
+    from ably_bridge.encoding.crypto import ChannelCipher, CipherParams
+
+    CipherArg = ChannelCipher | CipherParams | None
 
 __all__ = [
     "DecodeResult",
@@ -84,7 +86,7 @@ def json_text(value: Any) -> str:
 
 
 def encode_data(
-    data: Any, encoding: str | None, cipher: ChannelCipher | None
+    data: Any, encoding: str | None, cipher: CipherArg
 ) -> tuple[str | bytes | None, str | None]:
     """Apply RSL4 to ``data``: returns ``(wire_data, encoding)``.
 
@@ -96,6 +98,7 @@ def encode_data(
 
     Anything else raises :class:`EncodingError` 40013 (RSL4a).
     """
+    cipher = _as_cipher(cipher)
     plain: bytes
     if data is None:
         return None, encoding
@@ -171,7 +174,16 @@ def _undo_cipher(data: Any, step: str, cipher: ChannelCipher | None) -> bytes:
     return cipher.decrypt(bytes(data))
 
 
-def decode_data(data: Any, encoding: str | None, cipher: ChannelCipher | None) -> DecodeResult:
+def _as_cipher(cipher: CipherArg) -> ChannelCipher | None:
+    """A ChannelCipher from the cipher or the CipherParams callers hold (the official API)."""
+    from ably_bridge.encoding.crypto import ChannelCipher, get_cipher
+
+    if cipher is None or isinstance(cipher, ChannelCipher):
+        return cipher
+    return get_cipher(cipher)
+
+
+def decode_data(data: Any, encoding: str | None, cipher: CipherArg) -> DecodeResult:
     """Undo ``encoding`` right to left (RSL6a); never raises (RSL6b).
 
     Stops at the first step that cannot be undone - an unknown or unsupported
@@ -183,6 +195,7 @@ def decode_data(data: Any, encoding: str | None, cipher: ChannelCipher | None) -
     if not encoding or data is None:
         # No payload means nothing to undo; an encoding without data describes nothing.
         return DecodeResult(data, None, None)
+    cipher = _as_cipher(cipher)
     steps = encoding.split("/")
     while steps:
         step = steps[-1]

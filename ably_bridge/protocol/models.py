@@ -41,7 +41,7 @@ from ably_bridge.protocol.actions import (
 )
 
 if TYPE_CHECKING:
-    from ably_bridge.encoding.crypto import ChannelCipher
+    from ably_bridge.encoding.crypto import ChannelCipher, CipherParams
 
 __all__ = [
     "DEFAULT_CONNECTION_STATE_TTL",
@@ -186,17 +186,19 @@ class _Payload:
     def from_dict(cls, raw: Mapping[str, Any]) -> Self:
         raise NotImplementedError
 
-    def encoded(self, cipher: ChannelCipher | None = None) -> Self:
+    def encoded(self, cipher: ChannelCipher | CipherParams | None = None) -> Self:
         """A copy with ``data`` encoded for sending (RSL4, RSL5); raises 40013 on bad data."""
         data, encoding = encode_data(self.data, self.encoding, cipher)
         return self._with_payload(data, encoding, None)
 
-    def decoded(self, cipher: ChannelCipher | None = None) -> Self:
+    def decoded(self, cipher: ChannelCipher | CipherParams | None = None) -> Self:
         """A copy with ``data`` decoded (RSL6); never raises, see ``decode_error``."""
         result = decode_data(self.data, self.encoding, cipher)
         return self._with_payload(result.data, result.encoding, result.error)
 
-    def decode_in_place(self, cipher: ChannelCipher | None = None) -> AblyException | None:
+    def decode_in_place(
+        self, cipher: ChannelCipher | CipherParams | None = None
+    ) -> AblyException | None:
         """Decode this object's ``data`` in place (RSL6); returns and stores the error, if any.
 
         For receive paths that own freshly parsed messages and want no copy.
@@ -206,7 +208,9 @@ class _Payload:
         return result.error
 
     @classmethod
-    def from_encoded(cls, obj: Mapping[str, Any], cipher: ChannelCipher | None = None) -> Self:
+    def from_encoded(
+        cls, obj: Mapping[str, Any], cipher: ChannelCipher | CipherParams | None = None
+    ) -> Self:
         """Parse a wire dict and decode its payload (the official ``ably`` package's name)."""
         item = cls.from_dict(obj)
         item.decode_in_place(cipher)
@@ -214,7 +218,7 @@ class _Payload:
 
     @classmethod
     def from_encoded_array(
-        cls, objs: Sequence[Mapping[str, Any]], cipher: ChannelCipher | None = None
+        cls, objs: Sequence[Mapping[str, Any]], cipher: ChannelCipher | CipherParams | None = None
     ) -> list[Self]:
         """:meth:`from_encoded` over a wire array; 40013 if ``objs`` is not an array."""
         if not isinstance(objs, (list, tuple)):

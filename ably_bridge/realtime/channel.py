@@ -52,11 +52,18 @@ StateListener = Callable[[ChannelStateChange], Any]
 
 @dataclass(frozen=True)
 class ChannelOptions:
-    """Options of a realtime channel (TB2): cipher (RSL5), params (RTL4k), modes (RTL4l)."""
+    """Options of a realtime channel (TB2): cipher (RSL5), params (RTL4k), modes (RTL4l).
+
+    ``decode=False`` delivers messages and presence members as they arrived, with
+    their ``encoding`` still to undo (for consumers that decode later themselves,
+    like the bridge's ``data: encoded`` routes); the cipher then only encrypts
+    what this client publishes.
+    """
 
     cipher: CipherArg = None
     params: Mapping[str, str] | None = None
     modes: Iterable[ChannelMode | str] | None = field(default=None)
+    decode: bool = True
 
     @classmethod
     def coerce(cls, value: ChannelOptions | Mapping[str, Any] | None) -> ChannelOptions | None:

@@ -63,7 +63,8 @@ class Channels(ChannelRegistry[RealtimeChannel]):
         cipher = opts.cipher_object() if opts else None
         params = dict(opts.params or {}) if opts else {}
         modes = opts.mode_flags() if opts else 0
-        events = ChannelEvents(name, self._loop.delivery.dispatcher, cipher)
+        decode = opts.decode if opts is not None else True
+        events = ChannelEvents(name, self._loop.delivery.dispatcher, cipher, decode)
         conn = self._loop.core
         delivery = self._loop.delivery
 

@@ -90,13 +90,27 @@ def settle(handle: object, error: AblyException | None, value: Any) -> None:
 class ChannelEvents:
     """Listener-facing state of one channel, shared by its facade and :class:`Delivery`."""
 
-    __slots__ = ("batches", "cipher", "messages", "name", "presence", "state", "sync_waiters")
+    __slots__ = (
+        "batches",
+        "cipher",
+        "decode",
+        "messages",
+        "name",
+        "presence",
+        "state",
+        "sync_waiters",
+    )
 
     def __init__(
-        self, name: str, dispatcher: CallbackDispatcher, cipher: ChannelCipher | None
+        self,
+        name: str,
+        dispatcher: CallbackDispatcher,
+        cipher: ChannelCipher | None,
+        decode: bool = True,
     ) -> None:
         self.name = name
         self.cipher = cipher
+        self.decode = decode  # False: payloads are delivered as they arrived
         self.state: EventEmitter[ChannelStateChange] = EventEmitter(dispatcher)
         self.messages: EventEmitter[Message] = EventEmitter(dispatcher)
         # Batch listeners (``subscribe_batch``): one list of messages per frame.
@@ -168,11 +182,12 @@ class Delivery:
             return
         cipher = events.cipher
         messages = effect.frame.messages
-        for message in messages:
-            if message.encoding is not None:
-                error = message.decode_in_place(cipher)
-                if error is not None:
-                    self._decode_failed(effect.channel, error)
+        if events.decode:
+            for message in messages:
+                if message.encoding is not None:
+                    error = message.decode_in_place(cipher)
+                    if error is not None:
+                        self._decode_failed(effect.channel, error)
         if not messages:
             return
         # The whole frame at once: per listener one lock round and at most one submit.
@@ -187,8 +202,9 @@ class Delivery:
             return
         cipher = events.cipher
         emit = events.presence.emit
+        decode = events.decode
         for member in effect.messages:
-            decoded = member.decoded(cipher) if member.encoding is not None else member
+            decoded = member.decoded(cipher) if decode and member.encoding is not None else member
             if decoded.decode_error is not None:
                 self._decode_failed(effect.channel, decoded.decode_error)
             emit(_PRESENCE_EVENTS.get(int(member.action), "unknown"), decoded)

@@ -182,9 +182,9 @@ class RealtimePresence:
         name, conn, core, events = self._channel.name, self._loop.core, self._core, self._events
 
         def read() -> list[PresenceMessage]:
-            cipher = events.cipher
+            cipher, decode = events.cipher, events.decode
             return [
-                m.decoded(cipher) if m.encoding is not None else m
+                m.decoded(cipher) if decode and m.encoding is not None else m
                 for m in core.presence.values()
                 if (client_id is None or m.client_id == client_id)
                 and (connection_id is None or m.connection_id == connection_id)

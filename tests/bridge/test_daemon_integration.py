@@ -25,6 +25,7 @@ import requests
 from ably_bridge.bridge.app import BridgeApp
 from ably_bridge.bridge.config import BridgeConfig, parse_config
 from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.encoding.crypto import get_default_params
 from ably_bridge.protocol.models import Message
 from ably_bridge.rest.client import AblyRest
 from tests.bridge.conftest import REDIS_URL, OwnRedis, redis_available
@@ -209,6 +210,42 @@ def test_end_to_end_messages_presence_lifecycle_and_encryption(
         # a member leaving empties the snapshot (presence leave delay is 300 ms)
         eventually(lambda: not rclient.hgetall(f"{prefix}:presence:a"), what="snapshot emptied")
     rest.close()
+
+
+def test_encoded_and_decoded_routes_of_one_live_encrypted_channel(
+    emulator: Emulator, key: str, prefix: str, rclient: redis.Redis
+) -> None:
+    """``data: encoded`` keeps the wire encoding of live events; ``decoded`` decrypts."""
+    routes = [
+        {
+            "id": mode,
+            "channels": ["vault"],
+            "data": mode,
+            "ciphers": [{"channels": ["vault"], "key_env": "TEST_CIPHER"}],
+            "targets": [{"type": "redis_stream", "key": prefix + ":" + mode}],
+        }
+        for mode in ("decoded", "encoded")
+    ]
+    config = bridge_config(emulator, key, prefix, routes=routes)
+    rest = rest_for(emulator, key)
+    with Running(config) as run:
+        run.wait_live()
+        vault = rest.channels.get("vault", cipher={"key": base64.b64decode(CIPHER_KEY)})
+        vault.publish("s", {"top": "secret"}, id="vault-1")  # after the attach: a live event
+        for mode in ("decoded", "encoded"):
+            eventually(
+                lambda m=mode: message_ids(rclient, f"{prefix}:{m}") == ["vault-1"],
+                what=f"{mode} route",
+            )
+    rest.close()
+    (decoded,) = stream_events(rclient, f"{prefix}:decoded")
+    (encoded,) = stream_events(rclient, f"{prefix}:encoded")
+    assert decoded["messages"][0]["data"] == {"top": "secret"}
+    assert "encoding" not in decoded["messages"][0]
+    item = encoded["messages"][0]
+    assert item["encoding"] == "json/utf-8/cipher+aes-128-cbc/base64"
+    wire = Message.from_encoded(item, get_default_params(key=base64.b64decode(CIPHER_KEY)))
+    assert wire.data == {"top": "secret"}
 
 
 def test_restart_closes_the_gap_from_history_exactly_once(

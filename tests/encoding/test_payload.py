@@ -232,3 +232,13 @@ def test_decode_survives_pathological_json() -> None:
     assert result.encoding == "json"
     assert result.error is not None
     assert json.loads("[[1]]") == decode_data("[[1]]", "json", None).data
+
+
+def test_cipher_params_are_accepted_where_a_cipher_is() -> None:
+    from ably_bridge.encoding.crypto import generate_random_key, get_default_params
+
+    params = get_default_params(key=generate_random_key(128))
+    data, encoding = encode_data("hi", None, params)
+    assert encoding == "utf-8/cipher+aes-128-cbc"
+    result = decode_data(data, encoding, params)
+    assert (result.data, result.encoding, result.error) == ("hi", None, None)
