@@ -15,6 +15,10 @@ Delays grow exponentially from ``base_delay`` up to ``max_delay``, with jitter:
 the delay is drawn from ``[d * (1 - jitter), d]``. :meth:`RetryPolicy.schedule_bound`
 is the longest a full retry schedule can take, used to check that a publish's
 last retry still starts inside Ably's idempotent-publish window.
+
+A limit that is Celery's, not ours: ``Task.retry`` re-publishes the task to the
+broker, so if the broker is unreachable at that moment the retry raises in the
+worker and the task fails instead of being retried later.
 """
 
 from __future__ import annotations
