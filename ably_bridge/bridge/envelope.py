@@ -76,46 +76,37 @@ dumps = _ENCODER.encode
 _BINARY = (bytes, bytearray, memoryview)
 
 
-class MessageLike(Protocol):
+class PayloadLike(Protocol):
+    """What the builder reads from messages and presence messages alike."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def data(self) -> Any: ...
+    @property
+    def encoding(self) -> str | None: ...
+    @property
+    def extras(self) -> Mapping[str, Any] | None: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def connection_id(self) -> str | None: ...
+    @property
+    def timestamp(self) -> int | None: ...
+
+
+class MessageLike(PayloadLike, Protocol):
     """What the builder reads from ``ably_bridge.protocol.models.Message``."""
 
     @property
-    def id(self) -> str | None: ...
-    @property
     def name(self) -> str | None: ...
-    @property
-    def data(self) -> Any: ...
-    @property
-    def encoding(self) -> str | None: ...
-    @property
-    def extras(self) -> Mapping[str, Any] | None: ...
-    @property
-    def client_id(self) -> str | None: ...
-    @property
-    def connection_id(self) -> str | None: ...
-    @property
-    def timestamp(self) -> int | None: ...
 
 
-class PresenceMessageLike(Protocol):
+class PresenceMessageLike(PayloadLike, Protocol):
     """What the builder reads from ``ably_bridge.protocol.models.PresenceMessage``."""
 
     @property
-    def id(self) -> str | None: ...
-    @property
     def action(self) -> int: ...
-    @property
-    def data(self) -> Any: ...
-    @property
-    def encoding(self) -> str | None: ...
-    @property
-    def extras(self) -> Mapping[str, Any] | None: ...
-    @property
-    def client_id(self) -> str | None: ...
-    @property
-    def connection_id(self) -> str | None: ...
-    @property
-    def timestamp(self) -> int | None: ...
 
 
 class UndecodableEvent(EncodingError):
@@ -396,7 +387,7 @@ class EnvelopeBuilder:
 
 
 def _common_item(
-    message: MessageLike | PresenceMessageLike,
+    message: PayloadLike,
     name: str | None,
     mode: DataMode,
     cipher: ChannelCipher | None,
