@@ -83,6 +83,8 @@ def _opt_int(value: Any) -> int | None:
 
 
 def _opt_dict(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
     if type(value) is dict:
         return value
     if isinstance(value, Mapping):
@@ -213,7 +215,8 @@ class _Payload:
     ) -> Self:
         """Parse a wire dict and decode its payload (the official ``ably`` package's name)."""
         item = cls.from_dict(obj)
-        item.decode_in_place(cipher)
+        if item.encoding is not None:  # nothing to undo otherwise (RSL6a)
+            item.decode_in_place(cipher)
         return item
 
     @classmethod
@@ -329,6 +332,7 @@ class Message(_Payload):
             raise _not_a_map("message", raw)
         get = raw.get
         action = get("action")
+        timestamp = get("timestamp")
         return cls(
             _opt_str(get("name")),
             get("data"),
@@ -338,7 +342,7 @@ class Message(_Payload):
             connection_key=_opt_str(get("connectionKey")),
             encoding=_opt_str(get("encoding")) or None,
             extras=_opt_dict(get("extras")),
-            timestamp=_opt_int(get("timestamp")),
+            timestamp=timestamp if type(timestamp) is int else _opt_int(timestamp),
             serial=_opt_str(get("serial")),
             action=message_action_from_wire(action) if type(action) is int else None,
             version=_opt_dict(get("version")),

@@ -226,8 +226,8 @@ class Channel:
             raise AblyException("publish takes Message objects", ErrorCode.BAD_REQUEST, 400)
         check_client_ids(batch, self._rest.auth.client_id)  # RSL1g
         check_total_size(batch, self._rest.options.max_message_size)  # RSL1i
-        batch = with_idempotent_ids(batch, self._rest.options.idempotent_rest_publishing)
         body = encode_messages(batch, self.cipher, binary=self._rest.options.use_binary_protocol)
+        add_idempotent_ids(batch, body, self._rest.options.idempotent_rest_publishing)
         response = self._rest.http.request(
             "POST", self.path + "/messages", params=params, body=body[0] if len(body) == 1 else body
         )
@@ -286,6 +286,16 @@ def with_idempotent_ids(batch: list[Message], enabled: bool) -> list[Message]:
         return batch
     base = idempotent_base()
     return [replace(m, id=f"{base}:{index}") for index, m in enumerate(batch)]
+
+
+def add_idempotent_ids(
+    batch: Sequence[Message], wire: list[dict[str, Any]], enabled: bool
+) -> None:
+    """RSL1k1-3 on the wire dicts of ``batch``, leaving the caller's messages untouched."""
+    if enabled and not any(m.id for m in batch):
+        base = idempotent_base()
+        for index, item in enumerate(wire):
+            item["id"] = f"{base}:{index}"
 
 
 def encode_messages(

@@ -173,6 +173,7 @@ class RestHttp:
         self._pin: _Pin | None = None
         self._pin_lock = threading.Lock()
         self._agent = agent_header(options)
+        self._origins: dict[str, tuple[str, str]] = {}
 
     # -- public ----------------------------------------------------------------
     def request(
@@ -312,10 +313,14 @@ class RestHttp:
             if self._pin is not None and self._pin.host == host:
                 self._pin = None  # RSC15f: a qualifying error on the remembered host
 
-    def _host_header(self, url: str) -> str:
-        netloc = urlsplit(url).netloc
-        default = ":443" if self.options.tls else ":80"
-        return netloc.removesuffix(default)
+    def _origin(self, host: str) -> tuple[str, str]:
+        """``scheme://host:port`` and the Host header for ``host``, computed once per host."""
+        origin = self._origins.get(host)
+        if origin is None:
+            base = self.options.base_url(host)
+            default = ":443" if self.options.tls else ":80"
+            origin = self._origins[host] = (base, urlsplit(base).netloc.removesuffix(default))
+        return origin
 
     def _may_retry(self, index: int, hosts: list[str], deadline: float) -> bool:
         """Another host remains and ``http_max_retry_duration`` has not run out (RSC15a)."""
@@ -333,9 +338,10 @@ class RestHttp:
         deadline = self._clock.monotonic() + self.options.http_max_retry_duration
         timeout = (self.options.http_open_timeout, self.options.http_request_timeout)  # RSC13
         for index, host in enumerate(hosts):
-            url = self.options.base_url(host) + target
+            base, host_header = self._origin(host)
+            url = base + target
             all_headers = {**headers, **self._auth_headers(credential, host)}
-            all_headers["Host"] = self._host_header(url)  # RSC15j
+            all_headers["Host"] = host_header  # RSC15j
             log.debug("%s %s%s", method, host, target.split("?")[0])
             try:
                 response = self.transport.request(method, url, all_headers, payload, timeout)
@@ -361,6 +367,8 @@ def _split_path(
     """Separate a path from its query string and append ``params`` (None values dropped)."""
     if not path.startswith("/"):
         path = "/" + path
+    if not params and "?" not in path:
+        return path, []
     base, _, existing = path.partition("?")
     query = parse_qsl(existing, keep_blank_values=True)
     items = params.items() if isinstance(params, Mapping) else (params or [])

@@ -8,7 +8,7 @@ It owns three small things:
   ``retryable`` (worth trying on a fallback host, RSC15l1/RSC15l2) or not;
 * :class:`HttpTransport` - the protocol the REST funnel talks to, and
   :class:`RequestsTransport`, its implementation over a pooled
-  ``requests.Session``.
+  ``requests.Session`` and its transport adapter.
 
 A transport knows nothing about Ably: no hosts, auth, formats or retries.
 :mod:`ably_bridge.transports.mock_http` ships a scripted stand-in for tests.
@@ -21,11 +21,13 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from typing import Protocol, cast, runtime_checkable
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as u3
+from urllib3.connectionpool import HTTPConnectionPool
 
 __all__ = [
     "Headers",
@@ -122,14 +124,20 @@ class HttpTransport(Protocol):
 class RequestsTransport:
     """:class:`HttpTransport` over a ``requests.Session`` with connection pooling.
 
-    Pass ``session`` to reuse one (proxies, certificates); it is then not
-    closed by :meth:`close`. Urllib3's own retries are disabled: retrying is
-    the REST funnel's job, on another host.
+    Pass ``session`` to reuse one (proxies, certificates, mounted adapters); it
+    is then used through ``Session.request`` as it is, and not closed by
+    :meth:`close`. Urllib3's own retries are disabled: retrying is the REST
+    funnel's job, on another host.
 
     An owned session reads the environment (``HTTPS_PROXY``, ``NO_PROXY``,
     ``REQUESTS_CA_BUNDLE``...) once per origin instead of on every request,
-    which ``requests`` otherwise does at a cost of about a quarter of a publish;
-    ``.netrc`` credentials are never used (the funnel sets Authorization).
+    and ``.netrc`` credentials are never used (the funnel sets Authorization).
+    For an origin reached without a proxy it sends through the connection pool
+    of its ``HTTPAdapter`` - the pool, TLS settings and verification that
+    ``HTTPAdapter.send`` would pick - without building a ``PreparedRequest``, a
+    ``Response`` and a cookie jar for every call: none of them carries anything
+    an Ably request uses, and together they cost more CPU than the rest of a
+    publish (bench/README.md). Proxied origins go through ``HTTPAdapter.send``.
     """
 
     def __init__(self, session: requests.Session | None = None, *, pool_maxsize: int = 16) -> None:
@@ -143,22 +151,37 @@ class RequestsTransport:
             session.mount("http://", adapter)
             self._adapter = adapter
         self._session = session
-        self._env_settings: dict[str, dict[str, Any]] = {}
-        self._env_lock = threading.Lock()
+        self._routes: dict[str, _Route] = {}
+        self._timeouts: dict[Timeout, urllib3.Timeout] = {}
+        self._lock = threading.Lock()
 
-    def _settings_for(self, url: str) -> dict[str, Any]:
-        """Proxies and CA bundle from the environment for ``url``'s origin, cached."""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        settings = self._env_settings.get(origin)
-        if settings is None:
-            settings = {"proxies": requests.utils.get_environ_proxies(origin)}
+    def _route(self, origin: str) -> _Route:
+        """How to reach ``origin`` (proxies and CA bundle from the environment), cached."""
+        route = self._routes.get(origin)
+        if route is None:
+            route = _Route(requests.utils.get_environ_proxies(origin))
             bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
             if bundle:
-                settings["verify"] = bundle
-            with self._env_lock:
-                self._env_settings[origin] = settings
-        return settings
+                route.verify = bundle
+            with self._lock:
+                route = self._routes.setdefault(origin, route)
+        return route
+
+    def _pool(self, adapter: HTTPAdapter, origin: str, route: _Route) -> HTTPConnectionPool:
+        pool = route.pool
+        if pool is None or pool.pool is None:  # new, or closed since (evicted, close())
+            probe = requests.PreparedRequest()
+            probe.prepare(method="GET", url=origin + "/")
+            opened = adapter.get_connection_with_tls_context(probe, route.verify, proxies=None)
+            pool = route.pool = cast(HTTPConnectionPool, opened)
+        return pool
+
+    def _timeout(self, timeout: Timeout) -> urllib3.Timeout:
+        value = self._timeouts.get(timeout)
+        if value is None:
+            value = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+            self._timeouts[timeout] = value
+        return value
 
     def request(
         self,
@@ -168,24 +191,74 @@ class RequestsTransport:
         body: bytes | None,
         timeout: Timeout,
     ) -> HttpResponse:
+        adapter = self._adapter
+        if adapter is None:
+            return self._via_session(method, url, headers, body, timeout)
+        cut = url.find("/", url.find("//") + 2)
+        origin, target = (url, "/") if cut < 0 else (url[:cut], url[cut:])
+        route = self._route(origin)
+        if route.proxies:
+            return self._via_adapter(adapter, route, method, url, headers, body, timeout)
+        for attempt in (1, 2):
+            pool = self._pool(adapter, origin, route)
+            try:
+                answer = pool.urlopen(
+                    method,
+                    target,
+                    body=body,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    timeout=self._timeout(timeout),
+                    preload_content=True,
+                    decode_content=True,
+                )
+            except u3.ClosedPoolError as exc:
+                if attempt == 2:  # pragma: no cover - closed twice in a row
+                    raise translate_urllib3_error(exc) from exc
+                route.pool = None
+                continue
+            except (u3.HTTPError, OSError) as exc:
+                raise translate_urllib3_error(exc) from exc
+            # A repeated header (Link) reads as one comma-joined value, as in requests.
+            fields = answer.headers
+            return HttpResponse(answer.status, Headers({k: fields[k] for k in fields}), answer.data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _via_adapter(
+        self,
+        adapter: HTTPAdapter,
+        route: _Route,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: Timeout,
+    ) -> HttpResponse:
         try:
-            if self._adapter is not None:
-                # Our own session: prepare and send straight through the pooled adapter.
-                # Session.request would merge cookies, hooks, auth and environment for
-                # every call, none of which an Ably request uses, at ~a third of its cost.
-                prepared = requests.PreparedRequest()
-                prepared.prepare(method=method, url=url, headers=dict(headers), data=body)
-                settings = self._settings_for(url)
-                response = self._adapter.send(
-                    prepared,
-                    timeout=timeout,
-                    verify=settings.get("verify", True),
-                    proxies=settings["proxies"],
-                )
-            else:
-                response = self._session.request(
-                    method, url, headers=dict(headers), data=body, timeout=timeout
-                )
+            prepared = requests.PreparedRequest()
+            prepared.prepare(method=method, url=url, headers=dict(headers), data=body)
+            response = adapter.send(
+                prepared, timeout=timeout, verify=route.verify, proxies=route.proxies
+            )
+            content = response.content
+        except requests.exceptions.RequestException as exc:
+            raise translate_error(exc) from exc
+        return HttpResponse(response.status_code, Headers(response.headers), content)
+
+    def _via_session(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: Timeout,
+    ) -> HttpResponse:
+        try:
+            response = self._session.request(
+                method, url, headers=dict(headers), data=body, timeout=timeout
+            )
             content = response.content
         except requests.exceptions.RequestException as exc:
             raise translate_error(exc) from exc
@@ -197,6 +270,15 @@ class RequestsTransport:
 
     def __repr__(self) -> str:
         return f"RequestsTransport(owns_session={self._owns_session})"
+
+
+@dataclass
+class _Route:
+    """What the environment says about one origin, and its pool once opened."""
+
+    proxies: dict[str, str]
+    verify: bool | str = True
+    pool: HTTPConnectionPool | None = None
 
 
 def translate_error(exc: requests.exceptions.RequestException) -> HttpTransportError:
@@ -213,4 +295,28 @@ def translate_error(exc: requests.exceptions.RequestException) -> HttpTransportE
         # Unresolvable or unreachable host, refused, reset, TLS failure (RSC15l1).
         return HttpTransportError(f"connection failed ({name})", retryable=True, cause=exc)
     # Invalid URL, schema, headers...: the same request would fail anywhere.
+    return HttpTransportError(f"request could not be sent ({name})", retryable=False, cause=exc)
+
+
+def translate_urllib3_error(exc: BaseException) -> HttpTransportError:
+    """Map a urllib3 (or socket) failure to a transport error, as :func:`translate_error` does."""
+    name = type(exc).__name__
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3: a refusal, not a timeout.
+    if isinstance(exc, u3.TimeoutError | TimeoutError) and not isinstance(
+        exc, u3.NewConnectionError
+    ):
+        return HttpTransportError(
+            f"request timed out ({name})", retryable=True, timeout=True, cause=exc
+        )
+    if isinstance(
+        exc,
+        u3.NewConnectionError
+        | u3.ProtocolError
+        | u3.SSLError
+        | u3.ProxyError
+        | u3.PoolError
+        | u3.DecodeError
+        | OSError,
+    ):
+        return HttpTransportError(f"connection failed ({name})", retryable=True, cause=exc)
     return HttpTransportError(f"request could not be sent ({name})", retryable=False, cause=exc)

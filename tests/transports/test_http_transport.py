@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from urllib3 import exceptions as u3
 
 from ably_bridge.emulator.server import Emulator
 from ably_bridge.transports.http import (
@@ -14,6 +19,7 @@ from ably_bridge.transports.http import (
     HttpTransportError,
     RequestsTransport,
     translate_error,
+    translate_urllib3_error,
 )
 from ably_bridge.transports.mock_http import MockHttpTransport, error_body, response
 
@@ -90,6 +96,113 @@ def test_proxy_environment_is_honoured_and_read_once_per_origin(
         direct = RequestsTransport()  # a new transport reads NO_PROXY and goes direct
         assert direct.request("GET", emu.url + "/time", {}, None, (2.0, 2.0)).status == 200
         direct.close()
+
+
+@pytest.mark.parametrize(
+    ("exc", "retryable", "timeout"),
+    [
+        (u3.ConnectTimeoutError("slow"), True, True),
+        (u3.ReadTimeoutError(None, "/", "slow"), True, True),  # type: ignore[arg-type]
+        (u3.NewConnectionError(None, "refused"), True, False),  # type: ignore[arg-type]
+        (u3.ProtocolError("reset"), True, False),
+        (u3.SSLError("bad certificate"), True, False),
+        (ConnectionResetError(), True, False),
+        (u3.LocationParseError("http://[bad"), False, False),
+    ],
+)
+def test_urllib3_error_translation(exc: BaseException, retryable: bool, timeout: bool) -> None:
+    error = translate_urllib3_error(exc)
+    assert (error.retryable, error.timeout) == (retryable, timeout)
+    assert error.cause is exc
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers every request with two Link headers and echoes what it received."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Handler.seen.append((self.command, self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.send_header("Link", '<./messages?page=2>; rel="next"')
+        self.send_header("Link", '<./messages?page=1>; rel="first"')
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def plain_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Handler.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_direct_path_sends_headers_and_body_and_joins_repeated_headers(plain_server: str) -> None:
+    transport = RequestsTransport()
+    headers = {"Host": "rest.example", "X-Ably-Version": "2", "Content-Type": "a/b"}
+    answer = transport.request("POST", plain_server + "/c/x?y=1", headers, b"payload", (2.0, 2.0))
+    assert (answer.status, answer.body) == (200, b"ok")
+    # Two Link headers read as one comma-joined value, as requests presents them.
+    assert answer.headers["link"] == (
+        '<./messages?page=2>; rel="next", <./messages?page=1>; rel="first"'
+    )
+    method, path, sent, body = _Handler.seen[0]
+    assert (method, path, body) == ("POST", "/c/x?y=1", b"payload")
+    assert sent["Host"] == "rest.example" and sent["X-Ably-Version"] == "2"
+    assert "Cookie" not in sent and "Authorization" not in sent
+    transport.close()
+
+
+def test_a_pool_closed_under_the_transport_is_reopened(plain_server: str) -> None:
+    transport = RequestsTransport()
+    assert transport.request("GET", plain_server + "/1", {}, None, (2.0, 2.0)).status == 200
+    # What the adapter's pool manager does to a pool it evicts, or on close().
+    transport._session.close()
+    assert transport.request("GET", plain_server + "/2", {}, None, (2.0, 2.0)).status == 200
+    assert [path for _, path, _, _ in _Handler.seen] == ["/1", "/2"]
+    transport.close()
+
+
+def test_a_silent_server_is_a_retryable_timeout() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts into the backlog and never answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/time"
+        transport = RequestsTransport()
+        with pytest.raises(HttpTransportError) as info:
+            transport.request("GET", url, {}, None, (1.0, 0.2))
+        assert info.value.retryable and info.value.timeout
+        transport.close()
+
+
+def test_tls_is_verified_against_the_configured_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    with Emulator(tls=True, cert_dir=tmp_path) as emu:
+        untrusting = RequestsTransport()  # the system bundle does not know the emulator
+        with pytest.raises(HttpTransportError) as info:
+            untrusting.request("GET", emu.url + "/time", {}, None, (2.0, 2.0))
+        assert info.value.retryable and isinstance(info.value.cause, u3.SSLError)
+        untrusting.close()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emu.ca_file))
+        trusting = RequestsTransport()
+        assert trusting.request("GET", emu.url + "/time", {}, None, (2.0, 2.0)).status == 200
+        trusting.close()
 
 
 def test_mock_rules_order_counts_and_recording() -> None:
