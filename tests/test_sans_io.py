@@ -94,6 +94,9 @@ def test_the_glob_finds_the_core_modules() -> None:
     assert {
         "ably_bridge.protocol",
         "ably_bridge.protocol.models",
+        "ably_bridge.protocol.fields",
+        "ably_bridge.protocol.messages",
+        "ably_bridge.protocol.frames",
         "ably_bridge.protocol.codec",
         "ably_bridge.encoding",
         "ably_bridge.encoding.crypto",

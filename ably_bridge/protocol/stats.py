@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ably_bridge.errors import EncodingError, ErrorCode
+from ably_bridge.protocol.fields import opt_str
 
 __all__ = [
     "ChannelDetails",
@@ -37,10 +38,6 @@ def _not_a_map(what: str, raw: object) -> EncodingError:
         ErrorCode.INVALID_DATA_OR_ENCODING,
         400,
     )
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if type(value) is str else None
 
 
 def _is_number(value: Any) -> bool:
@@ -131,13 +128,13 @@ class Stats:
         for key, value in raw.items():
             if key not in _STATS_META_KEYS and type(key) is str:
                 _flatten(key, value, entries)
-        interval_id = _opt_str(raw.get("intervalId"))
+        interval_id = opt_str(raw.get("intervalId"))
         return cls(
             interval_id=interval_id,
-            unit=_opt_str(raw.get("unit")) or unit_from_interval_id(interval_id),
-            schema=_opt_str(raw.get("schema")),
-            app_id=_opt_str(raw.get("appId")),
-            in_progress=_opt_str(raw.get("inProgress")),
+            unit=opt_str(raw.get("unit")) or unit_from_interval_id(interval_id),
+            schema=opt_str(raw.get("schema")),
+            app_id=opt_str(raw.get("appId")),
+            in_progress=opt_str(raw.get("inProgress")),
             entries=entries,
         )
 
@@ -201,7 +198,7 @@ class ChannelDetails:
             raise _not_a_map("channel details", raw)
         status = raw.get("status")
         parsed = ChannelStatus.from_dict(status) if isinstance(status, Mapping) else ChannelStatus()
-        return cls(channel_id=_opt_str(raw.get("channelId")) or "", status=parsed)
+        return cls(channel_id=opt_str(raw.get("channelId")) or "", status=parsed)
 
     def to_dict(self) -> dict[str, Any]:
         return {"channelId": self.channel_id, "status": self.status.to_dict()}
