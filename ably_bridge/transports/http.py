@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast, runtime_checkable
 
@@ -236,16 +236,13 @@ class RequestsTransport:
         body: bytes | None,
         timeout: Timeout,
     ) -> HttpResponse:
-        try:
+        def send() -> requests.Response:
             prepared = requests.PreparedRequest()
             prepared.prepare(method=method, url=url, headers=dict(headers), data=body)
-            response = adapter.send(
-                prepared, timeout=timeout, verify=route.verify, proxies=route.proxies
-            )
-            content = response.content
-        except requests.exceptions.RequestException as exc:
-            raise translate_error(exc) from exc
-        return HttpResponse(response.status_code, Headers(response.headers), content)
+            verify, proxies = route.verify, route.proxies
+            return adapter.send(prepared, timeout=timeout, verify=verify, proxies=proxies)
+
+        return _through_requests(send)
 
     def _via_session(
         self,
@@ -255,14 +252,11 @@ class RequestsTransport:
         body: bytes | None,
         timeout: Timeout,
     ) -> HttpResponse:
-        try:
-            response = self._session.request(
+        return _through_requests(
+            lambda: self._session.request(
                 method, url, headers=dict(headers), data=body, timeout=timeout
             )
-            content = response.content
-        except requests.exceptions.RequestException as exc:
-            raise translate_error(exc) from exc
-        return HttpResponse(response.status_code, Headers(response.headers), content)
+        )
 
     def close(self) -> None:
         if self._owns_session:
@@ -279,6 +273,16 @@ class _Route:
     proxies: dict[str, str]
     verify: bool | str = True
     pool: HTTPConnectionPool | None = None
+
+
+def _through_requests(send: Callable[[], requests.Response]) -> HttpResponse:
+    """Run a ``requests`` call and read its body, translating its errors (RSC15l)."""
+    try:
+        response = send()
+        content = response.content
+    except requests.exceptions.RequestException as exc:
+        raise translate_error(exc) from exc
+    return HttpResponse(response.status_code, Headers(response.headers), content)
 
 
 def translate_error(exc: requests.exceptions.RequestException) -> HttpTransportError:

@@ -166,6 +166,26 @@ def test_direct_path_sends_headers_and_body_and_joins_repeated_headers(plain_ser
     transport.close()
 
 
+def test_a_proxied_origin_goes_through_the_proxy(
+    plain_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", plain_server)  # the test server plays the proxy
+    transport = RequestsTransport()
+    answer = transport.request(
+        "POST", "http://rest.example.invalid/channels/x/messages", {}, b"{}", (2.0, 2.0)
+    )
+    assert answer.status == 200
+    method, path, _, body = _Handler.seen[0]
+    assert (method, path, body) == (
+        "POST",
+        "http://rest.example.invalid/channels/x/messages",
+        b"{}",
+    )
+    transport.close()
+
+
 def test_a_pool_closed_under_the_transport_is_reopened(plain_server: str) -> None:
     transport = RequestsTransport()
     assert transport.request("GET", plain_server + "/1", {}, None, (2.0, 2.0)).status == 200
