@@ -288,9 +288,7 @@ def with_idempotent_ids(batch: list[Message], enabled: bool) -> list[Message]:
     return [replace(m, id=f"{base}:{index}") for index, m in enumerate(batch)]
 
 
-def add_idempotent_ids(
-    batch: Sequence[Message], wire: list[dict[str, Any]], enabled: bool
-) -> None:
+def add_idempotent_ids(batch: Sequence[Message], wire: list[dict[str, Any]], enabled: bool) -> None:
     """RSL1k1-3 on the wire dicts of ``batch``, leaving the caller's messages untouched."""
     if enabled and not any(m.id for m in batch):
         base = idempotent_base()
