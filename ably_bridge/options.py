@@ -124,6 +124,10 @@ class ClientOptions:
     queue_messages: bool = True  # TO3g
     recover: str | None = None  # RTN16
     transport_params: Mapping[str, Any] | None = None  # RTC1f
+    # Listeners run on the callback pool every realtime client in the process
+    # shares (few threads, few wake-ups); False gives this client its own pool,
+    # so that other clients' slow listeners never queue ahead of its own.
+    shared_callback_pool: bool = True
 
     # -- formats and publishing ---------------------------------------------
     use_binary_protocol: bool = True  # TO3f

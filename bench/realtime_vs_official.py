@@ -1,9 +1,9 @@
 """Benchmark: our realtime client against the official async ``ably`` client, same feed.
 
 Run: ``/work/.venv/bin/python bench/realtime_vs_official.py`` (``--format json``,
-``--messages``, ``--connections``, ``--channels``; ``--profile ours`` samples
-every thread of that client's subscriber process during the feed and prints
-where the samples fall).
+``--messages``, ``--connections``, ``--channels``; ``--only single|spread|latency|memory``,
+repeatable, runs part of it; ``--profile ours`` samples every thread of that
+client's subscriber process during the feed and prints where the samples fall).
 
 Every client run happens in a fresh process (``multiprocessing`` spawn), so its
 CPU and resident memory are its own; the emulator (``python -m
@@ -17,8 +17,9 @@ ably_bridge.emulator``) and the publisher run in processes of their own too.
    ProtocolMessage, 100 un-ACKed. Reported: messages/s (first to last delivery)
    and CPU per message (``time.process_time`` of the subscriber process, every
    thread, from the start of the feed to the last message), and messages per
-   CPU-second. Scenarios: 1 connection x 1 channel, 50 connections x 1,000
-   channels.
+   CPU-second, with the kernel's share of that CPU and the subscriber's context
+   switches per message (``getrusage``). Scenarios: 1 connection x 1 channel,
+   50 connections x 1,000 channels.
 2. **Latency**: one connection, one channel; a raw publisher sends
    ``--latency-messages`` messages at ``--rate``/s stamped with
    ``time.monotonic_ns()`` (system-wide on Linux); p50/p99 publish->callback.
@@ -39,6 +40,7 @@ import collections
 import logging
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import sys
 import threading
@@ -58,6 +60,12 @@ CLIENTS = ("ours", "official")
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _usage() -> tuple[float, float, int]:
+    """(CPU seconds, of which in the kernel, context switches) of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return time.process_time(), ru.ru_stime, ru.ru_nvcsw + ru.ru_nivcsw
 
 
 def _names(prefix: str, count: int) -> list[str]:
@@ -197,40 +205,48 @@ def _flood_child(
         _ours_attach(clients, names, listener)
         ready.put(True)
         go.get()
-        cpu0 = time.process_time()
+        usage0 = _usage()
         if profiler:
             profiler.start()
         if not done.wait(600):
             raise RuntimeError(f"received {count[0]} of {expected}")
         if profiler:
             profiler.stop()
-        cpu = time.process_time() - cpu0
+        usage = _usage()
         for c in clients:
             c.close()
     else:
         token = _token(host, port, key)
 
-        async def run() -> float:
+        async def run() -> tuple[tuple[float, float, int], tuple[float, float, int]]:
             clients = [await _official_connect(host, port, token, fmt) for _ in range(connections)]
             await _official_attach(clients, names, listener)
             ready.put(True)
             await asyncio.to_thread(go.get)
-            cpu0 = time.process_time()
+            before = _usage()
             if profiler:
                 profiler.start()
             while not done.is_set():
                 await asyncio.sleep(0.005)
             if profiler:
                 profiler.stop()
-            spent = time.process_time() - cpu0
+            after = _usage()
             for c in clients:
                 await c.close()
-            return spent
+            return before, after
 
-        cpu = asyncio.run(run())
+        usage0, usage = asyncio.run(run())
     if profiler:
         profiler.report()
-    out.put({"messages": count[0], "seconds": last[0] - first[0], "cpu": cpu})
+    out.put(
+        {
+            "messages": count[0],
+            "seconds": last[0] - first[0],
+            "cpu": usage[0] - usage0[0],
+            "sys": usage[1] - usage0[1],
+            "switches": usage[2] - usage0[2],
+        }
+    )
 
 
 def _latency_child(
@@ -334,20 +350,30 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="latency run, messages/s")
     parser.add_argument("--memory-channels", type=int, default=1_000)
     parser.add_argument("--profile", choices=CLIENTS, help="sample that client's threads")
+    parser.add_argument(
+        "--only",
+        choices=["single", "spread", "latency", "memory"],
+        action="append",
+        help="run only these parts (repeatable; default: all)",
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["single", "spread", "latency", "memory"])
     fmt = args.format
     ctx = mp.get_context("spawn")
     with emulator_process() as (host, port, key):
         url = f"http://{host}:{port}"
         flood: dict[tuple[str, str], dict[str, float]] = {}
-        scenarios = [
-            ("1 conn x 1 channel", 1, 1),
-            (
-                f"{args.connections} conns x {args.channels} channels",
-                args.connections,
-                args.channels,
-            ),
-        ]
+        scenarios = []
+        if "single" in parts:
+            scenarios.append(("1 conn x 1 channel", 1, 1))
+        if "spread" in parts:
+            scenarios.append(
+                (
+                    f"{args.connections} conns x {args.channels} channels",
+                    args.connections,
+                    args.channels,
+                )
+            )
         for label, connections, channels in scenarios:
             for client in CLIENTS:
                 ready, go, out, started = ctx.Queue(), ctx.Queue(), ctx.Queue(), ctx.Queue()
@@ -369,7 +395,7 @@ def main() -> None:
                 pub.join(60)
                 child.join(60)
         latency: dict[str, dict[str, float]] = {}
-        for client in CLIENTS:
+        for client in CLIENTS if "latency" in parts else ():
             ready, out = ctx.Queue(), ctx.Queue()
             child = ctx.Process(
                 target=_latency_child,
@@ -386,7 +412,7 @@ def main() -> None:
             pub.join(60)
             child.join(60)
         memory: dict[str, dict[str, float]] = {}
-        for client in CLIENTS:
+        for client in CLIENTS if "memory" in parts else ():
             out = ctx.Queue()
             child = ctx.Process(
                 target=_memory_child,
@@ -397,10 +423,11 @@ def main() -> None:
             child.join(60)
 
     print(f"format={fmt}, {args.messages} messages of {args.size} characters, 1 per frame")
-    print(
-        f"{'scenario':<28}{'client':>10}{'msg/s':>10}{'CPU/msg':>11}{'msg/CPU-s':>11}"
-        f"{'vs official':>13}"
-    )
+    if scenarios:
+        print(
+            f"{'scenario':<28}{'client':>10}{'msg/s':>10}{'CPU/msg':>11}{'msg/CPU-s':>11}"
+            f"{'vs official':>13}{'kernel':>8}{'switches/msg':>14}"
+        )
     for label, _, _ in scenarios:
         base = flood[(label, "official")]
         for client in CLIENTS:
@@ -410,13 +437,14 @@ def main() -> None:
                 f"{label:<28}{client:>10}{cell['messages'] / cell['seconds']:>10,.0f}"
                 f"{cell['cpu'] / cell['messages'] * 1e6:>8.1f} us{per_cpu:>11,.0f}"
                 f"{per_cpu / (base['messages'] / base['cpu']):>12.2f}x"
+                f"{cell['sys'] / cell['cpu']:>8.0%}{cell['switches'] / cell['messages']:>14.2f}"
             )
-    for client in CLIENTS:
+    for client in latency:
         print(
             f"latency publish->callback {client:>9}: p50 {latency[client]['p50']:.2f} ms, "
             f"p99 {latency[client]['p99']:.2f} ms ({args.latency_messages} at {args.rate:g}/s)"
         )
-    for client in CLIENTS:
+    for client in memory:
         print(
             f"memory per attached channel {client:>9}: "
             f"{memory[client]['kb_per_channel']:.1f} KB RSS ({args.memory_channels} channels)"

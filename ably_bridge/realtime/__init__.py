@@ -8,9 +8,10 @@ Public API: :class:`AblyRealtime` (``connection``, ``channels``, ``auth``,
 Threads (docs/ARCHITECTURE.md, "Threads in the realtime client"): one loop
 thread per client owns all protocol state (:mod:`.loop`); a reader thread per
 websocket and short-lived dial/token/close threads feed it (:mod:`.links`);
-listeners run on a callback pool with per-listener ordering (:mod:`.emitter`,
-:mod:`.delivery`). Every public method may be called from any thread; blocking
-ones take a timeout.
+listeners run with per-listener ordering (:mod:`.emitter`, :mod:`.delivery`)
+on a callback pool that all clients in the process share unless
+``shared_callback_pool=False`` (:mod:`.dispatcher`). Every public method may be
+called from any thread; blocking ones take a timeout.
 
 Deliberate choices:
 

@@ -1,10 +1,12 @@
 """``AblyRealtime``: the synchronous, thread-safe realtime client, and its ``auth``.
 
-Construction wires one REST client (auth, history, stats, time), one callback
-pool (:class:`~.emitter.CallbackDispatcher`), and the loop thread
-(:class:`~.loop.SessionLoop`) that owns the connection; then connects unless
-``auto_connect=False`` (RTN3). ``close()`` closes the connection and stops the
-client's threads; use it (or ``with AblyRealtime(...) as client:``) to finish.
+Construction wires one REST client (auth, history, stats, time), a callback
+pool (:class:`~.dispatcher.CallbackDispatcher`: the one all clients in the
+process share, or a private one with ``shared_callback_pool=False``), and the
+loop thread (:class:`~.loop.SessionLoop`) that owns the connection; then
+connects unless ``auto_connect=False`` (RTN3). ``close()`` closes the
+connection, stops the client's threads and lets go of the callback pool; use
+it (or ``with AblyRealtime(...) as client:``) to finish.
 
 :class:`RealtimeAuth` is the REST :class:`~ably_bridge.rest.auth.Auth` plus
 ``authorize()`` on a live connection (RTC8): the new token is sent in an AUTH
@@ -27,7 +29,7 @@ from ably_bridge.protocol.stats import Stats
 from ably_bridge.protocol.tokens import TokenDetails, TokenParams, TokenRequest
 from ably_bridge.realtime.channels import Channels
 from ably_bridge.realtime.connection import Connection
-from ably_bridge.realtime.emitter import CallbackDispatcher
+from ably_bridge.realtime.dispatcher import CallbackDispatcher, acquire_shared, release_shared
 from ably_bridge.realtime.loop import SessionLoop
 from ably_bridge.rest.client import AblyRest
 from ably_bridge.rest.pagination import PaginatedResult
@@ -121,7 +123,10 @@ class AblyRealtime:
 
     ``AblyRealtime("appId.keyId:secret")``, ``AblyRealtime(token)``,
     ``AblyRealtime(ClientOptions(...))`` or ``AblyRealtime(key=..., endpoint=...)``.
-    ``callback_workers`` sizes the pool that runs listeners (default 8).
+    ``callback_workers`` (default 8) is how many listeners of this client may
+    block at once: the threads it adds to the shared callback pool's limit, or
+    the size of its private pool (``shared_callback_pool=False``). Threads are
+    started only when listeners are slow; fast ones share one or two.
     """
 
     def __init__(
@@ -133,9 +138,17 @@ class AblyRealtime:
         rng: random.Random | None = None,
         **options: Any,
     ) -> None:
+        if callback_workers < 1:
+            raise ValueError("callback_workers must be at least 1")
         self.options = ClientOptions.build(key_or_options, **options)
         self.rest = AblyRest(self.options)
-        self._dispatcher = CallbackDispatcher(max_workers=callback_workers)
+        self._callback_workers = callback_workers
+        self._shared_pool = self.options.shared_callback_pool
+        self._dispatcher = (
+            acquire_shared(callback_workers)
+            if self._shared_pool
+            else CallbackDispatcher(max_workers=callback_workers)
+        )
         self._loop = SessionLoop(
             self.options, self.rest, self._dispatcher, rng=rng or random.Random()
         )
@@ -174,7 +187,11 @@ class AblyRealtime:
             except AblyException as exc:
                 log.info("close did not complete cleanly: %s", exc.message)
         self._loop.stop()
-        self._dispatcher.close(wait=False, cancel=False)
+        # Queued callbacks still run; nothing waits for them (close may run in one).
+        if self._shared_pool:
+            release_shared(self._dispatcher, self._callback_workers)
+        else:
+            self._dispatcher.close(wait=False, cancel=False)
         self.rest.close()
 
     # -- REST passthrough (RTC5, RTC6) ----------------------------------------------------

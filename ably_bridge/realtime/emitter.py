@@ -2,7 +2,9 @@
 
 The realtime client's loop thread emits events (connection and channel state
 changes, messages, presence) and must never wait for user code. Each listener
-gets its own ordered queue, drained by a shared thread pool:
+gets its own ordered queue, drained on the threads of a
+:class:`~.dispatcher.CallbackDispatcher` (by default the one pool all clients
+in the process share):
 
 * one listener sees its events one at a time and in emit order (the Go SDK's
   event-emitter contract);
@@ -10,8 +12,9 @@ gets its own ordered queue, drained by a shared thread pool:
   one handler delays neither heartbeats nor other channels;
 * an exception in a listener is logged and never reaches the emitter.
 
-A listener's queue holds a drain task in the pool only while it has events,
-so ten thousand idle listeners cost ten thousand small objects, not threads.
+A listener's queue holds a drain task in the dispatcher only while it has
+events, so ten thousand idle listeners cost ten thousand small objects, not
+threads; a drain runs up to 64 events under one lock round, then yields.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
+
+from ably_bridge.realtime.dispatcher import CallbackDispatcher
 
 __all__ = ["CallbackDispatcher", "EventEmitter", "Listener", "OrderedQueue"]
 
@@ -31,7 +35,6 @@ T = TypeVar("T")
 Listener = Callable[[T], Any]
 
 _DRAIN_BATCH = 64  # events one drain task runs before yielding its worker
-_THREAD_PREFIX = "ably-callback"
 
 
 class OrderedQueue:
@@ -90,40 +93,6 @@ class OrderedQueue:
         self._dispatcher.submit(self._drain)  # carry on (still "running")
 
 
-class CallbackDispatcher:
-    """The pool that runs listener callbacks; shared by all emitters of a client."""
-
-    def __init__(self, max_workers: int = 8, executor: Executor | None = None) -> None:
-        self._own = executor is None
-        self._executor = executor or ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix=_THREAD_PREFIX
-        )
-        self._closed = False
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        if self._closed:
-            return
-        try:
-            self._executor.submit(fn)
-        except RuntimeError:  # the pool was shut down under us: drop, as when closed
-            log.debug("callback dropped: dispatcher is shut down")
-
-    def close(self, wait: bool = True, *, cancel: bool | None = None) -> None:
-        """Stop taking callbacks; with ``wait``, let queued ones finish first.
-
-        ``cancel`` drops callbacks not yet started (default: ``not wait``).
-        Called from one of the pool's own threads, it never waits (that would
-        join the calling thread).
-        """
-        self._closed = True
-        if self._own:
-            if threading.current_thread().name.startswith(_THREAD_PREFIX):
-                wait = False
-            self._executor.shutdown(
-                wait=wait, cancel_futures=(not wait) if cancel is None else cancel
-            )
-
-
 class EventEmitter(Generic[T]):
     """``on``/``once``/``off`` by event name, or for all events; thread-safe.
 
@@ -178,7 +147,17 @@ class EventEmitter(Generic[T]):
         Each listener gets its events in order through one
         :meth:`OrderedQueue.push_many` (at most one submit), not one push each.
         """
-        if not self._entries:
+        entries = self._entries
+        if not entries:
+            return
+        if len(entries) == 1 and not entries[0][2]:
+            # The common case (one channel, one subscriber): no bookkeeping. Like the
+            # general path, it reads the listeners once and pushes outside the lock.
+            wanted, only, _once = entries[0]
+            if wanted is None:
+                only.push_many([payload for _event, payload in events])
+            else:
+                only.push_many([payload for event, payload in events if event == wanted])
             return
         batches: dict[int, tuple[OrderedQueue, list[T]]] = {}
         with self._lock:

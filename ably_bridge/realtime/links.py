@@ -7,8 +7,9 @@ without ever blocking the loop thread on the network:
 * dialing runs on a short-lived *dial thread* that posts ``transport_opened`` or
   ``transport_failed``; each websocket then has its *reader thread*
   (:class:`~ably_bridge.transports.websocket.WebSocketTransport`), which decodes
-  frames (:func:`~ably_bridge.protocol.codec.decode_frame`) and posts them;
-  an undecodable frame is logged and dropped;
+  frames (:func:`~ably_bridge.protocol.codec.decode_frame`) and posts every
+  frame of one socket read as one inbox item (one wake-up of the loop thread,
+  not one per frame); an undecodable frame is logged and dropped;
 * closing a socket (which waits for the close handshake) runs on its own thread;
 * tokens come from the REST client's :class:`~ably_bridge.rest.auth.Auth` on a
   *token thread* that posts ``token_obtained`` / ``token_failed``; a newer
@@ -53,7 +54,7 @@ RENEW_MARGIN_FRACTION = 0.2  # ...but at most this share of the token's remainin
 RENEW_MIN_DELAY = 0.1
 
 Post = Callable[[Callable[[float], Any]], None]
-PostFrame = Callable[[int, ProtocolMessage], None]
+PostFrames = Callable[[int, list[ProtocolMessage]], None]
 _S = ConnectionState
 
 
@@ -74,13 +75,13 @@ class Links:
         rest: AblyRest,
         core: ConnectionCore,
         post: Post,
-        post_frame: PostFrame,
+        post_frames: PostFrames,
     ) -> None:
         self.options = options
         self._rest = rest
         self._core = core
         self._post = post
-        self._post_frame = post_frame
+        self._post_frames = post_frames
         self._binary = options.use_binary_protocol
         self._headers = {"Ably-Agent": agent_header(options)}
         self._transports: dict[int, WebSocketTransport] = {}
@@ -100,6 +101,7 @@ class Links:
         transport = WebSocketTransport(
             url,
             on_frame=partial(self._on_frame, tid),
+            on_frames=partial(self._on_frames, tid),
             on_close=partial(self._on_close, tid),
             headers=self._headers,
             connect_timeout=self.options.realtime_request_timeout,
@@ -125,14 +127,19 @@ class Links:
         self._post(lambda now: core.transport_opened(tid, now))
 
     def _on_frame(self, tid: int, data: Frame) -> None:
+        self._on_frames(tid, [data])
+
+    def _on_frames(self, tid: int, frames: list[Frame]) -> None:
         # Reader thread: decode here, so the loop thread only runs the state machine.
-        try:
-            pm = decode_frame(data, binary=not isinstance(data, str))
-        except EncodingError as exc:
-            self.undecodable_frames += 1
-            log.warning("dropping an undecodable frame on transport %d: %s", tid, exc.message)
-            return
-        self._post_frame(tid, pm)
+        decoded: list[ProtocolMessage] = []
+        for data in frames:
+            try:
+                decoded.append(decode_frame(data, binary=not isinstance(data, str)))
+            except EncodingError as exc:
+                self.undecodable_frames += 1
+                log.warning("dropping an undecodable frame on transport %d: %s", tid, exc.message)
+        if decoded:
+            self._post_frames(tid, decoded)
 
     def _on_close(self, tid: int, error: AblyException | None) -> None:
         core = self._core

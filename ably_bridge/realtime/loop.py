@@ -5,8 +5,9 @@
 channel, presence map and pending publish). Other threads reach it through an
 inbox (a :class:`queue.SimpleQueue`) holding either
 
-* a frame from a reader thread, as the tuple ``(transport_id, ProtocolMessage)``
-  (the hot path: no closure is allocated per frame), or
+* the frames of one socket read from a reader thread, as the tuple
+  ``(transport_id, [ProtocolMessage, ...])`` (the hot path: no closure is
+  allocated, and one wake-up covers every frame the read brought), or
 * a :class:`Command`: a function of ``now`` returning effects, run on the loop
   thread, plus an optional future that receives the function's exception.
 
@@ -100,7 +101,7 @@ class SessionLoop:
         self.clock = options.clock
         self.core = ConnectionCore(options, rng=rng, can_renew_token=_can_renew(options))
         self.delivery = Delivery(dispatcher)
-        self.links = Links(options, rest, self.core, self.post, self.post_frame)
+        self.links = Links(options, rest, self.core, self.post, self.post_frames)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -134,9 +135,13 @@ class SessionLoop:
         """Run ``fn(now)`` on the loop thread and perform the effects it returns."""
         self._inbox.put(Command(fn, future))
 
+    def post_frames(self, transport_id: int, frames: list[ProtocolMessage]) -> None:
+        """Decoded frames from a reader thread, in order."""
+        self._inbox.put((transport_id, frames))
+
     def post_frame(self, transport_id: int, pm: ProtocolMessage) -> None:
-        """A decoded frame from a reader thread."""
-        self._inbox.put((transport_id, pm))
+        """One decoded frame (kept for callers from before :meth:`post_frames`)."""
+        self._inbox.put((transport_id, [pm]))
 
     def request(self, op: Callable[[Future[Any], float], Iterable[Effect]]) -> Future[Any]:
         """Start ``op(future, now)`` on the loop thread; the core settles ``future`` later."""
@@ -187,13 +192,12 @@ class SessionLoop:
                     if item is _STOP:
                         return
                     if type(item) is tuple:
-                        self.perform(core.frame_received(item[0], item[1], clock.monotonic()))
+                        self._frames(item[0], item[1])
                     else:
                         self._command(item)
-                    try:
-                        item = inbox.get_nowait()
-                    except queue.Empty:
-                        item = None
+                    # Only this thread takes items, so "not empty" means get_nowait succeeds
+                    # (and costs no exception when, as mostly, the inbox is drained).
+                    item = None if inbox.empty() else inbox.get_nowait()
                 if item is not None:  # the batch ran out: keep it for the next round
                     self._requeue(item)
                 now = clock.monotonic()
@@ -209,11 +213,19 @@ class SessionLoop:
     def _requeue(self, item: Any) -> None:
         # SimpleQueue has no put-front; handle it now rather than reorder it.
         if type(item) is tuple:
-            self.perform(self.core.frame_received(item[0], item[1], self.clock.monotonic()))
+            self._frames(item[0], item[1])
         elif item is _STOP:
             self._inbox.put(_STOP)
         else:
             self._command(item)
+
+    def _frames(self, transport_id: int, frames: list[ProtocolMessage]) -> None:
+        frame_received = self.core.frame_received
+        now = self.clock.monotonic()
+        for pm in frames:
+            effects = frame_received(transport_id, pm, now)
+            if effects:
+                self.perform(effects)
 
     def _deadline(self) -> float | None:
         core_deadline = self.core.next_deadline()

@@ -3,10 +3,21 @@
 This is the only module that touches ``websocket-client``. A
 :class:`WebSocketTransport` dials a URL, then runs one daemon reader thread that
 hands every data frame (``str`` for JSON, ``bytes`` for msgpack) to
-``on_frame`` and reports the end of the connection exactly once through
+``on_frame`` - or, given ``on_frames``, every frame of one socket read as one
+list - and reports the end of the connection exactly once through
 ``on_close``. Sending is thread-safe. Timeouts and errors from the library are
 translated here, once, into :class:`~ably_bridge.errors.AblyException` with
 Ably's connection codes (80000 connection failed, 80003 disconnected).
+
+Reading: ``websocket-client`` dials, handshakes and sends, but on a socket it
+dialed the reader thread parses frames itself (:class:`FrameReader`, RFC 6455
+section 5): one ``recv`` of up to 64 KiB per wake-up instead of two or three
+small ones per frame, each of which gives up and retakes the GIL. With many
+connections in one process that is most of the reader's cost. Ping is answered
+with pong, fragments are reassembled, a close frame is answered and ends the
+connection. A local :meth:`~WebSocketTransport.close` sends a close frame and
+lets the reader see the server's reply (3 s at most) before the socket is shut.
+Other objects (a custom dialer's) are read through their ``recv_data``.
 
 ``read_limit`` (settable at any time) bounds the size of an inbound frame, like
 ably-go's ``SetReadLimit``: a larger frame ends the connection with 80003.
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -33,15 +45,24 @@ import websocket
 
 from ably_bridge.errors import AblyException, ErrorCode
 
-__all__ = ["Frame", "WebSocketLike", "WebSocketTransport", "redact_url"]
+__all__ = ["Frame", "FrameReader", "WebSocketLike", "WebSocketTransport", "redact_url"]
 
 log = logging.getLogger(__name__)
 
 Frame = bytes | str
 
-_OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
-_OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
-_OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
+_OPCODE_CONT = 0x0
+_OPCODE_TEXT = 0x1
+_OPCODE_BINARY = 0x2
+_OPCODE_CLOSE = 0x8
+_OPCODE_PING = 0x9
+_OPCODE_PONG = 0xA
+_CLOSE_NORMAL = b"\x03\xe8"  # status 1000
+# Bytes asked of the socket per read. Below glibc's mmap threshold (128 KiB) on
+# purpose: a larger recv buffer is mmap'd and unmapped on every call, which
+# costs more (two page faults) than the whole rest of a small frame's reading.
+_READ_SIZE = 64 * 1024
+_CLOSE_TIMEOUT = 3.0  # seconds a local close waits for the server's close frame
 
 _SECRET_PARAMS = ("key", "accessToken", "access_token", "resume", "recover")
 
@@ -57,6 +78,118 @@ class WebSocketLike(Protocol):
 
 
 Dialer = Callable[..., WebSocketLike]
+OnFrames = Callable[[list[Frame]], None]
+
+
+class FrameError(Exception):
+    """The server broke the WebSocket framing (RFC 6455 section 5), or a frame is too large.
+
+    ``frames`` holds the complete messages that came before the fault in the same feed.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.frames: list[tuple[int, bytes]] = []
+
+
+class FrameReader:
+    """Complete messages out of the byte stream a server sends, many per :meth:`feed`.
+
+    Returns ``(opcode, payload)`` pairs: text and binary messages (fragments
+    reassembled, RFC 6455 5.4) and control frames (close, ping, pong) as they
+    come. ``limit`` bounds a message's size, checked as soon as a header
+    announces it, so an oversized frame is refused before it is buffered.
+    """
+
+    __slots__ = ("_buffer", "_fragments", "_message_opcode")
+
+    def __init__(self) -> None:
+        self._buffer = b""  # an incomplete frame carried over to the next feed
+        self._fragments: list[bytes] = []
+        self._message_opcode = 0  # opcode of the fragmented message in progress
+
+    def feed(self, chunk: bytes, limit: int | None = None) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        try:
+            self._parse(chunk, limit, out)
+        except FrameError as exc:
+            exc.frames = out
+            raise
+        return out
+
+    def _parse(self, chunk: bytes, limit: int | None, out: list[tuple[int, bytes]]) -> None:
+        buf = self._buffer + chunk if self._buffer else chunk
+        end = len(buf)
+        pos = 0
+        while end - pos >= 2:
+            b1 = buf[pos]
+            b2 = buf[pos + 1]
+            length = b2 & 0x7F
+            start = pos + 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = int.from_bytes(buf[start : start + 2], "big")
+                start += 2
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = int.from_bytes(buf[start : start + 8], "big")
+                start += 8
+            if limit is not None and length + self._fragment_size() > limit:
+                raise FrameError(
+                    f"inbound frame of {length} bytes exceeds the read limit of {limit}"
+                )
+            mask = b""
+            if b2 & 0x80:  # servers must not mask (RFC 6455 5.1); tolerated, like before
+                mask = buf[start : start + 4]
+                start += 4
+            stop = start + length
+            if stop > end:
+                break
+            payload = buf[start:stop]
+            pos = stop
+            if mask:
+                payload = _unmask(payload, mask)
+            if b1 & 0x70:
+                raise FrameError("frame with reserved bits set (no extension was negotiated)")
+            self._frame(b1 & 0x0F, bool(b1 & 0x80), payload, out)
+        self._buffer = buf[pos:] if pos < end else b""
+
+    def _fragment_size(self) -> int:
+        return sum(len(part) for part in self._fragments)
+
+    def _frame(self, opcode: int, fin: bool, payload: bytes, out: list[tuple[int, bytes]]) -> None:
+        if opcode >= _OPCODE_CLOSE:  # control frames (RFC 6455 5.5) are never fragmented
+            if not fin or len(payload) > 125:
+                raise FrameError("fragmented or oversized control frame")
+            out.append((opcode, payload))
+        elif opcode == _OPCODE_CONT:
+            if not self._message_opcode:
+                raise FrameError("continuation frame without a message to continue")
+            self._fragments.append(payload)
+            if fin:
+                out.append((self._message_opcode, b"".join(self._fragments)))
+                self._fragments = []
+                self._message_opcode = 0
+        elif opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
+            if self._message_opcode:
+                raise FrameError("new message before the previous one was finished")
+            if fin:
+                out.append((opcode, payload))
+            else:
+                self._message_opcode = opcode
+                self._fragments = [payload]
+        else:
+            raise FrameError(f"unknown opcode {opcode:#x}")
+
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    size = len(payload)
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        size, "little"
+    )
 
 
 def redact_url(url: str) -> str:
@@ -92,6 +225,7 @@ class WebSocketTransport:
         *,
         on_frame: Callable[[Frame], None],
         on_close: Callable[[AblyException | None], None],
+        on_frames: OnFrames | None = None,
         headers: Mapping[str, str] | None = None,
         connect_timeout: float = 10.0,
         dialer: Dialer | None = None,
@@ -101,6 +235,8 @@ class WebSocketTransport:
         self._url = url
         self._headers = dict(headers or {})
         self._on_frame = on_frame
+        # Every frame of one socket read at once (one hand-over to the loop thread).
+        self._on_frames: OnFrames = on_frames or self._each_frame
         self._on_close = on_close
         self._connect_timeout = connect_timeout
         self._dialer: Dialer = dialer or _default_dialer
@@ -160,34 +296,84 @@ class WebSocketTransport:
             reader.join(timeout)
 
     # -- internals ------------------------------------------------------------
+    def _each_frame(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self._on_frame(frame)
+
     def _read_loop(self) -> None:
         ws = self._ws
         assert ws is not None
         error: AblyException | None = None
         try:
-            while not self._closed:
-                opcode, data = ws.recv_data()
-                limit = self.read_limit
-                if limit is not None and len(data) > limit:
-                    error = AblyException(
-                        f"inbound frame of {len(data)} bytes exceeds the read limit of {limit}",
-                        ErrorCode.CONNECTION_DISCONNECTED,
-                        400,
-                    )
-                    break
-                if opcode == _OPCODE_TEXT:
-                    self._on_frame(data.decode("utf-8") if isinstance(data, bytes) else data)
-                elif opcode == _OPCODE_BINARY:
-                    self._on_frame(bytes(data))
-                elif opcode == _OPCODE_CLOSE:
-                    error = AblyException(
-                        "websocket closed by the server", ErrorCode.CONNECTION_DISCONNECTED, 400
-                    )
-                    break
+            sock = getattr(ws, "sock", None) if isinstance(ws, websocket.WebSocket) else None
+            error = self._read_socket(ws, sock) if sock is not None else self._read_frames(ws)
+        except FrameError as exc:
+            if not self._closed:
+                error = AblyException(str(exc), ErrorCode.CONNECTION_DISCONNECTED, 400)
         except Exception as exc:
             if not self._closed:
                 error = self._translate(exc, "websocket connection lost")
         self._shutdown(error)
+
+    def _read_socket(self, ws: WebSocketLike, sock: socket.socket) -> AblyException | None:
+        """Read a socket websocket-client dialed: many frames per ``recv`` (module docstring)."""
+        recv = sock.recv
+        reader = FrameReader()
+        on_frames = self._on_frames
+        while True:
+            chunk = recv(_READ_SIZE)
+            if not chunk:
+                raise websocket.WebSocketConnectionClosedException("socket closed by the peer")
+            fault: FrameError | None = None
+            try:
+                messages = reader.feed(chunk, self.read_limit)
+            except FrameError as exc:  # deliver what came before it, then end
+                messages, fault = exc.frames, exc
+            frames: list[Frame] = []
+            closing = False
+            for opcode, payload in messages:
+                if opcode == _OPCODE_TEXT:
+                    frames.append(payload.decode("utf-8"))
+                elif opcode == _OPCODE_BINARY:
+                    frames.append(payload)
+                elif opcode == _OPCODE_PING:
+                    self._send_control(ws, payload, _OPCODE_PONG)
+                elif opcode == _OPCODE_CLOSE:
+                    closing = True
+                    break
+            if self._closed:  # a local close is under way: wait for the close frame only
+                if closing or fault is not None:
+                    return None
+                continue
+            if frames:
+                on_frames(frames)
+            if fault is not None:
+                raise fault
+            if closing:
+                self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)  # answer (RFC 6455 5.5.1)
+                return _closed_by_server()
+
+    def _read_frames(self, ws: WebSocketLike) -> AblyException | None:
+        """Read any other websocket object (a custom dialer's) a frame at a time."""
+        while not self._closed:
+            opcode, data = ws.recv_data()
+            limit = self.read_limit
+            if limit is not None and len(data) > limit:
+                raise FrameError(
+                    f"inbound frame of {len(data)} bytes exceeds the read limit of {limit}"
+                )
+            if opcode == _OPCODE_TEXT:
+                self._on_frames([data.decode("utf-8") if isinstance(data, bytes) else data])
+            elif opcode == _OPCODE_BINARY:
+                self._on_frames([bytes(data)])
+            elif opcode == _OPCODE_CLOSE:
+                return _closed_by_server()
+        return None
+
+    def _send_control(self, ws: WebSocketLike, payload: bytes, opcode: int) -> None:
+        # A control frame from the reader thread; a failure shows up as a read error.
+        with contextlib.suppress(Exception), self._send_lock:
+            ws.send(payload, opcode)
 
     def _shutdown(self, error: AblyException | None) -> None:
         with self._state_lock:
@@ -195,7 +381,14 @@ class WebSocketTransport:
             ws, self._ws = self._ws, None
             report = not self._close_reported
             self._close_reported = True
-        if ws is not None:
+        if isinstance(ws, websocket.WebSocket):  # read by _read_socket
+            reader = self._reader
+            if error is None and reader is not None and reader is not threading.current_thread():
+                # A local close: send ours, let the reader see the server's (RFC 6455 7.1.2).
+                self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)
+                reader.join(_CLOSE_TIMEOUT)
+            _abort(ws)
+        elif ws is not None:
             _quiet_close(ws)
         if report:
             if error is not None:
@@ -227,6 +420,20 @@ class WebSocketTransport:
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
         return f"WebSocketTransport({redact_url(self._url)}, {state})"
+
+
+def _closed_by_server() -> AblyException:
+    return AblyException("websocket closed by the server", ErrorCode.CONNECTION_DISCONNECTED, 400)
+
+
+def _abort(ws: websocket.WebSocket) -> None:
+    # Shut the socket down first: that wakes a reader blocked in recv (close alone does not).
+    sock = ws.sock
+    if sock is not None:
+        with contextlib.suppress(Exception):
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        ws.shutdown()  # type: ignore[no-untyped-call]  # closes the socket
 
 
 def _quiet_close(ws: WebSocketLike) -> None:
