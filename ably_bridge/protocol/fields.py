@@ -15,15 +15,17 @@ from typing import Any
 from ably_bridge.errors import EncodingError, ErrorCode
 
 __all__ = [
+    "as_dict_list",
+    "as_int",
+    "as_list",
+    "as_map",
+    "as_str",
     "malformed",
     "not_a_map",
     "opt_dict",
     "opt_int",
     "opt_str",
-    "req_dict_list",
     "req_int",
-    "req_list",
-    "req_map",
     "req_str",
 ]
 
@@ -61,49 +63,56 @@ def malformed(where: str, expected: str) -> EncodingError:
     )
 
 
-def req_str(raw: Mapping[str, Any], key: str, where: str = "") -> str | None:
-    value = raw.get(key)
-    if value is None or type(value) is str:
+def as_str(value: Any, where: str) -> str:
+    """A present value that must be a string."""
+    if type(value) is str:
         return value
-    raise malformed(where + key, "a string")
+    raise malformed(where, "a string")
 
 
-def req_int(raw: Mapping[str, Any], key: str, where: str = "") -> int | None:
-    value = raw.get(key)
-    if value is None:
-        return None
+def as_int(value: Any, where: str) -> int:
+    """A present value that must be an integer (an integral float is accepted)."""
     kind = type(value)
     if kind is int:
         return int(value)
     if kind is float and value.is_integer():
         return int(value)
-    raise malformed(where + key, "an integer")
+    raise malformed(where, "an integer")
 
 
-def req_map(raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
-    value = raw.get(key)
-    if value is None or isinstance(value, Mapping):
+def as_map(value: Any, where: str) -> Mapping[str, Any]:
+    """A present value that must be an object/map."""
+    if isinstance(value, Mapping):
         return value
-    raise malformed(key, "an object")
+    raise malformed(where, "an object")
 
 
-def req_list(raw: Mapping[str, Any], key: str) -> list[Any] | None:
-    value = raw.get(key)
-    if value is None or type(value) is list:
+def as_list(value: Any, where: str) -> list[Any]:
+    """A present value that must be an array (a tuple is read as one)."""
+    if type(value) is list:
         return value
     if isinstance(value, tuple):
         return list(value)
-    raise malformed(key, "an array")
+    raise malformed(where, "an array")
 
 
-def req_dict_list(raw: Mapping[str, Any], key: str) -> list[dict[str, Any]] | None:
-    items = req_list(raw, key)
-    if items is None:
-        return None
+def as_dict_list(value: Any, where: str) -> list[dict[str, Any]]:
+    """A present value that must be an array of objects."""
+    items = as_list(value, where)
     for item in items:
         if not isinstance(item, Mapping):
-            raise malformed(key, "an array of objects")
+            raise malformed(where, "an array of objects")
     return items
+
+
+def req_str(raw: Mapping[str, Any], key: str, where: str = "") -> str | None:
+    value = raw.get(key)
+    return None if value is None else as_str(value, where + key)
+
+
+def req_int(raw: Mapping[str, Any], key: str, where: str = "") -> int | None:
+    value = raw.get(key)
+    return None if value is None else as_int(value, where + key)
 
 
 def not_a_map(what: str, raw: object) -> EncodingError:

@@ -9,20 +9,22 @@ msgpack bytes) is :mod:`ably_bridge.protocol.codec`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.actions import Action, action_from_wire
 from ably_bridge.protocol.fields import (
+    as_dict_list,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
     malformed,
     not_a_map,
     opt_dict,
-    req_dict_list,
     req_int,
-    req_list,
-    req_map,
     req_str,
 )
 from ably_bridge.protocol.messages import Message, PresenceMessage
@@ -224,46 +226,77 @@ class ProtocolMessage:
         """Parse a frame dict, check field types, apply TM2/TP3 defaults; no payload decoding.
 
         Raises :class:`EncodingError` 40013 when the frame is malformed (not a
-        map, non-string keys, a field of the wrong type).
+        map, non-string keys, a field of the wrong type). Only the keys the
+        frame has are looked at: a frame carries a handful of the twenty fields.
         """
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             raise not_a_map("protocol message", raw)
-        for key in raw:
+        # A frame without "action" reads as HEARTBEAT (0): encoders that omit zero
+        # values produce exactly that.
+        pm = cls(Action.HEARTBEAT)
+        fields = _FRAME_FIELDS
+        for key, value in raw.items():
             if type(key) is not str:
                 raise malformed("every key", "a string")
-        action = req_int(raw, "action")
-        flags = req_int(raw, "flags")
-        messages = req_list(raw, "messages")
-        presence = req_list(raw, "presence")
-        error = req_map(raw, "error")
-        details = req_map(raw, "connectionDetails")
-        params = req_map(raw, "params")
-        auth = req_map(raw, "auth")
-        pm = cls(
-            # A frame without "action" reads as HEARTBEAT (0): encoders that omit
-            # zero values produce exactly that.
-            action_from_wire(action) if action is not None else Action.HEARTBEAT,
-            id=req_str(raw, "id"),
-            channel=req_str(raw, "channel"),
-            channel_serial=req_str(raw, "channelSerial"),
-            connection_id=req_str(raw, "connectionId"),
-            connection_key=req_str(raw, "connectionKey"),
-            connection_details=None if details is None else ConnectionDetails.from_dict(details),
-            msg_serial=req_int(raw, "msgSerial"),
-            count=req_int(raw, "count"),
-            error=None if error is None else AblyException.from_dict(error),
-            flags=flags or 0,
-            timestamp=req_int(raw, "timestamp"),
-            messages=[Message.from_dict(m) for m in messages] if messages else [],
-            presence=[PresenceMessage.from_dict(p) for p in presence] if presence else [],
-            annotations=req_dict_list(raw, "annotations") or [],
-            state=req_dict_list(raw, "state") or [],
-            auth=opt_dict(auth),
-            params=None if params is None else _string_map(params),
-            res=req_dict_list(raw, "res"),
-        )
+            if value is None:
+                continue  # null means absent (RSF1)
+            reader = fields.get(key)
+            if reader is not None:  # unknown keys are ignored (RSF1)
+                setattr(pm, reader[0], reader[1](value, key))
         pm.fill_defaults()
         return pm
+
+
+def _read_action(value: Any, where: str) -> Action | int:
+    return action_from_wire(as_int(value, where))
+
+
+def _read_messages(value: Any, where: str) -> list[Message]:
+    return [Message.from_dict(m) for m in as_list(value, where)]
+
+
+def _read_presence(value: Any, where: str) -> list[PresenceMessage]:
+    return [PresenceMessage.from_dict(p) for p in as_list(value, where)]
+
+
+def _read_error(value: Any, where: str) -> AblyException:
+    return AblyException.from_dict(as_map(value, where))
+
+
+def _read_details(value: Any, where: str) -> ConnectionDetails:
+    return ConnectionDetails.from_dict(as_map(value, where))
+
+
+def _read_auth(value: Any, where: str) -> dict[str, Any] | None:
+    return opt_dict(as_map(value, where))
+
+
+def _read_params(value: Any, where: str) -> dict[str, str]:
+    return _string_map(as_map(value, where))
+
+
+# Wire key -> (attribute, strict reader of a present value); see ProtocolMessage (TR4).
+_FRAME_FIELDS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
+    "action": ("action", _read_action),
+    "id": ("id", as_str),
+    "channel": ("channel", as_str),
+    "channelSerial": ("channel_serial", as_str),
+    "connectionId": ("connection_id", as_str),
+    "connectionKey": ("connection_key", as_str),
+    "connectionDetails": ("connection_details", _read_details),
+    "msgSerial": ("msg_serial", as_int),
+    "count": ("count", as_int),
+    "error": ("error", _read_error),
+    "flags": ("flags", as_int),
+    "timestamp": ("timestamp", as_int),
+    "messages": ("messages", _read_messages),
+    "presence": ("presence", _read_presence),
+    "annotations": ("annotations", as_dict_list),
+    "state": ("state", as_dict_list),
+    "auth": ("auth", _read_auth),
+    "params": ("params", _read_params),
+    "res": ("res", as_dict_list),
+}
 
 
 def _string_map(raw: Mapping[str, Any]) -> dict[str, str]:

@@ -206,7 +206,7 @@ class Message(_Payload):
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Self:
         """Parse a wire dict without decoding ``data``; 40013 only if ``raw`` is not a map."""
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             raise not_a_map("message", raw)
         get = raw.get
         action = get("action")
@@ -323,7 +323,7 @@ class PresenceMessage(_Payload):
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Self:
         """Parse a wire dict without decoding ``data``; 40013 only if ``raw`` is not a map."""
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             raise not_a_map("presence message", raw)
         get = raw.get
         action = get("action")
