@@ -39,6 +39,7 @@ Examples::
     /work/.venv/bin/python bench/bridge_e2e.py --consumer ceiling --messages 100000
     /work/.venv/bin/python bench/bridge_e2e.py --consumer handwritten --sink streams
     BENCH_PROFILE=/tmp/bridge.prof /work/.venv/bin/python bench/bridge_e2e.py ...  # cProfile
+    BENCH_PYSPY=/tmp/p.txt BENCH_PYSPY_ARGS=--gil /work/.venv/bin/python bench/bridge_e2e.py ...
 
 Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), RabbitMQ at
 ``AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672//``).
@@ -553,7 +554,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(consumer.pid),
                  "-o", os.environ["BENCH_PYSPY"], "-f", "raw", "-r", "250", "--nonblocking",
-                 "--threads"],
+                 "--threads", *os.environ.get("BENCH_PYSPY_ARGS", "").split()],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             time.sleep(1.0)

@@ -157,6 +157,7 @@ class BridgeApp:
         self.sinks = SinkPool(config, self.metrics, self.clock, fencing)
         self._snapshots: dict[str, PresenceSnapshot] = {}
         self.rest = rest_client(config)
+        opts = options or DaemonOptions(drain_timeout=config.delivery.drain_timeout)
         self.dispatcher = Dispatcher(
             config,
             sink_for=self.sinks,
@@ -165,9 +166,9 @@ class BridgeApp:
             snapshot_for=self._snapshot_for,
             clock=self.clock,
             fencing=fencing,
+            checkpoint_interval=opts.checkpoint_interval,
         )
         self.source = source if source is not None else self._realtime_source()
-        opts = options or DaemonOptions(drain_timeout=config.delivery.drain_timeout)
         self.daemon = Daemon(
             config,
             source=self.source,

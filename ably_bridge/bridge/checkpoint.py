@@ -28,10 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 
 if TYPE_CHECKING:
     import redis
+    from redis.commands.core import Script
 
     from ably_bridge.bridge.fencing import Fence, Fencing
 
@@ -150,28 +153,57 @@ class CheckpointStore:
         positions: Mapping[str, Position],
         fences: Mapping[str, Fence] | None = None,
     ) -> dict[str, bool]:
-        """Advance several channels of one route in one round trip (fences as in advance)."""
+        """Advance several channels of one route in one round trip (fences as in advance).
+
+        The scripts run by ``EVALSHA`` in one pipeline; only when the server does
+        not know them (restarted, flushed) are they loaded and those calls redone,
+        so a save is one round trip (a registered script in a pipeline would first
+        ask ``SCRIPT EXISTS``: two).
+        """
         if not positions:
             return {}
         key = self.key(route_id)
-        pipe = self._client.pipeline(transaction=False)
         channels = list(positions)
+        calls = []
         for channel in channels:
             fence = fences.get(channel) if fences is not None else None
-            self._call(key, channel, positions[channel], fence, pipe)
-        results = pipe.execute()
+            calls.append(self._script_call(key, channel, positions[channel], fence))
+        results = self._evalsha(calls)
+        for reply in results:
+            if isinstance(reply, Exception):
+                raise reply
         return {ch: self._moved(ch, r) for ch, r in zip(channels, results, strict=True)}
+
+    def _evalsha(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        replies = self._pipeline(calls)
+        redo = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if redo:
+            for script in {id(calls[i][0]): calls[i][0] for i in redo}.values():
+                self._client.script_load(script.script)
+            for i, reply in zip(redo, self._pipeline([calls[i] for i in redo]), strict=True):
+                replies[i] = reply
+        return replies
+
+    def _pipeline(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return list(pipe.execute(raise_on_error=False))
+
+    def _script_call(
+        self, key: str, channel: str, position: Position, fence: Fence | None
+    ) -> tuple[Script, list[str], list[Any]]:
+        if fence is None and self.fencing is not None:
+            fence = self.fencing.fence(channel)
+        if fence is None:
+            return self._advance, [key], _args(channel, position)
+        return self._fenced_advance, [key, fence.key], [*_args(channel, position), fence.token]
 
     def _call(
         self, key: str, channel: str, position: Position, fence: Fence | None, client: Any
     ) -> Any:
-        if fence is None and self.fencing is not None:
-            fence = self.fencing.fence(channel)
-        if fence is None:
-            return self._advance(keys=[key], args=_args(channel, position), client=client)
-        return self._fenced_advance(
-            keys=[key, fence.key], args=[*_args(channel, position), fence.token], client=client
-        )
+        script, keys, args = self._script_call(key, channel, position, fence)
+        return script(keys=keys, args=args, client=client)
 
     def _moved(self, channel: str, reply: Any) -> bool:
         if reply == -1:

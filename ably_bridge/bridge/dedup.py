@@ -17,6 +17,7 @@ This module owns how an event is recognised as already delivered:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import uuid
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 # uuid5 namespace of bridge task ids (a fixed, random UUID: never change it, or
 # events re-sent after an upgrade would get new ids).
 TASK_ID_NAMESPACE = uuid.UUID("6f1d2b8e-3c4a-5e9f-8a7b-2d1c0e9f8a6b")
+_TASK_ID_PREFIX = TASK_ID_NAMESPACE.bytes
 
 
 def dedup_bucket(now: float, ttl: float) -> int:
@@ -68,7 +70,16 @@ def celery_task_id(route_id: str, task_name: str, dedup_key: str) -> str:
     The task name is part of the seed so that two Celery targets of one route
     get different ids (the worker guard keys on the id).
     """
-    return str(uuid.uuid5(TASK_ID_NAMESPACE, f"{route_id}:{task_name}:{dedup_key}"))
+    # uuid.uuid5 (RFC 4122 section 4.3) without the UUID object: the same text.
+    digest = bytearray(
+        hashlib.sha1(
+            _TASK_ID_PREFIX + f"{route_id}:{task_name}:{dedup_key}".encode(), usedforsecurity=False
+        ).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class DedupWindow:

@@ -9,7 +9,10 @@ needs no realtime connection::
 * **At-least-once**: an event counts as done only when every target of its
   route confirmed it (delivered or already there) or it was dead-lettered; the
   (route, channel) checkpoint advances over the longest *contiguous* run of
-  done events, so a slow or failing target holds it back.
+  done events, so a slow or failing target holds it back. With a
+  ``checkpoint_interval`` the saves are spaced at least that far apart while
+  events keep being confirmed (:meth:`Dispatcher.next_wakeup` includes the
+  next save; :meth:`Dispatcher.flush_checkpoints` saves at once).
 * **Outages**: each sink has a bounded FIFO with exponential backoff and jitter
   (:class:`~ably_bridge.bridge.retry.SinkBuffer`); a full buffer makes
   ``submit_*`` return False (accept nothing) so the daemon can pause the channel
@@ -114,6 +117,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         router: Router | None = None,
         fencing: Fencing | None = None,
+        checkpoint_interval: float = 0.0,
     ) -> None:
         self.config = config
         self.fencing = fencing
@@ -135,6 +139,9 @@ class Dispatcher:
         self._order: dict[tuple[str, str], deque[_Event]] = {}
         self._unsaved: dict[str, dict[str, Position]] = {}
         self._unsaved_fences: dict[tuple[str, str], Fence] = {}
+        # > 0: checkpoints are saved at most this often (seconds); 0: on every pump.
+        self._checkpoint_interval = checkpoint_interval
+        self._next_save = 0.0  # monotonic time before which no save starts (interval > 0)
         self._ciphers: dict[Secret, ChannelCipher] = {}
 
     # -- intake ---------------------------------------------------------------------
@@ -263,9 +270,16 @@ class Dispatcher:
                 break
 
     def next_wakeup(self) -> float | None:
-        """Seconds until some buffer is ready (0: now), or None when all are empty."""
+        """Seconds until some buffer is ready or a deferred checkpoint save is due (0: now),
+        or None when there is nothing to do."""
         waits = [w for b in self._buffers.values() if (w := b.seconds_until_ready()) is not None]
+        if self._unsaved and self._checkpoint_interval > 0:
+            waits.append(max(0.0, self._next_save - self._clock.monotonic()))
         return min(waits) if waits else None
+
+    def flush_checkpoints(self) -> None:
+        """Save the checkpoints not saved yet now, whatever the save interval (shutdown)."""
+        self._advance_checkpoints((), force=True)
 
     def pending(self) -> int:
         """Deliveries waiting in sink buffers."""
@@ -489,7 +503,9 @@ class Dispatcher:
         env = event.envelope
         self._window.add(f"{env.rule_id}|{env.dedup_key}")
 
-    def _advance_checkpoints(self, touched: Iterable[tuple[str, str]]) -> None:
+    def _advance_checkpoints(
+        self, touched: Iterable[tuple[str, str]], *, force: bool = False
+    ) -> None:
         for route_id, channel in touched:
             order = self._order.get((route_id, channel))
             last: _Event | None = None
@@ -506,6 +522,13 @@ class Dispatcher:
         if self._checkpoints is None or not self._unsaved:
             self._unsaved.clear()
             return
+        if self._checkpoint_interval > 0 and not force:
+            # Under load every pump confirms something: one save per interval, not per
+            # pump (a later save only moves further; a crash replays a little more).
+            now = self._clock.monotonic()
+            if now < self._next_save:
+                return  # next_wakeup() tells the daemon when
+            self._next_save = now + self._checkpoint_interval
         for route_id in list(self._unsaved):
             positions = self._unsaved[route_id]
             fences = None

@@ -53,6 +53,10 @@ class DaemonOptions:
     seed_skew_ms: int = 5000  # a first-attach seed checkpoint is this far in the past
     drain_timeout: float = 30.0
     maintain_interval: float = 5.0  # connection pool: rate measurement and moves
+    # Checkpoints are saved at most this often (seconds) while events keep being
+    # confirmed, instead of after every sink call; the first save after a quiet
+    # spell is immediate, shutdown flushes. 0: save after every pump.
+    checkpoint_interval: float = 0.05
 
 
 @dataclass(slots=True)

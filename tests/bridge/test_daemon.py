@@ -77,6 +77,7 @@ def make_rig(
     executor: Executor | None = None,
     clock: FakeClock | None = None,
     options: DaemonOptions | None = None,
+    checkpoint_interval: float = 0.0,
 ) -> Rig:
     config = config or make_config()
     clock = clock or FakeClock()
@@ -91,6 +92,7 @@ def make_rig(
         checkpoints=cps,  # type: ignore[arg-type]
         clock=clock,
         rng=random.Random(0),
+        checkpoint_interval=checkpoint_interval,
     )
     src = source or FakeSource(time_ms=clock.time_ms)
     executor = executor or InlineExecutor()
@@ -118,6 +120,28 @@ def publish(rig: Rig, channel: str, n: int, **kw: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+
+
+def test_spaced_checkpoint_saves_catch_up_and_are_flushed_on_shutdown() -> None:
+    rig = make_rig(checkpoint_interval=0.5)
+    rig.daemon.start()
+    rig.settle()
+    first = publish(rig, "ch1", 2)
+    rig.settle()
+    assert rig.checkpoints.data[("r1", "ch1")].id == first[-1]  # the first save is at once
+    more = publish(rig, "ch1", 3)
+    rig.settle()
+    assert rig.ids("ch1") == first + more
+    assert rig.checkpoints.data[("r1", "ch1")].id == first[-1]  # deferred...
+    assert rig.daemon._wait_time() <= 0.5  # ...and the delivery thread wakes up for it
+    rig.clock.advance(0.5)
+    rig.daemon.step()
+    assert rig.checkpoints.data[("r1", "ch1")].id == more[-1]
+    last = publish(rig, "ch1", 2)
+    rig.settle()
+    assert rig.checkpoints.data[("r1", "ch1")].id == more[-1]
+    rig.daemon.shutdown()
+    assert rig.checkpoints.data[("r1", "ch1")].id == last[-1]  # flushed on the way out
 
 
 def test_live_messages_reach_the_sink_in_order_and_checkpoint() -> None:

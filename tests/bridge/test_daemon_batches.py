@@ -143,7 +143,46 @@ def test_a_step_budgets_events_not_items() -> None:
     rig.daemon.start()
     rig.settle()
     sent = frame(rig, "ch1", 6) + frame(rig, "ch1", 6) + frame(rig, "ch1", 6)
-    assert rig.daemon.step() == 2  # 12 events reach the budget of 10: the sinks go next
+    # The first two frames are joined (a chunk: 12 events) and use up the budget of 10:
+    # the sinks go next. The third, taken from the inbox meanwhile, goes first next step.
     assert rig.daemon.step() == 1
+    assert rig.ids("ch1") == sent[:12]
+    assert rig.daemon.inbox.empty()
+    assert rig.daemon.step() == 1
+    assert rig.ids("ch1") == sent
     rig.settle()
     assert rig.ids("ch1") == sent
+
+
+def test_frames_queued_back_to_back_are_submitted_together_in_order() -> None:
+    rig = live_rig()  # chunks of 12
+    submits: list[tuple[str, int]] = []
+    submit = rig.daemon.dispatcher.submit_messages
+
+    def counting(channel: str, messages: list[Message]) -> bool:
+        submits.append((channel, len(messages)))
+        return submit(channel, messages)
+
+    rig.daemon.dispatcher.submit_messages = counting  # type: ignore[method-assign]
+    sent: dict[str, list[str]] = {"ch1": [], "ch2": []}
+    for channel in ["ch1"] * 15 + ["ch2"] * 2 + ["ch1"] * 3:  # one message per frame
+        sent[channel] += frame(rig, channel, 1)
+    rig.settle()
+    assert rig.ids("ch1") == sent["ch1"] and rig.ids("ch2") == sent["ch2"]
+    # 15 frames of ch1: a chunk of 12 and the other 3; ch2's two; the last three of ch1.
+    assert submits == [("ch1", 12), ("ch1", 3), ("ch2", 2), ("ch1", 3)]
+
+
+def test_frames_of_an_abandoned_attachment_are_not_joined_with_the_new_ones() -> None:
+    rig = live_rig()
+    track = rig.daemon.tracks["ch1"]
+    old = frame(rig, "ch1", 1) + frame(rig, "ch1", 1)  # queued for the current epoch...
+    inbox = rig.daemon.inbox
+    stale = [inbox.get_nowait(), inbox.get_nowait()]
+    track.epoch += 1  # ...then the attachment is abandoned (as a pause does)
+    fresh = Live("ch1", track.epoch, "messages", stored(rig, "ch1", 2))
+    for item in [*stale, fresh]:
+        inbox.put(item)
+    rig.settle()
+    assert rig.ids("ch1") == [str(m.id) for m in fresh.payload]
+    assert not set(old) & set(rig.ids("ch1"))

@@ -71,7 +71,7 @@ def config(**delivery: Any) -> BridgeConfig:
 
 
 class Harness:
-    def __init__(self, **delivery: Any) -> None:
+    def __init__(self, checkpoint_interval: float = 0.0, **delivery: Any) -> None:
         self.clock = FakeClock()
         self.celery = MemorySink()
         self.streams = MemorySink()
@@ -84,6 +84,7 @@ class Harness:
             checkpoints=self.checkpoints,  # type: ignore[arg-type]
             clock=self.clock,
             rng=random.Random(1),
+            checkpoint_interval=checkpoint_interval,
         )
 
     def sink_for(self, target: Target) -> MemorySink:
@@ -248,3 +249,60 @@ def test_sink_buffer_backoff_with_fake_clock() -> None:
     assert buf.ready() and buf.take(10) == [1, 2, 3]
     buf.succeeded()
     assert not buf.backing_off and buf.seconds_until_ready() is None
+
+
+def test_checkpoint_saves_are_spaced_by_the_interval() -> None:
+    h = Harness(checkpoint_interval=0.5)
+    d, saved = h.dispatcher, h.checkpoints.saved
+    d.submit_messages("chat:1", [msg(1)])
+    d.drain()
+    assert saved[("chat", "chat:1")] == Position(1001, "conn:1:0")  # first: at once
+    calls = h.checkpoints.calls
+    for i in (2, 3, 4):  # confirmed within the interval: kept, not saved
+        d.submit_messages("chat:1", [msg(i)])
+        d.drain()
+    assert h.checkpoints.calls == calls
+    assert saved[("chat", "chat:1")] == Position(1001, "conn:1:0")
+    assert d.unsettled_channels() == {"chat:1"}  # (a shard hand-over waits for the save)
+    assert d.next_wakeup() == pytest.approx(0.5)  # the daemon wakes up for the save
+    h.clock.advance(0.3)
+    assert d.pump() == 0 and h.checkpoints.calls == calls
+    assert d.next_wakeup() == pytest.approx(0.2)
+    h.clock.advance(0.2)
+    assert d.next_wakeup() == 0.0
+    assert d.pump() == 0  # nothing to deliver; the due save happens
+    assert h.checkpoints.calls == calls + 1  # one save, of the latest position
+    assert saved[("chat", "chat:1")] == Position(1004, "conn:4:0")
+    assert d.next_wakeup() is None and d.unsettled_channels() == set()
+
+
+def test_flush_saves_deferred_checkpoints_at_once() -> None:
+    h = Harness(checkpoint_interval=10.0)
+    d = h.dispatcher
+    d.submit_messages("chat:1", [msg(1)])
+    d.drain()
+    d.submit_messages("chat:1", [msg(2)])
+    d.drain()
+    assert h.checkpoints.saved[("chat", "chat:1")] == Position(1001, "conn:1:0")
+    d.flush_checkpoints()
+    assert h.checkpoints.saved[("chat", "chat:1")] == Position(1002, "conn:2:0")
+    assert d.next_wakeup() is None
+
+
+def test_a_failed_deferred_save_is_retried_after_the_interval() -> None:
+    h = Harness(checkpoint_interval=1.0)
+    d = h.dispatcher
+    real = h.checkpoints.advance_many
+
+    def broken(route_id: str, positions: dict[str, Position]) -> dict[str, bool]:
+        raise ConnectionError("redis down")
+
+    h.checkpoints.advance_many = broken  # type: ignore[method-assign]
+    d.submit_messages("chat:1", [msg(1)])
+    d.drain()
+    assert h.checkpoints.saved == {}
+    assert d.next_wakeup() == pytest.approx(1.0)  # not a busy loop on a failing store
+    h.checkpoints.advance_many = real  # type: ignore[method-assign]
+    h.clock.advance(1.0)
+    d.pump()
+    assert h.checkpoints.saved[("chat", "chat:1")] == Position(1001, "conn:1:0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import pytest
 import redis
@@ -12,11 +13,17 @@ from redis.retry import Retry
 
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
-from ably_bridge.bridge.dedup import DedupWindow, WorkerGuard, celery_task_id
+from ably_bridge.bridge.dedup import (
+    TASK_ID_NAMESPACE,
+    DedupWindow,
+    WorkerGuard,
+    celery_task_id,
+)
 from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.clock import FakeClock
 from ably_bridge.protocol.models import Message, PresenceMessage
+from tests.bridge.conftest import OwnRedis
 
 B = EnvelopeBuilder("appX", "test")
 
@@ -60,6 +67,37 @@ def test_checkpoint_load_all_and_batched_advance(rclient: redis.Redis, prefix: s
     assert set(store.load_all("r")) == {"b", "old"}
     store.delete("r")
     assert store.load_all("r") == {}
+
+
+def test_batched_advance_is_one_evalsha_and_survives_a_script_flush(
+    own_redis: OwnRedis,
+) -> None:
+    client = redis.Redis.from_url(own_redis.url)
+    store = CheckpointStore(client, prefix="cp")
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in
+                ("evalsha", "script|exists", "script|load")}  # fmt: skip
+
+    # First save: the server does not know the script; it is loaded and the save redone.
+    assert store.advance_many("r", {"a": Position(1, "a1"), "b": Position(2, "b1")}) == {
+        "a": True,
+        "b": True,
+    }
+    before = calls()
+    assert store.advance_many("r", {"a": Position(3, "a3")}) == {"a": True}
+    after = calls()
+    assert after["evalsha"] - before["evalsha"] == 1
+    assert after["script|exists"] == before["script|exists"]  # no SCRIPT EXISTS first
+    client.script_flush()
+    assert store.advance_many("r", {"a": Position(2, "a2"), "b": Position(4, "b4")}) == {
+        "a": False,
+        "b": True,
+    }
+    assert calls()["script|load"] > after["script|load"]
+    assert store.load_all("r") == {"a": Position(3, "a3"), "b": Position(4, "b4")}
+    client.close()
 
 
 def test_checkpoint_concurrent_advances_keep_the_maximum(rclient: redis.Redis, prefix: str) -> None:
@@ -177,6 +215,15 @@ def test_task_ids_are_deterministic() -> None:
     assert a == celery_task_id("route", "task.a", "m:c:1:0")
     assert a != celery_task_id("route", "task.b", "m:c:1:0")
     assert a != celery_task_id("route2", "task.a", "m:c:1:0")
+    # The id is uuid5(TASK_ID_NAMESPACE, "route:task:key"): workers and replays rely on it.
+    for route, task, key in [
+        ("route", "task.a", "m:c:1:0"),
+        ("", "", ""),
+        ("r\u00fc", "t\u6771.x", "p:\u00e9:9"),
+        ("route", "task", "m:" + "x" * 500),
+    ]:
+        expected = uuid.uuid5(TASK_ID_NAMESPACE, f"{route}:{task}:{key}")
+        assert celery_task_id(route, task, key) == str(expected)
 
 
 def test_dedup_window_is_a_bounded_lru() -> None:

@@ -234,3 +234,29 @@ def test_script_cache_flush_is_recovered(own_redis: OwnRedis) -> None:
     more = deliveries(envelopes(6), target)
     assert outcomes(sink.deliver(more)) == [Outcome.DUPLICATE] * 3 + [Outcome.DELIVERED] * 3
     assert client.xlen("s") == 6
+
+
+def test_script_calls_are_packed_as_redis_py_packs_them() -> None:
+    from ably_bridge.bridge.sinks.redis_streams import _pack
+
+    conn = redis.Redis.from_url(REDIS_URL).connection_pool.make_connection()
+    commands = [
+        (
+            "EVALSHA",
+            "f" * 40,
+            3,
+            "s:ch\u00fc",
+            "d:1",
+            "d:0",
+            0,
+            "1",
+            7260,
+            "r|m:c:1:0",
+            2,
+            "envelope",
+            '{"data":"\u6771\\u0000"}',
+        ),
+        ("EVALSHA", "f" * 40, 1, b"\x00\xff", -5, "x" * 70_000, 2**70),
+        ("EVALSHA", "f" * 40, 1, "k", 1.5),  # (a float: left to redis-py's packer)
+    ]
+    assert b"".join(_pack(conn, commands)) == b"".join(conn.pack_commands(commands))

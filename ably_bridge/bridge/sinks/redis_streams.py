@@ -15,7 +15,8 @@ the shard's current one is refused (``FENCED``: another replica owns the
 channel now and delivers it from the checkpoint; see :mod:`..fencing`). A script runs
 atomically, so an event replayed in the same batch, in a later batch or from
 another thread or process is written exactly once while its mark lives.
-All the per-stream calls of a batch go in one pipeline: one round trip.
+All the per-stream calls of a batch go out in one write on the sink's own
+connection: one round trip.
 
 Field layouts: ``envelope`` (one field, ``envelope`` = the Integrations JSON)
 or ``flat`` (:meth:`Envelope.flat_fields`).
@@ -134,6 +135,39 @@ _RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 _MAX_EVENTS_PER_CALL = 500  # bounds the time one script call holds the server
+# Errors after which the sink's connection is re-established and the calls sent again once.
+_RECONNECT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, socket.timeout)
+
+
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """The RESP encoding of ``commands``, as ``conn.pack_commands`` would write it.
+
+    Arguments that are ``str``, ``int`` or ``bytes`` (all the script calls
+    use) are encoded here, in one pass; a command with anything else is left
+    to redis-py's packer.
+    """
+    encoder = conn.encoder
+    encoding, errors = encoder.encoding, encoder.encoding_errors
+    out: list[bytes] = []
+    for command in commands:
+        parts = [b"*%d\r\n" % len(command)]
+        for arg in command:
+            kind = type(arg)
+            if kind is str:
+                data = arg.encode(encoding, errors)
+            elif kind is int:
+                data = b"%d" % arg
+            elif kind is bytes:
+                data = arg
+            else:
+                parts = []
+                break
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        if parts:
+            out.append(b"".join(parts))
+        else:
+            out.extend(conn.pack_commands([command]))
+    return out
 
 
 def retryable_redis_error(exc: BaseException) -> bool:
@@ -168,6 +202,7 @@ class RedisStreamSink:
             health_check_interval=30,
         )
         self._sha: str | None = None
+        self._conn: Any = None  # held from the client's pool for the script calls
         self._fencing = self.options.fencing
         self._script = XADD_DEDUP_LUA if self._fencing is None else XADD_DEDUP_FENCED_LUA
         self._ttl = max(1.0, float(self.options.dedup_ttl))
@@ -217,6 +252,12 @@ class RedisStreamSink:
             return False
 
     def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(RedisError, OSError):
+                conn.disconnect()
+            with contextlib.suppress(RedisError, OSError, KeyError, ValueError):
+                self._client.connection_pool.release(conn)
         with contextlib.suppress(RedisError):
             self._client.close()
 
@@ -302,10 +343,33 @@ class RedisStreamSink:
         return replies
 
     def _pipeline(self, sha: str, calls: list[tuple[list[str], list[int], list[Any]]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for keys, _, argv in calls:
-            pipe.evalsha(sha, len(keys), *keys, *argv)
-        return list(pipe.execute(raise_on_error=False))
+        """The calls as one pipelined write and their replies (an error reply in its place).
+
+        On the sink's own connection, without redis-py's ``Pipeline`` (whose
+        per-call bookkeeping costs as much CPU as the round trip itself when a
+        batch is one event); a broken connection is reconnected and the calls
+        sent once more (as the client's retry would: the scripts are idempotent).
+        """
+        commands = [("EVALSHA", sha, len(keys), *keys, *argv) for keys, _, argv in calls]
+        for attempt in (1, 2):
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = self._client.connection_pool.get_connection()
+            try:
+                conn.send_packed_command(_pack(conn, commands))
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(conn.read_response())
+                    except ResponseError as exc:  # this call's reply; the rest follow
+                        replies.append(exc)
+                return replies
+            except _RECONNECT as exc:
+                conn.disconnect()  # (the next send connects again)
+                if attempt == 2:
+                    raise
+                logger.debug("redis stream sink %s: reconnecting: %r", self._where, exc)
+        raise AssertionError("unreachable")
 
     def _collect(
         self,
