@@ -15,6 +15,8 @@ import pytest
 import redis
 
 REDIS_URL = os.environ.get("ABLY_BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_BROKER = "redis://127.0.0.1:6379/15"
+AMQP_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def redis_available(url: str = REDIS_URL) -> bool:
@@ -22,6 +24,25 @@ def redis_available(url: str = REDIS_URL) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
+
+
+def amqp_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=[REDIS_BROKER, AMQP_BROKER], ids=["redis", "amqp"])
+def broker(request: pytest.FixtureRequest) -> str:
+    """A Celery broker URL: every test using it runs on Redis and on RabbitMQ."""
+    url = str(request.param)
+    if url.startswith("amqp") and not amqp_available():
+        pytest.skip("RabbitMQ at 127.0.0.1:5672 is not running")
+    if url.startswith("redis") and not redis_available(url):
+        pytest.skip("Redis at 127.0.0.1:6379 is not running")
+    return url
 
 
 @pytest.fixture

@@ -16,20 +16,9 @@ from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink, SenderAMQP, _Confirms
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import redis_available
-from tests.bridge.test_celery_sink import AMQP_BROKER, REDIS_BROKER, amqp_available
+from tests.bridge.conftest import AMQP_BROKER
 
 B = EnvelopeBuilder("appX", "test")
-
-
-@pytest.fixture(params=[REDIS_BROKER, AMQP_BROKER], ids=["redis", "amqp"])
-def broker(request: pytest.FixtureRequest) -> str:
-    url = str(request.param)
-    if url.startswith("amqp") and not amqp_available():
-        pytest.skip("RabbitMQ at 127.0.0.1:5672 is not running")
-    if url.startswith("redis") and not redis_available(url):
-        pytest.skip("Redis at 127.0.0.1:6379 is not running")
-    return url
 
 
 @pytest.fixture

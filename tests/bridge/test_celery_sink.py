@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -20,26 +19,10 @@ from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions, create_sink
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import REDIS_URL, OwnRedis, redis_available
+from tests.bridge.conftest import REDIS_URL, OwnRedis
 
-REDIS_BROKER = "redis://127.0.0.1:6379/15"
-AMQP_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 TASK = "bridge_test.handle_event"
 B = EnvelopeBuilder("appX", "test")
-
-
-def amqp_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-BROKERS = [
-    pytest.param(REDIS_BROKER, id="redis"),
-    pytest.param(AMQP_BROKER, id="amqp"),
-]
 
 
 class Received:
@@ -82,16 +65,6 @@ def worker_app(
                     received.runs.append(self.request.id)
 
     return app
-
-
-@pytest.fixture(params=BROKERS)
-def broker(request: pytest.FixtureRequest) -> str:
-    url = str(request.param)
-    if url.startswith("amqp") and not amqp_available():
-        pytest.skip("RabbitMQ at 127.0.0.1:5672 is not running")
-    if url.startswith("redis") and not redis_available(url):
-        pytest.skip("Redis at 127.0.0.1:6379 is not running")
-    return url
 
 
 @pytest.fixture

@@ -29,14 +29,7 @@ from ably_bridge.bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import redis_available
-from tests.bridge.test_celery_sink import (
-    AMQP_BROKER,
-    REDIS_BROKER,
-    Received,
-    amqp_available,
-    worker_app,
-)
+from tests.bridge.test_celery_sink import Received, worker_app
 
 B = EnvelopeBuilder("appX", "test")
 
@@ -45,16 +38,6 @@ def envelopes(n: int) -> list[Envelope]:
     return [
         B.message("c", Message("n", {"i": i}, id=f"c:{i}:0", timestamp=1), "r") for i in range(n)
     ]
-
-
-@pytest.fixture(params=[REDIS_BROKER, AMQP_BROKER], ids=["redis", "amqp"])
-def broker(request: pytest.FixtureRequest) -> str:
-    url = str(request.param)
-    if url.startswith("amqp") and not amqp_available():
-        pytest.skip("RabbitMQ at 127.0.0.1:5672 is not running")
-    if url.startswith("redis") and not redis_available(url):
-        pytest.skip("Redis at 127.0.0.1:6379 is not running")
-    return url
 
 
 @pytest.fixture
