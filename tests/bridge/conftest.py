@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 
 REDIS_URL = os.environ.get("ABLY_BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REDIS_BROKER = "redis://127.0.0.1:6379/15"
@@ -43,6 +44,23 @@ def broker(request: pytest.FixtureRequest) -> str:
     if url.startswith("redis") and not redis_available(url):
         pytest.skip("Redis at 127.0.0.1:6379 is not running")
     return url
+
+
+@pytest.fixture
+def queue(broker: str) -> Iterator[str]:
+    """A fresh Celery queue name on ``broker``, deleted (with its Redis keys) afterwards."""
+    name = f"ably-bridge-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    cleanup = Celery("cleanup", broker=broker, set_as_current=False)
+    try:
+        with cleanup.connection_for_write() as conn:
+            if broker.startswith("amqp"):
+                conn.default_channel.queue_delete(name)
+            else:
+                client = redis.Redis.from_url(broker)
+                client.delete(name, *client.keys(f"*{name}*"))
+    finally:
+        cleanup.close()
 
 
 @pytest.fixture

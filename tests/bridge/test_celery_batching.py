@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,28 +11,13 @@ from celery import Celery
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.envelope import EnvelopeBuilder
+from ably_bridge.bridge.sinks.amqp_wire import Confirms
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
-from ably_bridge.bridge.sinks.celery import CelerySink, SenderAMQP, _Confirms
+from ably_bridge.bridge.sinks.celery import CelerySink, SenderAMQP
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import AMQP_BROKER
 
 B = EnvelopeBuilder("appX", "test")
-
-
-@pytest.fixture
-def queue(broker: str) -> Iterator[str]:
-    name = f"ably-bridge-batch-{uuid.uuid4().hex[:10]}"
-    yield name
-    cleanup = Celery("cleanup", broker=broker, set_as_current=False)
-    try:
-        with cleanup.connection_for_write() as conn:
-            if broker.startswith("amqp"):
-                conn.default_channel.queue_delete(name)
-            else:
-                client = redis.Redis.from_url(broker)
-                client.delete(name, *client.keys(f"*{name}*"))
-    finally:
-        cleanup.close()
 
 
 def queued(broker: str, name: str) -> int:
@@ -81,7 +64,7 @@ def test_batches_are_all_accepted_with_their_task_ids(broker: str, queue: str) -
 
 
 def test_confirms_track_acks_and_nacks() -> None:
-    c = _Confirms()
+    c = Confirms()
     c.ack(3, True)
     assert c.settled == 3 and not c.nacked
     c.nack(6, True)  # 4..6 nacked at once
@@ -93,7 +76,7 @@ def test_confirms_track_acks_and_nacks() -> None:
 
 def test_unconfirmed_and_nacked_publishes_are_retried_from_the_first() -> None:
     sink = CelerySink("memory://")
-    c = _Confirms()
+    c = Confirms()
     c.ack(11, True)
     c.nack(12, False)
     results = [Result(Outcome.DELIVERED, f"t{i}") for i in range(4)]
@@ -204,9 +187,9 @@ def test_property_encoder_writes_py_amqps_bytes() -> None:
 
     import amqp
 
-    from ably_bridge.bridge.sinks.celery import _PropertyEncoder
+    from ably_bridge.bridge.sinks.amqp_wire import PropertyEncoder
 
-    encoder = _PropertyEncoder()
+    encoder = PropertyEncoder()
     app = Celery("enc", broker="memory://", set_as_current=False, amqp=SenderAMQP)
     celery_headers = app.amqp.create_task_message(
         "3f2c0a4e-0000-4000-8000-000000000001", "t.x", ({"a": "\u00e9" * 3},), {}, expires=60

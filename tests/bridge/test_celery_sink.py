@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -65,22 +64,6 @@ def worker_app(
                     received.runs.append(self.request.id)
 
     return app
-
-
-@pytest.fixture
-def queue(broker: str) -> Iterator[str]:
-    name = f"ably-bridge-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    cleanup = Celery("cleanup", broker=broker, set_as_current=False)
-    try:
-        with cleanup.connection_for_write() as conn:
-            if broker.startswith("amqp"):
-                conn.default_channel.queue_delete(name)
-            else:
-                client = redis.Redis.from_url(broker)
-                client.delete(name, *client.keys(f"*{name}*"))
-    finally:
-        cleanup.close()
 
 
 @pytest.mark.timeout(60)

@@ -13,7 +13,6 @@ import base64
 import json
 import math
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -38,24 +37,6 @@ def envelopes(n: int) -> list[Envelope]:
     return [
         B.message("c", Message("n", {"i": i}, id=f"c:{i}:0", timestamp=1), "r") for i in range(n)
     ]
-
-
-@pytest.fixture
-def queue(broker: str) -> Iterator[str]:
-    name = f"ably-bridge-tpl-{uuid.uuid4().hex[:10]}"
-    yield name
-    if broker.startswith("amqp"):
-        conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
-        conn.connect()
-        try:
-            conn.channel().queue_delete(name)
-        finally:
-            conn.close()
-    else:
-        client = redis.Redis.from_url(broker)
-        keys = client.keys(f"*{name}*")
-        if keys:
-            client.delete(*keys)
 
 
 def body_bytes(body: str | bytes) -> bytes:

@@ -23,7 +23,7 @@ through kombu's ``Producer.batch()`` (one pipeline, one round trip); on AMQP
 with confirms the messages of a batch are published without waiting (only
 the first publish on a channel whose tags are not known yet waits for its
 ack) - their frames written to the socket 64 KiB at a time rather than one
-``sendall`` each, their header tables encoded by :class:`_PropertyEncoder`
+``sendall`` each, their header tables encoded by :class:`~.amqp_wire.PropertyEncoder`
 (py-amqp's bytes, memoised) - and the batch then waits once for the broker's
 (cumulative) acks; a message counts as delivered only when its own delivery
 tag was acked.
@@ -50,17 +50,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from amqp import Message as AmqpMessage  # type: ignore[import-untyped]
-from amqp import spec as amqp_spec
-from amqp.method_framing import frame_writer  # type: ignore[import-untyped]
-from amqp.serialization import dumps as amqp_dumps  # type: ignore[import-untyped]
 from celery import Celery, signals
 from celery.app.amqp import AMQP
 from celery.utils.time import add_seconds_to_datetime, maybe_make_aware
@@ -71,6 +66,13 @@ from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.envelope import SOURCE_MESSAGE, SOURCE_PRESENCE, Envelope
 from ably_bridge.bridge.secret import redact_url
+from ably_bridge.bridge.sinks.amqp_wire import (
+    ENCODABLE,
+    PER_TASK_HEADERS,
+    Confirms,
+    PropertyEncoder,
+    buffered_frames,
+)
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 
 __all__ = ["CelerySink", "make_sender_app"]
@@ -80,9 +82,7 @@ logger = logging.getLogger(__name__)
 _AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 _SAMPLE_ID = "00000000-0000-4000-8000-0a1b1eb71d6e"  # the task id of a template's sample
 _SAMPLE_ARG: dict[str, Any] = {"ably-bridge": "template sample"}
-_PER_TASK_HEADERS = ("id", "root_id", "argsrepr", "expires")
 _TEMPLATE_CACHE_LIMIT = 4096
-_WRITE_CHUNK = 64 * 1024  # AMQP: publish frames are written to the socket this much at a time
 
 
 def _short_repr(value: Any, limit: int) -> str:
@@ -217,7 +217,7 @@ class _TaskTemplate:
         kwargs.pop("correlation_id")
         kwargs.pop("reply_to", None)  # the sending thread's, set per batch
         # The sample's id must not have leaked anywhere else (a parent id, a custom header).
-        rest = {k: v for k, v in headers.items() if k not in _PER_TASK_HEADERS}
+        rest = {k: v for k, v in headers.items() if k not in PER_TASK_HEADERS}
         if _SAMPLE_ID in repr((rest, kwargs)):
             return None
         dumped = kombu_dumps(list(body[1:]), serializer="json")  # type: ignore[no-untyped-call]
@@ -229,7 +229,7 @@ class _TaskTemplate:
         declare = list(kwargs.pop("declare", None) or [])
         kwargs.pop("retry", None)  # given per publish
         expires = target.expires if headers.get("expires") is not None else None
-        overrides = {k: v for k, v in target.headers.items() if k in _PER_TASK_HEADERS}
+        overrides = {k: v for k, v in target.headers.items() if k in PER_TASK_HEADERS}
         return cls(
             headers,
             kwargs,
@@ -256,182 +256,6 @@ class _TaskTemplate:
         if self.overrides:  # (Celery lets a header given to send_task override its own)
             headers.update(self.overrides)
         return body, headers
-
-
-# Basic content properties as py-amqp lays them out: (flag bit, name, AMQP type).
-_PROPERTY_LAYOUT = tuple(
-    (1 << (15 - i), name, kind) for i, (name, kind) in enumerate(AmqpMessage.PROPERTIES)
-)
-_ENCODABLE = len(_PROPERTY_LAYOUT) <= 15 and all(k != "bit" for _, _, k in _PROPERTY_LAYOUT)
-_SCALARS = (str, int, bool, float, type(None))
-_MEMO_LIMIT = 4096
-
-
-class _PropertyEncoder:
-    """py-amqp's encoding of a message's properties (``_serialize_properties``), faster.
-
-    The same bytes: every table item and property is encoded by py-amqp's own
-    ``dumps`` once and memoised by (name, type, value); only the per-task
-    header strings (``id``, ``root_id``, ``argsrepr``, ``expires``) and the
-    ``correlation_id`` are encoded each time, as py-amqp encodes a string.
-    (py-amqp walks the whole header table in Python for every publish; for a
-    Celery task that is about a fifth of the client's cost of a publish.)
-    """
-
-    __slots__ = ("_keys", "_memo")
-
-    def __init__(self) -> None:
-        self._memo: dict[tuple[Any, ...], bytes] = {}
-        self._keys: dict[str, bytes] = {}
-
-    def encode(self, props: dict[str, Any]) -> bytes:
-        flags = 0
-        parts: list[bytes] = []
-        for bit, name, kind in _PROPERTY_LAYOUT:
-            value = props.get(name)
-            if value is None:
-                continue
-            flags |= bit
-            if kind == "F":
-                parts.append(self._table(value))
-            elif name == "correlation_id" and type(value) is str:
-                data = value.encode("utf-8", "surrogatepass")
-                parts.append(_pack_b(len(data)) + data)
-            else:
-                parts.append(self._memoised(("p", name), kind, value))
-        return _pack_h(flags) + b"".join(parts)
-
-    def _table(self, table: dict[str, Any]) -> bytes:
-        parts: list[bytes] = []
-        for key, value in table.items():
-            if key in _PER_TASK_HEADERS and type(value) is str and type(key) is str:
-                prefix = self._keys.get(key)
-                if prefix is None:
-                    raw = key.encode("utf-8", "surrogatepass")
-                    prefix = self._keys[key] = _pack_b(len(raw)) + raw
-                data = value.encode("utf-8", "surrogatepass")
-                parts.append(prefix + _pack_ci(b"S", len(data)) + data)
-            else:
-                parts.append(self._memoised(("h", key), "F", value))
-        data = b"".join(parts)
-        return _pack_i(len(data)) + data
-
-    def _memoised(self, where: tuple[str, str], kind: str, value: Any) -> bytes:
-        """py-amqp's encoding of a property (``kind``) or of one table item (``F``)."""
-        if type(value) in _SCALARS:
-            memo = (*where, type(value), value)
-        elif type(value) in (list, tuple, dict):
-            memo = (*where, type(value), repr(value))  # (repr tells apart what encodes apart)
-        else:
-            return self._encode(where, kind, value)
-        data = self._memo.get(memo)
-        if data is None:
-            if len(self._memo) >= _MEMO_LIMIT:
-                self._memo.clear()
-            data = self._memo[memo] = self._encode(where, kind, value)
-        return data
-
-    @staticmethod
-    def _encode(where: tuple[str, str], kind: str, value: Any) -> bytes:
-        if where[0] == "h":  # one item of a table: a table of one, less its length
-            return bytes(amqp_dumps("F", [{where[1]: value}])[4:])
-        return bytes(amqp_dumps(kind, [value]))
-
-
-def _returning(data: bytes) -> Callable[[], bytes]:
-    return lambda: data
-
-
-_pack_b = struct.Struct("B").pack
-_pack_h = struct.Struct(">H").pack
-_pack_i = struct.Struct(">I").pack
-_pack_ci = struct.Struct(">cI").pack
-
-
-class _FrameBuffer:
-    """A py-amqp transport stand-in: collects frames, writes them ``limit`` bytes at a time."""
-
-    __slots__ = ("data", "limit", "sink")
-
-    def __init__(self, sink: Any, limit: int) -> None:
-        self.sink = sink  # the real transport's write
-        self.limit = limit
-        self.data = bytearray()
-
-    def write(self, s: Any) -> None:
-        self.data += s  # (a view of py-amqp's reused frame buffer: copied here)
-        if len(self.data) >= self.limit:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.data:
-            data, self.data = bytes(self.data), bytearray()
-            self.sink(data)
-
-
-@contextlib.contextmanager
-def _buffered_frames(
-    channel: Any, encoder: _PropertyEncoder | None = None, limit: int = _WRITE_CHUNK
-) -> Iterator[_FrameBuffer]:
-    """While open, publishes on ``channel`` do not wait, and their frames are written
-    ``limit`` bytes at a time (and the rest on a clean exit).
-
-    py-amqp writes each publish with its own ``sendall`` (and first polls the
-    socket for a ``connection.blocked`` notice); here that poll happens once,
-    and the broker gets the messages in large writes while the next ones are
-    being built (RabbitMQ, too, spends much less per message that way).
-    """
-    connection = channel.connection
-    with contextlib.suppress(socket.timeout):
-        connection.drain_events(timeout=0)  # a blocked notice or acks that already arrived
-    buffer = _FrameBuffer(connection.transport.write, limit)
-    writer = connection.frame_writer
-    connection.frame_writer = frame_writer(connection, buffer)
-    publish = amqp_spec.Basic.Publish
-
-    def basic_publish(
-        msg: Any,
-        exchange: str = "",
-        routing_key: str = "",
-        mandatory: bool = False,
-        immediate: bool = False,
-        timeout: float | None = None,
-        confirm_timeout: float | None = None,
-    ) -> None:
-        if encoder is not None:
-            # (if it fails, py-amqp's own encoder runs - and says what is wrong)
-            with contextlib.suppress(Exception):
-                msg._serialize_properties = _returning(encoder.encode(msg.properties))
-        channel.send_method(publish, "Bssbb", (0, exchange, routing_key, mandatory, immediate), msg)
-
-    channel.basic_publish = basic_publish
-    try:
-        yield buffer
-        buffer.flush()
-    finally:
-        connection.frame_writer = writer
-        channel.basic_publish = channel.basic_publish_confirm
-
-
-class _Confirms:
-    """Publisher-confirm bookkeeping of one AMQP channel: the highest tag settled, nacks."""
-
-    __slots__ = ("nacked", "settled", "synced")
-
-    def __init__(self) -> None:
-        self.settled = 0  # every tag up to this one was acked or nacked
-        self.nacked: set[int] = set()
-        # True when every publish on the channel is settled and counted in ``settled``
-        # (the next publish gets tag settled + 1): a batch need not wait for its first.
-        self.synced = False
-
-    def ack(self, tag: int, multiple: bool) -> None:
-        self.settled = max(self.settled, tag)
-
-    def nack(self, tag: int, multiple: bool) -> None:
-        first = self.settled + 1 if multiple else tag
-        self.nacked.update(range(first, tag + 1))
-        self.settled = max(self.settled, tag)
 
 
 def make_sender_app(url: str, *, timeout: float = 5.0) -> Celery:
@@ -478,10 +302,10 @@ class CelerySink:
             "interval_max": 0.2,
         }
         self._errors: tuple[type[BaseException], ...] | None = None
-        self._channels: weakref.WeakKeyDictionary[Any, _Confirms] = weakref.WeakKeyDictionary()
+        self._channels: weakref.WeakKeyDictionary[Any, Confirms] = weakref.WeakKeyDictionary()
         # id(target) -> (target, its template or None: send_task each time)
         self._templates: dict[int, tuple[CeleryTarget, _TaskTemplate | None]] = {}
-        self._encoder = _PropertyEncoder() if _ENCODABLE else None
+        self._encoder = PropertyEncoder() if ENCODABLE else None
 
     def __repr__(self) -> str:
         return f"CelerySink({self._where!r})"
@@ -548,7 +372,7 @@ class CelerySink:
         error: BaseException | None = None
         with contextlib.ExitStack() as stack:
             if buffered:
-                stack.enter_context(_buffered_frames(channel, self._encoder))
+                stack.enter_context(buffered_frames(channel, self._encoder))
             else:
                 channel.basic_publish = channel._basic_publish  # publish without waiting
                 stack.callback(setattr, channel, "basic_publish", channel.basic_publish_confirm)
@@ -621,7 +445,7 @@ class CelerySink:
             ]
         return results
 
-    def _confirms_of(self, channel: Any) -> _Confirms | None:
+    def _confirms_of(self, channel: Any) -> Confirms | None:
         """The confirm bookkeeping of an AMQP channel in confirm mode, else None."""
         connection = getattr(channel, "connection", None)
         if not getattr(connection, "confirm_publish", False) or not hasattr(
@@ -630,7 +454,7 @@ class CelerySink:
             return None
         confirms = self._channels.get(channel)
         if confirms is None:
-            confirms = _Confirms()
+            confirms = Confirms()
             channel.events["basic_ack"].add(confirms.ack)
             channel.events["basic_nack"].add(confirms.nack)
             self._channels[channel] = confirms
@@ -639,7 +463,7 @@ class CelerySink:
             return None
         return confirms
 
-    def _synced_confirms(self, producer: Any) -> _Confirms | None:
+    def _synced_confirms(self, producer: Any) -> Confirms | None:
         """The bookkeeping of the producer's channel if all its publishes are settled."""
         if not self._channels:
             return None
@@ -657,7 +481,7 @@ class CelerySink:
             return None
         return confirms
 
-    def _await_confirms(self, channel: Any, confirms: _Confirms, last: int) -> BaseException | None:
+    def _await_confirms(self, channel: Any, confirms: Confirms, last: int) -> BaseException | None:
         deadline = time.monotonic() + self.options.socket_timeout
         try:
             while confirms.settled < last:
@@ -674,7 +498,7 @@ class CelerySink:
         results: list[Result],
         start: int,
         tags: list[int],
-        confirms: _Confirms,
+        confirms: Confirms,
         error: BaseException | None,
     ) -> bool:
         """Turn the provisional results from ``start`` on into what the broker confirmed.
