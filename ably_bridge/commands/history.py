@@ -48,7 +48,10 @@ def register(subparsers: Subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("channel", metavar="CHANNEL", help="channel name")
     parser.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="export at most N messages (default: all)"
+        "--limit",
+        type=common.positive_int,
+        metavar="N",
+        help="export at most N messages (default: all)",
     )
     parser.add_argument(
         "--page-size",
@@ -88,18 +91,8 @@ def register(subparsers: Subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
-
-
 def _page_size(text: str) -> int:
-    value = _positive_int(text)
+    value = common.positive_int(text)
     if value > MAX_PAGE:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_PAGE}")
     return value

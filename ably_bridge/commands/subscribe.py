@@ -54,7 +54,9 @@ def register(subparsers: Subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--presence", action="store_true", help="also print presence events (enter/update/leave)"
     )
-    parser.add_argument("--count", type=_positive_int, metavar="N", help="exit 0 after N events")
+    parser.add_argument(
+        "--count", type=common.positive_int, metavar="N", help="exit 0 after N events"
+    )
     parser.add_argument(
         "--timeout",
         type=common.duration,
@@ -76,16 +78,6 @@ def register(subparsers: Subparsers) -> argparse.ArgumentParser:
     common.add_connection_arguments(parser)
     parser.set_defaults(handler=common.tool(run), tool_parser=parser)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
 
 
 class _Tail:
