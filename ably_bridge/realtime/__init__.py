@@ -5,9 +5,10 @@ Public API: :class:`AblyRealtime` (``connection``, ``channels``, ``auth``,
 :class:`RealtimeChannel` (with :class:`ChannelOptions`,
 :class:`ChannelProperties`) and :class:`RealtimePresence`.
 
-Threads (docs/ARCHITECTURE.md, "Threads in the realtime client"): one loop
-thread per client owns all protocol state (:mod:`.loop`); a reader thread per
-websocket and short-lived dial/token/close threads feed it (:mod:`.links`);
+Threads (docs/ARCHITECTURE.md, "Threads in the realtime client"): one session
+per client owns all protocol state (:mod:`.loop`), stepped under its lock by
+the client's loop thread or, with the frames it read, by a websocket's reader
+thread; short-lived dial/token/close threads post to the loop (:mod:`.links`);
 listeners run with per-listener ordering (:mod:`.emitter`, :mod:`.delivery`)
 on a callback pool that all clients in the process share unless
 ``shared_callback_pool=False`` (:mod:`.dispatcher`). Every public method may be

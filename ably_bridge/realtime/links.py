@@ -7,9 +7,9 @@ without ever blocking the loop thread on the network:
 * dialing runs on a short-lived *dial thread* that posts ``transport_opened`` or
   ``transport_failed``; each websocket then has its *reader thread*
   (:class:`~ably_bridge.transports.websocket.WebSocketTransport`), which decodes
-  frames (:func:`~ably_bridge.protocol.codec.decode_frame`) and posts every
-  frame of one socket read as one inbox item (one wake-up of the loop thread,
-  not one per frame); an undecodable frame is logged and dropped;
+  frames (:func:`~ably_bridge.protocol.codec.decode_frame`) and steps the
+  session with every frame of one socket read (:meth:`.SessionLoop.post_frames`:
+  no wake-up of the loop thread); an undecodable frame is logged and dropped;
 * closing a socket (which waits for the close handshake) runs on its own thread;
 * tokens come from the REST client's :class:`~ably_bridge.rest.auth.Auth` on a
   *token thread* that posts ``token_obtained`` / ``token_failed``; a newer
@@ -19,7 +19,8 @@ without ever blocking the loop thread on the network:
   fetched and sent in an AUTH message, so the connection never sees the token
   expire (RTN22 done client-side; the server only tells us after expiry, 40142).
 
-Every method except the thread bodies runs on the loop thread.
+Every method except the thread bodies runs holding the session (on the loop
+thread, or on a reader thread stepping the session with its frames).
 """
 
 from __future__ import annotations

@@ -1,24 +1,30 @@
-"""The loop thread of a realtime client: it owns the protocol core and performs its effects.
+"""The session of a realtime client: the protocol core, who drives it, and its effects.
 
-:class:`SessionLoop` is the only code that touches the
+:class:`SessionLoop` owns the
 :class:`~ably_bridge.protocol.connection.ConnectionCore` (and through it every
-channel, presence map and pending publish). Other threads reach it through an
-inbox (a :class:`queue.SimpleQueue`) holding either
+channel, presence map and pending publish).
 
-* the frames of one socket read from a reader thread, as the tuple
-  ``(transport_id, [ProtocolMessage, ...])`` (the hot path: no closure is
-  allocated, and one wake-up covers every frame the read brought), or
-* a :class:`Command`: a function of ``now`` returning effects, run on the loop
-  thread, plus an optional future that receives the function's exception.
+**Driving.** The core is stepped only by the thread holding the *session lock*:
 
-The loop waits on the inbox until the core's :meth:`next_deadline` (or the
-proactive token renewal, see :mod:`.links`), then calls ``tick``. Time is
-``options.clock.monotonic()``. Effects are performed by :meth:`perform`:
-network work goes to :class:`~.links.Links` (dial, close, token, connectivity
-threads), listener work to :class:`~.delivery.Delivery` (which hands it to the
-callback pool), so neither user code nor blocking I/O ever runs here - apart
-from writing a frame to a socket, which only blocks when the kernel buffer is
-full.
+* A reader thread steps it with the frames of one socket read
+  (:meth:`SessionLoop.post_frames`), on its own thread. An inbound message
+  therefore costs one thread wake-up (the reader's) instead of two: with fifty
+  connections a wake-up costs about as much CPU as handling the message. A
+  frame other than MESSAGE may move a timer, so after one the loop thread is
+  woken to look at its deadline again.
+* The loop thread runs everything else: it waits on an inbox (a
+  :class:`queue.SimpleQueue`) until the core's :meth:`next_deadline` (or the
+  proactive token renewal, see :mod:`.links`), then runs the :class:`Command`
+  items posted by other threads (a function of ``now`` returning effects, plus
+  an optional future that receives the function's exception) and ``tick``.
+
+Either way the work done under the lock never blocks on anything but the
+lock: effects are performed by :meth:`perform`, network work going to
+:class:`~.links.Links` (dial, close, token, connectivity threads) and listener
+work to :class:`~.delivery.Delivery` (which hands it to the callback pool), so
+user code never runs while the session is held - apart from writing a frame to
+a socket, which only blocks when the kernel buffer is full. Time is
+``options.clock.monotonic()``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.connection import ConnectionCore
 from ably_bridge.protocol.events import (
     CheckConnectivity,
@@ -68,6 +75,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CommandFn = Callable[[float], Iterable[Effect] | None]
 _STOP = object()
+_WAKE = object()  # look at the deadlines again (a reader-driven frame may have moved one)
+_MESSAGE = Action.MESSAGE
 _BATCH = 512  # inbox items handled before deadlines are looked at again
 
 
@@ -104,6 +113,10 @@ class SessionLoop:
         self.links = Links(options, rest, self.core, self.post, self.post_frames)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopped = threading.Event()
+        # Held by whichever thread steps the core: the loop thread, or a reader thread
+        # running its frames (module docstring, "Driving"). Never held across a wait.
+        self._session = threading.Lock()
+        self._driver: int | None = None  # the reader thread holding the session, if any
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._handlers: dict[type, Callable[[Any], None]] = {
             SendFrame: self._send,
@@ -129,15 +142,30 @@ class SessionLoop:
         return not self._stopped.is_set()
 
     def on_loop_thread(self) -> bool:
-        return threading.current_thread() is self._thread
+        """True on the thread driving the session now: the loop thread or a reader in a step."""
+        return threading.current_thread() is self._thread or self._driver == threading.get_ident()
 
     def post(self, fn: CommandFn, future: Future[Any] | None = None) -> None:
         """Run ``fn(now)`` on the loop thread and perform the effects it returns."""
         self._inbox.put(Command(fn, future))
 
     def post_frames(self, transport_id: int, frames: list[ProtocolMessage]) -> None:
-        """Decoded frames from a reader thread, in order."""
-        self._inbox.put((transport_id, frames))
+        """Decoded frames from a reader thread, in order: run them here, holding the session.
+
+        The reader thread steps the core itself (module docstring, "Driving"), so a
+        message costs no wake-up of the loop thread. Only when a frame may have moved
+        a deadline (anything but MESSAGE) is the loop woken to look again.
+        """
+        with self._session:
+            if self._stopped.is_set():
+                return  # the client is closed: nobody performs effects any more
+            self._driver = threading.get_ident()
+            try:
+                wake = self._frames(transport_id, frames)
+            finally:
+                self._driver = None
+        if wake:
+            self._inbox.put(_WAKE)
 
     def post_frame(self, transport_id: int, pm: ProtocolMessage) -> None:
         """One decoded frame (kept for callers from before :meth:`post_frames`)."""
@@ -177,55 +205,73 @@ class SessionLoop:
     def _run(self) -> None:
         inbox = self._inbox
         clock = self.clock
-        core = self.core
+        session = self._session
         try:
             while True:
-                deadline = self._deadline()
+                with session:
+                    deadline = self._deadline()
                 timeout = None if deadline is None else max(0.0, deadline - clock.monotonic())
                 try:
                     item = inbox.get(timeout=timeout)
                 except queue.Empty:
                     item = None
-                for _ in range(_BATCH):
-                    if item is None:
-                        break
-                    if item is _STOP:
+                with session:
+                    if not self._step(item, deadline):
+                        self._stopped.set()  # under the session: no reader steps after this
                         return
-                    if type(item) is tuple:
-                        self._frames(item[0], item[1])
-                    else:
-                        self._command(item)
-                    # Only this thread takes items, so "not empty" means get_nowait succeeds
-                    # (and costs no exception when, as mostly, the inbox is drained).
-                    item = None if inbox.empty() else inbox.get_nowait()
-                if item is not None:  # the batch ran out: keep it for the next round
-                    self._requeue(item)
-                now = clock.monotonic()
-                if deadline is not None and now >= deadline:
-                    self.perform(core.tick(now))
-                    self._tick_links(now)
         except BaseException:  # pragma: no cover - a bug; never let it pass silently
             log.exception("realtime loop thread crashed")
             raise
         finally:
             self._stopped.set()
 
+    def _step(self, item: Any, deadline: float | None) -> bool:
+        """Handle ``item`` and what else is waiting (up to a batch), then due timers.
+
+        Runs holding the session; False once the stop marker is reached.
+        """
+        inbox = self._inbox
+        for _ in range(_BATCH):
+            if item is None:
+                break
+            if item is _STOP:
+                return False
+            if type(item) is tuple:
+                self._frames(item[0], item[1])
+            elif item is not _WAKE:
+                self._command(item)
+            # Only this thread takes items, so "not empty" means get_nowait succeeds
+            # (and costs no exception when, as mostly, the inbox is drained).
+            item = None if inbox.empty() else inbox.get_nowait()
+        if item is not None:  # the batch ran out: keep it for the next round
+            if item is _STOP:
+                return False
+            self._requeue(item)
+        now = self.clock.monotonic()
+        if deadline is not None and now >= deadline:
+            self.perform(self.core.tick(now))
+            self._tick_links(now)
+        return True
+
     def _requeue(self, item: Any) -> None:
         # SimpleQueue has no put-front; handle it now rather than reorder it.
         if type(item) is tuple:
             self._frames(item[0], item[1])
-        elif item is _STOP:
-            self._inbox.put(_STOP)
-        else:
+        elif item is not _WAKE:
             self._command(item)
 
-    def _frames(self, transport_id: int, frames: list[ProtocolMessage]) -> None:
+    def _frames(self, transport_id: int, frames: list[ProtocolMessage]) -> bool:
+        """Step the core with ``frames``; True if one may have moved a deadline."""
         frame_received = self.core.frame_received
         now = self.clock.monotonic()
+        moved = False
         for pm in frames:
+            if pm.action != _MESSAGE:  # only MESSAGE is known to leave every timer alone
+                moved = True
             effects = frame_received(transport_id, pm, now)
             if effects:
                 self.perform(effects)
+        return moved
 
     def _deadline(self) -> float | None:
         core_deadline = self.core.next_deadline()

@@ -1,0 +1,102 @@
+"""Who steps the session: inbound frames on the reader thread, everything else on the loop.
+
+The reader thread of a websocket runs the core with the frames it read (under
+the session lock), so an inbound message wakes no other thread than the
+reader and, for its listener, the callback pool (:mod:`ably_bridge.realtime.loop`).
+A frame other than MESSAGE wakes the loop thread to look at its deadlines again.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ably_bridge.emulator import Emulator
+from ably_bridge.protocol.actions import Action
+from ably_bridge.protocol.events import ChannelState
+from ably_bridge.realtime import AblyRealtime
+from ably_bridge.realtime.loop import _WAKE, SessionLoop
+
+from .conftest import Collector, MakeClient
+
+
+def _session(client: AblyRealtime) -> SessionLoop:
+    loop = client._loop
+    assert isinstance(loop, SessionLoop)
+    return loop
+
+
+def _record_steps(loop: SessionLoop) -> tuple[list[tuple[Any, str]], list[int]]:
+    """Wrap the core's frame entry and the loop's step: (action, thread name) pairs, step count."""
+    frames: list[tuple[Any, str]] = []
+    steps = [0]
+    frame_received = loop.core.frame_received
+    step = loop._step
+
+    def recording_frame(tid: int, pm: Any, now: float) -> Any:
+        frames.append((pm.action, threading.current_thread().name))
+        return frame_received(tid, pm, now)
+
+    def counting_step(item: Any, deadline: float | None) -> bool:
+        steps[0] += 1
+        return step(item, deadline)
+
+    loop.core.frame_received = recording_frame  # type: ignore[method-assign]
+    loop._step = counting_step  # type: ignore[method-assign]
+    return frames, steps
+
+
+def test_inbound_messages_are_stepped_on_the_reader_thread(make_client: MakeClient) -> None:
+    subscriber = make_client()
+    publisher = make_client()
+    channel = subscriber.channels.get("driving")
+    received = Collector()
+    channel.subscribe(received)
+    channel.attach()
+    frames, steps = _record_steps(_session(subscriber))
+
+    out = publisher.channels.get("driving")
+    for i in range(40):
+        out.publish("n", str(i))
+    messages = received.wait_for(40)
+    assert [m.data for m in messages] == [str(i) for i in range(40)]
+
+    inbound = [name for action, name in frames if action == Action.MESSAGE]
+    assert len(inbound) == 40
+    assert all(name.startswith("ably-ws") for name in inbound), set(inbound)
+    # The loop thread woke for heartbeats at most, never once per message.
+    assert steps[0] < 20, steps[0]
+
+
+def test_a_control_frame_wakes_the_loop_for_its_timers(
+    make_client: MakeClient, emulator: Emulator, app_id: str
+) -> None:
+    # A server DETACHED arrives on the reader thread and re-attaches at once
+    # (RTL13a), which starts the attach timeout: only the loop thread waits on
+    # timers, so the reader must wake it to look at its deadline again.
+    client = make_client()
+    channel = client.channels.get("woken")
+    channel.attach()
+    states = Collector()
+    channel.on(states)
+    emulator.faults.stop_heartbeats(app_id=app_id)  # no other control frames meanwhile
+    loop = _session(client)
+    events: list[tuple[str, Any]] = []
+    frame_received = loop.core.frame_received
+    step = loop._step
+
+    def recording_frame(tid: int, pm: Any, now: float) -> Any:
+        events.append(("frame", pm.action))
+        return frame_received(tid, pm, now)
+
+    def recording_step(item: Any, deadline: float | None) -> bool:
+        events.append(("step", item is _WAKE))
+        return step(item, deadline)
+
+    loop.core.frame_received = recording_frame  # type: ignore[method-assign]
+    loop._step = recording_step  # type: ignore[method-assign]
+    assert emulator.faults.channel_fault(app_id, "woken", action="detached", code=90198) == 1
+    got = states.wait_for(2)
+    assert [c.current for c in got] == [ChannelState.ATTACHING, ChannelState.ATTACHED]
+    detached = events.index(("frame", Action.DETACHED))
+    assert ("step", True) in events[detached:], events
