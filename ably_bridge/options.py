@@ -128,6 +128,11 @@ class ClientOptions:
     # shares (few threads, few wake-ups); False gives this client its own pool,
     # so that other clients' slow listeners never queue ahead of its own.
     shared_callback_pool: bool = True
+    # WebSockets are read by the one reader thread every realtime client in the
+    # process shares (ably_bridge.transports.reactor); False gives each of this
+    # client's websockets a reader thread of its own (and its inline listeners
+    # a thread that only this connection waits for).
+    shared_reader: bool = True
 
     # -- formats and publishing ---------------------------------------------
     use_binary_protocol: bool = True  # TO3f

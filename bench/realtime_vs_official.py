@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -54,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from emulator_fanout import ATTACH, MESSAGE, encode, publisher, ws_connect, ws_frame
 from rest_vs_official import emulator_process
 
-CLIENTS = ("ours", "official")
+CLIENTS = ("ours", "ours-inline", "official")  # ours-inline: subscribe(..., inline=True)
 
 
 def _rss() -> int:
@@ -89,11 +91,13 @@ def _ours_connect(host: str, port: int, key: str, fmt: str) -> Any:
     return client
 
 
-def _ours_attach(clients: list[Any], names: list[str], listener: Callable[[Any], None]) -> None:
+def _ours_attach(
+    clients: list[Any], names: list[str], listener: Callable[[Any], None], inline: bool = False
+) -> None:
     channels = []
     for index, name in enumerate(names):
         channel = clients[index % len(clients)].channels.get(name)
-        channel.subscribe(listener)  # attaches in the background (RTL7g)
+        channel.subscribe(listener, inline=inline)  # attaches in the background (RTL7g)
         channels.append(channel)
     deadline = time.monotonic() + 120
     while any(c.state.value != "attached" for c in channels):
@@ -186,23 +190,27 @@ def _flood_child(
     channels: int, expected: int, ready: Any, go: Any, out: Any, profile: bool,
 ) -> None:  # fmt: skip
     names = _names("flood", channels)
+    counter = itertools.count(1)
     count = [0]
     first = [0.0]
     last = [0.0]
     done = threading.Event()
 
     def listener(_message: Any) -> None:
-        count[0] += 1
-        if count[0] == 1:
+        # Listeners of different channels may run at once (on pool workers, or
+        # inline on the readers of different connections): count atomically.
+        n = next(counter)
+        count[0] = n
+        if n == 1:
             first[0] = time.perf_counter()
-        if count[0] == expected:
+        if n == expected:
             last[0] = time.perf_counter()
             done.set()
 
     profiler = Sampler() if profile else None
-    if client == "ours":
+    if client.startswith("ours"):
         clients = [_ours_connect(host, port, key, fmt) for _ in range(connections)]
-        _ours_attach(clients, names, listener)
+        _ours_attach(clients, names, listener, inline=client == "ours-inline")
         ready.put(True)
         go.get()
         usage0 = _usage()
@@ -261,9 +269,9 @@ def _latency_child(
         if len(latencies) == expected:
             done.set()
 
-    if client == "ours":
+    if client.startswith("ours"):
         sub = _ours_connect(host, port, key, fmt)
-        _ours_attach([sub], ["latency"], listener)
+        _ours_attach([sub], ["latency"], listener, inline=client == "ours-inline")
         ready.put(True)
         done.wait(600)
         sub.close()
@@ -317,6 +325,39 @@ def _memory_child(
     out.put({"kb_per_channel": grown / channels / 1024})
 
 
+def _paced_spread_publisher(
+    host: str, port: int, key: str, fmt: str, channels: list[str], count: int, rate: float,
+    size: int, started: Any,
+) -> None:  # fmt: skip
+    """Raw WebSocket publisher: ``count`` messages round-robin over ``channels`` at ``rate``/s."""
+    sock = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
+    time.sleep(0.2)  # let CONNECTED arrive; the server accepts MESSAGE frames after it
+    sock.setblocking(False)
+    binary = fmt != "json"
+    data = "x" * size
+    start = time.monotonic()
+    started.put(time.perf_counter())
+    for i in range(count):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        pm = {
+            "action": MESSAGE,
+            "channel": channels[i % len(channels)],
+            "msgSerial": i,
+            "messages": [{"name": "m", "data": data}],
+        }
+        frame = ws_frame(encode(pm, fmt), binary)
+        sock.setblocking(True)
+        sock.sendall(frame)
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while sock.recv(1 << 16):  # ACKs: read and dropped
+                pass
+    time.sleep(0.5)
+    sock.close()
+
+
 def _paced_publisher(host: str, port: int, key: str, fmt: str, count: int, rate: float) -> None:
     """Raw WebSocket publisher of stamped messages at ``rate``/s (ACKs left unread)."""
     sock = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
@@ -346,6 +387,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100, help="payload characters")
     parser.add_argument("--connections", type=int, default=50, help="spread scenario")
     parser.add_argument("--channels", type=int, default=1_000, help="spread scenario")
+    parser.add_argument(
+        "--feed-rate",
+        type=float,
+        default=0.0,
+        help="throughput runs: publish at this many messages/s (default: as fast as acked)",
+    )
     parser.add_argument("--latency-messages", type=int, default=2_000)
     parser.add_argument("--rate", type=float, default=500.0, help="latency run, messages/s")
     parser.add_argument("--memory-channels", type=int, default=1_000)
@@ -385,11 +432,18 @@ def main() -> None:
                 child.start()
                 ready.get(timeout=300)
                 go.put(True)
-                pub = ctx.Process(
-                    target=publisher,
-                    args=(url, key, fmt, _names("flood", channels), args.messages, 100,
-                          args.size, started),
-                )  # fmt: skip
+                if args.feed_rate:  # the same paced feed for both: CPU at an equal load
+                    pub = ctx.Process(
+                        target=_paced_spread_publisher,
+                        args=(host, port, key, fmt, _names("flood", channels), args.messages,
+                              args.feed_rate, args.size, started),
+                    )  # fmt: skip
+                else:
+                    pub = ctx.Process(
+                        target=publisher,
+                        args=(url, key, fmt, _names("flood", channels), args.messages, 100,
+                              args.size, started),
+                    )  # fmt: skip
                 pub.start()
                 flood[(label, client)] = out.get(timeout=900)
                 pub.join(60)
@@ -412,7 +466,7 @@ def main() -> None:
             pub.join(60)
             child.join(60)
         memory: dict[str, dict[str, float]] = {}
-        for client in CLIENTS if "memory" in parts else ():
+        for client in ("ours", "official") if "memory" in parts else ():
             out = ctx.Queue()
             child = ctx.Process(
                 target=_memory_child,
@@ -422,7 +476,8 @@ def main() -> None:
             memory[client] = out.get(timeout=600)
             child.join(60)
 
-    print(f"format={fmt}, {args.messages} messages of {args.size} characters, 1 per frame")
+    feed = f"paced at {args.feed_rate:g}/s" if args.feed_rate else "flood (100 un-ACKed)"
+    print(f"format={fmt}, {args.messages} messages of {args.size} characters, 1 per frame, {feed}")
     if scenarios:
         print(
             f"{'scenario':<28}{'client':>10}{'msg/s':>10}{'CPU/msg':>11}{'msg/CPU-s':>11}"

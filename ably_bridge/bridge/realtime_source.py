@@ -115,16 +115,25 @@ class RealtimeSource:
         with self._lock:
             self._attachments[channel] = att
         att.offs.append(rt_channel.on(lambda change: self._on_state(att, change)))
+        # Messages and presence reach the daemon's inbox from inline listeners: on
+        # the thread that read them, with no callback-pool wake-up per frame. They
+        # only take the attachment's lock and put an item in a queue.
         subscribe_batch = getattr(rt_channel, "subscribe_batch", None)
         if subscribe_batch is not None:  # one call (and one inbox item) per frame
-            att.offs.append(subscribe_batch(lambda ms: self._on_messages(att, ms), attach=False))
+            att.offs.append(
+                subscribe_batch(lambda ms: self._on_messages(att, ms), attach=False, inline=True)
+            )
         else:  # a client without batches (test fakes)
             att.offs.append(
-                rt_channel.subscribe(lambda m: self._on_messages(att, [m]), attach=False)
+                rt_channel.subscribe(
+                    lambda m: self._on_messages(att, [m]), attach=False, inline=True
+                )
             )
         if presence:
             att.offs.append(
-                rt_channel.presence.subscribe(lambda p: self._on_presence(att, p), attach=False)
+                rt_channel.presence.subscribe(
+                    lambda p: self._on_presence(att, p), attach=False, inline=True
+                )
             )
         self._ops.submit(self._attach, att)
 

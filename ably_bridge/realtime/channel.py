@@ -28,7 +28,6 @@ from ably_bridge.protocol.events import ChannelEvent, ChannelState, ChannelState
 from ably_bridge.protocol.models import Message
 from ably_bridge.protocol.publish_rules import check_client_ids, check_total_size
 from ably_bridge.realtime.delivery import BACKGROUND, AsyncCompletion
-from ably_bridge.realtime.loop import wait
 from ably_bridge.realtime.presence import RealtimePresence
 from ably_bridge.rest.channels import Channel as RestChannel
 from ably_bridge.rest.channels import PublishResult
@@ -184,14 +183,16 @@ class RealtimeChannel:
     def attach(self, timeout: float | None = None) -> None:
         """Attach and wait for ATTACHED (RTL4)."""
         core, name = self._loop.core, self.name
-        future = self._loop.request(lambda f, now: core.attach(name, f, now))
-        wait(future, self._timeout(timeout), f"attach of {name!r}")
+        self._loop.call(
+            lambda f, now: core.attach(name, f, now), self._timeout(timeout), f"attach of {name!r}"
+        )
 
     def detach(self, timeout: float | None = None) -> None:
         """Detach and wait for DETACHED (RTL5)."""
         core, name = self._loop.core, self.name
-        future = self._loop.request(lambda f, now: core.detach(name, f, now))
-        wait(future, self._timeout(timeout), f"detach of {name!r}")
+        self._loop.call(
+            lambda f, now: core.detach(name, f, now), self._timeout(timeout), f"detach of {name!r}"
+        )
 
     def _attach_in_background(self) -> None:
         core, name = self._loop.core, self.name
@@ -213,10 +214,11 @@ class RealtimeChannel:
         batch = self._encode(name, data, extras, client_id, id)
         core, channel = self._loop.core, self.name
         wire_params = dict(params) if params else None
-        future = self._loop.request(
-            lambda f, now: core.publish(channel, batch, f, now, wire_params)
+        result: PublishResult = self._loop.call(
+            lambda f, now: core.publish(channel, batch, f, now, wire_params),
+            self._timeout(timeout),
+            f"publish to {channel!r}",
         )
-        result: PublishResult = wait(future, self._timeout(timeout), f"publish to {channel!r}")
         return result
 
     def publish_async(
@@ -272,20 +274,29 @@ class RealtimeChannel:
         )
 
     # -- subscribe (RTL7, RTL8) ------------------------------------------------------------
-    def subscribe(self, *args: Any, attach: bool = True) -> Callable[[], None]:
+    def subscribe(
+        self, *args: Any, attach: bool = True, inline: bool = False
+    ) -> Callable[[], None]:
         """``subscribe(listener)``, ``subscribe(name, listener)``, ``subscribe([names], listener)``.
 
         Attaches implicitly (RTL7g) unless ``attach=False``; does not wait for it.
-        Returns a callable that unsubscribes.
+        ``inline=True`` calls the listener on the thread that read the message
+        instead of the callback pool: no thread wake-up per message, but the
+        listener must be quick and must not block (blocking client calls from it
+        raise 40000; ``publish_async`` is fine). Returns a callable that unsubscribes.
         """
         event, listener = _listener_args(args)
-        off = self._events.messages.on(event, listener)
+        off = self._events.messages.on(event, listener, inline=inline)
         if attach and self._core.state in _IMPLICIT_ATTACH:
             self._attach_in_background()
         return off
 
     def subscribe_batch(
-        self, listener: Callable[[list[Message]], Any], *, attach: bool = True
+        self,
+        listener: Callable[[list[Message]], Any],
+        *,
+        attach: bool = True,
+        inline: bool = False,
     ) -> Callable[[], None]:
         """Call ``listener`` with each inbound frame's messages as one ``list[Message]``.
 
@@ -297,13 +308,13 @@ class RealtimeChannel:
         Payloads are decoded as for ``subscribe``. All batch listeners of the
         channel get the same list: do not change it (copy it to keep it).
         An exception in the listener is logged; it drops that batch for that
-        listener only. Attaches implicitly unless ``attach=False``. Returns a
-        callable that unsubscribes; ``unsubscribe()`` and
-        ``unsubscribe(listener)`` remove batch listeners too.
+        listener only. Attaches implicitly unless ``attach=False``; ``inline`` as
+        for :meth:`subscribe`. Returns a callable that unsubscribes;
+        ``unsubscribe()`` and ``unsubscribe(listener)`` remove batch listeners too.
         """
         if not callable(listener):
             raise TypeError("listener must be callable")
-        off = self._events.batches.on(None, listener)
+        off = self._events.batches.on(None, listener, inline=inline)
         if attach and self._core.state in _IMPLICIT_ATTACH:
             self._attach_in_background()
         return off

@@ -27,7 +27,7 @@ from ably_bridge.protocol.events import (
     ConnectionStateChange,
     Effect,
 )
-from ably_bridge.realtime.loop import wait
+from ably_bridge.realtime.dispatcher import in_inline_listener
 
 if TYPE_CHECKING:
     from ably_bridge.protocol.models import ConnectionDetails
@@ -146,8 +146,9 @@ class Connection:
     def ping(self, timeout: float | None = None) -> float:
         """Round-trip time to the server in seconds (RTN13)."""
         core = self._core
-        future = self._loop.request(lambda f, now: core.ping(f, now))
-        result: float = wait(future, self._timeout(timeout), "ping")
+        result: float = self._loop.call(
+            lambda f, now: core.ping(f, now), self._timeout(timeout), "ping"
+        )
         return result
 
     def create_recovery_key(self) -> str | None:
@@ -184,8 +185,12 @@ class Connection:
         strict: bool = True,
     ) -> None:
         """Run ``command`` and wait until a state in ``wanted`` (``strict``: fail on others)."""
-        if self._loop.on_loop_thread():
-            raise AblyException("blocking call on the loop thread", ErrorCode.BAD_REQUEST, 400)
+        if self._loop.on_loop_thread() or in_inline_listener():
+            raise AblyException(
+                f"{what}: a blocking call on the loop thread or from an inline listener",
+                ErrorCode.BAD_REQUEST,
+                400,
+            )
         reached = threading.Event()
         outcome: list[ConnectionStateChange] = []
         stop_at = _SETTLED | wanted if strict else wanted

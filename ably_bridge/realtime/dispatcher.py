@@ -36,26 +36,40 @@ created with the first client and shut down (queued callbacks still run) when
 the last one closes; a forked child starts a fresh one.
 ``ClientOptions(shared_callback_pool=False)`` gives a client a private
 dispatcher, so that other clients' slow listeners never queue ahead of its own.
+
+**Inline listeners** (:data:`INLINE`, an :class:`InlineRunner`) take the
+other road: their tasks run on the thread that stepped the session (a
+websocket's reader thread, mostly), right after it lets go of the session lock
+and before it reads the socket again. No thread is woken for them at all,
+which makes them the cheapest way to receive messages, on the condition that
+they are quick and never block: while one runs, that connection reads
+nothing. Blocking client calls made from one raise at once
+(:func:`in_inline_listener`) instead of waiting for a reply that only this
+thread could read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 
 __all__ = [
+    "INLINE",
     "RETIRE_AFTER",
     "STALL_AFTER",
     "STARVED_AFTER",
     "WATCH_INTERVAL",
     "CallbackDispatcher",
+    "InlineRunner",
     "SharedPool",
     "acquire_shared",
+    "in_inline_listener",
     "release_shared",
 ]
 
@@ -391,3 +405,65 @@ def acquire_shared(workers: int) -> CallbackDispatcher:
 def release_shared(dispatcher: CallbackDispatcher, workers: int) -> None:
     """Give back what :func:`acquire_shared` took; the last user shuts the pool down."""
     _SHARED.release(dispatcher, workers)
+
+
+# -- inline listeners ------------------------------------------------------------------
+class InlineRunner:
+    """Runs tasks on the submitting thread once it leaves the session; see the module docstring.
+
+    Inside :meth:`collecting` (a thread stepping the session) submitted tasks are
+    kept, and run in order when the block ends - including tasks they submit in
+    turn (a drain that continues). Outside it they run at once.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()  # .tasks: deque while collecting; .running: bool
+
+    def submit(self, fn: Task) -> None:
+        tasks: deque[Task] | None = getattr(self._local, "tasks", None)
+        if tasks is not None:
+            tasks.append(fn)
+            return
+        local = self._local
+        local.tasks = deque([fn])
+        self._run(local)
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Keep this thread's inline tasks until the block ends, then run them."""
+        local = self._local
+        if getattr(local, "tasks", None) is not None:  # nested: the outer block runs them
+            yield
+            return
+        local.tasks = deque()
+        try:
+            yield
+        finally:
+            self._run(local)
+
+    @staticmethod
+    def _run(local: threading.local) -> None:
+        tasks: deque[Task] = local.tasks
+        local.running = True
+        try:
+            while tasks:
+                task = tasks.popleft()
+                try:
+                    task()
+                except Exception:
+                    log.exception("inline task %r raised", task)
+        finally:
+            local.running = False
+            local.tasks = None
+
+    def running(self) -> bool:
+        """True on a thread that is running inline listeners now."""
+        return bool(getattr(self._local, "running", False))
+
+
+INLINE = InlineRunner()
+
+
+def in_inline_listener() -> bool:
+    """Whether the calling thread is running an inline listener (blocking calls must not)."""
+    return INLINE.running()

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
-from ably_bridge.realtime.dispatcher import CallbackDispatcher
+from ably_bridge.realtime.dispatcher import INLINE, CallbackDispatcher, InlineRunner
 
 __all__ = ["CallbackDispatcher", "EventEmitter", "Listener", "OrderedQueue"]
 
@@ -45,7 +45,9 @@ class OrderedQueue:
 
     __slots__ = ("_dispatcher", "_lock", "_pending", "_running", "listener")
 
-    def __init__(self, listener: Callable[[Any], Any], dispatcher: CallbackDispatcher) -> None:
+    def __init__(
+        self, listener: Callable[[Any], Any], dispatcher: CallbackDispatcher | InlineRunner
+    ) -> None:
         self.listener = listener
         self._dispatcher = dispatcher
         self._lock = threading.Lock()
@@ -107,10 +109,19 @@ class EventEmitter(Generic[T]):
         self._entries: list[tuple[Hashable | None, OrderedQueue, bool]] = []
 
     def on(
-        self, event: Hashable | Iterable[Hashable] | None, listener: Listener[T]
+        self,
+        event: Hashable | Iterable[Hashable] | None,
+        listener: Listener[T],
+        *,
+        inline: bool = False,
     ) -> Callable[[], None]:
-        """Call ``listener`` for ``event`` (a name, several names, or None for all)."""
-        return self._add(event, listener, once=False)
+        """Call ``listener`` for ``event`` (a name, several names, or None for all).
+
+        ``inline``: on the thread that received the event instead of the callback
+        pool (:class:`~.dispatcher.InlineRunner`); the listener must be quick and
+        must not block.
+        """
+        return self._add(event, listener, once=False, inline=inline)
 
     def once(
         self, event: Hashable | Iterable[Hashable] | None, listener: Listener[T]
@@ -194,7 +205,12 @@ class EventEmitter(Generic[T]):
             return sum(1 for entry in self._entries if entry[0] in (None, event))
 
     def _add(
-        self, event: Hashable | Iterable[Hashable] | None, listener: Listener[T], *, once: bool
+        self,
+        event: Hashable | Iterable[Hashable] | None,
+        listener: Listener[T],
+        *,
+        once: bool,
+        inline: bool = False,
     ) -> Callable[[], None]:
         if not callable(listener):
             raise TypeError("listener must be callable")
@@ -203,7 +219,7 @@ class EventEmitter(Generic[T]):
             events = [event]
         else:
             events = list(event)
-        lq = OrderedQueue(listener, self._dispatcher)
+        lq = OrderedQueue(listener, INLINE if inline else self._dispatcher)
         added = [(ev, lq, once) for ev in events]
         with self._lock:
             self._entries.extend(added)

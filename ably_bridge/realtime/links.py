@@ -5,8 +5,10 @@
 without ever blocking the loop thread on the network:
 
 * dialing runs on a short-lived *dial thread* that posts ``transport_opened`` or
-  ``transport_failed``; each websocket then has its *reader thread*
-  (:class:`~ably_bridge.transports.websocket.WebSocketTransport`), which decodes
+  ``transport_failed``; each websocket is then read by the process's reactor
+  thread (:mod:`ably_bridge.transports.reactor`), or with
+  ``shared_reader=False`` by a *reader thread* of its own
+  (:class:`~ably_bridge.transports.websocket.WebSocketTransport`); either decodes
   frames (:func:`~ably_bridge.protocol.codec.decode_frame`) and steps the
   session with every frame of one socket read (:meth:`.SessionLoop.post_frames`:
   no wake-up of the loop thread); an undecodable frame is logged and dropped;
@@ -37,6 +39,7 @@ from ably_bridge.protocol.codec import decode_frame, encode_frame
 from ably_bridge.protocol.events import ConnectionState, Effect, OpenTransport
 from ably_bridge.protocol.models import ProtocolMessage
 from ably_bridge.rest.http import agent_header
+from ably_bridge.transports.reactor import shared_reactor
 from ably_bridge.transports.websocket import Frame, WebSocketTransport
 
 if TYPE_CHECKING:
@@ -109,6 +112,7 @@ class Links:
             dialer=self.options.websocket_dialer,
             name=f"ably-ws-{tid}",
             read_limit=self.read_limit,
+            reactor=shared_reactor() if self.options.shared_reader else None,
         )
         self._transports[tid] = transport
         self._current = transport

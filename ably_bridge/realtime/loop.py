@@ -6,12 +6,14 @@ channel, presence map and pending publish).
 
 **Driving.** The core is stepped only by the thread holding the *session lock*:
 
-* A reader thread steps it with the frames of one socket read
+* The thread reading the websocket (the process's reactor, or the socket's own
+  reader) steps it with the frames of one socket read
   (:meth:`SessionLoop.post_frames`), on its own thread. An inbound message
-  therefore costs one thread wake-up (the reader's) instead of two: with fifty
-  connections a wake-up costs about as much CPU as handling the message. A
-  frame other than MESSAGE may move a timer, so after one the loop thread is
-  woken to look at its deadline again.
+  therefore wakes no loop thread: with fifty connections a wake-up costs about
+  as much CPU as handling the message. A frame other than MESSAGE may move a
+  timer, so after one the loop thread is woken to look at its deadline again.
+  Inline listeners (:class:`~.dispatcher.InlineRunner`) run right after the
+  session is released, before the thread reads again.
 * The loop thread runs everything else: it waits on an inbox (a
   :class:`queue.SimpleQueue`) until the core's :meth:`next_deadline` (or the
   proactive token renewal, see :mod:`.links`), then runs the :class:`Command`
@@ -59,6 +61,7 @@ from ably_bridge.protocol.events import (
 )
 from ably_bridge.protocol.models import ProtocolMessage
 from ably_bridge.realtime.delivery import Delivery, settle
+from ably_bridge.realtime.dispatcher import INLINE, in_inline_listener
 from ably_bridge.realtime.links import Links
 
 if TYPE_CHECKING:
@@ -156,7 +159,8 @@ class SessionLoop:
         message costs no wake-up of the loop thread. Only when a frame may have moved
         a deadline (anything but MESSAGE) is the loop woken to look again.
         """
-        with self._session:
+        # Inline listeners run when the session is let go, before the next read.
+        with INLINE.collecting(), self._session:
             if self._stopped.is_set():
                 return  # the client is closed: nobody performs effects any more
             self._driver = threading.get_ident()
@@ -180,6 +184,23 @@ class SessionLoop:
         self.post(lambda now: op(future, now), future)
         return future
 
+    def call(
+        self, op: Callable[[Future[Any], float], Iterable[Effect]], timeout: float, what: str
+    ) -> Any:
+        """A blocking :meth:`request`: start ``op`` and wait for its outcome.
+
+        Refused (40000) from an inline listener, before anything is sent: the
+        reply may have to come through the very socket whose reading thread
+        would be waiting for it.
+        """
+        if in_inline_listener():
+            raise AblyException(
+                f"{what}: a blocking call from an inline listener (use the async form)",
+                ErrorCode.BAD_REQUEST,
+                400,
+            )
+        return wait(self.request(op), timeout, what)
+
     def run_sync(self, fn: Callable[[float], T], timeout: float | None = None) -> T:
         """Run ``fn(now)`` on the loop thread and return its result (a loop-side read or write)."""
         if not self.running or self.on_loop_thread():
@@ -190,6 +211,7 @@ class SessionLoop:
             future.set_result(fn(now))
 
         self.post(command, future)
+        # Allowed from inline listeners (unlike call): the loop thread answers this, not a reader.
         return wait(future, timeout or self.options.realtime_request_timeout, "loop call")
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -215,7 +237,7 @@ class SessionLoop:
                     item = inbox.get(timeout=timeout)
                 except queue.Empty:
                     item = None
-                with session:
+                with INLINE.collecting(), session:
                     if not self._step(item, deadline):
                         self._stopped.set()  # under the session: no reader steps after this
                         return

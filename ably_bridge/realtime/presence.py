@@ -22,7 +22,6 @@ from ably_bridge.protocol.actions import PresenceAction
 from ably_bridge.protocol.events import ChannelState, Effect
 from ably_bridge.protocol.models import PresenceMessage
 from ably_bridge.realtime.delivery import BACKGROUND
-from ably_bridge.realtime.loop import wait
 from ably_bridge.rest.channels import Channel as RestChannel
 
 if TYPE_CHECKING:
@@ -166,8 +165,7 @@ class RealtimePresence:
             effects.extend(conn.publish_presence(name, message, future, now))
             return effects
 
-        future = self._loop.request(op)
-        wait(future, self._timeout(timeout), f"presence {action.name.lower()} on {name!r}")
+        self._loop.call(op, self._timeout(timeout), f"presence {action.name.lower()} on {name!r}")
 
     # -- members (RTP11) ----------------------------------------------------------------
     def get(
@@ -213,17 +211,21 @@ class RealtimePresence:
                 events.sync_waiters.append((future, read))
             return effects
 
-        future = self._loop.request(op)
-        result: list[PresenceMessage] = wait(
-            future, self._timeout(timeout), f"presence get on {name!r}"
+        result: list[PresenceMessage] = self._loop.call(
+            op, self._timeout(timeout), f"presence get on {name!r}"
         )
         return result
 
     # -- listeners (RTP6, RTP7) ------------------------------------------------------------
-    def subscribe(self, *args: Any, attach: bool = True) -> Callable[[], None]:
-        """``subscribe(listener)`` or ``subscribe(action | [actions], listener)``; returns off."""
+    def subscribe(
+        self, *args: Any, attach: bool = True, inline: bool = False
+    ) -> Callable[[], None]:
+        """``subscribe(listener)`` or ``subscribe(action | [actions], listener)``; returns off.
+
+        ``inline`` as for :meth:`RealtimeChannel.subscribe`.
+        """
         actions, listener = self._split(args)
-        off = self._events.presence.on(actions, listener)
+        off = self._events.presence.on(actions, listener, inline=inline)
         if attach and self._core.state in (_CS.INITIALIZED, _CS.DETACHING, _CS.DETACHED):
             self._channel._attach_in_background()  # RTP6d
         return off

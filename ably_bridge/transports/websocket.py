@@ -1,23 +1,33 @@
-"""The realtime transport: one WebSocket, and the reader thread that drains it.
+"""The realtime transport: one WebSocket, and the reading that drains it.
 
 This is the only module that touches ``websocket-client``. A
-:class:`WebSocketTransport` dials a URL, then runs one daemon reader thread that
-hands every data frame (``str`` for JSON, ``bytes`` for msgpack) to
-``on_frame`` - or, given ``on_frames``, every frame of one socket read as one
-list - and reports the end of the connection exactly once through
-``on_close``. Sending is thread-safe. Timeouts and errors from the library are
-translated here, once, into :class:`~ably_bridge.errors.AblyException` with
-Ably's connection codes (80000 connection failed, 80003 disconnected).
+:class:`WebSocketTransport` dials a URL, then has its socket read - by the
+process's shared reader thread (a :class:`~.reactor.Reactor`, given
+``reactor=``) or by a daemon reader thread of its own - and hands every data
+frame (``str`` for JSON, ``bytes`` for msgpack) to ``on_frame`` - or, given
+``on_frames``, every frame of one socket read as one list - and reports the end
+of the connection exactly once through ``on_close``. Sending is thread-safe.
+Timeouts and errors from the library are translated here, once, into
+:class:`~ably_bridge.errors.AblyException` with Ably's connection codes (80000
+connection failed, 80003 disconnected).
 
-Reading: ``websocket-client`` dials, handshakes and sends, but on a socket it
-dialed the reader thread parses frames itself (:class:`FrameReader`, RFC 6455
-section 5): one ``recv`` of up to 64 KiB per wake-up instead of two or three
-small ones per frame, each of which gives up and retakes the GIL. With many
-connections in one process that is most of the reader's cost. Ping is answered
-with pong, fragments are reassembled, a close frame is answered and ends the
-connection. A local :meth:`~WebSocketTransport.close` sends a close frame and
-lets the reader see the server's reply (3 s at most) before the socket is shut.
-Other objects (a custom dialer's) are read through their ``recv_data``.
+Reading: ``websocket-client`` dials and handshakes, but on a socket it dialed
+the reading is this module's, which parses frames itself (:class:`FrameReader`,
+RFC 6455 section 5): one ``recv`` of up to 64 KiB per wake-up instead of two or
+three small ones per frame, each of which gives up and retakes the GIL. With
+many connections in one process that is most of the reader's cost. Ping is
+answered with pong, fragments are reassembled, a close frame is answered and
+ends the connection. A local :meth:`~WebSocketTransport.close` sends a close
+frame and lets the reader see the server's reply (3 s at most) before the
+socket is shut.
+Other objects (a custom dialer's) are read through their ``recv_data``, always
+by a thread of their own.
+
+With a reactor the socket is non-blocking: the reactor calls
+:meth:`~WebSocketTransport._on_readable` when data is there, which reads until
+the socket is drained (or a TLS record is incomplete) and returns, and frames
+are written with this module's own loop that waits for room in the kernel
+buffer (``websocket-client``'s own send gives up on a non-blocking socket).
 
 ``read_limit`` (settable at any time) bounds the size of an inbound frame, like
 ably-go's ``SetReadLimit``: a larger frame ends the connection with 80003.
@@ -34,8 +44,11 @@ and ``close()``.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
+import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -44,6 +57,7 @@ from urllib.parse import urlsplit
 import websocket
 
 from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.transports.reactor import Reactor
 
 __all__ = ["Frame", "FrameReader", "WebSocketLike", "WebSocketTransport", "redact_url"]
 
@@ -63,6 +77,14 @@ _CLOSE_NORMAL = b"\x03\xe8"  # status 1000
 # costs more (two page faults) than the whole rest of a small frame's reading.
 _READ_SIZE = 64 * 1024
 _CLOSE_TIMEOUT = 3.0  # seconds a local close waits for the server's close frame
+_READS_PER_WAKE = 8  # reads of one socket per reactor call, before the others get a turn
+
+
+class _Reading(enum.Enum):
+    MORE = "more"  # _consume: the connection goes on
+
+
+_MORE = _Reading.MORE
 
 _SECRET_PARAMS = ("key", "accessToken", "access_token", "resume", "recover")
 
@@ -231,6 +253,7 @@ class WebSocketTransport:
         dialer: Dialer | None = None,
         name: str = "ably-ws",
         read_limit: int | None = None,
+        reactor: Reactor | None = None,
     ) -> None:
         self._url = url
         self._headers = dict(headers or {})
@@ -247,6 +270,10 @@ class WebSocketTransport:
         self._closed = False
         self._close_reported = False
         self._reader: threading.Thread | None = None
+        self._reactor = reactor
+        self._sock: socket.socket | None = None  # set when the reactor reads it
+        self._frame_reader = FrameReader()
+        self._read_done = threading.Event()  # the reactor has stopped reading this socket
         # Largest inbound frame accepted (bytes); a bigger one ends the transport.
         self.read_limit = read_limit
 
@@ -264,6 +291,13 @@ class WebSocketTransport:
                     "transport closed while connecting", ErrorCode.CONNECTION_FAILED, 400
                 )
             self._ws = ws
+            sock = getattr(ws, "sock", None) if isinstance(ws, websocket.WebSocket) else None
+            if self._reactor is not None and sock is not None:
+                # Read by the process's reactor thread: the socket must never block it.
+                sock.setblocking(False)
+                self._sock = sock
+                self._reactor.register(sock, self._on_readable)
+                return
         self._reader = threading.Thread(target=self._read_loop, name=self._name, daemon=True)
         self._reader.start()
 
@@ -275,7 +309,11 @@ class WebSocketTransport:
         opcode = _OPCODE_TEXT if isinstance(frame, str) else _OPCODE_BINARY
         try:
             with self._send_lock:
-                ws.send(frame, opcode)
+                sock = self._sock
+                if sock is not None:  # non-blocking (read by the reactor): our own writes
+                    _send_all(sock, websocket.ABNF.create_frame(frame, opcode).format())
+                else:
+                    ws.send(frame, opcode)
         except Exception as exc:
             error = self._translate(exc, "websocket send failed")
             self._shutdown(error)
@@ -290,7 +328,10 @@ class WebSocketTransport:
         return self._ws is not None and not self._closed
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the reader thread to finish (tests and orderly shutdown)."""
+        """Wait for reading to end (tests and orderly shutdown)."""
+        if self._sock is not None:
+            self._read_done.wait(timeout)
+            return
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout)
@@ -318,40 +359,79 @@ class WebSocketTransport:
     def _read_socket(self, ws: WebSocketLike, sock: socket.socket) -> AblyException | None:
         """Read a socket websocket-client dialed: many frames per ``recv`` (module docstring)."""
         recv = sock.recv
-        reader = FrameReader()
-        on_frames = self._on_frames
+        consume = self._consume
         while True:
             chunk = recv(_READ_SIZE)
             if not chunk:
                 raise websocket.WebSocketConnectionClosedException("socket closed by the peer")
-            fault: FrameError | None = None
-            try:
-                messages = reader.feed(chunk, self.read_limit)
-            except FrameError as exc:  # deliver what came before it, then end
-                messages, fault = exc.frames, exc
-            frames: list[Frame] = []
-            closing = False
-            for opcode, payload in messages:
-                if opcode == _OPCODE_TEXT:
-                    frames.append(payload.decode("utf-8"))
-                elif opcode == _OPCODE_BINARY:
-                    frames.append(payload)
-                elif opcode == _OPCODE_PING:
-                    self._send_control(ws, payload, _OPCODE_PONG)
-                elif opcode == _OPCODE_CLOSE:
-                    closing = True
+            end = consume(ws, chunk)
+            if end is not _MORE:
+                return end
+
+    def _on_readable(self) -> None:
+        """The reactor's callback: read what the non-blocking socket has, without waiting."""
+        sock = self._sock
+        ws = self._ws
+        if sock is None or ws is None or self._read_done.is_set():
+            return
+        error: AblyException | None = None
+        try:
+            for _ in range(_READS_PER_WAKE):  # then let the other sockets have a turn
+                try:
+                    chunk = sock.recv(_READ_SIZE)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    return  # drained, or half a TLS record: the selector calls again
+                if not chunk:
+                    raise websocket.WebSocketConnectionClosedException("socket closed by the peer")
+                end = self._consume(ws, chunk)
+                if end is not _MORE:
+                    error = end
                     break
-            if self._closed:  # a local close is under way: wait for the close frame only
-                if closing or fault is not None:
-                    return None
-                continue
-            if frames:
-                on_frames(frames)
-            if fault is not None:
-                raise fault
-            if closing:
-                self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)  # answer (RFC 6455 5.5.1)
-                return _closed_by_server()
+                if len(chunk) < _READ_SIZE and not _tls_pending(sock):
+                    return  # drained; more data makes the selector call again
+            else:
+                return
+        except FrameError as exc:
+            if not self._closed:
+                error = AblyException(str(exc), ErrorCode.CONNECTION_DISCONNECTED, 400)
+        except Exception as exc:
+            if not self._closed:
+                error = self._translate(exc, "websocket connection lost")
+        self._read_done.set()
+        self._shutdown(error)
+
+    def _consume(self, ws: WebSocketLike, chunk: bytes) -> AblyException | _Reading | None:
+        """Hand on the frames in ``chunk``; :data:`_MORE` to read on, else how reading ended.
+
+        Raises :class:`FrameError` (after handing on the frames before the fault).
+        """
+        fault: FrameError | None = None
+        try:
+            messages = self._frame_reader.feed(chunk, self.read_limit)
+        except FrameError as exc:  # deliver what came before it, then end
+            messages, fault = exc.frames, exc
+        frames: list[Frame] = []
+        closing = False
+        for opcode, payload in messages:
+            if opcode == _OPCODE_TEXT:
+                frames.append(payload.decode("utf-8"))
+            elif opcode == _OPCODE_BINARY:
+                frames.append(payload)
+            elif opcode == _OPCODE_PING:
+                self._send_control(ws, payload, _OPCODE_PONG)
+            elif opcode == _OPCODE_CLOSE:
+                closing = True
+                break
+        if self._closed:  # a local close is under way: wait for the close frame only
+            return None if closing or fault is not None else _MORE
+        if frames:
+            self._on_frames(frames)
+        if fault is not None:
+            raise fault
+        if closing:
+            self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)  # answer (RFC 6455 5.5.1)
+            return _closed_by_server()
+        return _MORE
 
     def _read_frames(self, ws: WebSocketLike) -> AblyException | None:
         """Read any other websocket object (a custom dialer's) a frame at a time."""
@@ -371,9 +451,13 @@ class WebSocketTransport:
         return None
 
     def _send_control(self, ws: WebSocketLike, payload: bytes, opcode: int) -> None:
-        # A control frame from the reader thread; a failure shows up as a read error.
+        # A control frame from the reader; a failure shows up as a read error.
         with contextlib.suppress(Exception), self._send_lock:
-            ws.send(payload, opcode)
+            sock = self._sock
+            if sock is not None:
+                _send_all(sock, websocket.ABNF.create_frame(payload, opcode).format())
+            else:
+                ws.send(payload, opcode)
 
     def _shutdown(self, error: AblyException | None) -> None:
         with self._state_lock:
@@ -381,7 +465,17 @@ class WebSocketTransport:
             ws, self._ws = self._ws, None
             report = not self._close_reported
             self._close_reported = True
-        if isinstance(ws, websocket.WebSocket):  # read by _read_socket
+        sock = self._sock
+        reactor = self._reactor
+        if sock is not None and reactor is not None and isinstance(ws, websocket.WebSocket):
+            if error is None and not reactor.on_reactor_thread():
+                # A local close: send ours, let the reactor see the server's (RFC 6455 7.1.2).
+                self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)
+                self._read_done.wait(_CLOSE_TIMEOUT)
+            self._read_done.set()
+            reactor.unregister(sock)  # before the descriptor is closed (and reused)
+            _abort(ws)
+        elif isinstance(ws, websocket.WebSocket):  # read by _read_socket
             reader = self._reader
             if error is None and reader is not None and reader is not threading.current_thread():
                 # A local close: send ours, let the reader see the server's (RFC 6455 7.1.2).
@@ -420,6 +514,26 @@ class WebSocketTransport:
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
         return f"WebSocketTransport({redact_url(self._url)}, {state})"
+
+
+def _tls_pending(sock: socket.socket) -> int:
+    # Decrypted bytes a TLS socket holds beyond the last read (the selector cannot see them).
+    pending = getattr(sock, "pending", None)
+    return int(pending()) if pending is not None else 0
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Write ``data`` to a non-blocking socket, waiting for room when the kernel buffer is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            poller = select.poll()
+            poller.register(sock, select.POLLOUT)
+            poller.poll()  # blocks like the blocking socket did; a dead peer ends in an error
+            continue
+        view = view[sent:]
 
 
 def _closed_by_server() -> AblyException:

@@ -23,7 +23,13 @@ class FakePresence:
         self.members = [PresenceMessage(1, client_id="m", connection_id="c")]
         self.synced = threading.Event()
 
-    def subscribe(self, listener: Callable[[PresenceMessage], None], attach: bool = True) -> Any:
+    def subscribe(
+        self,
+        listener: Callable[[PresenceMessage], None],
+        attach: bool = True,
+        inline: bool = False,
+    ) -> Any:
+        assert inline  # the source's listeners only queue: they run on the reading thread
         self.listeners.append(listener)
         return lambda: self.listeners.remove(listener)
 
@@ -45,7 +51,10 @@ class FakeChannel:
         self.state_listeners.append(listener)
         return lambda: self.state_listeners.remove(listener)
 
-    def subscribe(self, listener: Callable[[Message], None], attach: bool = True) -> Any:
+    def subscribe(
+        self, listener: Callable[[Message], None], attach: bool = True, inline: bool = False
+    ) -> Any:
+        assert inline  # the source's listeners only queue: they run on the reading thread
         self.message_listeners.append(listener)
         return lambda: self.message_listeners.remove(listener)
 

@@ -17,8 +17,13 @@ class BatchChannel(FakeChannel):
         self.batch_listeners: list[Callable[[list[Message]], None]] = []
 
     def subscribe_batch(
-        self, listener: Callable[[list[Message]], None], *, attach: bool = True
+        self,
+        listener: Callable[[list[Message]], None],
+        *,
+        attach: bool = True,
+        inline: bool = False,
     ) -> Any:
+        assert inline  # the source's listeners only queue: they run on the reading thread
         self.batch_listeners.append(listener)
         return lambda: self.batch_listeners.remove(listener)
 

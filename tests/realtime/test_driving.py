@@ -1,8 +1,9 @@
-"""Who steps the session: inbound frames on the reader thread, everything else on the loop.
+"""Who steps the session: inbound frames on the reading thread, everything else on the loop.
 
-The reader thread of a websocket runs the core with the frames it read (under
-the session lock), so an inbound message wakes no other thread than the
-reader and, for its listener, the callback pool (:mod:`ably_bridge.realtime.loop`).
+The thread that reads a websocket (the shared reactor, or the socket's own
+reader with ``shared_reader=False``) runs the core with the frames it read,
+under the session lock, so an inbound message wakes no thread but that one
+and, for a pool listener, the callback pool (:mod:`ably_bridge.realtime.loop`).
 A frame other than MESSAGE wakes the loop thread to look at its deadlines again.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+
+import pytest
 
 from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.actions import Action
@@ -46,8 +49,11 @@ def _record_steps(loop: SessionLoop) -> tuple[list[tuple[Any, str]], list[int]]:
     return frames, steps
 
 
-def test_inbound_messages_are_stepped_on_the_reader_thread(make_client: MakeClient) -> None:
-    subscriber = make_client()
+@pytest.mark.parametrize(("shared_reader", "reader"), [(True, "ably-reactor"), (False, "ably-ws-")])
+def test_inbound_messages_are_stepped_on_the_reader_thread(
+    make_client: MakeClient, shared_reader: bool, reader: str
+) -> None:
+    subscriber = make_client(shared_reader=shared_reader)
     publisher = make_client()
     channel = subscriber.channels.get("driving")
     received = Collector()
@@ -63,7 +69,7 @@ def test_inbound_messages_are_stepped_on_the_reader_thread(make_client: MakeClie
 
     inbound = [name for action, name in frames if action == Action.MESSAGE]
     assert len(inbound) == 40
-    assert all(name.startswith("ably-ws") for name in inbound), set(inbound)
+    assert all(name.startswith(reader) for name in inbound), set(inbound)
     # The loop thread woke for heartbeats at most, never once per message.
     assert steps[0] < 20, steps[0]
 
