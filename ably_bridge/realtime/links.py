@@ -38,6 +38,7 @@ from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 from ably_bridge.protocol.codec import decode_frame, encode_frame
 from ably_bridge.protocol.events import ConnectionState, Effect, OpenTransport
 from ably_bridge.protocol.models import ProtocolMessage
+from ably_bridge.realtime.dispatcher import deferred_wakes
 from ably_bridge.rest.http import agent_header
 from ably_bridge.transports.reactor import shared_reactor
 from ably_bridge.transports.websocket import Frame, WebSocketTransport
@@ -112,7 +113,7 @@ class Links:
             dialer=self.options.websocket_dialer,
             name=f"ably-ws-{tid}",
             read_limit=self.read_limit,
-            reactor=shared_reactor() if self.options.shared_reader else None,
+            reactor=shared_reactor(deferred_wakes) if self.options.shared_reader else None,
         )
         self._transports[tid] = transport
         self._current = transport

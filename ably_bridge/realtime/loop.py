@@ -61,7 +61,7 @@ from ably_bridge.protocol.events import (
 )
 from ably_bridge.protocol.models import ProtocolMessage
 from ably_bridge.realtime.delivery import Delivery, settle
-from ably_bridge.realtime.dispatcher import INLINE, in_inline_listener
+from ably_bridge.realtime.dispatcher import INLINE, deferred_wakes, in_inline_listener
 from ably_bridge.realtime.links import Links
 
 if TYPE_CHECKING:
@@ -159,8 +159,10 @@ class SessionLoop:
         message costs no wake-up of the loop thread. Only when a frame may have moved
         a deadline (anything but MESSAGE) is the loop woken to look again.
         """
-        # Inline listeners run when the session is let go, before the next read.
-        with INLINE.collecting(), self._session:
+        # Inline listeners run when the session is let go, before the next read; pool
+        # workers are woken after that, when this thread is about to wait again
+        # (within a reactor round: at its end).
+        with deferred_wakes(), INLINE.collecting(), self._session:
             if self._stopped.is_set():
                 return  # the client is closed: nobody performs effects any more
             self._driver = threading.get_ident()

@@ -30,6 +30,7 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 __all__ = ["Reactor", "shared_reactor"]
 
@@ -43,6 +44,10 @@ class Reactor:
 
     def __init__(self, name: str = "ably-reactor") -> None:
         self._name = name
+        # Entered around each round (one wait and the callbacks it calls for);
+        # the realtime client sets it to defer callback-pool wake-ups to the end
+        # of the round (ably_bridge.realtime.dispatcher.deferred_wakes).
+        self.round_context: Callable[[], AbstractContextManager[None]] | None = None
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -78,16 +83,18 @@ class Reactor:
     def _run(self) -> None:
         select = self._selector.select
         while True:
-            for key, _events in select():
-                callback = key.data
-                if callback is None:
-                    self._drain_wakes()
-                    continue
-                try:
-                    callback()
-                except Exception:  # transports handle their own errors; this is a bug
-                    log.exception("a reactor callback failed; its socket is dropped")
-                    self.unregister(key.fileobj)  # type: ignore[arg-type]
+            hook = self.round_context
+            with hook() if hook is not None else contextlib.nullcontext():
+                for key, _events in select():
+                    callback = key.data
+                    if callback is None:
+                        self._drain_wakes()
+                        continue
+                    try:
+                        callback()
+                    except Exception:  # transports handle their own errors; this is a bug
+                        log.exception("a reactor callback failed; its socket is dropped")
+                        self.unregister(key.fileobj)  # type: ignore[arg-type]
 
     def _drain_wakes(self) -> None:
         with contextlib.suppress(OSError):
@@ -99,12 +106,16 @@ _shared: Reactor | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_reactor() -> Reactor:
-    """The process's reactor, created on first use."""
+def shared_reactor(
+    round_context: Callable[[], AbstractContextManager[None]] | None = None,
+) -> Reactor:
+    """The process's reactor, created on first use (with ``round_context``, if given)."""
     global _shared
     with _shared_lock:
         if _shared is None:
             _shared = Reactor()
+        if round_context is not None:
+            _shared.round_context = round_context
         return _shared
 
 

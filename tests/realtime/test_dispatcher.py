@@ -303,3 +303,28 @@ def test_a_forked_child_starts_from_a_fresh_shared_pool() -> None:
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         dispatcher_module.release_shared(inherited, 1)
+
+
+def test_deferred_wakes_release_the_worker_at_the_end_of_the_block() -> None:
+    dispatcher = CallbackDispatcher(max_workers=2)
+    try:
+        warmed = threading.Event()
+        dispatcher.submit(warmed.set)  # start a worker, which then goes idle
+        assert warmed.wait(WAIT)
+        eventually(lambda: len(dispatcher._idle) == 1)
+        worker = dispatcher._idle[0]
+        ran = threading.Event()
+        with dispatcher_module.deferred_wakes():
+            dispatcher.submit(ran.set)
+            # Chosen and counted as awake (no second worker is woken)...
+            assert dispatcher._idle == [] and dispatcher._searching == 1
+            dispatcher.submit(lambda: None)
+            assert dispatcher.thread_count() == 1
+            # ...but still asleep: its gate is released only when the block ends.
+            assert worker.gate.locked()
+            with dispatcher_module.deferred_wakes():  # nested: the outer block wakes
+                pass
+            assert worker.gate.locked() and not ran.is_set()
+        assert ran.wait(WAIT)
+    finally:
+        dispatcher.close()

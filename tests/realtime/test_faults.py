@@ -82,7 +82,7 @@ def test_refused_connects_back_off_then_suspend_then_recover(
         auto_connect=False,
         disconnected_retry_timeout=0.1,
         suspended_retry_timeout=0.2,
-        connection_state_ttl=0.8,
+        connection_state_ttl=1.5,  # room for several refused attempts on a loaded box
     )
     changes = Collector()
     client.connection.on(changes)

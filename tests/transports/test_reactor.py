@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -147,3 +148,47 @@ def test_the_process_reactor_is_shared_and_a_forked_child_gets_its_own() -> None
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_each_round_runs_inside_the_round_context(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reactor = Reactor()
+    events: list[str] = []
+    done = threading.Event()
+
+    @contextlib.contextmanager
+    def round_context() -> Iterator[None]:
+        events.append("enter")
+        yield
+        events.append("exit")
+        if "callback" in events:
+            done.set()
+
+    reactor.round_context = round_context
+    a, b = pair
+    got: list[bytes] = []
+    ready = threading.Event()
+
+    def callback() -> None:
+        events.append("callback")
+        _reader(a, got, ready)
+
+    reactor.register(a, callback)
+    b.sendall(b"x")
+    assert done.wait(WAIT)
+    first = events.index("callback")
+    assert events[first - 1] == "enter" and events[first + 1] == "exit"
+    reactor.unregister(a)
+
+
+def test_the_shared_reactor_takes_a_round_context() -> None:
+    shared = reactor_module.shared_reactor()
+    before = shared.round_context
+    try:
+        assert reactor_module.shared_reactor(contextlib.nullcontext) is shared
+        assert shared.round_context is contextlib.nullcontext
+        assert reactor_module.shared_reactor() is shared
+        assert shared.round_context is contextlib.nullcontext  # kept when not given
+    finally:
+        shared.round_context = before
