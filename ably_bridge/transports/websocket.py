@@ -272,6 +272,8 @@ class WebSocketTransport:
         self._reader: threading.Thread | None = None
         self._reactor = reactor
         self._sock: socket.socket | None = None  # set when the reactor reads it
+        self._read_ws: WebSocketLike | None = None  # the websocket the reactor reads
+        self.close_answered = False  # a local close saw the server's close frame
         self._frame_reader = FrameReader()
         self._read_done = threading.Event()  # the reactor has stopped reading this socket
         # Largest inbound frame accepted (bytes); a bigger one ends the transport.
@@ -296,6 +298,7 @@ class WebSocketTransport:
                 # Read by the process's reactor thread: the socket must never block it.
                 sock.setblocking(False)
                 self._sock = sock
+                self._read_ws = ws
                 self._reactor.register(sock, self._on_readable)
                 return
         self._reader = threading.Thread(target=self._read_loop, name=self._name, daemon=True)
@@ -371,12 +374,15 @@ class WebSocketTransport:
     def _on_readable(self) -> None:
         """The reactor's callback: read what the non-blocking socket has, without waiting."""
         sock = self._sock
-        ws = self._ws
+        ws = self._read_ws  # kept through a local close, which clears self._ws first
         if sock is None or ws is None or self._read_done.is_set():
+            if self._reactor is not None and sock is not None:
+                self._reactor.unregister(sock)  # level-triggered: never call again
             return
         error: AblyException | None = None
         try:
-            for _ in range(_READS_PER_WAKE):  # then let the other sockets have a turn
+            reads = 0
+            while True:
                 try:
                     chunk = sock.recv(_READ_SIZE)
                 except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -387,10 +393,11 @@ class WebSocketTransport:
                 if end is not _MORE:
                     error = end
                     break
-                if len(chunk) < _READ_SIZE and not _tls_pending(sock):
-                    return  # drained; more data makes the selector call again
-            else:
-                return
+                reads += 1
+                if _tls_pending(sock):
+                    continue  # decrypted bytes the selector cannot see: read them now
+                if len(chunk) < _READ_SIZE or reads >= _READS_PER_WAKE:
+                    return  # drained, or the others' turn: more data calls again
         except FrameError as exc:
             if not self._closed:
                 error = AblyException(str(exc), ErrorCode.CONNECTION_DISCONNECTED, 400)
@@ -423,6 +430,8 @@ class WebSocketTransport:
                 closing = True
                 break
         if self._closed:  # a local close is under way: wait for the close frame only
+            if closing:
+                self.close_answered = True
             return None if closing or fault is not None else _MORE
         if frames:
             self._on_frames(frames)

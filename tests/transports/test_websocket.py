@@ -13,6 +13,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.transports.reactor import Reactor
 from ably_bridge.transports.websocket import WebSocketTransport, redact_url
 
 
@@ -76,8 +77,21 @@ def echo_server() -> Iterator[EchoServer]:
     thread.join(5)
 
 
+_reactor: Reactor | None = None  # how the transports of the running test are read
+
+
+@pytest.fixture(params=["reader-thread", "reactor"], autouse=True)
+def reading(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs with a reader thread per socket and with a reactor."""
+    global _reactor
+    _reactor = Reactor(name="test-reactor") if request.param == "reactor" else None
+    yield str(request.param)
+    _reactor = None
+
+
 def _transport(url: str, **kwargs: object) -> tuple[WebSocketTransport, queue.Queue[object]]:
     events: queue.Queue[object] = queue.Queue()
+    kwargs.setdefault("reactor", _reactor)
     transport = WebSocketTransport(
         url,
         on_frame=lambda frame: events.put(("frame", frame)),
@@ -101,6 +115,18 @@ def test_text_and_binary_frames_round_trip(echo_server: EchoServer) -> None:
     assert events.get(timeout=5) == ("close", None)
     transport.join(5)
     assert not transport.is_open
+    # The close handshake completed (RFC 6455 7.1.2): the server's close frame was
+    # read after ours was sent, rather than the wait for it timing out.
+    assert transport.close_answered
+
+
+def test_a_large_outbound_frame_is_written_whole(echo_server: EchoServer) -> None:
+    transport, events = _transport(echo_server.url)
+    transport.open()
+    big = bytes(range(256)) * 8192  # 2 MiB: more than a socket buffer takes at once
+    transport.send(big)
+    assert events.get(timeout=10) == ("frame", big)
+    transport.close()
 
 
 def test_server_close_is_reported_once_with_an_error(echo_server: EchoServer) -> None:
