@@ -99,6 +99,19 @@ class DedupWindow:
                 return True
             return False
 
+    def seen(self, keys: Iterable[str]) -> set[str]:
+        """The ``keys`` already here (each refreshed, as by ``in``), under one lock round."""
+        if self.capacity <= 0:
+            return set()
+        found: set[str] = set()
+        with self._lock:
+            store = self._keys
+            for key in keys:
+                if key in store:
+                    store.move_to_end(key)
+                    found.add(key)
+        return found
+
     def __len__(self) -> int:
         return len(self._keys)
 

@@ -364,7 +364,11 @@ class Dispatcher:
         buffers: dict[int, SinkBuffer[_Job]] = {}
         events: list[_Event] = []
         fence = self.fencing.fence(channel) if self.fencing is not None else None
-        for match, env, problem in envs:
+        # One lock round for the whole frame's in-memory dedup check.
+        keys = [f"{m.route.id}|{env.dedup_key}" if env is not None else "" for m, env, _ in envs]
+        seen = self._window.seen(key for key in keys if key)
+        targets: dict[int, tuple[int, SinkBuffer[_Job]] | None] = {}
+        for index, (match, env, problem) in enumerate(envs):
             route = match.route
             if env is None:
                 raw, err = problem
@@ -375,7 +379,7 @@ class Dispatcher:
                     )
                 )  # fmt: skip
                 continue
-            if f"{route.id}|{env.dedup_key}" in self._window:
+            if seen and keys[index] in seen:
                 self.stats.skipped += 1
                 continue
             if env.size() > self._max_bytes:
@@ -391,7 +395,11 @@ class Dispatcher:
                 position = Position(timestamp=env.timestamp, id=env.event_id, serial=env.serial)
             event = _Event(env, position, remaining=0, fence=fence)
             for target in route.targets:
-                found = self._buffer_for(target)
+                target_id = id(target)
+                if target_id in targets:
+                    found = targets[target_id]
+                else:
+                    found = targets[target_id] = self._buffer_for(target)
                 if found is None:
                     letters.append(
                         DeadLetter(
@@ -412,8 +420,12 @@ class Dispatcher:
                 return False
         for key, jobs in plan.items():
             buffers[key].offer(jobs)
+        orders = self._order
         for event in events:
-            order = self._order.setdefault((event.envelope.rule_id, channel), deque())
+            order_key = (event.envelope.rule_id, channel)
+            order = orders.get(order_key)
+            if order is None:
+                order = orders[order_key] = deque()
             order.append(event)
             if event.remaining == 0:
                 self._settle(event)

@@ -17,7 +17,7 @@ so the hot path is a dict lookup plus a name check.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ably_bridge.bridge.config import Route, Source, Target
@@ -66,6 +66,11 @@ class CompiledRoute:
             return True
         return any(channel.startswith(p) for p in self._prefixes)
 
+    @property
+    def names_empty(self) -> bool:
+        """No name filter: every message name passes."""
+        return self._names.empty
+
     def selects_name(self, name: str | None) -> bool:
         """Whether a message called ``name`` passes the name filter (no filter: all)."""
         if self._names.empty:
@@ -86,6 +91,12 @@ class Router:
     def __init__(self, routes: Iterable[Route], *, cache_size: int = 10_000) -> None:
         self._routes = tuple(CompiledRoute(r) for r in routes)
         self._cache: dict[str, tuple[tuple[CompiledRoute, Secret | None], ...]] = {}
+        # (channel, source) -> its matches in configuration order, each with the
+        # route when a name filter still has to be applied (None: it always applies).
+        self._matches: dict[
+            tuple[str, Source], tuple[tuple[RouteMatch, CompiledRoute | None], ...]
+        ] = {}
+        self._unfiltered: dict[tuple[str, Source], tuple[RouteMatch, ...]] = {}
         self._cache_size = cache_size
 
     @property
@@ -103,20 +114,41 @@ class Router:
             self._cache[channel] = hit
         return hit
 
-    def match(self, channel: str, source: Source, name: str | None = None) -> list[RouteMatch]:
+    def match(self, channel: str, source: Source, name: str | None = None) -> Sequence[RouteMatch]:
         """The routes that want this event, in configuration order.
 
-        ``name`` is the message name; name filters apply to messages only.
+        ``name`` is the message name; name filters apply to messages only. Called
+        for every event: the answer for a channel and source is kept, and when no
+        route of it filters by name it is returned as is (do not change it).
         """
-        out: list[RouteMatch] = []
-        for compiled, key in self._for_channel(channel):
-            route = compiled.route
-            if source not in route.sources:
-                continue
-            if source == "message" and not compiled.selects_name(name):
-                continue
-            out.append(RouteMatch(route, key))
-        return out
+        key = (channel, source)
+        plain = self._unfiltered.get(key)
+        if plain is not None:
+            return plain
+        entries = self._matches.get(key)
+        if entries is None:
+            entries = self._compute_matches(channel, source)
+        return [match for match, named in entries if named is None or named.selects_name(name)]
+
+    def _compute_matches(
+        self, channel: str, source: Source
+    ) -> tuple[tuple[RouteMatch, CompiledRoute | None], ...]:
+        entries = tuple(
+            (
+                RouteMatch(compiled.route, cipher),
+                compiled if source == "message" and not compiled.names_empty else None,
+            )
+            for compiled, cipher in self._for_channel(channel)
+            if source in compiled.route.sources
+        )
+        if len(self._matches) >= self._cache_size:
+            self._matches.clear()  # like the channel cache: cheap and rare
+            self._unfiltered.clear()
+        key = (channel, source)
+        if all(named is None for _, named in entries):
+            self._unfiltered[key] = tuple(match for match, _ in entries)
+        self._matches[key] = entries
+        return entries
 
     def wants(self, channel: str, source: Source | None = None) -> bool:
         """Whether any route takes ``channel`` (for ``source``, if given)."""

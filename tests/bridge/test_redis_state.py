@@ -235,3 +235,12 @@ def test_dedup_window_is_a_bounded_lru() -> None:
     window.discard("a")
     assert "a" not in window
     assert "x" not in DedupWindow(0)
+
+
+def test_dedup_window_seen_checks_many_keys_and_refreshes_them() -> None:
+    window = DedupWindow(3)
+    window.add_many(["a", "b", "c"])
+    assert window.seen(["a", "x", "c"]) == {"a", "c"}  # a and c now most recent
+    window.add("d")  # evicts b, the least recently seen
+    assert window.seen(["a", "b", "c", "d"]) == {"a", "c", "d"}
+    assert DedupWindow(0).seen(["a"]) == set()

@@ -110,7 +110,32 @@ def test_cache_is_bounded() -> None:
     r = Router(parse_config(raw, {"ABLY_KEY": "a.b:c"}).routes, cache_size=3)
     for i in range(10):
         assert ids(r.match(f"x{i}", "message")) == ["a"]
-    assert len(r._cache) <= 3
+    assert len(r._cache) <= 3 and len(r._matches) <= 3
+
+
+def test_cached_answers_still_apply_name_filters_per_message() -> None:
+    both = ["message", "presence"]
+    raw = {
+        "redis": {"url": "redis://h/0"},
+        "routes": [
+            {"id": "all", "channels": ["c"], "sources": both, "targets": STREAM},
+            {
+                "id": "named",
+                "channels": ["c"],
+                "names": ["hot"],
+                "sources": both,
+                "targets": STREAM,
+            },
+            {"id": "tail", "channels": ["c"], "sources": both, "targets": STREAM},
+        ],
+    }
+    r = Router(parse_config(raw, {"ABLY_KEY": "a.b:c"}).routes)
+    for _ in range(2):  # the second round is answered from the cache
+        assert ids(r.match("c", "message", "hot")) == ["all", "named", "tail"]
+        assert ids(r.match("c", "message", "cold")) == ["all", "tail"]
+        assert ids(r.match("c", "presence")) == ["all", "named", "tail"]
+    # With no name filter among a channel's routes, the kept answer itself is returned.
+    assert r.match("c", "presence") is r.match("c", "presence")
 
 
 def test_patterns() -> None:
