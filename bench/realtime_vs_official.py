@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from emulator_fanout import ATTACH, MESSAGE, encode, publisher, ws_connect, ws_frame
+from emulator_fanout import MESSAGE, encode, publisher, ws_connect, ws_frame
 from rest_vs_official import emulator_process
 
 CLIENTS = ("ours", "ours-inline", "official")  # ours-inline: subscribe(..., inline=True)
@@ -327,16 +327,21 @@ def _memory_child(
 
 def _paced_spread_publisher(
     host: str, port: int, key: str, fmt: str, channels: list[str], count: int, rate: float,
-    size: int, started: Any,
+    size: int, started: Any = None, stamped: bool = False,
 ) -> None:  # fmt: skip
-    """Raw WebSocket publisher: ``count`` messages round-robin over ``channels`` at ``rate``/s."""
+    """Raw WebSocket publisher: ``count`` messages round-robin over ``channels`` at ``rate``/s.
+
+    Payloads are ``size`` characters, or with ``stamped`` the sending
+    ``time.monotonic_ns()`` (system-wide on Linux). ACKs are read and dropped.
+    """
     sock = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
     time.sleep(0.2)  # let CONNECTED arrive; the server accepts MESSAGE frames after it
     sock.setblocking(False)
     binary = fmt != "json"
     data = "x" * size
     start = time.monotonic()
-    started.put(time.perf_counter())
+    if started is not None:
+        started.put(time.perf_counter())
     for i in range(count):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
@@ -345,7 +350,7 @@ def _paced_spread_publisher(
             "action": MESSAGE,
             "channel": channels[i % len(channels)],
             "msgSerial": i,
-            "messages": [{"name": "m", "data": data}],
+            "messages": [{"name": "m", "data": str(time.monotonic_ns()) if stamped else data}],
         }
         frame = ws_frame(encode(pm, fmt), binary)
         sock.setblocking(True)
@@ -354,27 +359,6 @@ def _paced_spread_publisher(
         with contextlib.suppress(BlockingIOError):
             while sock.recv(1 << 16):  # ACKs: read and dropped
                 pass
-    time.sleep(0.5)
-    sock.close()
-
-
-def _paced_publisher(host: str, port: int, key: str, fmt: str, count: int, rate: float) -> None:
-    """Raw WebSocket publisher of stamped messages at ``rate``/s (ACKs left unread)."""
-    sock = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
-    time.sleep(0.2)  # let CONNECTED arrive; the server accepts MESSAGE frames after it
-    sock.sendall(ws_frame(encode({"action": ATTACH, "channel": "latency"}, fmt), fmt != "json"))
-    start = time.monotonic()
-    for i in range(count):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        pm = {
-            "action": MESSAGE,
-            "channel": "latency",
-            "msgSerial": i,
-            "messages": [{"name": "t", "data": str(time.monotonic_ns())}],
-        }
-        sock.sendall(ws_frame(encode(pm, fmt), fmt != "json"))
     time.sleep(0.5)
     sock.close()
 
@@ -458,8 +442,9 @@ def main() -> None:
             child.start()
             ready.get(timeout=120)
             pub = ctx.Process(
-                target=_paced_publisher,
-                args=(host, port, key, fmt, args.latency_messages, args.rate),
+                target=_paced_spread_publisher,
+                args=(host, port, key, fmt, ["latency"], args.latency_messages, args.rate, 0),
+                kwargs={"stamped": True},
             )
             pub.start()
             latency[client] = out.get(timeout=600)

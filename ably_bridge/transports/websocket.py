@@ -351,13 +351,17 @@ class WebSocketTransport:
         try:
             sock = getattr(ws, "sock", None) if isinstance(ws, websocket.WebSocket) else None
             error = self._read_socket(ws, sock) if sock is not None else self._read_frames(ws)
-        except FrameError as exc:
-            if not self._closed:
-                error = AblyException(str(exc), ErrorCode.CONNECTION_DISCONNECTED, 400)
         except Exception as exc:
-            if not self._closed:
-                error = self._translate(exc, "websocket connection lost")
+            error = self._read_error(exc)
         self._shutdown(error)
+
+    def _read_error(self, exc: Exception) -> AblyException | None:
+        """How a read that raised ``exc`` ends the connection (None during a local close)."""
+        if self._closed:
+            return None
+        if isinstance(exc, FrameError):
+            return AblyException(str(exc), ErrorCode.CONNECTION_DISCONNECTED, 400)
+        return self._translate(exc, "websocket connection lost")
 
     def _read_socket(self, ws: WebSocketLike, sock: socket.socket) -> AblyException | None:
         """Read a socket websocket-client dialed: many frames per ``recv`` (module docstring)."""
@@ -398,12 +402,8 @@ class WebSocketTransport:
                     continue  # decrypted bytes the selector cannot see: read them now
                 if len(chunk) < _READ_SIZE or reads >= _READS_PER_WAKE:
                     return  # drained, or the others' turn: more data calls again
-        except FrameError as exc:
-            if not self._closed:
-                error = AblyException(str(exc), ErrorCode.CONNECTION_DISCONNECTED, 400)
         except Exception as exc:
-            if not self._closed:
-                error = self._translate(exc, "websocket connection lost")
+            error = self._read_error(exc)
         self._read_done.set()
         self._shutdown(error)
 
