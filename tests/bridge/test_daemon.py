@@ -14,7 +14,15 @@ from typing import Any
 
 from ably_bridge.bridge.app import SinkPool
 from ably_bridge.bridge.config import BridgeConfig
-from ably_bridge.bridge.daemon import Daemon, DaemonOptions, InlineExecutor
+from ably_bridge.bridge.daemon import (
+    GAUGE_INTERVAL,
+    MANY_CHANNELS,
+    SCAN_INTERVAL,
+    ChannelTrack,
+    Daemon,
+    DaemonOptions,
+    InlineExecutor,
+)
 from ably_bridge.bridge.deadletter import DeadLetter
 from ably_bridge.bridge.dispatch import Dispatcher
 from ably_bridge.bridge.metrics import BridgeMetrics
@@ -605,3 +613,68 @@ def test_the_same_attach_point_reported_twice_starts_one_backfill() -> None:
     handlers.state(StateChange("attached", "attaching", "attached", False, None, serial))
     rig.settle()
     assert len(executor.jobs) == 2
+
+
+def test_only_channels_with_waiting_events_are_drained() -> None:
+    rig = make_rig()
+    rig.daemon.start()
+    rig.settle()
+    first = publish(rig, "ch1", 1)
+    rig.settle()
+    drained: list[str] = []
+    drain = rig.daemon._drain
+
+    def recording_drain(track: ChannelTrack) -> None:
+        drained.append(track.name)
+        drain(track)
+
+    rig.daemon._drain = recording_drain  # type: ignore[method-assign]
+    rig.settle()
+    assert drained == [] and rig.daemon._waiting == set()  # nothing waits: nothing visited
+    gap = [str(m.id) for m in rig.source.lose_continuity("ch1", missed=500)]
+    for _ in range(200):
+        rig.settle()
+        if not rig.daemon.tracks["ch1"].pending:
+            break
+    assert rig.ids("ch1") == first + gap
+    assert set(drained) == {"ch1"}  # ch2 never had waiting events
+    assert rig.daemon._waiting == set()  # forgotten once drained
+
+
+def test_gauges_of_many_channels_are_refreshed_at_most_every_interval() -> None:
+    rig = make_rig()
+    rig.daemon.start()
+    rig.settle()
+    for i in range(MANY_CHANNELS):  # idle tracks, as attached channels would be
+        rig.daemon.tracks[f"extra-{i}"] = ChannelTrack(f"extra-{i}", phase="live")
+    rig.clock.advance(GAUGE_INTERVAL)
+    rig.daemon.step()  # refreshed: the interval has passed
+
+    def live() -> float:
+        return rig.daemon.metrics.channels.value("live")
+
+    assert live() == MANY_CHANNELS + 2
+    rig.daemon.tracks["extra-0"].phase = "stopped"
+    rig.daemon.step()
+    assert live() == MANY_CHANNELS + 2  # within the interval: not walked again
+    rig.clock.advance(GAUGE_INTERVAL)
+    rig.daemon.step()
+    assert live() == MANY_CHANNELS + 1
+
+
+def test_timers_of_many_channels_are_walked_every_scan_interval() -> None:
+    rig = make_rig()
+    rig.daemon.start()
+    rig.settle()
+    for i in range(MANY_CHANNELS):
+        rig.daemon.tracks[f"extra-{i}"] = ChannelTrack(f"extra-{i}", phase="live")
+    rig.clock.advance(SCAN_INTERVAL)
+    rig.daemon.step()  # a scan: the next one is SCAN_INTERVAL away
+    track = rig.daemon.tracks["ch1"]
+    attaches = rig.source.channel("ch1").attaches
+    track.phase, track.retry_at = "failed", rig.clock.monotonic()  # due now
+    rig.daemon.step()
+    assert rig.source.channel("ch1").attaches == attaches  # not walked in this step
+    rig.clock.advance(SCAN_INTERVAL)
+    rig.daemon.step()
+    assert rig.source.channel("ch1").attaches == attaches + 1  # re-attached at the scan
