@@ -13,9 +13,11 @@ Stops with exit 0 after ``--count`` events, when ``--timeout`` passes without
 from __future__ import annotations
 
 import argparse
+import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -80,14 +82,24 @@ def register(subparsers: Subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+_END = object()  # wakes pump() when the tail stops
+
+
 class _Tail:
-    """Prints events until ``count`` of them, an error, or ``stop()``; thread-safe."""
+    """Prints events until ``count`` of them, an error, or ``stop()``; thread-safe.
+
+    Messages and presence events are queued by inline listeners, on the thread
+    that read them, into one queue: so they print in the order the channel
+    delivered them, which two pool listeners would not keep. The main thread
+    prints them (:meth:`pump`), so a slow stdout never holds up the reading.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.count = 0
         self.error: AblyException | None = None
         self.done = threading.Event()
+        self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
 
     def stop(self, error: AblyException | None = None) -> None:
@@ -95,6 +107,35 @@ class _Tail:
             if error is not None and self.error is None and not self.done.is_set():
                 self.error = error
             self.done.set()
+        self.events.put(_END)
+
+    def interrupt(self) -> None:
+        """Stop from a signal handler: no lock (the main thread may hold it while printing)."""
+        self.done.set()
+        self.events.put(_END)
+
+    def on_message(self, message: Message) -> None:
+        self.events.put((self.message, message))  # inline: only queue
+
+    def on_presence(self, member: PresenceMessage) -> None:
+        self.events.put((self.presence, member))  # inline: only queue
+
+    def pump(self, timeout: float | None) -> bool:
+        """Print queued events until done (True) or ``timeout`` seconds pass (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                item = self.events.get(timeout=remaining)
+            except queue.Empty:
+                return False
+            if item is _END:
+                break
+            show, event = item
+            show(event)
+        return True
 
     def message(self, message: Message) -> None:
         if self.args.json:
@@ -173,21 +214,21 @@ def run(args: argparse.Namespace) -> int:
             tail.note("channel re-attached without continuity: events may have been missed")
 
     client = AblyRealtime(key=connection.key, auto_connect=False, **connection.options)
-    with _stop_on_signals(tail.done.set):
+    with _stop_on_signals(tail.interrupt):
         try:
             client.connection.on(on_connection)
             client.connect(timeout=wait)
             channel = client.channels.get(args.channel, cipher=common.cipher_key(args))
             if args.names:
-                channel.subscribe(list(args.names), tail.message, attach=False)
+                channel.subscribe(list(args.names), tail.on_message, attach=False, inline=True)
             else:
-                channel.subscribe(tail.message, attach=False)
+                channel.subscribe(tail.on_message, attach=False, inline=True)
             if args.presence:
-                channel.presence.subscribe(tail.presence, attach=False)
+                channel.presence.subscribe(tail.on_presence, attach=False, inline=True)
             channel.attach(timeout=wait)
             channel.on(on_channel)
             tail.note(f"attached to {args.channel}")
-            finished = tail.done.wait(args.timeout)
+            finished = tail.pump(args.timeout)
         except KeyboardInterrupt:
             finished = True
         finally:

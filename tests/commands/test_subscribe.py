@@ -71,15 +71,15 @@ def test_subscribe_presence_in_text_form(run_tool: RunTool, emulator: Emulator) 
             rt.channels.get("sub:presence").publish("chat", "hello", timeout=5)
 
     when_attached(emulator, "sub:presence", enter)
-    # Enter, the message, and the leave when the client closes. Messages and presence
-    # reach the tool through two listeners, which are not ordered with each other.
+    # Enter, the message, and the leave when the client closes, in the channel's
+    # order: messages and presence events go through one queue.
     result = run_tool("subscribe", "sub:presence", "--presence", "--count", "3", "--timeout", "10")
     assert result.code == 0, result.err
     out = result.out.splitlines()
     assert len(out) == 3, out
-    assert any(" presence enter alice hi" in line for line in out), out
-    assert any(" chat [alice] hello" in line for line in out), out
-    assert any(" presence leave alice" in line for line in out), out
+    assert " presence enter alice hi" in out[0], out
+    assert " chat [alice] hello" in out[1], out
+    assert " presence leave alice" in out[2], out
 
 
 def test_subscribe_timeout_without_count_exits_0(run_tool: RunTool) -> None:
