@@ -27,7 +27,7 @@ from ably_bridge.protocol.events import (
     ConnectionStateChange,
     Effect,
 )
-from ably_bridge.realtime.dispatcher import in_inline_listener
+from ably_bridge.realtime.inline import in_inline_listener
 
 if TYPE_CHECKING:
     from ably_bridge.protocol.models import ConnectionDetails

@@ -44,40 +44,29 @@ the last one closes; a forked child starts a fresh one.
 ``ClientOptions(shared_callback_pool=False)`` gives a client a private
 dispatcher, so that other clients' slow listeners never queue ahead of its own.
 
-**Inline listeners** (:data:`INLINE`, an :class:`InlineRunner`) take the
-other road: their tasks run on the thread that stepped the session (a
-websocket's reader thread, mostly), right after it lets go of the session lock
-and before it reads the socket again. No thread is woken for them at all,
-which makes them the cheapest way to receive messages, on the condition that
-they are quick and never block: while one runs, that connection reads
-nothing. Blocking client calls made from one raise at once
-(:func:`in_inline_listener`) instead of waiting for a reply that only this
-thread could read.
+Inline listeners, which skip the pool altogether, are :mod:`.inline`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
+from types import TracebackType
 
 __all__ = [
-    "INLINE",
     "RETIRE_AFTER",
     "STALL_AFTER",
     "STARVED_AFTER",
     "WATCH_INTERVAL",
     "CallbackDispatcher",
-    "InlineRunner",
     "SharedPool",
     "acquire_shared",
     "deferred_wakes",
-    "in_inline_listener",
     "release_shared",
 ]
 
@@ -428,82 +417,36 @@ def release_shared(dispatcher: CallbackDispatcher, workers: int) -> None:
     _SHARED.release(dispatcher, workers)
 
 
-# -- inline listeners ------------------------------------------------------------------
-class InlineRunner:
-    """Runs tasks on the submitting thread once it leaves the session; see the module docstring.
-
-    Inside :meth:`collecting` (a thread stepping the session) submitted tasks are
-    kept, and run in order when the block ends - including tasks they submit in
-    turn (a drain that continues). Outside it they run at once.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()  # .tasks: deque while collecting; .running: bool
-
-    def submit(self, fn: Task) -> None:
-        tasks: deque[Task] | None = getattr(self._local, "tasks", None)
-        if tasks is not None:
-            tasks.append(fn)
-            return
-        local = self._local
-        local.tasks = deque([fn])
-        self._run(local)
-
-    @contextlib.contextmanager
-    def collecting(self) -> Iterator[None]:
-        """Keep this thread's inline tasks until the block ends, then run them."""
-        local = self._local
-        if getattr(local, "tasks", None) is not None:  # nested: the outer block runs them
-            yield
-            return
-        local.tasks = deque()
-        try:
-            yield
-        finally:
-            self._run(local)
-
-    @staticmethod
-    def _run(local: threading.local) -> None:
-        tasks: deque[Task] = local.tasks
-        local.running = True
-        try:
-            while tasks:
-                task = tasks.popleft()
-                try:
-                    task()
-                except Exception:
-                    log.exception("inline task %r raised", task)
-        finally:
-            local.running = False
-            local.tasks = None
-
-    def running(self) -> bool:
-        """True on a thread that is running inline listeners now."""
-        return bool(getattr(self._local, "running", False))
-
-
-INLINE = InlineRunner()
-
-
-def in_inline_listener() -> bool:
-    """Whether the calling thread is running an inline listener (blocking calls must not)."""
-    return INLINE.running()
-
-
 _DEFERRED = threading.local()  # .gates: worker gates this thread releases at its block's end
 
 
-@contextlib.contextmanager
-def deferred_wakes() -> Iterator[None]:
-    """Within the block, workers that this thread's submits wake are woken at its end."""
-    if getattr(_DEFERRED, "gates", None) is not None:  # nested: the outer block wakes them
-        yield
-        return
-    gates: list[threading.Lock] = []
-    _DEFERRED.gates = gates
-    try:
-        yield
-    finally:
+class _Deferral:
+    """The context of :func:`deferred_wakes` (a class: entered on every frame read)."""
+
+    __slots__ = ("_outer",)
+
+    def __init__(self) -> None:
+        self._outer = False
+
+    def __enter__(self) -> None:
+        self._outer = getattr(_DEFERRED, "gates", None) is None  # nested: the outer one wakes
+        if self._outer:
+            _DEFERRED.gates = []
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if not self._outer:
+            return
+        gates: list[threading.Lock] = _DEFERRED.gates
         _DEFERRED.gates = None
         for gate in gates:
             gate.release()
+
+
+def deferred_wakes() -> _Deferral:
+    """Within the block, workers that this thread's submits wake are woken at its end."""
+    return _Deferral()

@@ -25,7 +25,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
-from ably_bridge.realtime.dispatcher import INLINE, CallbackDispatcher, InlineRunner
+from ably_bridge.realtime.dispatcher import CallbackDispatcher
+from ably_bridge.realtime.inline import INLINE, InlineRunner
 
 __all__ = ["CallbackDispatcher", "EventEmitter", "Listener", "OrderedQueue"]
 
@@ -118,7 +119,7 @@ class EventEmitter(Generic[T]):
         """Call ``listener`` for ``event`` (a name, several names, or None for all).
 
         ``inline``: on the thread that received the event instead of the callback
-        pool (:class:`~.dispatcher.InlineRunner`); the listener must be quick and
+        pool (:class:`~.inline.InlineRunner`); the listener must be quick and
         must not block.
         """
         return self._add(event, listener, once=False, inline=inline)

@@ -12,7 +12,7 @@ channel, presence map and pending publish).
   therefore wakes no loop thread: with fifty connections a wake-up costs about
   as much CPU as handling the message. A frame other than MESSAGE may move a
   timer, so after one the loop thread is woken to look at its deadline again.
-  Inline listeners (:class:`~.dispatcher.InlineRunner`) run right after the
+  Inline listeners (:class:`~.inline.InlineRunner`) run right after the
   session is released, before the thread reads again.
 * The loop thread runs everything else: it waits on an inbox (a
   :class:`queue.SimpleQueue`) until the core's :meth:`next_deadline` (or the
@@ -61,7 +61,8 @@ from ably_bridge.protocol.events import (
 )
 from ably_bridge.protocol.models import ProtocolMessage
 from ably_bridge.realtime.delivery import Delivery, settle
-from ably_bridge.realtime.dispatcher import INLINE, deferred_wakes, in_inline_listener
+from ably_bridge.realtime.dispatcher import deferred_wakes
+from ably_bridge.realtime.inline import INLINE, in_inline_listener
 from ably_bridge.realtime.links import Links
 
 if TYPE_CHECKING:

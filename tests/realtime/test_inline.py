@@ -10,7 +10,7 @@ import pytest
 
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.models import Message
-from ably_bridge.realtime.dispatcher import InlineRunner, in_inline_listener
+from ably_bridge.realtime.inline import InlineRunner, in_inline_listener
 
 from .conftest import Collector, MakeClient
 
