@@ -12,7 +12,7 @@ Timeouts and errors from the library are translated here, once, into
 connection failed, 80003 disconnected).
 
 Reading: ``websocket-client`` dials and handshakes, but on a socket it dialed
-the reading is this module's, which parses frames itself (:class:`FrameReader`,
+the reading is this module's, which parses frames itself (:class:`~.wsframes.FrameReader`,
 RFC 6455 section 5): one ``recv`` of up to 64 KiB per wake-up instead of two or
 three small ones per frame, each of which gives up and retakes the GIL. With
 many connections in one process that is most of the reader's cost. Ping is
@@ -58,19 +58,22 @@ import websocket
 
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.transports.reactor import Reactor
+from ably_bridge.transports.wsframes import (
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_PING,
+    OPCODE_PONG,
+    OPCODE_TEXT,
+    FrameError,
+    FrameReader,
+)
 
-__all__ = ["Frame", "FrameReader", "WebSocketLike", "WebSocketTransport", "redact_url"]
+__all__ = ["Frame", "WebSocketLike", "WebSocketTransport", "redact_url"]
 
 log = logging.getLogger(__name__)
 
 Frame = bytes | str
 
-_OPCODE_CONT = 0x0
-_OPCODE_TEXT = 0x1
-_OPCODE_BINARY = 0x2
-_OPCODE_CLOSE = 0x8
-_OPCODE_PING = 0x9
-_OPCODE_PONG = 0xA
 _CLOSE_NORMAL = b"\x03\xe8"  # status 1000
 # Bytes asked of the socket per read. Below glibc's mmap threshold (128 KiB) on
 # purpose: a larger recv buffer is mmap'd and unmapped on every call, which
@@ -101,117 +104,6 @@ class WebSocketLike(Protocol):
 
 Dialer = Callable[..., WebSocketLike]
 OnFrames = Callable[[list[Frame]], None]
-
-
-class FrameError(Exception):
-    """The server broke the WebSocket framing (RFC 6455 section 5), or a frame is too large.
-
-    ``frames`` holds the complete messages that came before the fault in the same feed.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.frames: list[tuple[int, bytes]] = []
-
-
-class FrameReader:
-    """Complete messages out of the byte stream a server sends, many per :meth:`feed`.
-
-    Returns ``(opcode, payload)`` pairs: text and binary messages (fragments
-    reassembled, RFC 6455 5.4) and control frames (close, ping, pong) as they
-    come. ``limit`` bounds a message's size, checked as soon as a header
-    announces it, so an oversized frame is refused before it is buffered.
-    """
-
-    __slots__ = ("_buffer", "_fragments", "_message_opcode")
-
-    def __init__(self) -> None:
-        self._buffer = b""  # an incomplete frame carried over to the next feed
-        self._fragments: list[bytes] = []
-        self._message_opcode = 0  # opcode of the fragmented message in progress
-
-    def feed(self, chunk: bytes, limit: int | None = None) -> list[tuple[int, bytes]]:
-        out: list[tuple[int, bytes]] = []
-        try:
-            self._parse(chunk, limit, out)
-        except FrameError as exc:
-            exc.frames = out
-            raise
-        return out
-
-    def _parse(self, chunk: bytes, limit: int | None, out: list[tuple[int, bytes]]) -> None:
-        buf = self._buffer + chunk if self._buffer else chunk
-        end = len(buf)
-        pos = 0
-        while end - pos >= 2:
-            b1 = buf[pos]
-            b2 = buf[pos + 1]
-            length = b2 & 0x7F
-            start = pos + 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length = int.from_bytes(buf[start : start + 2], "big")
-                start += 2
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length = int.from_bytes(buf[start : start + 8], "big")
-                start += 8
-            if limit is not None and length + self._fragment_size() > limit:
-                raise FrameError(
-                    f"inbound frame of {length} bytes exceeds the read limit of {limit}"
-                )
-            mask = b""
-            if b2 & 0x80:  # servers must not mask (RFC 6455 5.1); tolerated, like before
-                mask = buf[start : start + 4]
-                start += 4
-            stop = start + length
-            if stop > end:
-                break
-            payload = buf[start:stop]
-            pos = stop
-            if mask:
-                payload = _unmask(payload, mask)
-            if b1 & 0x70:
-                raise FrameError("frame with reserved bits set (no extension was negotiated)")
-            self._frame(b1 & 0x0F, bool(b1 & 0x80), payload, out)
-        self._buffer = buf[pos:] if pos < end else b""
-
-    def _fragment_size(self) -> int:
-        return sum(len(part) for part in self._fragments)
-
-    def _frame(self, opcode: int, fin: bool, payload: bytes, out: list[tuple[int, bytes]]) -> None:
-        if opcode >= _OPCODE_CLOSE:  # control frames (RFC 6455 5.5) are never fragmented
-            if not fin or len(payload) > 125:
-                raise FrameError("fragmented or oversized control frame")
-            out.append((opcode, payload))
-        elif opcode == _OPCODE_CONT:
-            if not self._message_opcode:
-                raise FrameError("continuation frame without a message to continue")
-            self._fragments.append(payload)
-            if fin:
-                out.append((self._message_opcode, b"".join(self._fragments)))
-                self._fragments = []
-                self._message_opcode = 0
-        elif opcode in (_OPCODE_TEXT, _OPCODE_BINARY):
-            if self._message_opcode:
-                raise FrameError("new message before the previous one was finished")
-            if fin:
-                out.append((opcode, payload))
-            else:
-                self._message_opcode = opcode
-                self._fragments = [payload]
-        else:
-            raise FrameError(f"unknown opcode {opcode:#x}")
-
-
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    size = len(payload)
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        size, "little"
-    )
 
 
 def redact_url(url: str) -> str:
@@ -309,7 +201,7 @@ class WebSocketTransport:
         ws = self._ws
         if ws is None or self._closed:
             raise AblyException("transport is not open", ErrorCode.CONNECTION_DISCONNECTED, 400)
-        opcode = _OPCODE_TEXT if isinstance(frame, str) else _OPCODE_BINARY
+        opcode = OPCODE_TEXT if isinstance(frame, str) else OPCODE_BINARY
         try:
             with self._send_lock:
                 sock = self._sock
@@ -420,13 +312,13 @@ class WebSocketTransport:
         frames: list[Frame] = []
         closing = False
         for opcode, payload in messages:
-            if opcode == _OPCODE_TEXT:
+            if opcode == OPCODE_TEXT:
                 frames.append(payload.decode("utf-8"))
-            elif opcode == _OPCODE_BINARY:
+            elif opcode == OPCODE_BINARY:
                 frames.append(payload)
-            elif opcode == _OPCODE_PING:
-                self._send_control(ws, payload, _OPCODE_PONG)
-            elif opcode == _OPCODE_CLOSE:
+            elif opcode == OPCODE_PING:
+                self._send_control(ws, payload, OPCODE_PONG)
+            elif opcode == OPCODE_CLOSE:
                 closing = True
                 break
         if self._closed:  # a local close is under way: wait for the close frame only
@@ -438,7 +330,7 @@ class WebSocketTransport:
         if fault is not None:
             raise fault
         if closing:
-            self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)  # answer (RFC 6455 5.5.1)
+            self._send_control(ws, _CLOSE_NORMAL, OPCODE_CLOSE)  # answer (RFC 6455 5.5.1)
             return _closed_by_server()
         return _MORE
 
@@ -451,11 +343,11 @@ class WebSocketTransport:
                 raise FrameError(
                     f"inbound frame of {len(data)} bytes exceeds the read limit of {limit}"
                 )
-            if opcode == _OPCODE_TEXT:
+            if opcode == OPCODE_TEXT:
                 self._on_frames([data.decode("utf-8") if isinstance(data, bytes) else data])
-            elif opcode == _OPCODE_BINARY:
+            elif opcode == OPCODE_BINARY:
                 self._on_frames([bytes(data)])
-            elif opcode == _OPCODE_CLOSE:
+            elif opcode == OPCODE_CLOSE:
                 return _closed_by_server()
         return None
 
@@ -479,7 +371,7 @@ class WebSocketTransport:
         if sock is not None and reactor is not None and isinstance(ws, websocket.WebSocket):
             if error is None and not reactor.on_reactor_thread():
                 # A local close: send ours, let the reactor see the server's (RFC 6455 7.1.2).
-                self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)
+                self._send_control(ws, _CLOSE_NORMAL, OPCODE_CLOSE)
                 self._read_done.wait(_CLOSE_TIMEOUT)
             self._read_done.set()
             reactor.unregister(sock)  # before the descriptor is closed (and reused)
@@ -488,7 +380,7 @@ class WebSocketTransport:
             reader = self._reader
             if error is None and reader is not None and reader is not threading.current_thread():
                 # A local close: send ours, let the reader see the server's (RFC 6455 7.1.2).
-                self._send_control(ws, _CLOSE_NORMAL, _OPCODE_CLOSE)
+                self._send_control(ws, _CLOSE_NORMAL, OPCODE_CLOSE)
                 reader.join(_CLOSE_TIMEOUT)
             _abort(ws)
         elif ws is not None:

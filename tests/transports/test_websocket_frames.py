@@ -18,7 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from ably_bridge.errors import AblyException, ErrorCode
-from ably_bridge.transports.websocket import FrameError, FrameReader, WebSocketTransport
+from ably_bridge.transports.websocket import WebSocketTransport
+from ably_bridge.transports.wsframes import FrameError, FrameReader
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 WAIT = 5.0
