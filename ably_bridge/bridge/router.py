@@ -85,18 +85,21 @@ class CompiledRoute:
         return None
 
 
+_Matches = tuple[
+    tuple["RouteMatch", ...] | None, tuple[tuple["RouteMatch", "CompiledRoute | None"], ...]
+]
+
+
 class Router:
     """Matches events to routes. Thread-safe for readers; build a new one to reconfigure."""
 
     def __init__(self, routes: Iterable[Route], *, cache_size: int = 10_000) -> None:
         self._routes = tuple(CompiledRoute(r) for r in routes)
         self._cache: dict[str, tuple[tuple[CompiledRoute, Secret | None], ...]] = {}
-        # (channel, source) -> its matches in configuration order, each with the
-        # route when a name filter still has to be applied (None: it always applies).
-        self._matches: dict[
-            tuple[str, Source], tuple[tuple[RouteMatch, CompiledRoute | None], ...]
-        ] = {}
-        self._unfiltered: dict[tuple[str, Source], tuple[RouteMatch, ...]] = {}
+        # (channel, source) -> (the answer, when no route of it filters by name;
+        # else its matches in configuration order, each with the route whose name
+        # filter still applies, or None).
+        self._matches: dict[tuple[str, Source], _Matches] = {}
         self._cache_size = cache_size
 
     @property
@@ -121,18 +124,15 @@ class Router:
         for every event: the answer for a channel and source is kept, and when no
         route of it filters by name it is returned as is (do not change it).
         """
-        key = (channel, source)
-        plain = self._unfiltered.get(key)
+        found = self._matches.get((channel, source))
+        if found is None:
+            found = self._compute_matches(channel, source)
+        plain, entries = found
         if plain is not None:
             return plain
-        entries = self._matches.get(key)
-        if entries is None:
-            entries = self._compute_matches(channel, source)
         return [match for match, named in entries if named is None or named.selects_name(name)]
 
-    def _compute_matches(
-        self, channel: str, source: Source
-    ) -> tuple[tuple[RouteMatch, CompiledRoute | None], ...]:
+    def _compute_matches(self, channel: str, source: Source) -> _Matches:
         entries = tuple(
             (
                 RouteMatch(compiled.route, cipher),
@@ -143,12 +143,10 @@ class Router:
         )
         if len(self._matches) >= self._cache_size:
             self._matches.clear()  # like the channel cache: cheap and rare
-            self._unfiltered.clear()
-        key = (channel, source)
-        if all(named is None for _, named in entries):
-            self._unfiltered[key] = tuple(match for match, _ in entries)
-        self._matches[key] = entries
-        return entries
+        unfiltered = all(named is None for _, named in entries)
+        found = (tuple(match for match, _ in entries) if unfiltered else None, entries)
+        self._matches[(channel, source)] = found
+        return found
 
     def wants(self, channel: str, source: Source | None = None) -> bool:
         """Whether any route takes ``channel`` (for ``source``, if given)."""
