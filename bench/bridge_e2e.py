@@ -247,8 +247,9 @@ def ceiling_main(url: str, key: str, fmt: str, channels: list[str], connections:
 class SinkProbe:
     """Counts deliveries at the sink, and reads latencies after a stream run."""
 
-    def __init__(self, sink: str, prefix: str, channels: list[str]) -> None:
+    def __init__(self, sink: str, prefix: str, channels: list[str], queue_type: str) -> None:
         self.sink = sink
+        self.queue_arguments = {"x-queue-type": queue_type}
         self.prefix = prefix
         self.channels = channels
         self.redis = redis.Redis.from_url(REDIS_URL)
@@ -263,7 +264,9 @@ class SinkProbe:
             self.redis.delete(*keys[i : i + 500])
         if self.sink == "celery-amqp":
             ch = self._amqp_channel()
-            ch.queue_declare(self.queue, durable=True, auto_delete=False)
+            ch.queue_declare(
+                self.queue, durable=True, auto_delete=False, arguments=self.queue_arguments
+            )
             ch.queue_purge(self.queue)
 
     def _amqp_channel(self) -> Any:
@@ -291,7 +294,9 @@ class SinkProbe:
             return int(sum(pipe.execute()))
         if self.sink == "celery-redis":
             return int(self.redis.llen(self.queue))
-        _, n, _ = self._amqp_channel().queue_declare(self.queue, passive=True)
+        _, n, _ = self._amqp_channel().queue_declare(
+            self.queue, passive=True, arguments=self.queue_arguments
+        )
         return int(n)
 
     def stream_latencies(self, since_ms: int) -> tuple[list[float], list[float]]:
@@ -363,6 +368,8 @@ def bridge_config(
         target: dict[str, Any] = {"type": "redis_stream", "key": prefix + ":s:{channel}"}
     else:
         target = {"type": "celery", "task": TASK, "queue": f"{prefix}-q"}
+        if args.sink == "celery-amqp":
+            target["queue_type"] = args.queue_type
     ably: dict[str, Any] = {
         "endpoint": "127.0.0.1",
         "port": emu_port,
@@ -422,7 +429,7 @@ class Consumer:
             cmd = [*py, str(HERE / "handwritten_alternative.py"), "consume",
                    "--url", url, "--key", key, "--sink", args.sink, "--prefix", prefix,
                    "--format", args.format, "--channels", ",".join(channels),
-                   "--mode", args.hw_mode,
+                   "--mode", args.hw_mode, "--queue-type", args.queue_type,
                    "--redis-url", REDIS_URL, "--amqp-url", AMQP_URL]  # fmt: skip
         else:
             code = (
@@ -529,7 +536,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"bench{os.getpid()}"
     channels = [f"bench-{i}" for i in range(args.channels)]
     sink = "none" if args.consumer == "ceiling" else args.sink
-    probe = SinkProbe(sink, prefix, channels)
+    probe = SinkProbe(sink, prefix, channels, args.queue_type)
     probe.clear()
     tmp = Path(tempfile.mkdtemp(prefix="bridge-e2e-"))
     consumer = Consumer(args, url, key, prefix, channels, tmp)
@@ -650,6 +657,12 @@ def main(argv: list[str] | None = None, consumer: str = "bridge") -> None:
         choices=["batched", "naive"],
         default="batched",
         help="handwritten: pipeline what is queued, or one await per message",
+    )
+    parser.add_argument(
+        "--queue-type",
+        choices=["classic", "quorum"],
+        default="classic",
+        help="celery-amqp: the RabbitMQ queue type (the target's queue_type)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)

@@ -136,12 +136,22 @@ async def consume(args: argparse.Namespace) -> None:
             task_ignore_result=True,
             broker_transport_options=options,
         )
+        from kombu import Exchange, Queue
+
         queue_name = f"{args.prefix}-q"
+        queue_to: Any = queue_name
+        if args.queue_type == "quorum":  # as the bridge declares it
+            queue_to = Queue(
+                queue_name,
+                Exchange(queue_name, "topic"),
+                queue_name,
+                queue_arguments={"x-queue-type": "quorum"},
+            )
         pool = ThreadPoolExecutor(1)
 
         def send(items: list[tuple[str, Any]]) -> None:
             for name, m in items:
-                app.send_task("bench.count", args=(envelope(name, m),), queue=queue_name)
+                app.send_task("bench.count", args=(envelope(name, m),), queue=queue_to)
 
         async def write() -> None:
             while True:
@@ -161,7 +171,7 @@ def main() -> None:
         parser = argparse.ArgumentParser()
         parser.add_argument("consume")
         for flag in ("--url", "--key", "--sink", "--prefix", "--format", "--channels",
-                     "--mode", "--redis-url", "--amqp-url"):  # fmt: skip
+                     "--mode", "--queue-type", "--redis-url", "--amqp-url"):  # fmt: skip
             parser.add_argument(flag, required=True)
         asyncio.run(consume(parser.parse_args()))
         return

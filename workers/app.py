@@ -44,6 +44,12 @@ Worker behaviour (``ABLY_WORKER_*``; durations in seconds):
 
 ``ABLY_WORKER_QUEUE``
     Default queue the tasks are sent to and the worker consumes (default ``celery``).
+``ABLY_WORKER_QUEUE_TYPE``
+    RabbitMQ: ``classic`` (default) or ``quorum``, the type the worker declares its
+    queues with. It must match the bridge target's ``queue_type`` for a queue both
+    declare. Quorum queues use topic exchanges, so countdown retries go through
+    Celery's native delayed delivery; an existing queue or exchange keeps its type
+    (RabbitMQ refuses a redeclaration that differs: delete it or use a new name).
 ``ABLY_WORKER_MAX_RETRIES``
     Retries of a retryable failure before the task fails (default 8).
 ``ABLY_WORKER_RETRY_BASE_DELAY`` / ``ABLY_WORKER_RETRY_MAX_DELAY``
@@ -103,7 +109,7 @@ from typing import Any
 
 from celery import Celery
 
-from workers.settings import WorkerSettings
+from workers.settings import WorkerSettings, queue_type_conf
 from workers.tasks import register_tasks
 from workers.unknown_tasks import dead_letter_unknown_tasks
 
@@ -151,6 +157,7 @@ def configure_app(app: Celery, settings: WorkerSettings) -> None:
     }
     if settings.queue:
         conf["task_default_queue"] = settings.queue
+    conf.update(queue_type_conf(settings.queue_type))
     app.conf.update(conf)
 
 

@@ -18,12 +18,13 @@ from typing import Any
 from ably_bridge.options import ClientOptions
 from workers.retry import RetryPolicy
 
-__all__ = ["DEFAULT_BROKER_URL", "WorkerSettings"]
+__all__ = ["DEFAULT_BROKER_URL", "QUEUE_TYPES", "WorkerSettings", "queue_type_conf"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 IDEMPOTENCY_WINDOW = 120.0  # Ably de-duplicates a message id for about 2 minutes
+QUEUE_TYPES = ("classic", "quorum")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -58,6 +59,28 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer") from None
+
+
+def queue_type_conf(queue_type: str) -> dict[str, Any]:
+    """The Celery settings under which an app declares its queues as ``queue_type``.
+
+    For ``quorum``: the default queue and every queue created on demand get
+    ``x-queue-type: quorum``, and their exchanges are topic exchanges, which
+    Celery's native delayed delivery needs for countdown retries (a retry is
+    routed through its ``celery_delayed_*`` exchanges instead of waiting in the
+    worker's memory). The bridge declares a ``queue_type: quorum`` target's
+    queue the same way, so both may declare it in any order. ``classic`` is
+    Celery's own default declaration.
+    """
+    if queue_type not in QUEUE_TYPES:
+        raise ValueError(f"ABLY_WORKER_QUEUE_TYPE must be one of {', '.join(QUEUE_TYPES)}")
+    if queue_type == "classic":
+        return {}
+    return {
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+        "task_default_exchange_type": "topic",
+    }
 
 
 def _client_options(env: Mapping[str, str]) -> dict[str, Any]:
@@ -105,11 +128,15 @@ class WorkerSettings:
     redis_key_prefix: str | None = None
     result_expires: float = 86_400.0
     queue: str | None = None
+    queue_type: str = "classic"
     dedup_redis_url: str | None = None
     dedup_prefix: str = "ably-bridge"
     dedup_ttl: float = 7 * 24 * 3600.0
 
     def __post_init__(self) -> None:
+        queue_type_conf(self.queue_type)  # (raises on an unknown type)
+        if self.queue_type != "classic" and self.redis_broker:
+            raise ValueError("ABLY_WORKER_QUEUE_TYPE applies to AMQP (RabbitMQ) brokers only")
         budget = self.request_budget()
         if self.publish_deadline <= 0:
             raise ValueError("ABLY_WORKER_PUBLISH_DEADLINE must be positive")
@@ -158,6 +185,7 @@ class WorkerSettings:
             redis_key_prefix=env.get("ABLY_WORKER_REDIS_KEY_PREFIX") or None,
             result_expires=_float(env, "ABLY_WORKER_RESULT_EXPIRES", 86_400.0),
             queue=env.get("ABLY_WORKER_QUEUE") or None,
+            queue_type=(env.get("ABLY_WORKER_QUEUE_TYPE") or "classic").strip().lower(),
             dedup_redis_url=env.get("ABLY_WORKER_DEDUP_REDIS_URL") or None,
             dedup_prefix=env.get("ABLY_WORKER_DEDUP_PREFIX") or "ably-bridge",
             dedup_ttl=_float(env, "ABLY_WORKER_DEDUP_TTL", 7 * 24 * 3600.0),

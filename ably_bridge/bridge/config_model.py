@@ -149,6 +149,9 @@ class CeleryTarget:
     expires: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     broker_url: Secret | None = None  # None: the bridge-wide celery.broker_url
+    # AMQP only: declare the queue as this RabbitMQ type (``x-queue-type``); None
+    # leaves the declaration as Celery makes it (the broker's default, classic).
+    queue_type: Literal["classic", "quorum"] | None = None
 
     kind: Literal["celery"] = field(default="celery", init=False)
 

@@ -104,7 +104,7 @@ class Parser(RouteParser):
         dead_letter = self.dead_letter(self.section(raw, "dead_letter", "dead_letter"))
         health = self.health(self.section(raw, "health", "health"))
         sharding = self.sharding(self.section(raw, "sharding", "sharding"))
-        routes = self.routes(raw.get("routes"), broker is not None)
+        routes = self.routes(raw.get("routes"), broker)
         if redis_url is None or not app_id or routes is None or key_prefix is None or site is None:
             return None
         return BridgeConfig(

@@ -42,6 +42,8 @@ __all__ = ["RouteParser"]
 
 LAYOUTS = ("envelope", "flat")
 DATA_MODES = ("decoded", "encoded")
+QUEUE_TYPES = ("classic", "quorum")
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 
 _ROUTE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(?:[.:][A-Za-z_][A-Za-z0-9_-]*)*$")
@@ -51,7 +53,7 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 class RouteParser(FieldReader):
     """Reads the ``routes`` list, collecting every problem with its field path."""
 
-    def routes(self, raw: Any, have_broker: bool) -> tuple[Route, ...] | None:
+    def routes(self, raw: Any, broker: Secret | None) -> tuple[Route, ...] | None:
         if raw is None:
             self.fail("routes", "required (at least one route)")
             return None
@@ -67,7 +69,7 @@ class RouteParser(FieldReader):
                 self.fail(path, "must be a mapping")
                 ok = False
                 continue
-            route = self.route(item, path, have_broker)
+            route = self.route(item, path, broker)
             if route is None:
                 ok = False
                 continue
@@ -78,7 +80,7 @@ class RouteParser(FieldReader):
             out.append(route)
         return tuple(out) if ok else None
 
-    def route(self, raw: Mapping[str, Any], path: str, have_broker: bool) -> Route | None:
+    def route(self, raw: Mapping[str, Any], path: str, broker: Secret | None) -> Route | None:
         before = len(self.problems)
         self.known(
             raw,
@@ -113,7 +115,7 @@ class RouteParser(FieldReader):
         snapshot = self.snapshot(raw.get("presence_snapshot"), f"{path}.presence_snapshot")
         if snapshot is not None and "presence" not in sources:
             self.fail(f"{path}.presence_snapshot", "needs 'presence' in sources")
-        targets = self.targets(raw.get("targets"), f"{path}.targets", have_broker)
+        targets = self.targets(raw.get("targets"), f"{path}.targets", broker)
         if len(self.problems) != before or route_id is None or targets is None:
             return None
         return Route(
@@ -208,7 +210,7 @@ class RouteParser(FieldReader):
                 known = ", ".join("{" + p + "}" for p in sorted(allowed))
                 self.fail(path, f"unknown placeholder {{{name}}}; known: {known}")
 
-    def targets(self, raw: Any, path: str, have_broker: bool) -> tuple[Target, ...] | None:
+    def targets(self, raw: Any, path: str, broker: Secret | None) -> tuple[Target, ...] | None:
         if raw is None:
             self.fail(path, "required (at least one target)")
             return None
@@ -224,7 +226,7 @@ class RouteParser(FieldReader):
             kind = item.get("type")
             target: Target | None
             if kind == "celery":
-                target = self.celery_target(item, ipath, have_broker)
+                target = self.celery_target(item, ipath, broker)
             elif kind == "redis_stream":
                 target = self.stream_target(item, ipath)
             else:
@@ -235,13 +237,13 @@ class RouteParser(FieldReader):
         return tuple(out) if len(out) == len(raw) else None
 
     def celery_target(
-        self, raw: Mapping[str, Any], path: str, have_broker: bool
+        self, raw: Mapping[str, Any], path: str, broker: Secret | None
     ) -> CeleryTarget | None:
         before = len(self.problems)
         self.known(
             raw,
             {"type", "task", "queue", "routing_key", "priority", "expires", "headers",
-             "broker_url", "broker_url_file"},
+             "broker_url", "broker_url_file", "queue_type"},
             path,
         )  # fmt: skip
         task = self.text(raw, "task", f"{path}.task")
@@ -271,13 +273,20 @@ class RouteParser(FieldReader):
                         self.fail(f"{path}.headers.{name}", "must be a string or a number")
                     else:
                         headers[name] = str(value)
-        broker: Secret | None = None
+        own: Secret | None = None
         if raw.get("broker_url") is not None or raw.get("broker_url_file") is not None:
-            broker = self.url(
+            own = self.url(
                 raw, "broker_url", f"{path}.broker_url", None, BROKER_SCHEMES, required=True
             )
-        elif not have_broker:
+        elif broker is None:
             self.fail(f"{path}.broker_url", "required (set CELERY_BROKER_URL or celery.broker_url)")
+        queue_type = self.text(raw, "queue_type", f"{path}.queue_type")
+        if queue_type is not None:
+            effective = own or broker
+            if queue_type not in QUEUE_TYPES:
+                self.fail(f"{path}.queue_type", f"must be one of {', '.join(QUEUE_TYPES)}")
+            elif effective is not None and not effective.reveal().lower().startswith(AMQP_SCHEMES):
+                self.fail(f"{path}.queue_type", "applies to AMQP (RabbitMQ) brokers only")
         if len(self.problems) != before or task is None:
             return None
         return CeleryTarget(
@@ -287,7 +296,8 @@ class RouteParser(FieldReader):
             priority=priority,
             expires=expires,
             headers=headers,
-            broker_url=broker,
+            broker_url=own,
+            queue_type=queue_type,  # type: ignore[arg-type]
         )
 
     def stream_target(self, raw: Mapping[str, Any], path: str) -> StreamTarget | None:

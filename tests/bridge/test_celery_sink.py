@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 
 from ably_bridge.bridge.config import CeleryTarget
@@ -18,7 +18,8 @@ from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions, create_sink
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import REDIS_URL, OwnRedis
+from tests.bridge.conftest import AMQP_BROKER, REDIS_URL, OwnRedis, amqp_available
+from workers.settings import queue_type_conf
 
 TASK = "bridge_test.handle_event"
 B = EnvelopeBuilder("appX", "test")
@@ -132,3 +133,68 @@ def test_non_celery_target_is_rejected() -> None:
     assert result.outcome is Outcome.REJECTED
     assert not sink.retryable(TypeError("not JSON serializable"))
     sink.close()
+
+
+@pytest.mark.timeout(90)
+def test_quorum_queue_target_reaches_a_quorum_worker_that_retries(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    """A ``queue_type: quorum`` target and a worker with ABLY_WORKER_QUEUE_TYPE=quorum
+    declare the same queue, and a countdown retry goes through the broker."""
+    if not amqp_available():
+        pytest.skip("RabbitMQ at 127.0.0.1:5672 is not running")
+    queue = f"ably-bridge-test-qq-{uuid.uuid4().hex[:10]}"
+    task_name = f"{TASK}_{uuid.uuid4().hex[:8]}"
+    attempts: list[tuple[str, int]] = []
+    app = Celery("bridge-test-quorum", broker=AMQP_BROKER, set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        broker_heartbeat=0,
+        **queue_type_conf("quorum"),
+    )
+
+    @app.task(name=task_name, bind=True)
+    def handle_event(self: Any, envelope: dict[str, Any]) -> None:
+        attempts.append((envelope["messages"][0]["id"], self.request.retries))
+        if self.request.retries == 0:
+            raise self.retry(countdown=1)
+
+    target = CeleryTarget(task=task_name, queue=queue, queue_type="quorum")
+    sink = CelerySink(AMQP_BROKER, SinkOptions(socket_timeout=5))
+    envs = [
+        B.message("chat:1", Message("text", i, id=f"c:{i}:0", timestamp=i), "chat")
+        for i in range(5)
+    ]
+    seen: list[str] = []
+
+    def sent_by_send_task(sender: str, headers: dict[str, Any], **_: Any) -> None:
+        seen.append(headers["id"])
+
+    try:
+        # The bridge declares the queue first (the worker is not up yet)...
+        results = sink.deliver([Delivery(env, target) for env in envs[:3]])
+        # (with a publish-signal receiver the sink goes through send_task itself)
+        signals.before_task_publish.connect(sent_by_send_task, weak=False)
+        try:
+            results += sink.deliver([Delivery(env, target) for env in envs[3:]])
+        finally:
+            signals.before_task_publish.disconnect(sent_by_send_task)
+        assert [r.outcome for r in results] == [Outcome.DELIVERED] * 5
+        assert len(seen) == 2
+        # ...and the worker's own declaration of it is accepted: same type, same exchange.
+        with start_worker(app, perform_ping_check=False, shutdown_timeout=10):
+            deadline = time.monotonic() + 30
+            while len(attempts) < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            with pytest.raises(Exception, match="x-queue-type"):
+                channel.queue_declare(queue, durable=True, auto_delete=False)  # not classic
+    finally:
+        sink.close()
+        with app.connection_for_write() as conn:
+            conn.channel().queue_delete(queue)
+            conn.channel().exchange_delete(queue)
+    assert sorted(attempts) == sorted([(f"c:{i}:0", n) for i in range(5) for n in (0, 1)])

@@ -311,6 +311,29 @@ def test_celery_target_needs_a_broker() -> None:
     ]
 
 
+def test_celery_queue_type_is_checked_against_the_broker() -> None:
+    quorum = {"type": "celery", "task": "a.b", "queue": "q", "queue_type": "quorum"}
+    config = parse_config(minimal(targets=[quorum]), ENV)
+    target = config.routes[0].targets[0]
+    assert isinstance(target, CeleryTarget) and target.queue_type == "quorum"
+    assert parse_config(minimal(targets=[{"type": "celery", "task": "a.b"}]), ENV).routes[
+        0
+    ].targets[0] == CeleryTarget(task="a.b")  # (no type: Celery's own declaration)
+    bad = {**quorum, "queue_type": "stream"}
+    assert problems(minimal(targets=[bad])) == [
+        "routes[0].targets[0].queue_type: must be one of classic, quorum"
+    ]
+    redis_env = {"ABLY_KEY": KEY, "CELERY_BROKER_URL": "redis://127.0.0.1:6379/1"}
+    assert problems(minimal(targets=[quorum]), redis_env) == [
+        "routes[0].targets[0].queue_type: applies to AMQP (RabbitMQ) brokers only"
+    ]
+    # The target's own broker decides, not the bridge-wide one.
+    own = {**quorum, "broker_url": "amqp://127.0.0.1:5672//"}
+    assert parse_config(minimal(targets=[own]), redis_env).routes[0].targets[0].queue_type == (
+        "quorum"
+    )
+
+
 def test_redis_url_required_and_scheme_checked() -> None:
     raw = minimal()
     del raw["redis"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from celery import Celery
 
 from ably_bridge.errors import AblyException
 from ably_bridge.transports.http import Headers, HttpResponse
 from workers import AblyTaskError, RetryPolicy, WorkerSettings
+from workers.app import configure_app
 from workers.client import RetryAfterTransport
 from workers.errors import task_error
 from workers.retry import classify
@@ -81,6 +83,27 @@ def test_settings_from_env_and_the_idempotency_bound() -> None:
         WorkerSettings.from_env({"ABLY_WORKER_PUBLISH_DEADLINE": "110"})
     with pytest.raises(ValueError, match="ABLY_TLS"):
         WorkerSettings.from_env({"ABLY_TLS": "maybe"})
+
+
+def test_queue_type_settings() -> None:
+    amqp = {"CELERY_BROKER_URL": "amqp://guest:pw@host//"}
+    quorum = WorkerSettings.from_env({**amqp, "ABLY_WORKER_QUEUE_TYPE": "Quorum"})
+    app = Celery("queue-type-test", set_as_current=False)
+    configure_app(app, quorum)
+    assert app.conf.task_default_queue_type == "quorum"
+    assert app.conf.task_create_missing_queue_type == "quorum"
+    assert app.conf.task_default_exchange_type == "topic"  # native delayed delivery
+    (default_queue,) = app.amqp.queues.values()
+    assert default_queue.queue_arguments == {"x-queue-type": "quorum"}
+    assert app.amqp.queues.new_missing("other").queue_arguments == {"x-queue-type": "quorum"}
+    classic = Celery("queue-type-test-2", set_as_current=False)
+    configure_app(classic, WorkerSettings.from_env(amqp))
+    assert classic.conf.task_default_exchange_type == "direct"
+    assert classic.amqp.queues.new_missing("other").queue_arguments is None
+    with pytest.raises(ValueError, match="ABLY_WORKER_QUEUE_TYPE must be one of classic, quorum"):
+        WorkerSettings.from_env({**amqp, "ABLY_WORKER_QUEUE_TYPE": "stream"})
+    with pytest.raises(ValueError, match="AMQP"):
+        WorkerSettings.from_env({"ABLY_WORKER_QUEUE_TYPE": "quorum"})  # (default: Redis)
 
 
 def test_ids_derived_from_the_task_id_are_stable() -> None:
