@@ -31,6 +31,7 @@ FAULTS = frozenset(
         "delay_frames",
         "stall",
         "stop_heartbeats",
+        "stop_reading",
         "channel_fault",
         "expire_tokens",
         "forget_connections",

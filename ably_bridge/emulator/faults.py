@@ -199,6 +199,22 @@ class Faults:
             session.out.stall(stalled)
         return len(sessions)
 
+    def stop_reading(
+        self, stopped: bool = True, connection_id: str | None = None, app_id: str | None = None
+    ) -> int:
+        """Stop (or resume) reading the sockets of matching sessions: a peer whose
+        network path hung. Their clients' sends back up in the kernel buffers."""
+        sessions = self._sessions(connection_id, app_id)
+        for session in sessions:
+            transport = session.request.transport
+            if transport is None:
+                continue
+            if stopped:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        return len(sessions)
+
     def stop_heartbeats(
         self, stopped: bool = True, connection_id: str | None = None, app_id: str | None = None
     ) -> int:

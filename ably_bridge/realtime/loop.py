@@ -24,8 +24,10 @@ Either way the work done under the lock never blocks on anything but the
 lock: effects are performed by :meth:`perform`, network work going to
 :class:`~.links.Links` (dial, close, token, connectivity threads) and listener
 work to :class:`~.delivery.Delivery` (which hands it to the callback pool), so
-user code never runs while the session is held - apart from writing a frame to
-a socket, which only blocks when the kernel buffer is full. Time is
+user code never runs while the session is held. Writing a frame to a socket
+never waits either: what the kernel does not take at once waits in the
+transport's bounded backlog (:mod:`ably_bridge.transports.outbound`), so a peer
+that stops reading cannot hold the session, its timers or the reactor. Time is
 ``options.clock.monotonic()``.
 """
 

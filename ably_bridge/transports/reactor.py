@@ -13,9 +13,14 @@ amount, hands the frames on and returns; it never waits for anything but the
 session lock of its client (:mod:`ably_bridge.realtime.loop`). An exception in
 a callback is logged and its socket unregistered; the reactor goes on.
 
-``register`` and ``unregister`` may be called from any thread. A callback may
-still run once for a socket unregistered while the reactor was collecting
-events; callbacks check that their transport is still open.
+Writes: :meth:`Reactor.want_write` asks for a second callback when a socket
+has room in its kernel buffer, for a transport holding a backlog
+(:mod:`.outbound`); a socket read by a thread of its own may be watched for
+writing only.
+
+``register``, ``want_write`` and ``unregister`` may be called from any thread.
+A callback may still run once for a socket unregistered while the reactor was
+collecting events; callbacks check that their transport is still open.
 
 There is one reactor per process (:func:`shared_reactor`), started with the
 first registration; a child made by ``fork`` starts its own.
@@ -31,12 +36,22 @@ import socket
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import NamedTuple
 
 __all__ = ["Reactor", "shared_reactor"]
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+class _Handlers(NamedTuple):
+    """What a watched socket calls: on data to read, on room to write."""
+
+    read: Callback | None
+    write: Callback | None
 
 
 class Reactor:
@@ -60,18 +75,45 @@ class Reactor:
 
     def register(self, sock: socket.socket, callback: Callback) -> None:
         """Call ``callback()`` on the reactor thread whenever ``sock`` is readable."""
-        with self._lock:
-            self._selector.register(sock, selectors.EVENT_READ, callback)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
-            self._wake_w.send(b"\0")
+        self._set(sock, callback, reading=True)
+
+    def want_write(self, sock: socket.socket, callback: Callback | None) -> None:
+        """Call ``callback()`` whenever ``sock`` has room to write (None: stop)."""
+        self._set(sock, callback, reading=False)
 
     def unregister(self, sock: socket.socket) -> None:
         """Stop watching ``sock`` (before it is closed); a no-op if it is not registered."""
         with self._lock, contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(sock)
+
+    def _set(self, sock: socket.socket, callback: Callback | None, *, reading: bool) -> None:
+        with self._lock:
+            try:
+                key = self._selector.get_key(sock)
+            except KeyError:
+                handlers = _Handlers(None, None)
+            else:
+                handlers = key.data
+            if reading:
+                handlers = _Handlers(callback, handlers.write)
+            else:
+                handlers = _Handlers(handlers.read, callback)
+            events = (selectors.EVENT_READ if handlers.read is not None else 0) | (
+                selectors.EVENT_WRITE if handlers.write is not None else 0
+            )
+            if not events:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(sock)
+                return
+            try:
+                self._selector.modify(sock, events, handlers)
+            except KeyError:
+                self._selector.register(sock, events, handlers)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            self._wake_w.send(b"\0")
 
     def on_reactor_thread(self) -> bool:
         return threading.current_thread() is self._thread
@@ -85,13 +127,16 @@ class Reactor:
         while True:
             hook = self.round_context
             with hook() if hook is not None else contextlib.nullcontext():
-                for key, _events in select():
-                    callback = key.data
-                    if callback is None:
+                for key, events in select():
+                    handlers = key.data
+                    if handlers is None:
                         self._drain_wakes()
                         continue
                     try:
-                        callback()
+                        if events & _WRITE and handlers.write is not None:
+                            handlers.write()
+                        if events & _READ and handlers.read is not None:
+                            handlers.read()
                     except Exception:  # transports handle their own errors; this is a bug
                         log.exception("a reactor callback failed; its socket is dropped")
                         self.unregister(key.fileobj)  # type: ignore[arg-type]

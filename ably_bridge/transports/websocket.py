@@ -23,11 +23,14 @@ socket is shut.
 Other objects (a custom dialer's) are read through their ``recv_data``, always
 by a thread of their own.
 
-With a reactor the socket is non-blocking: the reactor calls
+The socket is non-blocking. With a reactor, the reactor calls
 :meth:`~WebSocketTransport._on_readable` when data is there, which reads until
-the socket is drained (or a TLS record is incomplete) and returns, and frames
-are written with this module's own loop that waits for room in the kernel
-buffer (``websocket-client``'s own send gives up on a non-blocking socket).
+the socket is drained (or a TLS record is incomplete) and returns; a reader
+thread of its own waits in ``poll`` between reads. Frames are written through
+an :class:`~.outbound.Outbound`, which never waits for the peer: what the
+kernel does not take at once is kept, in order, and flushed by the reactor when
+the socket has room (a peer that stops reading ends the transport with 80003
+once the backlog passes its bound, instead of blocking the session's thread).
 
 ``read_limit`` (settable at any time) bounds the size of an inbound frame, like
 ably-go's ``SetReadLimit``: a larger frame ends the connection with 80003.
@@ -57,7 +60,8 @@ from urllib.parse import urlsplit
 import websocket
 
 from ably_bridge.errors import AblyException, ErrorCode
-from ably_bridge.transports.reactor import Reactor
+from ably_bridge.transports.outbound import SEND_BACKLOG_LIMIT, Outbound
+from ably_bridge.transports.reactor import Reactor, shared_reactor
 from ably_bridge.transports.wsframes import (
     OPCODE_BINARY,
     OPCODE_CLOSE,
@@ -146,6 +150,7 @@ class WebSocketTransport:
         name: str = "ably-ws",
         read_limit: int | None = None,
         reactor: Reactor | None = None,
+        send_limit: int = SEND_BACKLOG_LIMIT,
     ) -> None:
         self._url = url
         self._headers = dict(headers or {})
@@ -164,6 +169,8 @@ class WebSocketTransport:
         self._reader: threading.Thread | None = None
         self._reactor = reactor
         self._sock: socket.socket | None = None  # set when the reactor reads it
+        self._outbound: Outbound | None = None  # the write side of a socket we dialed
+        self._send_limit = send_limit
         self._read_ws: WebSocketLike | None = None  # the websocket the reactor reads
         self.close_answered = False  # a local close saw the server's close frame
         self._frame_reader = FrameReader()
@@ -186,9 +193,14 @@ class WebSocketTransport:
                 )
             self._ws = ws
             sock = getattr(ws, "sock", None) if isinstance(ws, websocket.WebSocket) else None
-            if self._reactor is not None and sock is not None:
-                # Read by the process's reactor thread: the socket must never block it.
+            if sock is not None:
+                # Writes never wait for the peer (module docstring), nor do the
+                # reactor's reads: the socket is non-blocking.
                 sock.setblocking(False)
+                self._outbound = Outbound(
+                    sock, self._write_reactor, self._write_failed, self._send_limit
+                )
+            if self._reactor is not None and sock is not None:
                 self._sock = sock
                 self._read_ws = ws
                 self._reactor.register(sock, self._on_readable)
@@ -203,11 +215,11 @@ class WebSocketTransport:
             raise AblyException("transport is not open", ErrorCode.CONNECTION_DISCONNECTED, 400)
         opcode = OPCODE_TEXT if isinstance(frame, str) else OPCODE_BINARY
         try:
-            with self._send_lock:
-                sock = self._sock
-                if sock is not None:  # non-blocking (read by the reactor): our own writes
-                    _send_all(sock, websocket.ABNF.create_frame(frame, opcode).format())
-                else:
+            outbound = self._outbound
+            if outbound is not None:
+                outbound.write(websocket.ABNF.create_frame(frame, opcode).format())
+            else:
+                with self._send_lock:
                     ws.send(frame, opcode)
         except Exception as exc:
             error = self._translate(exc, "websocket send failed")
@@ -256,16 +268,31 @@ class WebSocketTransport:
         return self._translate(exc, "websocket connection lost")
 
     def _read_socket(self, ws: WebSocketLike, sock: socket.socket) -> AblyException | None:
-        """Read a socket websocket-client dialed: many frames per ``recv`` (module docstring)."""
+        """Read a socket websocket-client dialed: many frames per ``recv`` (module docstring).
+
+        The socket is non-blocking (for the writes); this thread waits in ``poll``.
+        """
         recv = sock.recv
         consume = self._consume
+        outbound = self._outbound
+        readable = select.poll()
+        readable.register(sock, select.POLLIN)
         while True:
-            chunk = recv(_READ_SIZE)
+            try:
+                chunk = recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                readable.poll()  # a local close shuts the socket down, which ends this
+                continue
+            except ssl.SSLWantWriteError:  # TLS must write first: wait for room (briefly)
+                select.select([], [sock], [], 1.0)
+                continue
             if not chunk:
                 raise websocket.WebSocketConnectionClosedException("socket closed by the peer")
             end = consume(ws, chunk)
             if end is not _MORE:
                 return end
+            if outbound is not None:
+                outbound.after_read()
 
     def _on_readable(self) -> None:
         """The reactor's callback: read what the non-blocking socket has, without waiting."""
@@ -289,6 +316,8 @@ class WebSocketTransport:
                 if end is not _MORE:
                     error = end
                     break
+                if self._outbound is not None:
+                    self._outbound.after_read()
                 reads += 1
                 if _tls_pending(sock):
                     continue  # decrypted bytes the selector cannot see: read them now
@@ -353,12 +382,26 @@ class WebSocketTransport:
 
     def _send_control(self, ws: WebSocketLike, payload: bytes, opcode: int) -> None:
         # A control frame from the reader; a failure shows up as a read error.
-        with contextlib.suppress(Exception), self._send_lock:
-            sock = self._sock
-            if sock is not None:
-                _send_all(sock, websocket.ABNF.create_frame(payload, opcode).format())
+        with contextlib.suppress(Exception):
+            outbound = self._outbound
+            if outbound is not None:
+                outbound.write(websocket.ABNF.create_frame(payload, opcode).format())
             else:
-                ws.send(payload, opcode)
+                with self._send_lock:
+                    ws.send(payload, opcode)
+
+    def _drop_outbound(self) -> None:
+        # Before the descriptor is closed: a backlog's watch must not outlive it.
+        if self._outbound is not None:
+            self._outbound.close()
+
+    def _write_reactor(self) -> Reactor:
+        # The reactor that flushes a backlog: the one reading us, else the process's.
+        return self._reactor or shared_reactor()
+
+    def _write_failed(self, exc: BaseException) -> None:
+        # Flushing a backlog failed (on the reactor thread): the connection is over.
+        self._shutdown(None if self._closed else self._translate(exc, "websocket send failed"))
 
     def _shutdown(self, error: AblyException | None) -> None:
         with self._state_lock:
@@ -375,6 +418,7 @@ class WebSocketTransport:
                 self._read_done.wait(_CLOSE_TIMEOUT)
             self._read_done.set()
             reactor.unregister(sock)  # before the descriptor is closed (and reused)
+            self._drop_outbound()
             _abort(ws)
         elif isinstance(ws, websocket.WebSocket):  # read by _read_socket
             reader = self._reader
@@ -382,6 +426,7 @@ class WebSocketTransport:
                 # A local close: send ours, let the reader see the server's (RFC 6455 7.1.2).
                 self._send_control(ws, _CLOSE_NORMAL, OPCODE_CLOSE)
                 reader.join(_CLOSE_TIMEOUT)
+            self._drop_outbound()
             _abort(ws)
         elif ws is not None:
             _quiet_close(ws)
@@ -421,20 +466,6 @@ def _tls_pending(sock: socket.socket) -> int:
     # Decrypted bytes a TLS socket holds beyond the last read (the selector cannot see them).
     pending = getattr(sock, "pending", None)
     return int(pending()) if pending is not None else 0
-
-
-def _send_all(sock: socket.socket, data: bytes) -> None:
-    """Write ``data`` to a non-blocking socket, waiting for room when the kernel buffer is full."""
-    view = memoryview(data)
-    while view:
-        try:
-            sent = sock.send(view)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            poller = select.poll()
-            poller.register(sock, select.POLLOUT)
-            poller.poll()  # blocks like the blocking socket did; a dead peer ends in an error
-            continue
-        view = view[sent:]
 
 
 def _closed_by_server() -> AblyException:

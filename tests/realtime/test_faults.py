@@ -234,3 +234,38 @@ def test_connection_update_event_on_reauth(make_client: MakeClient) -> None:
     assert details.token
     assert updates.wait_for(1)[0].current == ConnectionState.CONNECTED
     eventually(lambda: client.auth.token_details is not None)
+
+
+def test_a_peer_that_stops_reading_cannot_hold_the_session(
+    make_client: MakeClient, emulator: Emulator
+) -> None:
+    """Sends back up behind a hung network path without blocking the session:
+    RTN23a still fires, the connection resumes, and every publish lands once
+    (RTN19a), while the process's other connections are served throughout."""
+    client = make_client(realtime_request_timeout=0.5)
+    client.connection.wait_for_state("connected", timeout=5)
+    connection_id = client.connection.id
+    other = make_client()  # same process: the same reactor reads both
+    seen = Collector()
+    watched = other.channels.get("stall-watch")
+    watched.subscribe(seen)
+    watched.attach()
+    assert emulator.faults.stop_reading(connection_id=connection_id) == 1
+    emulator.faults.stall(connection_id=connection_id)  # and it hears nothing either
+    disconnected = Collector()
+    client.connection.on("disconnected", disconnected)
+    channel = client.channels.get("stall-publish")
+    acks = Collector()
+    payload = "x" * 60_000
+    count = 200  # ~12 MB: more than the loopback socket buffers take
+    for i in range(count):
+        channel.publish_async("n", f"{i}:{payload}", acks)
+    change = disconnected.wait_for(1, timeout=10)[0]  # the session's timers kept running
+    assert change.reason is not None
+    watched_rest = make_client().channels.get("stall-watch")
+    watched_rest.publish("during", "the stall")
+    assert [m.name for m in seen.wait_for(1)] == ["during"]
+    client.connection.wait_for_state("connected", timeout=10)
+    assert acks.wait_for(count, timeout=30) == [None] * count
+    pages = channel.history(limit=1000)
+    assert sorted(int(m.data.split(":", 1)[0]) for m in pages.items) == list(range(count))

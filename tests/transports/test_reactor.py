@@ -12,7 +12,6 @@ import pytest
 
 from ably_bridge.transports import reactor as reactor_module
 from ably_bridge.transports.reactor import Reactor
-from ably_bridge.transports.websocket import _send_all
 
 WAIT = 5.0
 
@@ -109,26 +108,46 @@ def test_a_failing_callback_drops_its_socket_and_the_reactor_goes_on(
     good_b.close()
 
 
-def test_send_all_waits_for_room_on_a_non_blocking_socket(
+def test_want_write_calls_back_while_there_is_room_and_keeps_the_reader(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
+    reactor = Reactor(name="test-reactor")
     a, b = pair
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    payload = os.urandom(4 * 1024 * 1024)  # far more than the socket buffers hold
-    received = bytearray()
+    got: list[bytes] = []
+    ready = threading.Event()
+    reactor.register(a, lambda: _reader(a, got, ready))
+    writable = threading.Event()
 
-    def drain() -> None:
-        while len(received) < len(payload):
-            chunk = b.recv(65536)
-            if not chunk:
-                return
-            received.extend(chunk)
+    def on_room() -> None:
+        writable.set()
+        reactor.want_write(a, None)  # (level-triggered: stop once served)
 
-    reader = threading.Thread(target=drain)
-    reader.start()
-    _send_all(a, payload)
-    reader.join(WAIT)
-    assert bytes(received) == payload
+    reactor.want_write(a, on_room)
+    assert writable.wait(WAIT)
+    assert reactor.watched() == 1  # the same socket, still watched for reading
+    b.sendall(b"after")
+    assert ready.wait(WAIT) and got == [b"after"]
+    reactor.unregister(a)
+    assert reactor.watched() == 0
+
+
+def test_a_socket_may_be_watched_for_writing_only(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    reactor = Reactor(name="test-reactor")
+    a, _ = pair
+    calls: list[str] = []
+    done = threading.Event()
+
+    def on_room() -> None:
+        calls.append(threading.current_thread().name)
+        reactor.want_write(a, None)
+        done.set()
+
+    reactor.want_write(a, on_room)
+    assert done.wait(WAIT)
+    assert calls == ["test-reactor"]
+    assert reactor.watched() == 0  # nothing else asked for: no longer registered
 
 
 def test_the_process_reactor_is_shared_and_a_forked_child_gets_its_own() -> None:

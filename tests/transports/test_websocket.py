@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import queue
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -74,6 +78,51 @@ def echo_server() -> Iterator[EchoServer]:
     assert isinstance(runner, web.AppRunner)
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+@dataclass
+class DeafServer:
+    """Completes the WebSocket handshake, then never reads again (a stalled peer)."""
+
+    url: str
+    conns: list[socket.socket] = field(default_factory=list)
+
+
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+@pytest.fixture
+def deaf_server() -> Iterator[DeafServer]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = DeafServer(url=f"ws://127.0.0.1:{listener.getsockname()[1]}/")
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            found = re.search(rb"sec-websocket-key:\s*(\S+)", request, re.IGNORECASE)
+            assert found is not None
+            accept = base64.b64encode(hashlib.sha1(found.group(1) + _WS_GUID).digest())
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            server.conns.append(conn)  # kept open, never read
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (close alone does not)
+    listener.close()
+    for conn in server.conns:
+        conn.close()
     thread.join(5)
 
 
@@ -210,3 +259,31 @@ def test_redact_url_hides_credentials_and_connection_keys() -> None:
     assert "format=msgpack" in shown
     assert "v=6" in shown
     assert redact_url("wss://h/") == "wss://h/"
+
+
+def test_a_peer_that_stops_reading_never_blocks_a_send(
+    deaf_server: DeafServer, echo_server: EchoServer
+) -> None:
+    """Sends queue behind a stalled peer instead of waiting; past the bound the
+    transport ends with 80003, and other connections were served all along."""
+    stuck, stuck_events = _transport(deaf_server.url, send_limit=1 << 20)
+    stuck.open()
+    other, other_events = _transport(echo_server.url)
+    other.open()
+    frame = b"x" * 65536
+
+    def send_until_refused() -> None:
+        for _ in range(100_000):  # far more than the kernel buffers and the bound hold
+            stuck.send(frame)
+
+    with pytest.raises(AblyException) as info:
+        send_until_refused()
+    assert info.value.code == ErrorCode.CONNECTION_DISCONNECTED
+    assert "not draining" in info.value.message
+    kind, error = stuck_events.get(timeout=5)
+    assert kind == "close" and isinstance(error, AblyException)
+    assert error.code == ErrorCode.CONNECTION_DISCONNECTED
+    assert not stuck.is_open
+    other.send("still served")
+    assert other_events.get(timeout=5) == ("frame", "still served")
+    other.close()
