@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         fmt=args.log_format or config.log_format,
         payloads=config.log_payloads,
     )
-    from ably_bridge.bridge.app import BridgeApp
+    from ably_bridge.bridge.app import BridgeApp, tune_gc
 
     log = logging.getLogger("ably_bridge.cli")
     try:
@@ -148,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: app.daemon.request_stop())
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: app.daemon.request_reload())
+    tune_gc()  # this process is the daemon
     app.run()
     return 0
 

