@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 # ARGV[1] = maxlen (0 = no trimming), ARGV[2] = '1' for approximate trimming,
 # ARGV[3] = expiry of the dedup hash in seconds,
 # then per event: mark, n, then n strings (field, value, field, value, ...).
-# Returns one entry per event: the new stream id, or 0 for a duplicate.
+# Returns one entry per event: the new stream id, or 0 for a duplicate, joined by
+# commas into one string (one bulk reply parses far faster than one per event).
 # append(mark, first, last): XADD the fields ARGV[first..last] and set the dedup
 # mark, unless the mark is already in either bucket. Returns the new id, or 0.
 _APPEND_LUA = """
@@ -93,13 +94,14 @@ while i <= #ARGV do
   i = i + 2 + nf
 end
 if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-return out
+return table.concat(out, ',')
 """
 )
 
 # The fenced variant: KEYS[4..] are shard token keys; per event: mark, fence
 # (index into KEYS counted from 4, 0 = unfenced), token, n, then n strings.
-# Returns per event: the new stream id, 0 for a duplicate, -1 when fenced.
+# Returns per event: the new stream id, 0 for a duplicate, -1 when fenced (joined
+# by commas, as above).
 XADD_DEDUP_FENCED_LUA = (
     FENCE_CHECK_LUA
     + _APPEND_LUA
@@ -117,7 +119,7 @@ while i <= #ARGV do
   i = i + 4 + nf
 end
 if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-return out
+return table.concat(out, ',')
 """
 )
 
@@ -392,11 +394,11 @@ class RedisStreamSink:
                 for i in indexes:
                     results[i] = Result(outcome, error=reply)
                 continue
-            for i, entry in zip(indexes, reply, strict=True):
-                if entry == 0:
+            text = reply.decode("ascii") if isinstance(reply, bytes) else str(reply)
+            for i, entry in zip(indexes, text.split(","), strict=True):
+                if entry == "0":
                     results[i] = Result(Outcome.DUPLICATE)
-                elif entry == -1:
+                elif entry == "-1":
                     results[i] = Result(Outcome.FENCED)
                 else:
-                    text = entry.decode("ascii") if isinstance(entry, bytes) else str(entry)
-                    results[i] = Result(Outcome.DELIVERED, text)
+                    results[i] = Result(Outcome.DELIVERED, entry)
