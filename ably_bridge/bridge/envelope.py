@@ -29,7 +29,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -72,7 +72,35 @@ LIFECYCLE_EVENTS = frozenset(
 DataMode = Literal["decoded", "encoded"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-dumps = _ENCODER.encode
+
+
+def _not_serializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _compact_dumps() -> Callable[[Any], str]:
+    """``_ENCODER.encode``, with the C encoder made once rather than on every call.
+
+    ``JSONEncoder.encode`` builds its C encoder (and a dict for detecting
+    cycles) per call, which is most of the cost for an event-sized object.
+    Envelopes come from decoded frames, which cannot hold cycles; a cyclic
+    value given anyway ends in ``RecursionError`` instead of ``ValueError``.
+    """
+    make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+    if make is None:  # (no C accelerator: this Python's own encoder)
+        return _ENCODER.encode
+    encode = make(
+        None, _not_serializable, json.encoder.encode_basestring,
+        None, ":", ",", False, False, False,
+    )  # fmt: skip
+
+    def dumps(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+dumps = _compact_dumps()
 _BINARY = (bytes, bytearray, memoryview)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import pytest
 
@@ -211,3 +213,25 @@ def test_json_is_cached_and_size_counts_utf8_bytes() -> None:
     assert env.to_json() is env.to_json()
     assert env.size() == len(env.to_json().encode("utf-8"))
     assert "héllo" in env.to_json()
+
+
+def test_compact_json_is_what_json_dumps_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ably_bridge.bridge import envelope as envelope_module
+
+    values: list[Any] = [
+        {"id": "c:1:0", "data": 'héllo \u2028 "q"', "n": 1.5, "t": True, "z": None},
+        ["a", 2, {"nested": [1, {}]}],
+        "plain",
+        -3,
+    ]
+    reference = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    fallback = envelope_module._compact_dumps()  # no C accelerator: the encoder's own method
+    assert fallback != envelope_module.dumps
+    for dumps in (envelope_module.dumps, fallback):
+        for value in values:
+            assert dumps(value) == reference.encode(value)
+        with pytest.raises(ValueError, match="JSON compliant"):
+            dumps({"v": math.nan})
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            dumps({"v": object()})
