@@ -13,7 +13,8 @@ from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.sinks.amqp_wire import Confirms
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
-from ably_bridge.bridge.sinks.celery import CelerySink, SenderAMQP
+from ably_bridge.bridge.sinks.celery import CelerySink
+from ably_bridge.bridge.sinks.celery_message import SenderAMQP
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import AMQP_BROKER
 
@@ -167,7 +168,7 @@ def test_amqp_batch_write_failure_retries_the_batch(
 
 
 def test_args_repr_is_the_repr_of_the_task_args() -> None:
-    from ably_bridge.bridge.sinks.celery import _args_repr, _short_repr
+    from ably_bridge.bridge.sinks.celery_message import args_repr, short_repr
     from ably_bridge.protocol.models import PresenceMessage
 
     envs = [
@@ -178,7 +179,7 @@ def test_args_repr_is_the_repr_of_the_task_args() -> None:
     ]
     for env in envs:
         for limit in (1024, 40):
-            assert _args_repr(env, limit) == _short_repr((env.to_dict(),), limit)
+            assert args_repr(env, limit) == short_repr((env.to_dict(),), limit)
 
 
 def test_property_encoder_writes_py_amqps_bytes() -> None:

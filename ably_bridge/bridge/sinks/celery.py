@@ -30,7 +30,7 @@ ack) - their frames written to the socket 64 KiB at a time rather than one
 tag was acked.
 
 Messages: Celery's ``send_task`` builds the message of a target once (a
-:class:`_TaskTemplate`, captured from what it hands to the producer); per event
+:class:`~.celery_message.TaskTemplate`, captured from what it hands to the producer); per event
 only what varies is filled in - ``id``/``root_id``/``correlation_id`` (the task
 id), ``argsrepr`` (a plain ``repr`` cut at Celery's limit instead of Celery's
 slow ``saferepr``), ``expires`` (from the current time, as Celery computes it)
@@ -54,210 +54,31 @@ import socket
 import time
 import weakref
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
-from celery import Celery, signals
-from celery.app.amqp import AMQP
-from celery.utils.time import add_seconds_to_datetime, maybe_make_aware
+from celery import Celery
 from kombu.entity import Exchange, Queue
 from kombu.exceptions import EncodeError, OperationalError
-from kombu.serialization import dumps as kombu_dumps
 
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
-from ably_bridge.bridge.envelope import SOURCE_MESSAGE, SOURCE_PRESENCE, Envelope
+from ably_bridge.bridge.envelope import Envelope
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sinks.amqp_wire import (
     ENCODABLE,
-    PER_TASK_HEADERS,
     Confirms,
     PropertyEncoder,
     buffered_frames,
 )
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
+from ably_bridge.bridge.sinks.celery_message import SenderAMQP, TaskTemplate, publish_signals
 
 __all__ = ["CelerySink", "make_sender_app"]
 
 logger = logging.getLogger(__name__)
 
 _AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
-_SAMPLE_ID = "00000000-0000-4000-8000-0a1b1eb71d6e"  # the task id of a template's sample
-_SAMPLE_ARG: dict[str, Any] = {"ably-bridge": "template sample"}
 _TEMPLATE_CACHE_LIMIT = 4096
-
-
-def _short_repr(value: Any, limit: int) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_ITEMS_KEY = {SOURCE_MESSAGE: "messages", SOURCE_PRESENCE: "presence"}
-
-
-@lru_cache(maxsize=4096)
-def _head_repr(source: str, app_id: str, channel: str, site: str, rule_id: str) -> str:
-    """``({'source': .., 'appId': .., 'channel': .., 'site': .., 'ruleId': ..``."""
-    head = {"source": source, "appId": app_id, "channel": channel, "site": site, "ruleId": rule_id}
-    return "(" + repr(head)[:-1]
-
-
-def _args_repr(env: Envelope, limit: int) -> str:
-    """``argsrepr`` of a task whose args are ``(env.to_dict(),)``: the same text as
-    ``_short_repr((env.to_dict(),), limit)``, without building the dict."""
-    items = _ITEMS_KEY.get(env.source)
-    if items is None:
-        return _short_repr((env.to_dict(),), limit)
-    head = _head_repr(env.source, env.app_id, env.channel, env.site, env.rule_id)
-    text = f"{head}, 'timestamp': {env.timestamp!r}, '{items}': [{env.item!r}]}},)"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class SenderAMQP(AMQP):  # type: ignore[misc]
-    """Celery's AMQP helper with a cheap ``argsrepr``/``kwargsrepr`` (plain ``repr``, cut)."""
-
-    def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
-                   *rest: Any, **options: Any) -> Any:  # fmt: skip
-        if options.get("argsrepr") is None:
-            options["argsrepr"] = _short_repr(tuple(args or ()), self.argsrepr_maxsize)
-        if options.get("kwargsrepr") is None:
-            options["kwargsrepr"] = _short_repr(kwargs or {}, self.kwargsrepr_maxsize)
-        return super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
-
-
-def _publish_signals() -> bool:
-    """Whether anything listens to Celery's publish signals (then every task goes
-    through ``send_task``, which sends them)."""
-    return bool(signals.before_task_publish.receivers or signals.after_task_publish.receivers)
-
-
-class _NoConnection:
-    """The ``connection`` of :class:`_Recorder`: ``send_task`` only wraps errors with it."""
-
-    @staticmethod
-    def _reraise_as_library_errors() -> contextlib.nullcontext[None]:
-        return contextlib.nullcontext()
-
-
-class _Recorder:
-    """Stands in for a kombu producer while ``send_task`` builds one message: records it."""
-
-    def __init__(self) -> None:
-        self.connection = _NoConnection()
-        self.calls: list[tuple[Any, dict[str, Any]]] = []
-
-    def publish(self, body: Any, **kwargs: Any) -> None:
-        self.calls.append((body, kwargs))
-
-
-class _TaskTemplate:
-    """Celery's task message for one target, built by ``send_task`` once.
-
-    :meth:`publish_args` fills in what varies per event; everything else
-    (headers such as ``lang``/``task``/``origin``/``retries``, the target's
-    extra headers, properties, routing, delivery mode, expiration, priority,
-    the body's kwargs and embed) is what ``send_task`` produced.
-    """
-
-    __slots__ = (
-        "body_tail",
-        "declare",
-        "expires",
-        "headers",
-        "overrides",
-        "publish",
-        "repr_limit",
-    )
-
-    def __init__(
-        self,
-        headers: dict[str, Any],
-        publish: dict[str, Any],
-        body_tail: str,
-        declare: list[Any],
-        expires: float | None,
-        overrides: dict[str, Any],
-        repr_limit: int,
-    ) -> None:
-        self.headers = headers  # in Celery's order; the per-task ones hold sample values
-        self.publish = publish
-        self.body_tail = body_tail
-        self.declare = declare
-        self.expires = expires
-        self.overrides = overrides  # the target's own headers that replace per-task ones
-        self.repr_limit = repr_limit
-
-    @classmethod
-    def capture(
-        cls, app: Celery, target: CeleryTarget, options: dict[str, Any], send: dict[str, Any]
-    ) -> _TaskTemplate | None:
-        """Let ``send_task`` build a sample message; None if a template cannot reproduce it."""
-        conf = app.conf
-        if conf.task_send_sent_event or conf.task_protocol != 2:
-            return None
-        recorder = _Recorder()
-        app.send_task(
-            target.task, args=(_SAMPLE_ARG,), task_id=_SAMPLE_ID, producer=recorder, **send,
-            **options,
-        )  # fmt: skip
-        if len(recorder.calls) != 1:
-            return None
-        body, kwargs = recorder.calls[0]
-        headers = dict(kwargs.pop("headers", None) or {})
-        if not (
-            isinstance(body, tuple)
-            and len(body) == 3
-            and list(body[0]) == [_SAMPLE_ARG]
-            and body[1] == {}
-            and kwargs.pop("serializer", None) == "json"
-            and not kwargs.pop("compression", None)
-            and kwargs.get("correlation_id") == _SAMPLE_ID
-            and headers.get("id") == _SAMPLE_ID
-            and headers.get("root_id") == _SAMPLE_ID
-        ):
-            return None
-        kwargs.pop("correlation_id")
-        kwargs.pop("reply_to", None)  # the sending thread's, set per batch
-        # The sample's id must not have leaked anywhere else (a parent id, a custom header).
-        rest = {k: v for k, v in headers.items() if k not in PER_TASK_HEADERS}
-        if _SAMPLE_ID in repr((rest, kwargs)):
-            return None
-        dumped = kombu_dumps(list(body[1:]), serializer="json")  # type: ignore[no-untyped-call]
-        content_type, content_encoding, tail = dumped
-        if not tail.startswith("[") or not tail.endswith("]"):
-            return None
-        kwargs["content_type"] = content_type
-        kwargs["content_encoding"] = content_encoding
-        declare = list(kwargs.pop("declare", None) or [])
-        kwargs.pop("retry", None)  # given per publish
-        expires = target.expires if headers.get("expires") is not None else None
-        overrides = {k: v for k, v in target.headers.items() if k in PER_TASK_HEADERS}
-        return cls(
-            headers,
-            kwargs,
-            "," + tail[1:],
-            declare,
-            expires,
-            overrides,
-            app.amqp.argsrepr_maxsize,
-        )
-
-    def publish_args(
-        self, app: Celery, target: CeleryTarget, env: Envelope, task_id: str
-    ) -> tuple[str, dict[str, Any]]:
-        """(body, headers) of the task message for ``env``."""
-        body = f"[[{env.to_json()}]{self.body_tail}"
-        headers = dict(self.headers)
-        headers["id"] = task_id
-        headers["root_id"] = task_id
-        headers["argsrepr"] = _args_repr(env, self.repr_limit)
-        if self.expires is not None:
-            headers["expires"] = maybe_make_aware(
-                add_seconds_to_datetime(app.now(), self.expires), tz=app.timezone
-            ).isoformat()
-        if self.overrides:  # (Celery lets a header given to send_task override its own)
-            headers.update(self.overrides)
-        return body, headers
 
 
 def make_sender_app(url: str, *, timeout: float = 5.0) -> Celery:
@@ -306,7 +127,7 @@ class CelerySink:
         self._errors: tuple[type[BaseException], ...] | None = None
         self._channels: weakref.WeakKeyDictionary[Any, Confirms] = weakref.WeakKeyDictionary()
         # id(target) -> (target, its template or None: send_task each time)
-        self._templates: dict[int, tuple[CeleryTarget, _TaskTemplate | None]] = {}
+        self._templates: dict[int, tuple[CeleryTarget, TaskTemplate | None]] = {}
         self._encoder = PropertyEncoder() if ENCODABLE else None
 
     def __repr__(self) -> str:
@@ -400,7 +221,7 @@ class CelerySink:
     def _declare_for(self, batch: Sequence[Delivery], producer: Any, declared: set[str]) -> bool:
         """Declare the batch's queues before publishing; True if every delivery has a
         template (so the batch may be written in one go: nothing in it waits for a reply)."""
-        if _publish_signals():
+        if publish_signals():
             return False
         entities: dict[int, Any] = {}
         for d in batch:
@@ -565,7 +386,7 @@ class CelerySink:
         exchange = Exchange(name, type=kind)  # type: ignore[no-untyped-call]
         return Queue(name, exchange, name, queue_arguments=arguments)  # type: ignore[no-untyped-call]
 
-    def _template(self, target: CeleryTarget) -> _TaskTemplate | None:
+    def _template(self, target: CeleryTarget) -> TaskTemplate | None:
         """The message template of ``target`` (built on first use), or None: send_task."""
         entry = self._templates.get(id(target))
         if entry is not None and entry[0] is target:
@@ -578,7 +399,7 @@ class CelerySink:
             "ignore_result": True,
         }
         try:
-            template = _TaskTemplate.capture(self._app, target, self._task_options(target), send)
+            template = TaskTemplate.capture(self._app, target, self._task_options(target), send)
         except Exception as exc:  # send_task itself will report it, per event
             logger.debug("celery sink %s: no template for %s: %r", self._where, target.task, exc)
             template = None
@@ -599,7 +420,7 @@ class CelerySink:
             return Result(Outcome.REJECTED, error=ValueError("not a celery target"))
         env = d.envelope
         task_id = celery_task_id(env.rule_id, target.task, env.dedup_key)
-        template = None if _publish_signals() else self._template(target)
+        template = None if publish_signals() else self._template(target)
         try:
             if template is not None:
                 try:
