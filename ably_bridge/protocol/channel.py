@@ -173,6 +173,34 @@ class ChannelCore:
         self._begin_detach(effects, now)  # RTL5d
         return effects
 
+    def set_options(
+        self,
+        params: dict[str, str],
+        modes: int,
+        handle: Handle,
+        conn: ConnectionState,
+        now: float,
+    ) -> list[Effect]:
+        """RTL16: new params and modes for the next ATTACH.
+
+        RTL16a: when they change on an ATTACHED or ATTACHING channel, a new
+        ATTACH carrying them is sent (the channel stays in its state) and
+        ``handle`` settles on the ATTACHED that answers it, or with the error
+        that ends the attempt (DETACHED, SUSPENDED, FAILED, no answer in time).
+        Otherwise ``handle`` settles at once.
+        """
+        changed = params != self.requested_params or modes != self.requested_modes
+        self.requested_params = dict(params)
+        self.requested_modes = modes
+        if not changed or self.state not in (_CS.ATTACHED, _CS.ATTACHING):
+            return [CompleteAttach(handle, None)]
+        self._attach_waiters.append(handle)
+        effects: list[Effect] = []
+        if conn == _CONN.CONNECTED:
+            self._send_attach(effects, now)
+        # (not connected: the re-attach on CONNECTED (RTL3d) carries them)
+        return effects
+
     # -- frames from the server ------------------------------------------------
     def on_message(self, pm: ProtocolMessage) -> DeliverMessages | None:
         """MESSAGE: note the serial (RTL15b); deliver only when ATTACHED (RTL17)."""
@@ -230,6 +258,7 @@ class ChannelCore:
         if state == _CS.ATTACHED:
             if not resumed:  # RTL12: loss of continuity
                 self._emit(effects, _CS.ATTACHED, ChannelEvent.UPDATE, pm.error, False, False)
+            self._finish_attach(effects, None)  # RTL16a: the options took effect
         else:
             self._set_state(
                 effects,
@@ -287,6 +316,11 @@ class ChannelCore:
             self._set_state(effects, self._before_detach)
         elif self.state == _CS.SUSPENDED and conn == _CONN.CONNECTED:  # RTL13b
             self._begin_attach(effects, conn, now, None)
+        elif self.state == _CS.ATTACHED:  # RTL16a: no answer to the new options' ATTACH
+            error = _channel_error(
+                "re-attach with new options timed out", ErrorCode.CHANNEL_OPERATION_TIMED_OUT
+            )
+            self._finish_attach(effects, error)
         return effects
 
     # -- connection state side effects (RTL3) --------------------------------------------

@@ -267,6 +267,13 @@ class ConnectionCore:
         self._channels_dirty = True
         return self.channel(name).detach(handle, self.state, now)
 
+    def set_channel_options(
+        self, name: str, params: dict[str, str], modes: int, handle: Handle, now: float
+    ) -> list[Effect]:
+        """RTL16 for channel ``name``: new params/modes, re-attaching if they change (RTL16a)."""
+        self._channels_dirty = True
+        return self.channel(name).set_options(params, modes, handle, self.state, now)
+
     def publish(
         self,
         name: str,

@@ -41,8 +41,9 @@ Deliberate choices:
   only reports expiry afterwards (DISCONNECTED 40142, which is handled too).
 * ``connect()`` and ``close()`` block until the state settles unless
   ``wait=False``; ``publish`` blocks for the ACK, ``publish_async`` does not.
-* ``RealtimeChannel.set_options`` refuses to change params/modes of an
-  attached channel (RTL16a re-attach is not implemented).
+* ``RealtimeChannel.set_options`` with new params or modes re-attaches an
+  attached channel and blocks until ATTACHED (RTL16a); the channel stays
+  ATTACHED meanwhile, and an UPDATE is emitted only if continuity was lost.
 """
 
 from ably_bridge.protocol.events import (

@@ -33,7 +33,10 @@ from ably_bridge.rest.channels import Channel as RestChannel
 from ably_bridge.rest.channels import PublishResult
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ably_bridge.protocol.channel import ChannelCore
+    from ably_bridge.protocol.events import Effect
     from ably_bridge.realtime.client import AblyRealtime
     from ably_bridge.realtime.delivery import ChannelEvents
     from ably_bridge.rest.pagination import PaginatedResult
@@ -362,28 +365,27 @@ class RealtimeChannel:
         return rest_channel.history(start, end, direction, limit)
 
     # -- options -----------------------------------------------------------------------
-    def set_options(self, options: ChannelOptions | Mapping[str, Any]) -> None:
-        """Replace the cipher, params and modes (RTL16). Params/modes apply at the next attach."""
+    def set_options(
+        self, options: ChannelOptions | Mapping[str, Any], timeout: float | None = None
+    ) -> None:
+        """Replace the cipher, params and modes (RTL16).
+
+        On an attached (or attaching) channel, new params or modes are sent in a
+        new ATTACH and this waits for the server's ATTACHED (RTL16a); the granted
+        ones are then in ``params`` and ``modes``. A blocking call: refused (40000)
+        from an inline listener.
+        """
         opts = ChannelOptions.coerce(options) or ChannelOptions()
         cipher = opts.cipher_object()
         params = dict(opts.params or {})
         modes = opts.mode_flags()
-        core = self._core
-        changes_attach = params != core.requested_params or modes != core.requested_modes
-        if changes_attach and core.state in (_CS.ATTACHED, _CS.ATTACHING):
-            raise AblyException(
-                "changing params or modes of an attached channel needs a re-attach (RTL16a); "
-                "detach first",
-                ErrorCode.CHANNEL_OPERATION_FAILED_INVALID_CHANNEL_STATE,
-                400,
-            )
+        core, name, events = self._loop.core, self.name, self._events
 
-        def apply(now: float) -> None:
-            self._events.cipher = cipher
-            core.requested_params = params
-            core.requested_modes = modes
+        def op(future: Future[Any], now: float) -> list[Effect]:
+            events.cipher = cipher
+            return core.set_channel_options(name, params, modes, future, now)
 
-        self._loop.run_sync(apply)
+        self._loop.call(op, self._timeout(timeout), f"set_options of {name!r}")
         self.options = opts
 
     def _timeout(self, timeout: float | None) -> float:

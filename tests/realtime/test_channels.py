@@ -203,8 +203,28 @@ def test_params_and_derived_channel(make_client: MakeClient) -> None:
     base.publish("drop", "1")
     base.publish("keep", "2")
     assert [m.data for m in kept.wait_for(1)] == ["2"]
-    with pytest.raises(AblyException):
-        derived.set_options(ChannelOptions(params={"rewind": "2"}))
+
+
+def test_rtl16a_set_options_reattaches_with_new_params_and_modes(make_client: MakeClient) -> None:
+    client = make_client(client_id="opts-user")
+    channel = client.channels.get("opts-live")
+    got = Collector()
+    channel.subscribe(got)
+    channel.attach()
+    channel.publish("before", "1")
+    assert [m.name for m in got.wait_for(1)] == ["before"]
+    changes = Collector()
+    channel.on(changes)
+    channel.set_options(ChannelOptions(params={"echo": "false"}, modes=["subscribe", "publish"]))
+    assert channel.state == ChannelState.ATTACHED and changes.items == []  # resumed in place
+    assert channel.params == {"echo": "false"}
+    assert ChannelMode.SUBSCRIBE in channel.modes and ChannelMode.PRESENCE not in channel.modes
+    channel.publish("own", "2")  # echo off: not delivered back to this connection
+    make_client().channels.get("opts-live").publish("other", "3")
+    assert [m.name for m in got.wait_for(2)] == ["before", "other"]
+    with pytest.raises(AblyException) as info:
+        channel.presence.enter("x")  # the presence mode was not asked for this time
+    assert info.value.code == 40165
 
 
 def test_channel_error_for_missing_capability(make_client: MakeClient, app: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ably_bridge.protocol.actions import Action, ChannelMode, Flag
-from ably_bridge.protocol.events import CompleteAttach, CompleteDetach, DeliverMessages
+from ably_bridge.protocol.events import CompleteAttach, CompleteDetach, DeliverMessages, Effect
 from ably_bridge.protocol.models import Message, ProtocolMessage
 
 from .helpers import HAS_BACKLOG, RESUMED, Harness, connected_frame, err, of, options
@@ -388,3 +388,90 @@ def test_release_forgets_the_channel() -> None:
     assert "chat" not in h.core.channels
     assert h.core.next_deadline() is None
     assert repr(h.core.channel("x")) == "ChannelCore('x', state=initialized)"
+
+
+# -- RTL16: set_options ------------------------------------------------------------------
+SUBSCRIBE_ONLY = int(ChannelMode.SUBSCRIBE)
+
+
+def set_options(
+    h: Harness, name: str, handle: object, params: dict[str, str], modes: int = 0
+) -> list[Effect]:
+    return h.run(h.core.set_channel_options(name, params, modes, handle, h.now))
+
+
+def test_rtl16a_new_modes_on_an_attached_channel_reattach_and_wait_for_attached() -> None:
+    h = connected()
+    h.attach_now("chat", channel_serial="cs1")
+    effects = set_options(h, "chat", "o1", {"echo": "false"}, SUBSCRIBE_ONLY)
+    (frame,) = h.sent(effects)
+    assert frame.action == Action.ATTACH and frame.channel_serial == "cs1"  # continuity asked
+    assert frame.params == {"echo": "false"} and frame.flags == int(Flag.SUBSCRIBE)
+    assert of(CompleteAttach, effects) == [] and h.channel_state("chat") == "attached"
+    effects = h.attached("chat", RESUMED | int(Flag.SUBSCRIBE), params={"echo": "false"})
+    assert of(CompleteAttach, effects) == [CompleteAttach("o1", None)]
+    assert h.chan_events("chat", effects) == []  # resumed: no UPDATE, still ATTACHED
+    ch = h.core.channels["chat"]
+    assert ch.modes == ChannelMode.SUBSCRIBE and ch.params == {"echo": "false"}
+
+
+def test_rtl16a_a_reattach_that_loses_continuity_is_an_update() -> None:
+    h = connected()
+    h.attach_now("chat")
+    set_options(h, "chat", "o1", {"rewind": "1"})
+    effects = h.attached("chat", 0)
+    assert h.chan_events("chat", effects) == ["update"]  # RTL12
+    assert of(CompleteAttach, effects) == [CompleteAttach("o1", None)]
+
+
+def test_rtl16_unchanged_options_or_a_channel_not_attached_settle_at_once() -> None:
+    h = connected()
+    h.attach_now("chat")
+    assert set_options(h, "chat", "same", {}) == [CompleteAttach("same", None)]
+    effects = set_options(h, "idle", "later", {"rewind": "1"}, SUBSCRIBE_ONLY)
+    assert effects == [CompleteAttach("later", None)] and h.sent(effects) == []
+    (frame,) = h.sent(h.attach("idle"))  # the next attach carries them
+    assert frame.params == {"rewind": "1"} and frame.flags == int(Flag.SUBSCRIBE)
+
+
+def test_rtl16a_while_attaching_the_attach_is_sent_again_and_both_settle() -> None:
+    h = connected()
+    h.attach("chat", "a1")
+    effects = set_options(h, "chat", "o1", {"rewind": "1"})
+    assert h.sent_actions(effects) == [Action.ATTACH]
+    effects = h.attached("chat")
+    assert [c.handle for c in of(CompleteAttach, effects)] == ["a1", "o1"]
+
+
+def test_rtl16a_while_disconnected_the_reattach_on_connected_carries_the_options() -> None:
+    h = connected()
+    h.attach_now("chat")
+    h.drop()
+    effects = set_options(h, "chat", "o1", {"rewind": "1"})
+    assert h.sent(effects) == [] and of(CompleteAttach, effects) == []
+    effects = h.receive(connected_frame())
+    (frame,) = [f for f in h.sent(effects) if f.action == Action.ATTACH]
+    assert frame.params == {"rewind": "1"}
+    assert of(CompleteAttach, h.attached("chat", RESUMED)) == [CompleteAttach("o1", None)]
+
+
+def test_rtl16a_no_answer_fails_the_call_and_leaves_the_channel_attached() -> None:
+    h = connected()
+    h.attach_now("chat")
+    set_options(h, "chat", "o1", {"rewind": "1"})
+    effects = h.advance(1.0)  # realtime_request_timeout
+    (done,) = of(CompleteAttach, effects)
+    assert done.handle == "o1" and done.error is not None and done.error.code == 90007
+    assert h.channel_state("chat") == "attached" and h.chan_events("chat", effects) == []
+
+
+def test_rtl16a_a_channel_error_fails_the_pending_call() -> None:
+    h = connected()
+    h.attach_now("chat")
+    set_options(h, "chat", "o1", {}, SUBSCRIBE_ONLY)
+    effects = h.receive(
+        ProtocolMessage(Action.ERROR, channel="chat", error=err(40160, 401, "denied"))
+    )
+    (done,) = of(CompleteAttach, effects)
+    assert done.error is not None and done.error.code == 40160
+    assert h.channel_state("chat") == "failed"
