@@ -10,7 +10,8 @@ import pytest
 
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.models import Message
-from ably_bridge.realtime.inline import InlineRunner, in_inline_listener
+from ably_bridge.realtime.emitter import OrderedQueue
+from ably_bridge.realtime.inline import SLOW_INLINE, InlineRunner, in_inline_listener
 
 from .conftest import Collector, MakeClient
 
@@ -64,6 +65,46 @@ def test_running_is_true_only_inside_a_task() -> None:
         seen.append(runner.running())
     seen.append(runner.running())
     assert seen == [False, True, False]
+
+
+class _Clock:
+    """A clock that only moves when a task says how long it took."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_slow_inline_listener_is_named_in_a_warning_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = _Clock()
+    runner = InlineRunner(clock=clock)
+
+    def slow_handler(payload: Any) -> None:
+        clock.now += payload  # the listener "takes" this many seconds
+
+    queue = OrderedQueue(slow_handler, runner)
+    with caplog.at_level(logging.WARNING):
+        queue.push(SLOW_INLINE / 2)  # quick enough: nothing said
+        assert runner.slow_runs == 0 and caplog.text == ""
+        queue.push(0.25)
+        assert runner.slow_runs == 1
+        assert "slow_handler" in caplog.text and "250 ms" in caplog.text
+        caplog.clear()
+        queue.push(0.3)  # slow again within the minute: counted, not repeated
+        assert runner.slow_runs == 2 and caplog.text == ""
+        clock.now += 61  # a minute later it is said again
+        queue.push(0.2)
+        assert runner.slow_runs == 3 and "slow_handler" in caplog.text
+
+        def slow_task() -> None:  # a task submitted directly is named itself
+            clock.now += 0.2
+
+        runner.submit(slow_task)
+        assert runner.slow_runs == 4 and "slow_task" in caplog.text
 
 
 # -- against the emulator ------------------------------------------------------------------
