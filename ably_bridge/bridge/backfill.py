@@ -1,6 +1,7 @@
 """Backfill: the messages a channel missed, read from REST history.
 
-This module owns :class:`RestHistory`, the :class:`~ably_bridge.bridge.source.HistorySource`
+This module owns :func:`gap_messages` (where a channel's gap starts, from its
+routes' checkpoints) and :class:`RestHistory`, the :class:`~ably_bridge.bridge.source.HistorySource`
 over ``GET /channels/{ch}/messages``. The gap to close after an attach without
 continuity is ``(checkpoint, attach point]``:
 
@@ -30,14 +31,53 @@ from ably_bridge.errors import AblyException
 from ably_bridge.protocol.models import Message
 
 if TYPE_CHECKING:
+    from ably_bridge.bridge.checkpoint import CheckpointStore
+    from ably_bridge.bridge.source import HistorySource
     from ably_bridge.rest.client import AblyRest
     from ably_bridge.rest.pagination import HttpPaginatedResponse
 
-__all__ = ["RestHistory", "check_response"]
+__all__ = ["RestHistory", "check_response", "gap_messages"]
 
 logger = logging.getLogger(__name__)
 
 PAGE_LIMIT = 1000
+
+
+def gap_messages(
+    checkpoints: CheckpointStore | None,
+    history: HistorySource,
+    channel: str,
+    routes: list[str],
+    attach_serial: str | None,
+    seed: Position,
+    discovered: bool = False,
+) -> list[Message]:
+    """The messages ``channel`` missed, for its message ``routes``: from the oldest of
+    their checkpoints up to the attach point.
+
+    A route without a checkpoint gets ``seed`` as its first one, so that a crash
+    before its first delivery still backfills. A channel no route has a
+    checkpoint for starts at its attach point (nothing to backfill), unless it
+    was ``discovered``: it was active before the poll that found it, so it is
+    read from ``seed`` (the poll's look-back).
+    """
+    positions: list[Position] = []
+    missing: list[str] = []
+    for route_id in routes:
+        pos = checkpoints.load(route_id, channel) if checkpoints else None
+        if pos is None:
+            missing.append(route_id)
+        else:
+            positions.append(pos)
+    if checkpoints is not None:
+        for route_id in missing:
+            checkpoints.advance(route_id, channel, seed)
+    if not positions:
+        if not discovered:
+            return []  # first time on this channel: start at the attach point
+        positions.append(seed)
+    oldest = min(positions, key=lambda p: p.timestamp)
+    return history.since(channel, oldest, attach_serial)
 
 
 def check_response(response: HttpPaginatedResponse, what: str) -> None:

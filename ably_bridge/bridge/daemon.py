@@ -54,6 +54,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from ably_bridge.bridge.backfill import gap_messages
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.config import BridgeConfig
 from ably_bridge.bridge.discovery import DiscoverySchedule, discovery_prefixes
@@ -582,31 +583,13 @@ class Daemon:
     def _backfill_job(
         self, channel: str, routes: list[str], attach_serial: str | None, lookback: float = 0.0
     ) -> list[Message]:
-        """Runs on an executor thread: checkpoints, seeding, then history.
-
-        A channel without any checkpoint starts at its attach point; a discovered
-        one (``lookback`` > 0) from ``lookback`` seconds earlier, because it was
-        active before the poll that found it.
-        """
-        positions: list[Position] = []
-        missing: list[str] = []
-        for route_id in routes:
-            pos = self.checkpoints.load(route_id, channel) if self.checkpoints else None
-            if pos is None:
-                missing.append(route_id)
-            else:
-                positions.append(pos)
-        back_ms = self.options.seed_skew_ms + int(lookback * 1000)
-        seed = Position(timestamp=self.clock.time_ms() - back_ms)
-        if missing and self.checkpoints is not None:
-            for route_id in missing:
-                self.checkpoints.advance(route_id, channel, seed)
-        if not positions:
-            if lookback <= 0:
-                return []  # first time on this channel: start at the attach point
-            positions.append(seed)
-        oldest = min(positions, key=lambda p: p.timestamp)
-        return self.history.since(channel, oldest, attach_serial)
+        """Runs on an executor thread (:func:`~.backfill.gap_messages`)."""
+        seed = Position(
+            timestamp=self.clock.time_ms() - self.options.seed_skew_ms - int(lookback * 1000)
+        )
+        return gap_messages(
+            self.checkpoints, self.history, channel, routes, attach_serial, seed, lookback > 0
+        )
 
     def _on_backfill(self, done: BackfillDone) -> None:
         track = self.tracks.get(done.channel)
@@ -630,29 +613,13 @@ class Daemon:
             )
             return
         track.backfill_failures = 0
-        # A live event below the attach point (a late listener) is also in the
-        # history: keep the history's copy, which is in order.
-        in_gap = {m.id for m in messages if m.id}
-        for item in track.pending:
-            if item.kind == "messages" and any(m.id in in_gap for m in item.payload):
-                kept = [m for m in item.payload if m.id not in in_gap]
-                if item.epoch >= 0:
-                    track.held_live -= len(item.payload) - len(kept)
-                item.payload[:] = kept
         if messages:
             logger.info(
                 "backfilling %d message(s) on %s", len(messages), done.channel,
                 extra={"channel": done.channel},
             )  # fmt: skip
             self.metrics.backfilled.inc(len(messages))
-        # A chunk must fit a sink buffer that is not empty (each message may go to
-        # several routes' targets on one sink), or the backfill could never proceed.
-        chunk = self._chunk_size(track.name)
-        gap = [
-            Live(track.name, -1, "messages", messages[i : i + chunk])
-            for i in range(0, len(messages), chunk)
-        ]
-        track.pending.extendleft(reversed(gap))  # epoch -1: not counted as held live
+        track.put_gap_first(messages, self._chunk_size(track.name))
         self._waiting.add(track.name)
         track.phase = "live"
         track.live_once = True

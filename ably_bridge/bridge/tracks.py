@@ -86,6 +86,25 @@ class ChannelTrack:
         self.pending.clear()
         self.held_live = 0
 
+    def put_gap_first(self, messages: list[Message], chunk: int) -> None:
+        """Queue a backfill ahead of the live events held meanwhile, ``chunk`` at a time.
+
+        A live event below the attach point (a late listener) is in the history
+        too: the history's copy, which is in order, is kept and the live one dropped.
+        """
+        in_gap = {m.id for m in messages if m.id}
+        for item in self.pending:
+            if item.kind == "messages" and any(m.id in in_gap for m in item.payload):
+                kept = [m for m in item.payload if m.id not in in_gap]
+                if item.epoch >= 0:
+                    self.held_live -= len(item.payload) - len(kept)
+                item.payload[:] = kept
+        gap = [
+            Live(self.name, -1, "messages", messages[i : i + chunk])
+            for i in range(0, len(messages), chunk)
+        ]
+        self.pending.extendleft(reversed(gap))  # epoch -1: not counted as held live
+
 
 @dataclass(frozen=True, slots=True)
 class Live:
