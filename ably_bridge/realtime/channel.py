@@ -372,8 +372,8 @@ class RealtimeChannel:
 
         On an attached (or attaching) channel, new params or modes are sent in a
         new ATTACH and this waits for the server's ATTACHED (RTL16a); the granted
-        ones are then in ``params`` and ``modes``. A blocking call: refused (40000)
-        from an inline listener.
+        ones are then in ``params`` and ``modes``. That wait is refused (40000)
+        from an inline listener; anything else applies at once.
         """
         opts = ChannelOptions.coerce(options) or ChannelOptions()
         cipher = opts.cipher_object()
@@ -381,12 +381,29 @@ class RealtimeChannel:
         modes = opts.mode_flags()
         core, name, events = self._loop.core, self.name, self._events
 
-        def op(future: Future[Any], now: float) -> list[Effect]:
+        def apply(now: float) -> bool:
+            """Take the options unless they need a re-attach; True if they do."""
+            if self.would_reattach(opts):
+                return True
+            events.cipher = cipher
+            core.set_channel_options(name, params, modes, BACKGROUND, now)
+            return False
+
+        def reattach(future: Future[Any], now: float) -> list[Effect]:
             events.cipher = cipher
             return core.set_channel_options(name, params, modes, future, now)
 
-        self._loop.call(op, self._timeout(timeout), f"set_options of {name!r}")
+        if self._loop.run_sync(apply):
+            self._loop.call(reattach, self._timeout(timeout), f"set_options of {name!r}")
         self.options = opts
+
+    def would_reattach(self, options: ChannelOptions) -> bool:
+        """Whether :meth:`set_options` with ``options`` re-attaches the channel (RTL16a)."""
+        core = self._core
+        return core.state in (_CS.ATTACHED, _CS.ATTACHING) and (
+            dict(options.params or {}) != core.requested_params
+            or options.mode_flags() != core.requested_modes
+        )
 
     def _timeout(self, timeout: float | None) -> float:
         return self._client.options.realtime_request_timeout if timeout is None else timeout

@@ -56,6 +56,13 @@ class Channels(ChannelRegistry[RealtimeChannel]):
                 self._channels[name] = channel
                 return channel
         if opts is not None:
+            if channel.would_reattach(opts):  # RTS3c1
+                raise AblyException(
+                    f"new params or modes for the attached channel {name!r} need a re-attach: "
+                    "use channel.set_options",
+                    ErrorCode.BAD_REQUEST,
+                    400,
+                )
             channel.set_options(opts)  # RTS3c
         return channel
 

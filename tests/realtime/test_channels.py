@@ -225,6 +225,17 @@ def test_rtl16a_set_options_reattaches_with_new_params_and_modes(make_client: Ma
     with pytest.raises(AblyException) as info:
         channel.presence.enter("x")  # the presence mode was not asked for this time
     assert info.value.code == 40165
+    # RTS3c1: channels.get with options that need a re-attach is refused...
+    with pytest.raises(AblyException, match="set_options") as info:
+        client.channels.get("opts-live", params={"rewind": "1"})
+    assert info.value.code == 40000 and channel.params == {"echo": "false"}
+    # ...while the same options, or options for a channel not attached, apply at once.
+    same = ChannelOptions(params={"echo": "false"}, modes=["subscribe", "publish"])
+    assert client.channels.get("opts-live", same) is channel
+    idle = client.channels.get("opts-idle")
+    assert client.channels.get("opts-idle", params={"rewind": "1"}) is idle
+    idle.attach()
+    assert idle.params == {"rewind": "1"}
 
 
 def test_channel_error_for_missing_capability(make_client: MakeClient, app: dict[str, Any]) -> None:
