@@ -134,6 +134,7 @@ class Dispatcher:
         self._batch = config.delivery.batch_size
         self._max_bytes = config.delivery.max_event_bytes
         self._window = DedupWindow(config.delivery.dedup_window)
+        self._finished: list[str] = []  # window keys of events settled since the last flush
         self._sinks: dict[int, Sink] = {}
         self._buffers: dict[int, SinkBuffer[_Job]] = {}
         self._order: dict[tuple[str, str], deque[_Event]] = {}
@@ -429,6 +430,7 @@ class Dispatcher:
             order.append(event)
             if event.remaining == 0:
                 self._settle(event)
+        self._remember_finished()
         self.stats.accepted += len(events)
         self._dead_letter(letters)
         return True
@@ -500,6 +502,7 @@ class Dispatcher:
                     buffer.failures,
                     type(error).__name__ if error else "unknown",
                 )
+        self._remember_finished()
         self._dead_letter(letters)
 
     def _target_done(self, event: _Event, touched: set[tuple[str, str]]) -> None:
@@ -513,7 +516,13 @@ class Dispatcher:
         if event.fenced:
             return  # not delivered by us: a replay after regaining the shard must go out
         env = event.envelope
-        self._window.add(f"{env.rule_id}|{env.dedup_key}")
+        self._finished.append(f"{env.rule_id}|{env.dedup_key}")
+
+    def _remember_finished(self) -> None:
+        """Put the events settled by this call into the dedup window, in one lock round."""
+        if self._finished:
+            self._window.add_many(self._finished)
+            self._finished = []
 
     def _advance_checkpoints(
         self, touched: Iterable[tuple[str, str]], *, force: bool = False
