@@ -80,8 +80,8 @@ class _Event:
     fence: Fence | None = None  # the shard token when accepted (shard leases only)
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
+@dataclass(slots=True)
+class _Job:  # (one per event and target: not frozen, which would cost 3x to make)
     delivery: Delivery
     event: _Event
 

@@ -64,9 +64,9 @@ class Outcome(StrEnum):
     FENCED = "fenced"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
-    """One envelope for one target of its route.
+    """One envelope for one target of its route (never changed once made).
 
     ``fence``: with shard leases, the channel's shard token when the event was
     accepted; a sink that can checks it at write time (see :mod:`..fencing`).
@@ -81,9 +81,14 @@ class Delivery:
         return self.envelope.rule_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Result:
-    """What happened to one :class:`Delivery`; ``detail`` is a stream id or task id."""
+    """What happened to one :class:`Delivery`; ``detail`` is a stream id or task id.
+
+    Like :class:`Delivery`, one is made per event and per target, so neither is a
+    frozen dataclass (whose ``__init__`` costs three times as much); treat both
+    as immutable.
+    """
 
     outcome: Outcome
     detail: str = ""
