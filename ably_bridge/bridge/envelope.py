@@ -160,11 +160,16 @@ class Envelope:
     name: str | None = None
     serial: str | None = None
     _json: str | None = field(default=None, repr=False)
+    _dedup: str | None = field(default=None, repr=False)
 
     @property
     def dedup_key(self) -> str:
-        """Source-qualified id: ``m:<id>``, ``p:<id>`` or ``l:<id>``."""
-        return f"{self.source[8]}:{self.event_id}"
+        """Source-qualified id: ``m:<id>``, ``p:<id>`` or ``l:<id>`` (made once: it is
+        read for the dedup window, the sinks' marks and the Celery task id)."""
+        key = self._dedup
+        if key is None:
+            key = self._dedup = f"{self.source[8]}:{self.event_id}"
+        return key
 
     @property
     def short_source(self) -> str:
