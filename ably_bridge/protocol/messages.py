@@ -211,20 +211,25 @@ class Message(_Payload):
         get = raw.get
         action = get("action")
         timestamp = get("timestamp")
+        # (opt_str inlined: this runs for every inbound message)
+        name, id_, client_id = get("name"), get("id"), get("clientId")
+        connection_id, encoding, serial = get("connectionId"), get("encoding"), get("serial")
+        connection_key = get("connectionKey")
+        extras, version, annotations = get("extras"), get("version"), get("annotations")
         return cls(
-            opt_str(get("name")),
+            name if type(name) is str else None,
             get("data"),
-            id=opt_str(get("id")),
-            client_id=opt_str(get("clientId")),
-            connection_id=opt_str(get("connectionId")),
-            connection_key=opt_str(get("connectionKey")),
-            encoding=opt_str(get("encoding")) or None,
-            extras=opt_dict(get("extras")),
+            id=id_ if type(id_) is str else None,
+            client_id=client_id if type(client_id) is str else None,
+            connection_id=connection_id if type(connection_id) is str else None,
+            connection_key=connection_key if type(connection_key) is str else None,
+            encoding=encoding if type(encoding) is str and encoding else None,
+            extras=None if extras is None else opt_dict(extras),
             timestamp=timestamp if type(timestamp) is int else opt_int(timestamp),
-            serial=opt_str(get("serial")),
+            serial=serial if type(serial) is str else None,
             action=message_action_from_wire(action) if type(action) is int else None,
-            version=opt_dict(get("version")),
-            annotations=opt_dict(get("annotations")),
+            version=None if version is None else opt_dict(version),
+            annotations=None if annotations is None else opt_dict(annotations),
         )
 
     def size(self) -> int:
