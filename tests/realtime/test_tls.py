@@ -4,7 +4,8 @@ The transport reads a TLS socket itself (frames parsed from decrypted reads,
 non-blocking under the shared reactor, where decrypted bytes the selector
 cannot see must be read at once), so this covers both ways end to end:
 connect, attach, a burst of messages in order, a large message split over
-several TLS records, and a clean close.
+several TLS records, a burst larger than the socket buffers (written through
+the transport's backlog), and a clean close.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pytest
 from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.models import Message
 from ably_bridge.realtime import AblyRealtime
+from ably_bridge.transports.outbound import Outbound
 
-from .conftest import FORMATS, Collector
+from .conftest import FORMATS, Collector, eventually
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,27 @@ def test_messages_over_wss(
         items = got.wait_for(51)
         assert [m.data for m in items[:50]] == [f"{i}" for i in range(50)]
         assert items[50].name == "big" and items[50].data == big
+        # A burst larger than the socket buffers: written through the transport's
+        # backlog (non-blocking TLS writes resumed by the reactor), all in order.
+        queued: list[int] = []
+        original = Outbound._queue
+
+        def counting(outbound: Outbound, data: bytes) -> None:
+            queued.append(len(data))
+            original(outbound, data)
+
+        monkeypatch.setattr(Outbound, "_queue", counting)
+        acks = Collector()
+        payload = "z" * 60_000
+        connection_id = client.connection.id
+        tls_emulator.faults.stop_reading(connection_id=connection_id)  # a slow peer...
+        for i in range(150):  # ~9 MB
+            channel.publish_async("bulk", f"{i}:{payload}", acks)
+        eventually(lambda: queued, message="the burst never backed up into the backlog")
+        tls_emulator.faults.stop_reading(False, connection_id=connection_id)  # ...catches up
+        assert acks.wait_for(150, timeout=30) == [None] * 150
+        bulk = got.wait_for(51 + 150, timeout=30)[51:]
+        assert [int(m.data.split(":", 1)[0]) for m in bulk] == list(range(150))
         assert client.connection.state.value == "connected"
     finally:
         client.close(timeout=5.0)
