@@ -138,6 +138,9 @@ class ClientOptions:
     use_binary_protocol: bool = True  # TO3f
     idempotent_rest_publishing: bool = True  # TO3n, RSL1k
     max_message_size: int = 65_536  # TO3l8; the server's value wins on realtime
+    # PC3: applies vcdiff deltas (channel param ``delta: vcdiff``); anything with
+    # ``decode(delta: bytes, base: bytes) -> bytes``. None: deltas fail with 40019.
+    vcdiff_decoder: Any = field(default=None, compare=False)
 
     # -- logging and agents --------------------------------------------------
     log_level: int | None = None
@@ -315,7 +318,12 @@ class ClientOptions:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or f.name in ("clock", "http_session", "websocket_dialer"):
+            if value is None or f.name in (
+                "clock",
+                "http_session",
+                "websocket_dialer",
+                "vcdiff_decoder",
+            ):
                 continue
             if f.name == "key":
                 value = f"{self.key_name}:<redacted>"

@@ -103,6 +103,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         _channel_error(session, name, exc)
         return
     from ably_bridge.emulator.realtime import Attachment
+    from ably_bridge.emulator.vcdiff import DeltaStream
 
     members = list(channel.presence.values())
     if members and modes & p.MODE_PRESENCE_SUBSCRIBE:
@@ -115,6 +116,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         echo=params.get("echo", "true") != "false",
         filter_expr=parsed.filter_expr,
         params=params,
+        deltas=DeltaStream() if params.get("delta") == "vcdiff" else None,
     )
     session.attachments[name] = att
     session.runtime.hub.attach(channel, att)

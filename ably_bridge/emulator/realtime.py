@@ -32,6 +32,7 @@ from ably_bridge.emulator.meta import MetaEvents
 from ably_bridge.emulator.outbound import WS_PING, Flusher, Outbound, ws_frame
 from ably_bridge.emulator.runtime import RUNTIME, Runtime
 from ably_bridge.emulator.state import Connection, Credentials
+from ably_bridge.emulator.vcdiff import DeltaStream
 from ably_bridge.errors import AblyException
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Attachment:
     echo: bool = True
     filter_expr: str | None = None
     params: dict[str, str] = field(default_factory=dict)
+    deltas: DeltaStream | None = None  # params delta=vcdiff (PC3)
 
 
 class Hub:
@@ -106,6 +108,8 @@ class Hub:
                 if not (att.modes & p.MODE_PRESENCE_SUBSCRIBE or mine):
                     continue
                 selected = items
+            if att.deltas is not None and action == p.MESSAGE:
+                selected = att.deltas.messages(selected, session.fmt)  # its own frame
             cache_key = (session.fmt, att.name)
             frame = cache.get(cache_key) if selected is items else None
             if frame is None:

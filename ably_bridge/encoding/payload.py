@@ -16,6 +16,13 @@ Two boundaries are deliberate:
 The ``json`` step is a payload transform, not a wire format, so this module
 calls :mod:`json` itself; frames and REST bodies go through
 :mod:`ably_bridge.protocol.codec`.
+
+``vcdiff`` (deltas, PC3) is undone only with a :class:`DeltaContext`, the
+realtime channel's state: the user's decoder (``ClientOptions.vcdiff_decoder``,
+without one 40019) applies the delta to the base payload, and the context's
+base becomes the payload after the transport's ``base64`` step or, for a
+delta, right after the ``vcdiff`` step (RTL19b/c). A delta that cannot be
+applied is 40018.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 
@@ -34,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DecodeResult",
+    "DeltaContext",
+    "VCDiffDecoder",
     "append_encoding",
     "decode_data",
     "encode_data",
@@ -45,6 +54,28 @@ _BINARY_TYPES = (bytes, bytearray, memoryview)
 # One shared encoder: compact (the fixtures and other SDKs emit no spaces), UTF-8
 # text rather than \u escapes, and strict JSON (NaN/Infinity are not JSON).
 _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class VCDiffDecoder(Protocol):
+    """Applies a VCDIFF delta (RFC 3284) to a base payload, e.g. ``vcdiff_decoder.decode``
+    from the ``vcdiff-decoder`` package wrapped as ``decode(delta, base)``."""
+
+    def decode(self, delta: bytes, base: bytes) -> bytes: ...
+
+
+@dataclass(slots=True)
+class DeltaContext:
+    """A realtime channel's delta state (RTL19, RTL20).
+
+    ``base``: the payload the next delta applies to; ``last_id``: the id of the
+    message it came from; ``frame_serial``: the channelSerial of the last frame
+    whose messages were all decoded (where a recovery re-attaches from, RTL18c).
+    """
+
+    decoder: VCDiffDecoder | None
+    base: bytes | str | None = None
+    last_id: str | None = None
+    frame_serial: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,20 +214,27 @@ def _as_cipher(cipher: CipherArg) -> ChannelCipher | None:
     return get_cipher(cipher)
 
 
-def decode_data(data: Any, encoding: str | None, cipher: CipherArg) -> DecodeResult:
+def decode_data(
+    data: Any, encoding: str | None, cipher: CipherArg, delta: DeltaContext | None = None
+) -> DecodeResult:
     """Undo ``encoding`` right to left (RSL6a); never raises (RSL6b).
 
     Stops at the first step that cannot be undone - an unknown or unsupported
-    step (``vcdiff`` needs the delta plugin: 40019; anything else: 40013), a
-    missing or mismatched cipher, a wrong key, bad base64/UTF-8/JSON - and
-    returns the data as it was before that step, the encoding still to undo and
-    the error.
+    step (40013), ``vcdiff`` without a decoder (40019) or a delta that cannot be
+    applied (40018), a missing or mismatched cipher, a wrong key, bad
+    base64/UTF-8/JSON - and returns the data as it was before that step, the
+    encoding still to undo and the error. With ``delta``, a payload decoded to
+    the end becomes its base (module docstring).
     """
     if not encoding or data is None:
         # No payload means nothing to undo; an encoding without data describes nothing.
+        if delta is not None:
+            delta.base = data  # RTL19b
         return DecodeResult(data, None, None)
     cipher = _as_cipher(cipher)
     steps = encoding.split("/")
+    base = data  # RTL19: the payload as published: after transport base64 / vcdiff
+    outermost = True
     while steps:
         step = steps[-1]
         try:
@@ -204,6 +242,8 @@ def decode_data(data: Any, encoding: str | None, cipher: CipherArg) -> DecodeRes
                 pass  # "a//b" or a trailing "/": an empty step transforms nothing
             elif step == "base64":
                 data = _undo_base64(data)
+                if outermost:
+                    base = data
             elif step == "utf-8":
                 data = _undo_utf8(data)
             elif step == "json":
@@ -211,8 +251,7 @@ def decode_data(data: Any, encoding: str | None, cipher: CipherArg) -> DecodeRes
             elif step.startswith("cipher+"):
                 data = _undo_cipher(data, step, cipher)
             elif step == "vcdiff":
-                # RTL19/PC3: deltas need the base payload the realtime channel keeps.
-                raise _invalid("vcdiff deltas need a delta decoder", ErrorCode.MISSING_PLUGIN)
+                data = base = _undo_vcdiff(data, delta)  # PC3, RTL19c
             else:
                 raise _invalid(f"unsupported encoding step {step!r}")
         except AblyException as exc:
@@ -221,5 +260,31 @@ def decode_data(data: Any, encoding: str | None, cipher: CipherArg) -> DecodeRes
             # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors.
             error = _invalid(f"cannot undo encoding step {step!r}: {exc}", cause=exc)
             return DecodeResult(data, "/".join(steps), error)
+        outermost = False
         steps.pop()
+    if delta is not None:
+        delta.base = base
     return DecodeResult(data, None, None)
+
+
+def _undo_vcdiff(data: Any, delta: DeltaContext | None) -> bytes:
+    if delta is None or delta.decoder is None:
+        raise _invalid(
+            "vcdiff deltas need a decoder (ClientOptions.vcdiff_decoder)", ErrorCode.MISSING_PLUGIN
+        )
+    base = delta.base
+    if base is None:
+        raise _invalid(
+            "a vcdiff delta arrived with no base payload", ErrorCode.DELTA_DECODING_FAILED
+        )
+    if not isinstance(data, _BINARY_TYPES):
+        raise _invalid("a vcdiff delta must be binary", ErrorCode.DELTA_DECODING_FAILED)
+    source = base.encode("utf-8") if isinstance(base, str) else bytes(base)
+    try:
+        return bytes(delta.decoder.decode(bytes(data), source))
+    except Exception as exc:  # whatever the user's decoder raises: the delta is unusable
+        raise _invalid(
+            f"vcdiff delta could not be applied: {type(exc).__name__}",
+            ErrorCode.DELTA_DECODING_FAILED,
+            cause=exc,
+        ) from exc

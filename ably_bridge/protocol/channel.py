@@ -201,6 +201,26 @@ class ChannelCore:
         # (not connected: the re-attach on CONNECTED (RTL3d) carries them)
         return effects
 
+    def decode_failed(
+        self, error: AblyException, serial: str | None, conn: ConnectionState, now: float
+    ) -> list[Effect]:
+        """RTL18: a delta on this ATTACHED channel could not be decoded.
+
+        Without a decoder (40019) the channel fails. Otherwise (40018) it goes
+        ATTACHING with the error (RTL18b) and re-attaches from ``serial``, the
+        channelSerial of the last frame it decoded (RTL18c), so the server sends
+        everything after it again; frames meanwhile are not delivered (RTL17).
+        """
+        effects: list[Effect] = []
+        if self.state != _CS.ATTACHED:
+            return effects
+        if error.code == ErrorCode.MISSING_PLUGIN:
+            self._set_state(effects, _CS.FAILED, error)
+            return effects
+        self.channel_serial = serial
+        self._begin_attach(effects, conn, now, error)
+        return effects
+
     # -- frames from the server ------------------------------------------------
     def on_message(self, pm: ProtocolMessage) -> DeliverMessages | None:
         """MESSAGE: note the serial (RTL15b); deliver only when ATTACHED (RTL17)."""

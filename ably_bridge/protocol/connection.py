@@ -267,6 +267,16 @@ class ConnectionCore:
         self._channels_dirty = True
         return self.channel(name).detach(handle, self.state, now)
 
+    def decode_failed(
+        self, name: str, serial: str | None, error: AblyException, now: float
+    ) -> list[Effect]:
+        """RTL18 for channel ``name``: a delta could not be decoded."""
+        ch = self.channels.get(name)
+        if ch is None:
+            return []
+        self._channels_dirty = True
+        return ch.decode_failed(error, serial, self.state, now)
+
     def set_channel_options(
         self, name: str, params: dict[str, str], modes: int, handle: Handle, now: float
     ) -> list[Effect]:

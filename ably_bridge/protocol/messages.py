@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
-from ably_bridge.encoding.payload import append_encoding, decode_data, encode_data, json_text
+from ably_bridge.encoding.payload import (
+    DeltaContext,
+    append_encoding,
+    decode_data,
+    encode_data,
+    json_text,
+)
 from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 from ably_bridge.protocol.actions import (
     MessageAction,
@@ -77,13 +83,14 @@ class _Payload:
         return self._with_payload(result.data, result.encoding, result.error)
 
     def decode_in_place(
-        self, cipher: ChannelCipher | CipherParams | None = None
+        self, cipher: ChannelCipher | CipherParams | None = None, delta: DeltaContext | None = None
     ) -> AblyException | None:
         """Decode this object's ``data`` in place (RSL6); returns and stores the error, if any.
 
-        For receive paths that own freshly parsed messages and want no copy.
+        For receive paths that own freshly parsed messages and want no copy;
+        ``delta``: a realtime channel's delta state (``vcdiff`` steps, RTL19).
         """
-        result = decode_data(self.data, self.encoding, cipher)
+        result = decode_data(self.data, self.encoding, cipher, delta)
         self._set_payload(result.data, result.encoding, result.error)
         return result.error
 

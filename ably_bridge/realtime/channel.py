@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.encoding.crypto import ChannelCipher, CipherParams, get_cipher
+from ably_bridge.encoding.payload import DeltaContext
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.actions import ChannelMode, modes_to_flags
 from ably_bridge.protocol.events import ChannelEvent, ChannelState, ChannelStateChange
@@ -381,16 +382,21 @@ class RealtimeChannel:
         modes = opts.mode_flags()
         core, name, events = self._loop.core, self.name, self._events
 
+        def take(now: float) -> None:
+            events.cipher = cipher
+            if "delta" in params and events.delta is None:
+                events.delta = DeltaContext(events.vcdiff_decoder)  # RTL19: keep bases now
+
         def apply(now: float) -> bool:
             """Take the options unless they need a re-attach; True if they do."""
             if self.would_reattach(opts):
                 return True
-            events.cipher = cipher
+            take(now)
             core.set_channel_options(name, params, modes, BACKGROUND, now)
             return False
 
         def reattach(future: Future[Any], now: float) -> list[Effect]:
-            events.cipher = cipher
+            take(now)
             return core.set_channel_options(name, params, modes, future, now)
 
         if self._loop.run_sync(apply):

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.channel_registry import ChannelRegistry
+from ably_bridge.encoding.payload import DeltaContext
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.realtime.channel import ChannelOptions, RealtimeChannel
@@ -71,7 +72,10 @@ class Channels(ChannelRegistry[RealtimeChannel]):
         params = dict(opts.params or {}) if opts else {}
         modes = opts.mode_flags() if opts else 0
         decode = opts.decode if opts is not None else True
-        events = ChannelEvents(name, self._loop.delivery.dispatcher, cipher, decode)
+        decoder = self._client.options.vcdiff_decoder
+        events = ChannelEvents(name, self._loop.delivery.dispatcher, cipher, decode, decoder)
+        if "delta" in params:
+            events.delta = DeltaContext(decoder)
         conn = self._loop.core
         delivery = self._loop.delivery
 

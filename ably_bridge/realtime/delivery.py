@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from ably_bridge.encoding.payload import DeltaContext
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.actions import PresenceAction
 from ably_bridge.protocol.events import (
@@ -45,6 +46,7 @@ from ably_bridge.rest.channels import PublishResult
 
 if TYPE_CHECKING:
     from ably_bridge.encoding.crypto import ChannelCipher
+    from ably_bridge.encoding.payload import VCDiffDecoder
 
 __all__ = ["BACKGROUND", "AsyncCompletion", "ChannelEvents", "Delivery", "settle"]
 
@@ -94,11 +96,13 @@ class ChannelEvents:
         "batches",
         "cipher",
         "decode",
+        "delta",
         "messages",
         "name",
         "presence",
         "state",
         "sync_waiters",
+        "vcdiff_decoder",
     )
 
     def __init__(
@@ -107,10 +111,15 @@ class ChannelEvents:
         dispatcher: CallbackDispatcher,
         cipher: ChannelCipher | None,
         decode: bool = True,
+        vcdiff_decoder: VCDiffDecoder | None = None,
     ) -> None:
         self.name = name
         self.cipher = cipher
         self.decode = decode  # False: payloads are delivered as they arrived
+        self.vcdiff_decoder = vcdiff_decoder
+        # The delta state (RTL19): made when the channel asks for deltas (params
+        # ``delta``) or the first delta arrives; until then no payload is kept.
+        self.delta: DeltaContext | None = None
         self.state: EventEmitter[ChannelStateChange] = EventEmitter(dispatcher)
         self.messages: EventEmitter[Message] = EventEmitter(dispatcher)
         # Batch listeners (``subscribe_batch``): one list of messages per frame.
@@ -139,6 +148,9 @@ class Delivery:
         self.channels: dict[str, ChannelEvents] = {}  # written on the loop thread only
         self.completions = OrderedQueue(_invoke, dispatcher)
         self.decode_failures = 0
+        # RTL18: called (under the session) when a delta cannot be decoded, with the
+        # channel, the channelSerial to re-attach from and the error; set by the loop.
+        self.recover: Callable[[str, str | None, AblyException], None] | None = None
         # Internal watchers called on the loop thread itself (they only set events),
         # so a blocking call waiting for a state never needs a free callback worker.
         self._watchers: list[Callable[[ConnectionStateChange], None]] = []
@@ -181,13 +193,34 @@ class Delivery:
         if events is None:
             return
         cipher = events.cipher
-        messages = effect.frame.messages
+        frame = effect.frame
+        messages = frame.messages
         if events.decode:
+            delta = events.delta
             for message in messages:
-                if message.encoding is not None:
-                    error = message.decode_in_place(cipher)
-                    if error is not None:
-                        self._decode_failed(effect.channel, error)
+                encoding = message.encoding
+                if encoding is not None and "vcdiff" in encoding:
+                    if delta is None:
+                        delta = events.delta = DeltaContext(events.vcdiff_decoder)
+                    error = _delta_source_error(message, delta) or message.decode_in_place(
+                        cipher, delta
+                    )
+                    if error is not None and error.code in _DELTA_FAILURES:
+                        self._delta_failed(effect.channel, delta, error)
+                        return  # RTL18: this message and the rest of its frame are dropped
+                elif encoding is not None:
+                    error = message.decode_in_place(cipher, delta)
+                elif delta is not None:
+                    delta.base = message.data  # RTL19b
+                    error = None
+                else:
+                    continue
+                if error is not None:
+                    self._decode_failed(effect.channel, error)
+                if delta is not None:
+                    delta.last_id = message.id
+            if delta is not None and frame.channel_serial is not None:
+                delta.frame_serial = frame.channel_serial
         if not messages:
             return
         # The whole frame at once: per listener one lock round and at most one submit.
@@ -218,6 +251,18 @@ class Delivery:
             if not future.done():
                 future.set_result(reader())
 
+    def _delta_failed(self, channel: str, delta: DeltaContext, error: AblyException) -> None:
+        self.decode_failures += 1
+        log.error(
+            "a vcdiff delta on %r could not be decoded (%d): %s; re-attaching from the last "
+            "frame decoded",
+            channel,
+            error.code,
+            error.message,
+        )
+        if self.recover is not None:
+            self.recover(channel, delta.frame_serial, error)
+
     def _decode_failed(self, channel: str, error: AblyException) -> None:
         # RSL6b: delivered with the encoding left in place; logged, never raised.
         self.decode_failures += 1
@@ -227,6 +272,23 @@ class Delivery:
     def publish_done(self, effect: CompletePublish) -> None:
         value = None if effect.error is not None else PublishResult(effect.serials or [])
         settle(effect.handle, effect.error, value)
+
+
+_DELTA_FAILURES = (ErrorCode.DELTA_DECODING_FAILED, ErrorCode.MISSING_PLUGIN)
+
+
+def _delta_source_error(message: Message, delta: DeltaContext) -> AblyException | None:
+    """RTL20: a delta must name the message it applies to, and that must be the last one."""
+    extras = message.extras or {}
+    info = extras.get("delta")
+    source = info.get("from") if isinstance(info, dict) else None
+    if source is not None and source == delta.last_id:
+        return None
+    return AblyException(
+        f"delta applies to message {source!r}, but the last message was {delta.last_id!r}",
+        ErrorCode.DELTA_DECODING_FAILED,
+        400,
+    )
 
 
 def _presence_unavailable(change: ChannelStateChange) -> AblyException:

@@ -116,6 +116,7 @@ class SessionLoop:
         self.clock = options.clock
         self.core = ConnectionCore(options, rng=rng, can_renew_token=_can_renew(options))
         self.delivery = Delivery(dispatcher)
+        self.delivery.recover = self._recover_channel  # RTL18
         self.links = Links(options, rest, self.core, self.post, self.post_frames)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopped = threading.Event()
@@ -336,6 +337,10 @@ class SessionLoop:
 
     def _send(self, effect: SendFrame) -> None:
         self.links.send(effect.frame)
+
+    def _recover_channel(self, channel: str, serial: str | None, error: AblyException) -> None:
+        # Called while effects are performed, so under the session: the core may be stepped.
+        self.perform(self.core.decode_failed(channel, serial, error, self.clock.monotonic()))
 
     def _connection_state(self, effect: EmitConnectionState) -> None:
         self.links.connection_state_changed(effect.change.current, self.clock.monotonic())

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+import vcdiff_decoder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ably_bridge.emulator import capability as caps
-from ably_bridge.emulator import wire
+from ably_bridge.emulator import vcdiff, wire
 from ably_bridge.emulator.channels import query_history
 from ably_bridge.emulator.names import parse_channel_name
 from ably_bridge.errors import AblyException
@@ -113,3 +118,37 @@ def test_history_query_pages_both_ways() -> None:
         items, start=None, end=None, backwards=True, limit=10, cursor=None, until_serial=f"{3:016d}"
     )
     assert [i["timestamp"] for i in until.items] == [1003, 1002, 1001]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600), st.binary(max_size=600), st.integers(0, 600))
+def test_vcdiff_deltas_decode_with_ablys_decoder(source: bytes, tail: bytes, keep: int) -> None:
+    target = source[:keep] + tail  # shares a prefix with the source, or not
+    assert vcdiff_decoder.decode(source, vcdiff.encode(source, target)) == target
+
+
+def test_a_delta_stream_sends_deltas_after_the_first_message_and_breaks_on_others() -> None:
+    stream = vcdiff.DeltaStream()
+    text = "a long enough line of text " * 4
+    items = [
+        {"id": "c:1:0", "data": text},
+        {"id": "c:1:1", "data": text + "!", "extras": {"headers": {"h": "1"}}},
+        {"id": "c:1:2", "data": "Zm9v", "encoding": "cipher+aes-128-cbc/base64"},
+        {"id": "c:1:3", "data": text},
+    ]
+    first, second, opaque, after = stream.messages(items, "json")
+    assert first is items[0] and opaque is items[2]  # sent whole
+    assert second["encoding"] == "utf-8/vcdiff/base64"
+    assert second["extras"] == {
+        "headers": {"h": "1"},
+        "delta": {"from": "c:1:0", "format": "vcdiff"},
+    }
+    delta = base64.b64decode(second["data"])
+    assert vcdiff_decoder.decode(text.encode(), delta) == (text + "!").encode()
+    assert after is items[3]  # the chain broke at the encrypted payload: whole again
+    (binary,) = vcdiff.DeltaStream().messages([{"id": "x", "data": b"\x00" * 10}], "msgpack")
+    stream = vcdiff.DeltaStream()
+    stream.messages([{"id": "x", "data": b"\x00" * 10}], "msgpack")
+    (delta_msg,) = stream.messages([{"id": "y", "data": b"\x00" * 12}], "msgpack")
+    assert delta_msg["encoding"] == "vcdiff" and isinstance(delta_msg["data"], bytes)
+    assert binary["data"] == b"\x00" * 10

@@ -11,6 +11,7 @@ import pytest
 from ably_bridge.encoding.crypto import ChannelCipher, CipherParams, get_cipher
 from ably_bridge.encoding.payload import (
     DecodeResult,
+    DeltaContext,
     append_encoding,
     decode_data,
     encode_data,
@@ -242,3 +243,58 @@ def test_cipher_params_are_accepted_where_a_cipher_is() -> None:
     assert encoding == "utf-8/cipher+aes-128-cbc"
     result = decode_data(data, encoding, params)
     assert (result.data, result.encoding, result.error) == ("hi", None, None)
+
+
+# -- vcdiff deltas (PC3, RTL19) -----------------------------------------------------------
+class _Splice:
+    """A stand-in VCDIFF decoder: the "delta" is ``b"<n>|<tail>"``, meaning the base's
+    first n bytes followed by tail."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, bytes]] = []
+
+    def decode(self, delta: bytes, base: bytes) -> bytes:
+        self.calls.append((delta, base))
+        keep, _, tail = delta.partition(b"|")
+        return base[: int(keep)] + tail
+
+
+def test_a_delta_applies_to_the_base_and_becomes_the_next_base() -> None:
+    decoder = _Splice()
+    ctx = DeltaContext(decoder)
+    assert decode_data("hello world", None, None, ctx).data == "hello world"
+    assert ctx.base == "hello world"  # RTL19b: a message without encoding is its own base
+    delta = base64.b64encode(b"6|there").decode()
+    result = decode_data(delta, "utf-8/vcdiff/base64", None, ctx)
+    assert (result.data, result.encoding, result.error) == ("hello there", None, None)
+    assert decoder.calls == [(b"6|there", b"hello world")]  # a text base as UTF-8
+    assert ctx.base == b"hello there"  # RTL19c: right after the vcdiff step, before utf-8
+    # A JSON payload: the base is its JSON text, as published.
+    result = decode_data(b'0|{"a":1}', "json/utf-8/vcdiff", None, ctx)
+    assert result.data == {"a": 1} and ctx.base == b'{"a":1}'
+    # A non-delta message after base64: its base is the bytes the base64 carried.
+    assert decode_data(base64.b64encode(b"raw").decode(), "base64", None, ctx).data == b"raw"
+    assert ctx.base == b"raw"
+    # Only the transport's (outermost) base64 is undone for the base.
+    twice = base64.b64encode(base64.b64encode(b"raw")).decode()
+    assert decode_data(twice, "base64/base64", None, ctx).data == b"raw"
+    assert ctx.base == base64.b64encode(b"raw")
+
+
+def test_deltas_that_cannot_be_applied_are_40019_or_40018_and_keep_the_base() -> None:
+    assert decode_data(b"1|x", "vcdiff", None, DeltaContext(None)).error.code == 40019  # type: ignore[union-attr]
+    no_base = DeltaContext(_Splice())
+    assert decode_data(b"1|x", "vcdiff", None, no_base).error.code == 40018  # type: ignore[union-attr]
+    ctx = DeltaContext(_Splice(), base=b"abc")
+    text = decode_data("1|x", "vcdiff", None, ctx)  # a delta must be binary
+    assert text.error is not None and text.error.code == 40018 and text.encoding == "vcdiff"
+
+    class Broken:
+        def decode(self, delta: bytes, base: bytes) -> bytes:
+            raise ValueError("corrupt window")
+
+    broken = DeltaContext(Broken(), base=b"abc")
+    result = decode_data(b"\xd6", "vcdiff", None, broken)
+    assert result.error is not None and result.error.code == 40018
+    assert "ValueError" in result.error.message and result.data == b"\xd6"
+    assert broken.base == b"abc"  # a failed message never becomes a base

@@ -475,3 +475,32 @@ def test_rtl16a_a_channel_error_fails_the_pending_call() -> None:
     (done,) = of(CompleteAttach, effects)
     assert done.error is not None and done.error.code == 40160
     assert h.channel_state("chat") == "failed"
+
+
+# -- RTL18: a delta that cannot be decoded --------------------------------------------------
+def test_rtl18_a_failed_delta_reattaches_from_the_last_decoded_frame() -> None:
+    h = connected()
+    h.attach_now("chat", channel_serial="s1")
+    h.receive(ProtocolMessage(Action.MESSAGE, channel="chat", channel_serial="s2", messages=[]))
+    failure = err(40018, 400, "delta could not be applied")
+    effects = h.run(h.core.decode_failed("chat", "s1", failure, h.now))
+    (frame,) = h.sent(effects)
+    assert frame.action == Action.ATTACH and frame.channel_serial == "s1"  # RTL18c
+    (change,) = h.chan_changes("chat", effects)
+    assert change.current.value == "attaching" and change.reason is failure  # RTL18b
+    # Frames until the server answers are not delivered (RTL17), then it goes on.
+    late = ProtocolMessage(Action.MESSAGE, channel="chat", messages=[Message("m", "x")])
+    assert of(DeliverMessages, h.receive(late)) == []
+    h.attached("chat", RESUMED, channel_serial="s1")
+    assert h.channel_state("chat") == "attached"
+
+
+def test_rtl18_without_a_decoder_the_channel_fails_and_other_states_are_left_alone() -> None:
+    h = connected()
+    h.attach_now("chat")
+    missing = err(40019, 400, "no vcdiff decoder")
+    effects = h.run(h.core.decode_failed("chat", None, missing, h.now))
+    assert h.channel_state("chat") == "failed" and h.sent(effects) == []
+    assert h.core.channels["chat"].error_reason is missing
+    assert h.run(h.core.decode_failed("chat", None, missing, h.now)) == []  # not attached
+    assert h.run(h.core.decode_failed("unknown", None, missing, h.now)) == []

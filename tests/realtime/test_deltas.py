@@ -1,0 +1,93 @@
+"""Deltas (``delta=vcdiff``, RTL18-RTL20, PC3) against the emulator, in both formats.
+
+The emulator sends each message after the first as a VCDIFF delta against the
+previous one; the client applies them with Ably's own decoder
+(``vcdiff-decoder``) given as ``ClientOptions.vcdiff_decoder``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import vcdiff_decoder
+
+from ably_bridge.protocol.events import ChannelState
+
+from .conftest import Collector, MakeClient
+
+
+class Decoder:
+    """``vcdiff_decoder.decode`` as a ``vcdiff_decoder`` option; can fail once on demand."""
+
+    def __init__(self, fail_call: int | None = None) -> None:
+        self.calls = 0
+        self.fail_call = fail_call
+        self.lock = threading.Lock()
+
+    def decode(self, delta: bytes, base: bytes) -> bytes:
+        with self.lock:
+            self.calls += 1
+            if self.calls == self.fail_call:
+                raise ValueError("a corrupted delta (test)")
+        return vcdiff_decoder.decode(base, delta)
+
+
+PAYLOADS: list[Any] = [
+    *(("the quick brown fox jumps over the lazy dog " * 8) + str(i) for i in range(5)),
+    *({"reading": i, "unit": "celsius", "site": "north-" + "x" * 40} for i in range(3)),
+    b"\x00\x01binary" * 30,
+    b"\x00\x01binary" * 30 + b"!",
+]
+
+
+def test_deltas_are_applied_and_every_payload_arrives_whole(make_client: MakeClient) -> None:
+    decoder = Decoder()
+    client = make_client(vcdiff_decoder=decoder)
+    channel = client.channels.get("deltas", params={"delta": "vcdiff"})
+    got = Collector()
+    channel.subscribe(got)
+    channel.attach()
+    publisher = make_client().channels.get("deltas")
+    for payload in PAYLOADS:
+        publisher.publish("m", payload)
+    assert [m.data for m in got.wait_for(len(PAYLOADS))] == PAYLOADS
+    assert decoder.calls == len(PAYLOADS) - 1  # all but the first came as deltas
+    assert all(m.encoding is None for m in got.items)
+
+
+def test_a_delta_that_fails_reattaches_and_nothing_is_lost_or_repeated(
+    make_client: MakeClient,
+) -> None:
+    decoder = Decoder(fail_call=3)
+    client = make_client(vcdiff_decoder=decoder)
+    channel = client.channels.get("deltas-recover", params={"delta": "vcdiff"})
+    got = Collector()
+    changes = Collector()
+    channel.subscribe(got)
+    channel.attach()
+    channel.on(changes)
+    publisher = make_client().channels.get("deltas-recover")
+    texts = [("reading " * 20) + str(i) for i in range(8)]
+    for text in texts:
+        publisher.publish("m", text)
+    assert [m.data for m in got.wait_for(len(texts))] == texts  # RTL18: replayed in order
+    states = [(c.current, c.reason.code if c.reason else None) for c in changes.wait_for(2)]
+    assert states[:2] == [(ChannelState.ATTACHING, 40018), (ChannelState.ATTACHED, None)]
+    assert channel.state == ChannelState.ATTACHED
+
+
+def test_without_a_decoder_a_delta_fails_the_channel_with_40019(make_client: MakeClient) -> None:
+    client = make_client()  # no vcdiff_decoder
+    channel = client.channels.get("deltas-none", params={"delta": "vcdiff"})
+    got = Collector()
+    failed = Collector()
+    channel.subscribe(got)
+    channel.on("failed", failed)
+    channel.attach()
+    publisher = make_client().channels.get("deltas-none")
+    publisher.publish("m", "first, whole " * 10)
+    publisher.publish("m", "first, whole " * 10 + "and a delta")
+    (change,) = failed.wait_for(1)
+    assert change.reason is not None and change.reason.code == 40019
+    assert [m.data for m in got.items] == ["first, whole " * 10]
