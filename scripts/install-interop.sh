@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install the official SDKs the interop tests (tests/interop/) drive against the emulator.
 #
-# ably-js goes into tests/interop/js/node_modules from the pinned package.json and
-# package-lock.json (npm ci, reproducible). The step is skipped when the installed
-# ably package already matches the version pinned in package.json. The official
-# Python SDK (`ably` on PyPI) comes with the dev extras of pyproject.toml.
+# ably-js and @ably/vcdiff-decoder (its delta plugin) go into tests/interop/js/node_modules
+# from the pinned package.json and package-lock.json (npm ci, reproducible). The step
+# is skipped when every package is installed at the version package.json pins. The
+# official Python SDK (`ably` on PyPI) comes with the dev extras of pyproject.toml.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,10 +15,17 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     exit 1
 fi
 
-wanted="$(node -p "require('$js_dir/package.json').dependencies.ably")"
-installed="$(node -p "try { require('$js_dir/node_modules/ably/package.json').version } catch (e) { '' }")"
-if [ "$installed" = "$wanted" ]; then
-    echo "install-interop: ably-js $installed already installed"
+# Every dependency pinned in package.json, installed at that version: nothing to do.
+missing="$(node -e "
+const deps = require('$js_dir/package.json').dependencies;
+const stale = Object.keys(deps).filter((name) => {
+  try { return require('$js_dir/node_modules/' + name + '/package.json').version !== deps[name]; }
+  catch (e) { return true; }
+});
+process.stdout.write(stale.join(' '));
+")"
+if [ -z "$missing" ]; then
+    echo "install-interop: ably-js $(node -p "require('$js_dir/node_modules/ably/package.json').version") already installed"
     exit 0
 fi
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -261,3 +262,54 @@ def test_ably_js_receives_inband_occupancy(
     finally:
         ws.close()
     assert second["data"]["value"]["metrics"]["connections"] == 2
+
+
+def test_ably_js_applies_the_emulators_vcdiff_deltas(
+    js_peer: Any, emulator: Emulator, key: str, binary: bool, channel_name: str
+) -> None:
+    """``delta=vcdiff``: ably-js with Ably's own vcdiff plugin decodes the emulator's deltas
+    (our client, subscribed alongside, counts them: all but the first message)."""
+    import vcdiff_decoder
+
+    from ably_bridge.realtime import AblyRealtime
+    from ably_bridge.rest.client import AblyRest
+
+    class Counting:
+        calls = 0
+
+        def decode(self, delta: bytes, base: bytes) -> bytes:
+            Counting.calls += 1
+            return bytes(vcdiff_decoder.decode(base, delta))
+
+    peer = js_peer(key, binary, clientId="js-deltas")
+    peer.call("ready")
+    peer.call("subscribe", channel=channel_name, params={"delta": "vcdiff"})
+    ours = AblyRealtime(
+        key=key, endpoint=emulator.host, port=emulator.port, tls=False,
+        use_binary_protocol=binary, vcdiff_decoder=Counting(),
+    )  # fmt: skip
+    try:
+        watched = ours.channels.get(channel_name, params={"delta": "vcdiff"})
+        seen: list[Any] = []
+        watched.subscribe(seen.append)
+        watched.attach(timeout=TIMEOUT)
+        payloads: list[Any] = [
+            *(("a sentence that repeats, " * 6) + str(i) for i in range(4)),
+            {"reading": 1, "note": "y" * 60},
+            {"reading": 2, "note": "y" * 60},
+            b"\x00\x01\xfe" * 40,
+            b"\x00\x01\xfe" * 40 + b"\xff",
+        ]
+        rest = AblyRest(key=key, endpoint=emulator.host, port=emulator.port, tls=False)
+        for payload in payloads:
+            rest.channels.get(channel_name).publish("m", payload)
+        got = peer.call("messages", channel=channel_name, count=len(payloads))["messages"]
+        assert [m["data"] for m in got] == [describe(p) for p in payloads]
+        assert all(m["encoding"] is None for m in got)
+        deadline = time.monotonic() + TIMEOUT  # (ours reads the same deltas in parallel)
+        while len(seen) < len(payloads) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [m.data for m in seen] == payloads
+        assert Counting.calls == len(payloads) - 1
+    finally:
+        ours.close(timeout=TIMEOUT)

@@ -29,6 +29,8 @@ const clientOptions = cfg.token
       },
     }
   : { key: cfg.key, clientId: cfg.clientId };
+// The vcdiff plugin, so channels subscribed with params {delta: 'vcdiff'} get deltas.
+clientOptions.plugins = { vcdiff: require('@ably/vcdiff-decoder') };
 const realtime = new Ably.Realtime(options(cfg, clientOptions));
 const inboxes = new Map(); // channel name -> received message descriptions
 const waiters = []; // functions re-checked whenever something arrives
