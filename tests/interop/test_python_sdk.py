@@ -130,3 +130,39 @@ def test_realtime_publish_subscribe_presence(emulator: Emulator, key: str, binar
 async def _until_gone(channel: Any, client_id: str) -> None:
     while client_id in {m.client_id for m in await channel.presence.get()}:
         await asyncio.sleep(0.02)
+
+
+def test_realtime_applies_the_emulators_vcdiff_deltas(
+    emulator: Emulator, key: str, binary: bool
+) -> None:
+    """``delta=vcdiff``: the official SDK with its own ``AblyVCDiffDecoder`` decodes the
+    emulator's deltas into whole payloads."""
+    from ably import AblyVCDiffDecoder
+    from ably.types.channeloptions import ChannelOptions
+
+    texts = [("the same long sentence, " * 6) + str(i) for i in range(5)]
+
+    class Counting(AblyVCDiffDecoder):  # type: ignore[misc]
+        calls = 0
+
+        def decode(self, delta: bytes, base: bytes) -> bytes:
+            Counting.calls += 1
+            return bytes(super().decode(delta, base))
+
+    async def scenario() -> None:
+        async with (
+            PyRealtime(emulator, key, binary, "py-deltas", vcdiff_decoder=Counting())
+            as sub,
+            PyRealtime(emulator, key, binary, "py-pub") as pub,
+        ):  # fmt: skip
+            inbox: asyncio.Queue[Any] = asyncio.Queue()
+            channel = sub.channels.get("py-deltas", ChannelOptions(params={"delta": "vcdiff"}))
+            await channel.subscribe(inbox.put_nowait)
+            out = pub.channels.get("py-deltas")
+            for text in texts:
+                await out.publish("m", text)
+            got = [await asyncio.wait_for(inbox.get(), TIMEOUT) for _ in texts]
+            assert [m.data for m in got] == texts
+            assert Counting.calls == len(texts) - 1  # all but the first came as deltas
+
+    asyncio.run(scenario())
