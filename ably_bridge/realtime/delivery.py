@@ -253,12 +253,17 @@ class Delivery:
 
     def _delta_failed(self, channel: str, delta: DeltaContext, error: AblyException) -> None:
         self.decode_failures += 1
+        then = (
+            "the channel fails"
+            if error.code == ErrorCode.MISSING_PLUGIN
+            else "re-attaching from the last frame decoded"
+        )
         log.error(
-            "a vcdiff delta on %r could not be decoded (%d): %s; re-attaching from the last "
-            "frame decoded",
+            "a vcdiff delta on %r could not be decoded (%d): %s; %s",
             channel,
             error.code,
             error.message,
+            then,
         )
         if self.recover is not None:
             self.recover(channel, delta.frame_serial, error)
