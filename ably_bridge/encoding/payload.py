@@ -47,6 +47,8 @@ __all__ = [
     "decode_data",
     "encode_data",
     "json_text",
+    "transport_payload",
+    "undo_delta",
 ]
 
 _BINARY_TYPES = (bytes, bytearray, memoryview)
@@ -265,6 +267,44 @@ def decode_data(
     if delta is not None:
         delta.base = base
     return DecodeResult(data, None, None)
+
+
+def undo_delta(data: Any, encoding: str, delta: DeltaContext) -> DecodeResult:
+    """Undo only a delta's transport ``base64`` and its ``vcdiff`` step (for payloads
+    delivered still encoded): the payload as it would have arrived whole, with the
+    rest of its encoding, and the new base (RTL19c). Never raises."""
+    steps = encoding.split("/")
+    try:
+        if len(steps) >= 2 and steps[-1] == "base64" and steps[-2] == "vcdiff":
+            data = _undo_base64(data)
+            steps.pop()
+        if steps[-1] != "vcdiff":
+            raise _invalid(
+                f"a delta must be undone first, not after {steps[-1]!r}",
+                ErrorCode.DELTA_DECODING_FAILED,
+            )
+        data = _undo_vcdiff(data, delta)
+        steps.pop()
+    except AblyException as exc:
+        return DecodeResult(data, "/".join(steps), exc)
+    except (ValueError, TypeError) as exc:
+        error = _invalid(
+            f"cannot undo a delta's base64: {exc}", ErrorCode.DELTA_DECODING_FAILED, exc
+        )
+        return DecodeResult(data, "/".join(steps), error)
+    delta.base = data
+    return DecodeResult(data, "/".join(steps) or None, None)
+
+
+def transport_payload(data: Any, encoding: str | None) -> Any:
+    """``data`` after the transport's ``base64``, if it has one: the base a whole
+    message delivered still encoded leaves for the next delta (RTL19b)."""
+    if encoding is None or not encoding.endswith("base64"):
+        return data
+    try:
+        return _undo_base64(data)
+    except (ValueError, TypeError):
+        return data  # (not base64 after all: a delta on it will fail and recover)
 
 
 def _undo_vcdiff(data: Any, delta: DeltaContext | None) -> bytes:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from ably_bridge.encoding.payload import DeltaContext
+from ably_bridge.encoding.payload import DeltaContext, transport_payload, undo_delta
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.actions import PresenceAction
 from ably_bridge.protocol.events import (
@@ -40,7 +40,7 @@ from ably_bridge.protocol.events import (
     EmitConnectionState,
     PresenceSynced,
 )
-from ably_bridge.protocol.models import Message, PresenceMessage
+from ably_bridge.protocol.models import Message, PresenceMessage, ProtocolMessage
 from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter, OrderedQueue
 from ably_bridge.rest.channels import PublishResult
 
@@ -221,6 +221,10 @@ class Delivery:
                     delta.last_id = message.id
             if delta is not None and frame.channel_serial is not None:
                 delta.frame_serial = frame.channel_serial
+        elif (events.delta is not None or _has_delta(messages)) and not self._raw_deltas(
+            effect.channel, events, frame
+        ):
+            return  # RTL18: the frame is dropped and the channel re-attaches
         if not messages:
             return
         # The whole frame at once: per listener one lock round and at most one submit.
@@ -251,6 +255,30 @@ class Delivery:
             if not future.done():
                 future.set_result(reader())
 
+    def _raw_deltas(self, channel: str, events: ChannelEvents, frame: ProtocolMessage) -> bool:
+        """Payloads delivered still encoded (``decode=False``): deltas are applied anyway,
+        so each payload is as it would have arrived whole; False if one failed (RTL18)."""
+        delta = events.delta
+        if delta is None:
+            delta = events.delta = DeltaContext(events.vcdiff_decoder)
+        for message in frame.messages:
+            encoding = message.encoding
+            if encoding is not None and "vcdiff" in encoding:
+                error = _delta_source_error(message, delta)
+                if error is None:
+                    result = undo_delta(message.data, encoding, delta)
+                    error = result.error
+                    message.data, message.encoding = result.data, result.encoding
+                if error is not None:
+                    self._delta_failed(channel, delta, error)
+                    return False
+            else:
+                delta.base = transport_payload(message.data, encoding)  # RTL19b
+            delta.last_id = message.id
+        if frame.channel_serial is not None:
+            delta.frame_serial = frame.channel_serial
+        return True
+
     def _delta_failed(self, channel: str, delta: DeltaContext, error: AblyException) -> None:
         self.decode_failures += 1
         then = (
@@ -280,6 +308,10 @@ class Delivery:
 
 
 _DELTA_FAILURES = (ErrorCode.DELTA_DECODING_FAILED, ErrorCode.MISSING_PLUGIN)
+
+
+def _has_delta(messages: list[Message]) -> bool:
+    return any(m.encoding is not None and "vcdiff" in m.encoding for m in messages)
 
 
 def _delta_source_error(message: Message, delta: DeltaContext) -> AblyException | None:

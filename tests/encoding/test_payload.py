@@ -16,6 +16,8 @@ from ably_bridge.encoding.payload import (
     decode_data,
     encode_data,
     json_text,
+    transport_payload,
+    undo_delta,
 )
 from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 
@@ -298,3 +300,26 @@ def test_deltas_that_cannot_be_applied_are_40019_or_40018_and_keep_the_base() ->
     assert result.error is not None and result.error.code == 40018
     assert "ValueError" in result.error.message and result.data == b"\xd6"
     assert broken.base == b"abc"  # a failed message never becomes a base
+
+
+def test_undo_delta_leaves_the_rest_of_the_encoding_for_payloads_delivered_encoded() -> None:
+    ctx = DeltaContext(_Splice(), base="hello world")
+    wire = base64.b64encode(b"6|there").decode()
+    result = undo_delta(wire, "json/utf-8/vcdiff/base64", ctx)
+    assert (result.data, result.encoding, result.error) == (b"hello there", "json/utf-8", None)
+    assert ctx.base == b"hello there"
+    whole = undo_delta(b"0|raw", "vcdiff", ctx)  # msgpack: no transport base64
+    assert (whole.data, whole.encoding) == (b"raw", None) and ctx.base == b"raw"
+    bad = undo_delta("not base64!", "vcdiff/base64", ctx)
+    assert bad.error is not None and bad.error.code == 40018 and ctx.base == b"raw"
+    missing = undo_delta(b"1|x", "vcdiff", DeltaContext(None, base=b"abc"))
+    assert missing.error is not None and missing.error.code == 40019
+    inner = undo_delta(b"x", "vcdiff/cipher+aes-128-cbc", ctx)  # not the outermost step
+    assert inner.error is not None and inner.error.code == 40018 and ctx.base == b"raw"
+
+
+def test_transport_payload_is_the_base_a_whole_encoded_message_leaves() -> None:
+    assert transport_payload("text", None) == "text"
+    assert transport_payload("text", "json") == "text"
+    assert transport_payload(base64.b64encode(b"\x00\x01").decode(), "base64") == b"\x00\x01"
+    assert transport_payload("not base64!", "utf-8/base64") == "not base64!"

@@ -13,6 +13,7 @@ from typing import Any
 import vcdiff_decoder
 
 from ably_bridge.protocol.events import ChannelState
+from ably_bridge.realtime import ChannelOptions
 
 from .conftest import Collector, MakeClient
 
@@ -91,3 +92,25 @@ def test_without_a_decoder_a_delta_fails_the_channel_with_40019(make_client: Mak
     (change,) = failed.wait_for(1)
     assert change.reason is not None and change.reason.code == 40019
     assert [m.data for m in got.items] == ["first, whole " * 10]
+
+
+def test_payloads_delivered_encoded_still_have_their_deltas_applied(
+    make_client: MakeClient,
+) -> None:
+    """``ChannelOptions(decode=False)``: each payload as it would have arrived whole,
+    with the rest of its encoding (``utf-8``, ``json/utf-8``...), never a raw delta."""
+    decoder = Decoder()
+    client = make_client(vcdiff_decoder=decoder)
+    channel = client.channels.get(
+        "deltas-raw", ChannelOptions(decode=False, params={"delta": "vcdiff"})
+    )
+    got = Collector()
+    channel.subscribe(got)
+    channel.attach()
+    publisher = make_client().channels.get("deltas-raw")
+    for payload in PAYLOADS:
+        publisher.publish("m", payload)
+    raw = got.wait_for(len(PAYLOADS))
+    assert decoder.calls == len(PAYLOADS) - 1
+    assert not any("vcdiff" in (m.encoding or "") for m in raw)
+    assert [m.decoded().data for m in raw] == PAYLOADS
