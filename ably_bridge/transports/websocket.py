@@ -215,12 +215,7 @@ class WebSocketTransport:
             raise AblyException("transport is not open", ErrorCode.CONNECTION_DISCONNECTED, 400)
         opcode = OPCODE_TEXT if isinstance(frame, str) else OPCODE_BINARY
         try:
-            outbound = self._outbound
-            if outbound is not None:
-                outbound.write(websocket.ABNF.create_frame(frame, opcode).format())
-            else:
-                with self._send_lock:
-                    ws.send(frame, opcode)
+            self._write(ws, frame, opcode)
         except Exception as exc:
             error = self._translate(exc, "websocket send failed")
             self._shutdown(error)
@@ -383,12 +378,16 @@ class WebSocketTransport:
     def _send_control(self, ws: WebSocketLike, payload: bytes, opcode: int) -> None:
         # A control frame from the reader; a failure shows up as a read error.
         with contextlib.suppress(Exception):
-            outbound = self._outbound
-            if outbound is not None:
-                outbound.write(websocket.ABNF.create_frame(payload, opcode).format())
-            else:
-                with self._send_lock:
-                    ws.send(payload, opcode)
+            self._write(ws, payload, opcode)
+
+    def _write(self, ws: WebSocketLike, payload: Frame, opcode: int) -> None:
+        """One frame out: through the backlog of a socket we dialed, else the object's send."""
+        outbound = self._outbound
+        if outbound is not None:
+            outbound.write(websocket.ABNF.create_frame(payload, opcode).format())
+        else:
+            with self._send_lock:  # (a custom dialer's object may not be thread-safe)
+                ws.send(payload, opcode)
 
     def _drop_outbound(self) -> None:
         # Before the descriptor is closed: a backlog's watch must not outlive it.
