@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from ably_bridge.encoding.payload import DeltaContext, transport_payload, undo_delta
+from ably_bridge.encoding.payload import DeltaContext
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.actions import PresenceAction
 from ably_bridge.protocol.events import (
@@ -40,7 +40,8 @@ from ably_bridge.protocol.events import (
     EmitConnectionState,
     PresenceSynced,
 )
-from ably_bridge.protocol.models import Message, PresenceMessage, ProtocolMessage
+from ably_bridge.protocol.models import Message, PresenceMessage
+from ably_bridge.realtime.deltas import decode_frame, has_delta
 from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter, OrderedQueue
 from ably_bridge.rest.channels import PublishResult
 
@@ -195,36 +196,25 @@ class Delivery:
         cipher = events.cipher
         frame = effect.frame
         messages = frame.messages
-        if events.decode:
-            delta = events.delta
-            for message in messages:
-                encoding = message.encoding
-                if encoding is not None and "vcdiff" in encoding:
-                    if delta is None:
-                        delta = events.delta = DeltaContext(events.vcdiff_decoder)
-                    error = _delta_source_error(message, delta) or message.decode_in_place(
-                        cipher, delta
-                    )
-                    if error is not None and error.code in _DELTA_FAILURES:
-                        self._delta_failed(effect.channel, delta, error)
-                        return  # RTL18: this message and the rest of its frame are dropped
-                elif encoding is not None:
-                    error = message.decode_in_place(cipher, delta)
-                elif delta is not None:
-                    delta.base = message.data  # RTL19b
-                    error = None
-                else:
-                    continue
-                if error is not None:
-                    self._decode_failed(effect.channel, error)
-                if delta is not None:
-                    delta.last_id = message.id
-            if delta is not None and frame.channel_serial is not None:
+        delta = events.delta
+        if delta is None and has_delta(messages):
+            delta = events.delta = DeltaContext(events.vcdiff_decoder)
+        if delta is not None:
+            channel = effect.channel
+            failure = decode_frame(
+                messages, delta, cipher, events.decode, lambda e: self._decode_failed(channel, e)
+            )
+            if failure is not None:
+                self._delta_failed(channel, delta, failure)
+                return  # RTL18: the frame is dropped and the channel re-attaches
+            if frame.channel_serial is not None:
                 delta.frame_serial = frame.channel_serial
-        elif (events.delta is not None or _has_delta(messages)) and not self._raw_deltas(
-            effect.channel, events, frame
-        ):
-            return  # RTL18: the frame is dropped and the channel re-attaches
+        elif events.decode:
+            for message in messages:
+                if message.encoding is not None:
+                    error = message.decode_in_place(cipher)
+                    if error is not None:
+                        self._decode_failed(effect.channel, error)
         if not messages:
             return
         # The whole frame at once: per listener one lock round and at most one submit.
@@ -255,30 +245,6 @@ class Delivery:
             if not future.done():
                 future.set_result(reader())
 
-    def _raw_deltas(self, channel: str, events: ChannelEvents, frame: ProtocolMessage) -> bool:
-        """Payloads delivered still encoded (``decode=False``): deltas are applied anyway,
-        so each payload is as it would have arrived whole; False if one failed (RTL18)."""
-        delta = events.delta
-        if delta is None:
-            delta = events.delta = DeltaContext(events.vcdiff_decoder)
-        for message in frame.messages:
-            encoding = message.encoding
-            if encoding is not None and "vcdiff" in encoding:
-                error = _delta_source_error(message, delta)
-                if error is None:
-                    result = undo_delta(message.data, encoding, delta)
-                    error = result.error
-                    message.data, message.encoding = result.data, result.encoding
-                if error is not None:
-                    self._delta_failed(channel, delta, error)
-                    return False
-            else:
-                delta.base = transport_payload(message.data, encoding)  # RTL19b
-            delta.last_id = message.id
-        if frame.channel_serial is not None:
-            delta.frame_serial = frame.channel_serial
-        return True
-
     def _delta_failed(self, channel: str, delta: DeltaContext, error: AblyException) -> None:
         self.decode_failures += 1
         then = (
@@ -305,27 +271,6 @@ class Delivery:
     def publish_done(self, effect: CompletePublish) -> None:
         value = None if effect.error is not None else PublishResult(effect.serials or [])
         settle(effect.handle, effect.error, value)
-
-
-_DELTA_FAILURES = (ErrorCode.DELTA_DECODING_FAILED, ErrorCode.MISSING_PLUGIN)
-
-
-def _has_delta(messages: list[Message]) -> bool:
-    return any(m.encoding is not None and "vcdiff" in m.encoding for m in messages)
-
-
-def _delta_source_error(message: Message, delta: DeltaContext) -> AblyException | None:
-    """RTL20: a delta must name the message it applies to, and that must be the last one."""
-    extras = message.extras or {}
-    info = extras.get("delta")
-    source = info.get("from") if isinstance(info, dict) else None
-    if source is not None and source == delta.last_id:
-        return None
-    return AblyException(
-        f"delta applies to message {source!r}, but the last message was {delta.last_id!r}",
-        ErrorCode.DELTA_DECODING_FAILED,
-        400,
-    )
 
 
 def _presence_unavailable(change: ChannelStateChange) -> AblyException:
