@@ -42,14 +42,23 @@ PAYLOADS: list[Any] = [
 ]
 
 
-def test_deltas_are_applied_and_every_payload_arrives_whole(make_client: MakeClient) -> None:
-    decoder = Decoder()
-    client = make_client(vcdiff_decoder=decoder)
-    channel = client.channels.get("deltas", params={"delta": "vcdiff"})
+def subscribed(
+    make_client: MakeClient, name: str, decoder: Decoder | None, **options: Any
+) -> tuple[Any, Collector, Any]:
+    """(channel attached with ``delta: vcdiff``, its messages, a publisher's channel)."""
+    extra = {} if decoder is None else {"vcdiff_decoder": decoder}
+    channel = make_client(**extra).channels.get(
+        name, ChannelOptions(params={"delta": "vcdiff"}, **options)
+    )
     got = Collector()
     channel.subscribe(got)
     channel.attach()
-    publisher = make_client().channels.get("deltas")
+    return channel, got, make_client().channels.get(name)
+
+
+def test_deltas_are_applied_and_every_payload_arrives_whole(make_client: MakeClient) -> None:
+    decoder = Decoder()
+    _, got, publisher = subscribed(make_client, "deltas", decoder)
     for payload in PAYLOADS:
         publisher.publish("m", payload)
     assert [m.data for m in got.wait_for(len(PAYLOADS))] == PAYLOADS
@@ -60,15 +69,9 @@ def test_deltas_are_applied_and_every_payload_arrives_whole(make_client: MakeCli
 def test_a_delta_that_fails_reattaches_and_nothing_is_lost_or_repeated(
     make_client: MakeClient,
 ) -> None:
-    decoder = Decoder(fail_call=3)
-    client = make_client(vcdiff_decoder=decoder)
-    channel = client.channels.get("deltas-recover", params={"delta": "vcdiff"})
-    got = Collector()
+    channel, got, publisher = subscribed(make_client, "deltas-recover", Decoder(fail_call=3))
     changes = Collector()
-    channel.subscribe(got)
-    channel.attach()
     channel.on(changes)
-    publisher = make_client().channels.get("deltas-recover")
     texts = [("reading " * 20) + str(i) for i in range(8)]
     for text in texts:
         publisher.publish("m", text)
@@ -79,14 +82,9 @@ def test_a_delta_that_fails_reattaches_and_nothing_is_lost_or_repeated(
 
 
 def test_without_a_decoder_a_delta_fails_the_channel_with_40019(make_client: MakeClient) -> None:
-    client = make_client()  # no vcdiff_decoder
-    channel = client.channels.get("deltas-none", params={"delta": "vcdiff"})
-    got = Collector()
+    channel, got, publisher = subscribed(make_client, "deltas-none", None)  # no decoder
     failed = Collector()
-    channel.subscribe(got)
     channel.on("failed", failed)
-    channel.attach()
-    publisher = make_client().channels.get("deltas-none")
     publisher.publish("m", "first, whole " * 10)
     publisher.publish("m", "first, whole " * 10 + "and a delta")
     (change,) = failed.wait_for(1)
@@ -100,14 +98,7 @@ def test_payloads_delivered_encoded_still_have_their_deltas_applied(
     """``ChannelOptions(decode=False)``: each payload as it would have arrived whole,
     with the rest of its encoding (``utf-8``, ``json/utf-8``...), never a raw delta."""
     decoder = Decoder()
-    client = make_client(vcdiff_decoder=decoder)
-    channel = client.channels.get(
-        "deltas-raw", ChannelOptions(decode=False, params={"delta": "vcdiff"})
-    )
-    got = Collector()
-    channel.subscribe(got)
-    channel.attach()
-    publisher = make_client().channels.get("deltas-raw")
+    _, got, publisher = subscribed(make_client, "deltas-raw", decoder, decode=False)
     for payload in PAYLOADS:
         publisher.publish("m", payload)
     raw = got.wait_for(len(PAYLOADS))
