@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT.parent / "shared" / "testdata" / "ably-common" / "errors.json"
+SOURCE = ROOT / "tests" / "fixtures" / "ably-common" / "errors.json"
 TARGET = ROOT / "ably_bridge" / "error_codes.py"
 
 HEADER = '''"""Ably error codes as an IntEnum.

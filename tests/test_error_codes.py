@@ -10,7 +10,7 @@ from pathlib import Path
 from ably_bridge.error_codes import TITLES, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[1]
-ERRORS_JSON = ROOT.parent / "shared" / "testdata" / "ably-common" / "errors.json"
+ERRORS_JSON = ROOT / "tests" / "fixtures" / "ably-common" / "errors.json"
 
 
 def test_generated_file_is_current() -> None:

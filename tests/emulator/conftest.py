@@ -18,8 +18,9 @@ import websocket
 
 from ably_bridge.clock import FakeClock
 from ably_bridge.emulator import Emulator, EmulatorConfig
+from tests.conftest import ABLY_COMMON
 
-TESTDATA = Path("/work/shared/testdata/ably-common")
+TESTDATA = ABLY_COMMON
 FORMATS = ["json", "msgpack"]
 
 

@@ -1,4 +1,4 @@
-"""Every ably-common fixture about payload encoding, read in place from ../shared/testdata.
+"""Every ably-common fixture about payload encoding, read from the copies in tests/fixtures/ably-common.
 
 * crypto-data-128/256.json: decrypt the JSON wire form and compare with the
   plain form; re-encrypt the plain form with the fixture IV and compare the
@@ -47,7 +47,7 @@ def _crypto_cases() -> list[Any]:
 CRYPTO_CASES = _crypto_cases()
 
 
-def test_fixture_folder_is_the_shared_one(ably_common: Path) -> None:
+def test_fixture_folder_is_the_conftest_one(ably_common: Path) -> None:
     assert ably_common == FIXTURES
     assert len(_load("crypto-data-128.json")["items"]) == 4
     assert len(_load("crypto-data-256.json")["items"]) == 74
