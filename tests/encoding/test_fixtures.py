@@ -1,4 +1,4 @@
-"""Every ably-common fixture about payload encoding, read from the copies in tests/fixtures/ably-common.
+"""Every ably-common fixture about payload encoding (copies in tests/fixtures/ably-common).
 
 * crypto-data-128/256.json: decrypt the JSON wire form and compare with the
   plain form; re-encrypt the plain form with the fixture IV and compare the
