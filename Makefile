@@ -1,5 +1,6 @@
 # ably-bridge developer commands. Every target sets up what it needs, so each
-# works on a fresh machine with Python 3.11+, redis-server and rabbitmq-server.
+# works on a fresh machine with Python 3.11+ (with venv), make and redis-server;
+# `make test` also needs rabbitmq-server, Node.js and npm (README: Prerequisites).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,10 +9,8 @@ STAMP := $(VENV)/.installed
 .PHONY: install interop dev test lint core-coverage services ci clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@$(PYTHON) scripts/setup_venv.py $(VENV) dev
+	@touch $(STAMP)
 
 install: $(STAMP)
 

@@ -68,6 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print one JSON object a line (started, summary, stopped) for scripts",
     )
     parser.add_argument(
+        "--handler",
+        dest="user_handler",  # ``handler`` is the subcommand's own function (ably_bridge.cli)
+        metavar="MODULE:FUNCTION",
+        help="your function, called by the dev worker with each bridged chat:* event "
+        "(a workers.consumers.BridgedEvent); what it prints, returns or raises is shown here. "
+        "MODULE is imported from the current directory (or give FILE.py:FUNCTION)",
+    )
+    parser.add_argument(
         "--log-dir",
         type=Path,
         metavar="DIR",
@@ -94,5 +102,6 @@ def run(args: argparse.Namespace) -> int:
         summary_interval=args.summary_interval,
         json=args.json,
         log_dir=args.log_dir,
+        handler=args.user_handler,
     )
     return run_dev(options)

@@ -133,6 +133,11 @@ class DevLayout:
         return f"{self.prefix}:dev:handled"
 
     @property
+    def results_key(self) -> str:
+        """A hash: event id -> what the dev task (and the user's handler) did, as JSON."""
+        return f"{self.prefix}:dev:results"
+
+    @property
     def worker_ready_key(self) -> str:
         """Set by the dev worker when Celery says it is ready."""
         return f"{self.prefix}:dev:worker-ready"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import os
 import secrets
@@ -39,12 +38,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 import redis
 import requests
 
 from ably_bridge.devstack.config import child_env, write_config
+from ably_bridge.devstack.console import Console
+from ably_bridge.devstack.feed import Feed
+from ably_bridge.devstack.handler import ENV_HANDLER, HandlerError, check_handler
 from ably_bridge.devstack.layout import (
     CHAT_CHANNEL,
     DEV_APP,
@@ -56,9 +58,10 @@ from ably_bridge.devstack.layout import (
 from ably_bridge.devstack.processes import Child, Supervisor
 from ably_bridge.devstack.publisher import DemoPublisher
 from ably_bridge.devstack.redis_server import DevRedis, RedisUnavailable, free_port, provision
-from ably_bridge.devstack.summary import Collector, Snapshot, format_json, format_text
+from ably_bridge.devstack.summary import Collector
+from ably_bridge.devstack.terminal import own_foreground
 
-__all__ = ["Console", "DevOptions", "DevStack", "run_dev"]
+__all__ = ["Console", "DevOptions", "DevStack", "run_dev"]  # Console: re-exported
 
 log = logging.getLogger(__name__)
 
@@ -78,39 +81,7 @@ class DevOptions:
     log_dir: Path | None = None
     startup_timeout: float = 60.0
     settle_timeout: float = 5.0
-
-
-class Console:
-    """Where the dev stack speaks: text lines, or JSON objects (one a line) with ``--json``."""
-
-    def __init__(self, json_mode: bool, out: TextIO | None = None, err: TextIO | None = None):
-        self.json_mode = json_mode
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
-        self._lock = threading.RLock()  # re-entrant: the signal handler may print too
-
-    def _write(self, stream: TextIO, text: str) -> None:
-        with self._lock:
-            stream.write(text + "\n")
-            stream.flush()
-
-    def event(self, name: str, lines: list[str], **fields: Any) -> None:
-        if self.json_mode:
-            self._write(self.out, json.dumps({"event": name, **fields}))
-        else:
-            for line in lines:
-                self._write(self.out, line)
-
-    def summary(self, snapshot: Snapshot) -> None:
-        self._write(self.out, format_json(snapshot) if self.json_mode else format_text(snapshot))
-
-    def error(self, message: str, details: list[str] | None = None) -> None:
-        text = f"ably-bridge dev: {message}"
-        for line in details or []:
-            text += f"\n    {line}"
-        self._write(self.err, text)
-        if self.json_mode:
-            self._write(self.out, json.dumps({"event": "error", "message": message}))
+    handler: str | None = None
 
 
 class _LogToFile:
@@ -165,6 +136,7 @@ class DevStack:
         self.emulator: Any = None
         self.publisher: DemoPublisher | None = None
         self.collector: Collector | None = None
+        self.feed: Feed | None = None
         self.metrics_url = ""
         self.up = False
         self.failed = False
@@ -219,6 +191,12 @@ class DevStack:
 
     def _run(self) -> int:
         options = self.options
+        if options.handler:
+            try:
+                check_handler(options.handler, Path.cwd())
+            except HandlerError as exc:
+                self.console.error(str(exc))
+                return 1
         redis_url = options.redis_url or self.env.get("REDIS_URL") or None
         try:
             self.redis = provision(redis_url, run_id=self.run_id, log_dir=self.log_dir)
@@ -238,6 +216,9 @@ class DevStack:
             self.log_dir, layout, emulator_port=emulator.port, health_port=health_port
         )
         env = child_env(layout, ably_key=key, emulator_port=emulator.port, base=self.env)
+        if options.handler:
+            env[ENV_HANDLER] = options.handler
+            env["ABLY_DEV_HANDLER_BASE"] = str(Path.cwd())
         bridge = Child(
             "bridge",
             [sys.executable, "-m", "ably_bridge.cli", "run", "-c", str(config_path)],
@@ -271,6 +252,7 @@ class DevStack:
         self.collector = Collector(
             layout, metrics_url=self.metrics_url, published=self._published, published_ids=self._ids
         )
+        self.feed = Feed(layout, TASK_NAME)
         self._announce(layout, key, config_path)
         return self._loop()
 
@@ -358,7 +340,8 @@ class DevStack:
             f"  broker     {redacted(layout.broker_url)}  (Celery queue {layout.queue})",
             f"  bridge     chat:* messages + presence -> stream {layout.stream_key}"
             f" + task {TASK_NAME}; metrics {self.metrics_url}",
-            f"  worker     celery -A ably_bridge.devstack.worker (pid {pids.get('worker')})",
+            f"  worker     celery -A ably_bridge.devstack.worker (pid {pids.get('worker')})"
+            + (f", calling your handler {self.options.handler}" if self.options.handler else ""),
             (
                 f"  publisher  a message a second on {CHAT_CHANNEL}, "
                 f"presence as {PUBLISHER_CLIENT_ID}"
@@ -408,6 +391,7 @@ class DevStack:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
+            self._report_yours()
             if now >= next_summary:
                 self.console.summary(self.collector.snapshot())
                 next_summary += options.summary_interval
@@ -416,6 +400,11 @@ class DevStack:
             wait = min(next_summary, deadline or next_summary) - time.monotonic()
             self.stop_requested.wait(max(0.0, min(wait, 0.25)))
         return 0
+
+    def _report_yours(self) -> None:
+        if self.feed is not None:
+            for sighting in self.feed.poll():
+                self.console.sighting(sighting)
 
     # -- shutdown ---------------------------------------------------------------------
     def _settle(self) -> None:
@@ -449,6 +438,7 @@ class DevStack:
         if self.up and not self.failed and self.collector is not None:
             self._settle()
             try:
+                self._report_yours()
                 self.console.summary(self.collector.snapshot(final=True))
             except Exception:
                 log.exception("the final summary failed")
@@ -457,6 +447,8 @@ class DevStack:
             self.supervisor.stop(name, timeout)
         if self.collector is not None:
             self.collector.close()
+        if self.feed is not None:
+            self.feed.close()
         if self.emulator is not None:
             self.emulator.stop()
         if self.redis is not None:
@@ -487,4 +479,5 @@ def _program() -> str:
 
 def run_dev(options: DevOptions, *, env: Mapping[str, str] | None = None) -> int:
     """Run the dev stack in the foreground (the ``ably-bridge dev`` command)."""
-    return DevStack(options, env=env).run()
+    with own_foreground(env):
+        return DevStack(options, env=env).run()

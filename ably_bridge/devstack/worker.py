@@ -15,21 +15,30 @@ Configuration is the environment the dev command gives the worker:
 :mod:`workers.app`) and ``ABLY_DEV_REDIS_URL``/``ABLY_DEV_PREFIX``. When
 Celery reports the worker ready, the module sets ``<prefix>:dev:worker-ready``.
 
-To react to chat events yourself, copy this module (or
-``examples/chat_worker.py``) and put your logic in the handler.
+With ``ably-bridge dev --handler MODULE:FUNCTION`` (``ABLY_DEV_HANDLER`` in
+this worker's environment) the task also calls your function with each
+:class:`~workers.consumers.BridgedEvent` (:mod:`ably_bridge.devstack.handler`)
+and stores what it printed, returned or raised under the event id in
+``<prefix>:dev:results``, which the dev console prints. In production the same
+function becomes a task with :func:`workers.envelope_task` (README: "Your own
+handler").
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
 from celery.signals import worker_ready
 
 from ably_bridge import PresenceAction
+from ably_bridge.devstack.handler import ENV_HANDLER, HandlerResult, call_handler, load_handler
 from ably_bridge.devstack.layout import TASK_NAME, DevLayout
 from workers import create_app, envelope_task
 from workers.consumers import SOURCE_PRESENCE, BridgedEvent
@@ -39,6 +48,12 @@ __all__ = ["app", "chat_event", "layout"]
 log = logging.getLogger(__name__)
 
 layout = DevLayout.from_worker_env()
+handler_spec = os.environ.get(ENV_HANDLER) or None
+user_handler: Callable[[Any], Any] | None = (
+    load_handler(handler_spec, Path(os.environ.get("ABLY_DEV_HANDLER_BASE") or os.getcwd()))
+    if handler_spec
+    else None
+)
 
 app = create_app("ably-dev", register=False)
 app.conf.update(worker_enable_remote_control=False, worker_send_task_events=False)
@@ -57,17 +72,28 @@ def _redis() -> redis.Redis:
         return _client
 
 
-def record(event: BridgedEvent, client: redis.Redis | None = None) -> None:
-    """Count ``event`` and remember its id in the run's Redis."""
+def record(
+    event: BridgedEvent,
+    client: redis.Redis | None = None,
+    result: HandlerResult | None = None,
+    *,
+    layout: DevLayout = layout,
+) -> None:
+    """Count ``event``, remember its id and what the task did with it in the run's Redis."""
+    result = result or HandlerResult(TASK_NAME)
     pipe = (client or _redis()).pipeline(transaction=False)
+    pipe.hset(layout.results_key, event.event_id, json.dumps(result.as_dict()))
     pipe.hincrby(layout.tasks_key, event.short_source, 1)
     pipe.sadd(layout.handled_key, event.event_id)
     pipe.execute()
 
 
 def _chat_event(event: BridgedEvent) -> None:
-    """Handle one bridged chat event: record it and log one line."""
-    record(event)
+    """Handle one bridged chat event: call the user's handler if any, record it, log one line."""
+    result = None
+    if user_handler is not None and handler_spec is not None:
+        result = call_handler(handler_spec, user_handler, event)
+    record(event, result=result)
     if event.source == SOURCE_PRESENCE and event.action is not None:
         what = PresenceAction(event.action).name.lower()
     else:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import uuid
 
 import pytest
+import redis
 
 from ably_bridge.cli import build_parser
+from ably_bridge.devstack.handler import HandlerResult
+from ably_bridge.devstack.layout import DevLayout
 from workers.consumers import decode_envelope
+
+REDIS = "redis://127.0.0.1:6379/0"
 
 
 def test_defaults() -> None:
@@ -48,29 +54,7 @@ def test_bad_values_are_usage_errors(argv: list[str]) -> None:
     assert info.value.code == 2
 
 
-class _FakePipe:
-    def __init__(self, calls: list[tuple[Any, ...]]) -> None:
-        self.calls = calls
-
-    def hincrby(self, *args: Any) -> None:
-        self.calls.append(("hincrby", *args))
-
-    def sadd(self, *args: Any) -> None:
-        self.calls.append(("sadd", *args))
-
-    def execute(self) -> None:
-        self.calls.append(("execute",))
-
-
-class _FakeRedis:
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def pipeline(self, transaction: bool = True) -> _FakePipe:
-        return _FakePipe(self.calls)
-
-
-def test_dev_task_records_each_event(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dev_task_records_each_event_in_the_runs_redis() -> None:
     from ably_bridge.devstack import worker
 
     assert worker.app.tasks[worker.chat_event.name] is not None
@@ -86,10 +70,27 @@ def test_dev_task_records_each_event(monkeypatch: pytest.MonkeyPatch) -> None:
             "messages": [{"id": "m1:0", "name": "text", "data": {"text": "hi"}}],
         }
     )
-    fake = _FakeRedis()
-    worker.record(event, fake)  # type: ignore[arg-type]
-    assert fake.calls == [
-        ("hincrby", worker.layout.tasks_key, "message", 1),
-        ("sadd", worker.layout.handled_key, "m1:0"),
-        ("execute",),
-    ]
+    client = redis.Redis.from_url(REDIS)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("Redis at 127.0.0.1:6379 is not running")
+    layout = DevLayout.for_shared_redis(REDIS, uuid.uuid4().hex[:8])
+    try:
+        worker.record(event, client, HandlerResult("m:h", output="hi\n"), layout=layout)
+        assert client.hgetall(layout.tasks_key) == {b"message": b"1"}
+        assert client.smembers(layout.handled_key) == {b"m1:0"}
+        stored = json.loads(client.hget(layout.results_key, "m1:0"))
+        assert stored == {"handler": "m:h", "output": "hi\n", "returned": None, "error": None}
+        worker.record(event, client, layout=layout)  # no handler: the task's name is kept
+        assert json.loads(client.hget(layout.results_key, "m1:0"))["handler"] == "dev.chat_event"
+        assert client.hgetall(layout.tasks_key) == {b"message": b"2"}
+    finally:
+        client.delete(layout.tasks_key, layout.handled_key, layout.results_key)
+        client.close()
+
+
+def test_the_handler_option() -> None:
+    args = build_parser().parse_args(["dev", "--handler", "my_handler:handle"])
+    assert args.user_handler == "my_handler:handle"
+    assert callable(args.handler)  # the subcommand's own function is not shadowed

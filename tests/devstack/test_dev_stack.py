@@ -7,7 +7,10 @@ and that no process of the run is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -18,6 +21,8 @@ from typing import Any
 import pytest
 import redis
 
+from ably_bridge.rest import AblyRest
+
 from .conftest import (
     assert_flowed,
     assert_no_children_left,
@@ -26,6 +31,7 @@ from .conftest import (
     run_process,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).parent / "ably-bridge"  # the installed console script
 DEV = (
     [str(_SCRIPT), "dev"] if _SCRIPT.exists() else [sys.executable, "-m", "ably_bridge.cli", "dev"]
@@ -154,4 +160,123 @@ def test_sigterm_stops_the_stack_with_status_0(tmp_path: Path) -> None:
     final = [e for e in events if e["event"] == "summary" and e["final"]]
     assert final and final[0]["published_in_tasks"] == final[0]["published"]
     assert events[-1] == {"event": "stopped", "exit_code": 0, "log_dir": start["log_dir"]}
+    assert_no_children_left(start)
+
+
+def _read_events_until(
+    master: int, events: list[dict[str, Any]], done: Any, timeout: float
+) -> bytes:
+    """Read the pty until ``done(events)``; returns the raw bytes read."""
+    raw = b""
+    deadline = time.monotonic() + timeout
+    pending = b""
+    while time.monotonic() < deadline and not done(events):
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        raw += chunk
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            events += json_lines(line.decode("utf-8", "replace"))
+    return raw
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("redis_server_bin")
+def test_make_dev_shows_your_message_through_your_handler_and_ctrl_c_exits_0(
+    tmp_path: Path,
+) -> None:
+    """The README's newcomer path: make dev --handler, publish, see it handled, Ctrl-C."""
+    handler = tmp_path / "my_handler.py"
+    handler.write_text(
+        "def handle(event):\n"
+        "    print(f'{event.client_id} said {event.data} on {event.channel}')\n"
+        "    return len(event.data)\n"
+    )
+    dev_args = f"--port 0 --json --no-publisher --handler {handler}:handle"
+    dev_args += f" --log-dir {tmp_path / 'logs'}"
+    argv = ["make", "-s", "-C", str(ROOT), "dev", f"VENV={sys.prefix}", f"DEV_ARGS={dev_args}"]
+    pid, master = pty.fork()
+    if pid == 0:  # the child: make in the pty's foreground, as in a terminal
+        os.execvpe("make", argv, clean_env())
+    events: list[dict[str, Any]] = []
+    raw = b""
+    try:
+        raw += _read_events_until(
+            master, events, lambda ev: any(e["event"] == "started" for e in ev), 90
+        )
+        start = next((e for e in events if e["event"] == "started"), None)
+        assert start is not None, raw.decode(errors="replace")[-3000:]
+        port = int(start["emulator"].rsplit(":", 1)[1])
+        with AblyRest(
+            key=start["key"], endpoint="127.0.0.1", port=port, tls=False, client_id="newcomer"
+        ) as rest:
+            rest.channels.get("chat:lobby").publish("text", "hello", id="newcomer-msg-1")
+
+        def handled(ev: list[dict[str, Any]]) -> bool:
+            return any(e["event"] == "yours" and e["stage"] == "handled" for e in ev)
+
+        raw += _read_events_until(master, events, handled, 30)
+        os.write(master, b"\x03")  # Ctrl-C, sent by the terminal to its foreground group
+        raw += _read_events_until(
+            master, events, lambda ev: any(e["event"] == "stopped" for e in ev), 60
+        )
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(master)
+    text = raw.decode(errors="replace")
+    yours = [e for e in events if e["event"] == "yours"]
+    assert [(e["stage"], e["id"], e["client_id"]) for e in yours] == [
+        ("stream", "newcomer-msg-1", "newcomer"),
+        ("handled", "newcomer-msg-1", "newcomer"),
+    ], text[-3000:]
+    assert yours[0]["channel"] == "chat:lobby" and yours[0]["name"] == "text"
+    assert yours[0]["data"] == "'hello'"
+    result = yours[1]["result"]
+    assert result["output"] == "newcomer said hello on chat:lobby\n"
+    assert result["returned"] == "5" and result["error"] is None
+    assert events[-1]["event"] == "stopped" and events[-1]["exit_code"] == 0, text[-3000:]
+    assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]  # make's status, not 130
+    assert_no_children_left(start)
+
+
+@pytest.mark.usefixtures("redis_server_bin")
+def test_a_reader_that_goes_away_does_not_break_the_shutdown(tmp_path: Path) -> None:
+    """``make dev | tee``, then Ctrl-C: tee is gone before the final summary is printed."""
+    argv = [*DEV, "--port", "0", "--json", "--summary-interval", "1"]
+    argv += ["--log-dir", str(tmp_path / "logs")]
+    proc = subprocess.Popen(
+        argv, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        start: dict[str, Any] | None = None
+        deadline = time.monotonic() + 60
+        while start is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            start = next((e for e in json_lines(line) if e["event"] == "started"), None)
+        assert start is not None
+        proc.stdout.close()  # the reader goes away
+        proc.send_signal(signal.SIGINT)
+        stderr = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert_no_children_left(start)
