@@ -76,6 +76,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "MODULE is imported from the current directory (or give FILE.py:FUNCTION)",
     )
     parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=Path(".ably-dev.env"),
+        metavar="PATH",
+        help="where to write the run's client variables (ABLY_KEY, ABLY_PORT, CELERY_BROKER_URL"
+        "...) for `set -a; . PATH; set +a`; removed on exit (default ./.ably-dev.env)",
+    )
+    parser.add_argument(
+        "--no-env-file",
+        dest="env_file",
+        action="store_const",
+        const=None,
+        help="do not write the env file",
+    )
+    parser.add_argument(
         "--log-dir",
         type=Path,
         metavar="DIR",
@@ -103,5 +118,6 @@ def run(args: argparse.Namespace) -> int:
         json=args.json,
         log_dir=args.log_dir,
         handler=args.user_handler,
+        env_file=args.env_file,
     )
     return run_dev(options)

@@ -5,7 +5,9 @@ a mapping: ``chat:*`` messages and presence into one Redis Stream *and* the
 dev Celery task), :func:`write_config` (that mapping as a commented YAML file
 that ``ably-bridge check-config`` accepts) and :func:`child_env` (the
 environment of the bridge and the worker: the dev key, the Redis and broker
-URLs, and nothing inherited that could point them elsewhere).
+URLs, and nothing inherited that could point them elsewhere) and
+:func:`write_env_file` (the variables your own shell, producer or worker needs
+to reach the run: ``set -a; . ./.ably-dev.env; set +a``).
 
 ``chat:lobby`` is named outright, so the bridge attaches it at once; every
 other ``chat:`` channel is discovered through the emulator's channel
@@ -25,7 +27,15 @@ import yaml
 from ably_bridge.devstack.layout import CHAT_CHANNEL, TASK_NAME, DevLayout
 from ably_bridge.devstack.layout import redacted as _redacted
 
-__all__ = ["ROUTE_ID", "child_env", "sample_config", "write_config"]
+__all__ = [
+    "ENV_FILE_VARIABLES",
+    "ROUTE_ID",
+    "child_env",
+    "remove_env_file",
+    "sample_config",
+    "write_config",
+    "write_env_file",
+]
 
 ROUTE_ID = "chat"
 DISCOVERY_INTERVAL = 2
@@ -145,3 +155,43 @@ def child_env(
         }
     )
     return env
+
+
+# What a shell, a producer or a worker of your own needs to use the run's stack.
+ENV_FILE_VARIABLES = (
+    "ABLY_KEY",
+    "ABLY_ENDPOINT",
+    "ABLY_PORT",
+    "ABLY_TLS",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "ABLY_WORKER_QUEUE",
+)
+_ENV_FILE_HEADER = """\
+# Written by ably-bridge dev; removed when it stops. Load it into a shell with
+#   set -a; . {path}; set +a
+# and the ably-bridge tools, workers.producers and celery -A workers use this stack.
+"""
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
+    """Write the run's client variables to ``path`` (mode 0600) as ``NAME='value'`` lines."""
+    lines = [_ENV_FILE_HEADER.format(path=path)]
+    for name in ENV_FILE_VARIABLES:
+        value = env.get(name, "").replace("'", "'\\''")
+        lines.append(f"{name}='{value}'\n")
+    text = "".join(lines)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    return path
+
+
+def remove_env_file(path: Path, written: str) -> None:
+    """Remove ``path`` if it still holds what this run wrote (another run may own it now)."""
+    try:
+        if path.read_text(encoding="utf-8") == written:
+            path.unlink()
+    except OSError:
+        pass

@@ -1,6 +1,8 @@
 """Where ``ably-bridge dev`` speaks: text lines for people, or one JSON object a line for scripts.
 
-This module owns :class:`Console`. Every line goes through a
+This module owns :class:`Console` and :class:`LogToFile` (the stack's own
+logging - emulator, publisher - goes to ``dev.log`` while it runs, so the
+console shows only what it means to show). Every line goes through a
 :class:`~ably_bridge.devstack.terminal.SafeStream`, so a reader that goes away
 (``make dev | tee``, then Ctrl-C) silences the console instead of crashing the
 shutdown.
@@ -9,15 +11,17 @@ shutdown.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
+from pathlib import Path
 from typing import Any, TextIO
 
 from ably_bridge.devstack.feed import Sighting, format_sighting
 from ably_bridge.devstack.summary import Snapshot, format_json, format_text
 from ably_bridge.devstack.terminal import SafeStream
 
-__all__ = ["Console"]
+__all__ = ["Console", "LogToFile"]
 
 
 class Console:
@@ -58,3 +62,32 @@ class Console:
         self._write(self.err, text)
         if self.json_mode:
             self._write(self.out, json.dumps({"event": "error", "message": message}))
+
+
+class LogToFile:
+    """Sends this process's logging (emulator, publisher) to a file while the stack runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved: list[logging.Handler] = []
+        self._handler: logging.Handler | None = None
+
+    def __enter__(self) -> LogToFile:
+        root = logging.getLogger()
+        self._saved = list(root.handlers)
+        for handler in self._saved:
+            root.removeHandler(handler)
+        self._handler = logging.FileHandler(self.path, encoding="utf-8")
+        self._handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(self._handler)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        root = logging.getLogger()
+        if self._handler is not None:
+            root.removeHandler(self._handler)
+            self._handler.close()
+        for handler in self._saved:
+            root.addHandler(handler)

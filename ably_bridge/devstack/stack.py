@@ -43,8 +43,8 @@ from typing import Any
 import redis
 import requests
 
-from ably_bridge.devstack.config import child_env, write_config
-from ably_bridge.devstack.console import Console
+from ably_bridge.devstack.config import child_env, remove_env_file, write_config, write_env_file
+from ably_bridge.devstack.console import Console, LogToFile
 from ably_bridge.devstack.feed import Feed
 from ably_bridge.devstack.handler import ENV_HANDLER, HandlerError, check_handler
 from ably_bridge.devstack.layout import (
@@ -82,35 +82,7 @@ class DevOptions:
     startup_timeout: float = 60.0
     settle_timeout: float = 5.0
     handler: str | None = None
-
-
-class _LogToFile:
-    """Sends this process's logging (emulator, publisher) to a file while the stack runs."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._saved: list[logging.Handler] = []
-        self._handler: logging.Handler | None = None
-
-    def __enter__(self) -> _LogToFile:
-        root = logging.getLogger()
-        self._saved = list(root.handlers)
-        for handler in self._saved:
-            root.removeHandler(handler)
-        self._handler = logging.FileHandler(self.path, encoding="utf-8")
-        self._handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        root.addHandler(self._handler)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        root = logging.getLogger()
-        if self._handler is not None:
-            root.removeHandler(self._handler)
-            self._handler.close()
-        for handler in self._saved:
-            root.addHandler(handler)
+    env_file: Path | None = Path(".ably-dev.env")
 
 
 class DevStack:
@@ -137,6 +109,7 @@ class DevStack:
         self.publisher: DemoPublisher | None = None
         self.collector: Collector | None = None
         self.feed: Feed | None = None
+        self._env_file_text: str | None = None
         self.metrics_url = ""
         self.up = False
         self.failed = False
@@ -171,7 +144,7 @@ class DevStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._install_signals()
         status = 1
-        with _LogToFile(self.log_dir / "dev.log"):
+        with LogToFile(self.log_dir / "dev.log"):
             try:
                 status = self._run()
             except Exception as exc:
@@ -253,6 +226,7 @@ class DevStack:
             layout, metrics_url=self.metrics_url, published=self._published, published_ids=self._ids
         )
         self.feed = Feed(layout, TASK_NAME)
+        self._write_env_file(env)
         self._announce(layout, key, config_path)
         return self._loop()
 
@@ -262,6 +236,18 @@ class DevStack:
 
     def _ids(self) -> list[str]:
         return self.publisher.ids if self.publisher is not None else []
+
+    def _write_env_file(self, env: Mapping[str, str]) -> None:
+        path = self.options.env_file
+        if path is None:
+            return
+        try:
+            write_env_file(path, env)
+            self._env_file_text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.console.error(
+                f"cannot write {path}: {exc.strerror or exc} (--no-env-file skips it)"
+            )
 
     def _start_emulator(self) -> bool:
         from ably_bridge.emulator.config import EmulatorConfig
@@ -350,6 +336,7 @@ class DevStack:
             ),
             f"  config     {config_path}",
             f"  logs       {self.log_dir}  ({logs}, dev.log)",
+            *self._env_file_lines(),
             f"  try        ABLY_KEY={key} {_program()} publish {CHAT_CHANNEL} text hi "
             f"--endpoint 127.0.0.1 --port {port} --no-tls",
             f"             redis-cli -u {redacted(redis_cli)} XREVRANGE {layout.stream_key}"
@@ -374,7 +361,14 @@ class DevStack:
             log_dir=str(self.log_dir),
             pids=pids,
             publisher=self.publisher is not None,
+            env_file=str(self.options.env_file) if self._env_file_text is not None else None,
         )
+
+    def _env_file_lines(self) -> list[str]:
+        path = self.options.env_file
+        if path is None or self._env_file_text is None:
+            return []
+        return [f"  env        set -a; . {path}; set +a   (then the tools need no flags)"]
 
     def _loop(self) -> int:
         options = self.options
@@ -449,6 +443,8 @@ class DevStack:
             self.collector.close()
         if self.feed is not None:
             self.feed.close()
+        if self.options.env_file is not None and self._env_file_text is not None:
+            remove_env_file(self.options.env_file, self._env_file_text)
         if self.emulator is not None:
             self.emulator.stop()
         if self.redis is not None:

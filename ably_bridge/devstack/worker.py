@@ -40,7 +40,7 @@ from celery.signals import worker_ready
 from ably_bridge import PresenceAction
 from ably_bridge.devstack.handler import ENV_HANDLER, HandlerResult, call_handler, load_handler
 from ably_bridge.devstack.layout import TASK_NAME, DevLayout
-from workers import create_app, envelope_task
+from workers import create_app, envelope_task, set_default_app
 from workers.consumers import SOURCE_PRESENCE, BridgedEvent
 
 __all__ = ["app", "chat_event", "layout"]
@@ -55,7 +55,10 @@ user_handler: Callable[[Any], Any] | None = (
     else None
 )
 
-app = create_app("ably-dev", register=False)
+# The ably.* tasks are registered too, so a handler (or a producer) may publish back
+# with workers.producers; this app is the one they use by default.
+app = create_app("ably-dev")
+set_default_app(app)
 app.conf.update(worker_enable_remote_control=False, worker_send_task_events=False)
 
 _client_lock = threading.Lock()

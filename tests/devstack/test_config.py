@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -107,3 +108,27 @@ def test_child_env_drops_inherited_ably_redis_and_celery_settings() -> None:
     assert "ABLY_BRIDGE_KEY_PREFIX" not in env and "ABLY_WORKER_REDIS_KEY_PREFIX" not in env
     assert DevLayout.from_worker_env(env).handled_key == layout.handled_key
     assert DevLayout.from_worker_env(env).data_url == layout.data_url
+
+
+def test_env_file_is_private_loadable_and_removed_only_when_unchanged(tmp_path: Path) -> None:
+    from ably_bridge.devstack.config import ENV_FILE_VARIABLES, remove_env_file, write_env_file
+
+    path = tmp_path / "dev.env"
+    path.write_text("old")
+    path.chmod(0o644)
+    env = {name: f"v-{name}" for name in ENV_FILE_VARIABLES} | {"ABLY_KEY": "a.b:c'd", "X": "1"}
+    write_env_file(path, env)
+    assert path.stat().st_mode & 0o777 == 0o600
+    shell = subprocess.run(
+        ["bash", "-c", f"set -a; . {path}; set +a; env"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert "ABLY_KEY=a.b:c'd" in shell and "ABLY_PORT=v-ABLY_PORT" in shell
+    assert not any(line.startswith("X=") for line in shell)  # only the client variables
+    written = path.read_text()
+    path.write_text(written + "# another run wrote this\n")
+    remove_env_file(path, written)
+    assert path.exists()  # not ours any more
+    path.write_text(written)
+    remove_env_file(path, written)
+    assert not path.exists()
+    remove_env_file(path, written)  # already gone: no error

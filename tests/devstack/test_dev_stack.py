@@ -21,8 +21,6 @@ from typing import Any
 import pytest
 import redis
 
-from ably_bridge.rest import AblyRest
-
 from .conftest import (
     assert_flowed,
     assert_no_children_left,
@@ -190,40 +188,52 @@ def _read_events_until(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("redis_server_bin")
-def test_make_dev_shows_your_message_through_your_handler_and_ctrl_c_exits_0(
+def test_make_dev_runs_your_handler_which_publishes_back_and_ctrl_c_exits_0(
     tmp_path: Path,
 ) -> None:
-    """The README's newcomer path: make dev --handler, publish, see it handled, Ctrl-C."""
+    """The README's newcomer path, in a terminal: make dev with a handler, load the env file,
+    publish with the tool, see the event handled and the handler's reply come back, Ctrl-C."""
     handler = tmp_path / "my_handler.py"
     handler.write_text(
+        "from workers import producers\n\n"
         "def handle(event):\n"
         "    print(f'{event.client_id} said {event.data} on {event.channel}')\n"
+        "    if event.data == 'ping':\n"
+        "        producers.publish(event.channel, 'pong', 'pong')\n"
         "    return len(event.data)\n"
     )
+    env_file = tmp_path / "dev.env"
     dev_args = f"--port 0 --json --no-publisher --handler {handler}:handle"
-    dev_args += f" --log-dir {tmp_path / 'logs'}"
+    dev_args += f" --log-dir {tmp_path / 'logs'} --env-file {env_file}"
     argv = ["make", "-s", "-C", str(ROOT), "dev", f"VENV={sys.prefix}", f"DEV_ARGS={dev_args}"]
     pid, master = pty.fork()
     if pid == 0:  # the child: make in the pty's foreground, as in a terminal
         os.execvpe("make", argv, clean_env())
     events: list[dict[str, Any]] = []
     raw = b""
+
+    def yours(stage: str, name: str) -> Any:
+        return lambda ev: any(
+            e["event"] == "yours" and e["stage"] == stage and e["name"] == name for e in ev
+        )
+
     try:
         raw += _read_events_until(
             master, events, lambda ev: any(e["event"] == "started" for e in ev), 90
         )
         start = next((e for e in events if e["event"] == "started"), None)
         assert start is not None, raw.decode(errors="replace")[-3000:]
-        port = int(start["emulator"].rsplit(":", 1)[1])
-        with AblyRest(
-            key=start["key"], endpoint="127.0.0.1", port=port, tls=False, client_id="newcomer"
-        ) as rest:
-            rest.channels.get("chat:lobby").publish("text", "hello", id="newcomer-msg-1")
-
-        def handled(ev: list[dict[str, Any]]) -> bool:
-            return any(e["event"] == "yours" and e["stage"] == "handled" for e in ev)
-
-        raw += _read_events_until(master, events, handled, 30)
+        assert start["env_file"] == str(env_file)
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        tool = Path(sys.prefix) / "bin" / "ably-bridge"
+        published = subprocess.run(
+            ["bash", "-c", f"set -a; . {env_file}; set +a; "
+             f"{tool} publish chat:lobby text ping --client-id newcomer --id newcomer-1"],
+            env=clean_env(), capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert published.returncode == 0, published.stderr
+        raw += _read_events_until(master, events, yours("handled", "text"), 30)
+        raw += _read_events_until(master, events, yours("stream", "pong"), 30)
         os.write(master, b"\x03")  # Ctrl-C, sent by the terminal to its foreground group
         raw += _read_events_until(
             master, events, lambda ev: any(e["event"] == "stopped" for e in ev), 60
@@ -235,18 +245,17 @@ def test_make_dev_shows_your_message_through_your_handler_and_ctrl_c_exits_0(
             os.waitpid(pid, 0)
         os.close(master)
     text = raw.decode(errors="replace")
-    yours = [e for e in events if e["event"] == "yours"]
-    assert [(e["stage"], e["id"], e["client_id"]) for e in yours] == [
-        ("stream", "newcomer-msg-1", "newcomer"),
-        ("handled", "newcomer-msg-1", "newcomer"),
-    ], text[-3000:]
-    assert yours[0]["channel"] == "chat:lobby" and yours[0]["name"] == "text"
-    assert yours[0]["data"] == "'hello'"
-    result = yours[1]["result"]
-    assert result["output"] == "newcomer said hello on chat:lobby\n"
-    assert result["returned"] == "5" and result["error"] is None
+    seen = [(e["stage"], e["name"], e["client_id"]) for e in events if e["event"] == "yours"]
+    assert seen[0] == ("stream", "text", "newcomer"), text[-3000:]
+    assert ("handled", "text", "newcomer") in seen
+    assert ("stream", "pong", None) in seen  # the handler's reply, published through ably.publish
+    mine = next(e for e in events if e["event"] == "yours" and e["stage"] == "handled")
+    assert mine["id"] == "newcomer-1" and mine["channel"] == "chat:lobby"
+    assert mine["result"]["output"] == "newcomer said ping on chat:lobby\n"
+    assert mine["result"]["returned"] == "4" and mine["result"]["error"] is None
     assert events[-1]["event"] == "stopped" and events[-1]["exit_code"] == 0, text[-3000:]
     assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]  # make's status, not 130
+    assert not env_file.exists()  # removed on exit
     assert_no_children_left(start)
 
 
