@@ -26,7 +26,6 @@ from workers.consumers import BridgedEvent, decode_envelope, envelope_from_field
 from workers.errors import AblyTaskError
 from workers.retry import RetryPolicy
 from workers.settings import WorkerSettings
-from workers.streams import StreamConfig, StreamConsumer, StreamEntry
 from workers.tasks import TASK_NAMES, register_tasks
 from workers.unknown_tasks import dead_letter_unknown_tasks
 
@@ -52,8 +51,17 @@ __all__ = [
 ]
 
 
+# Loaded on first use, so that ``python -m workers.streams`` runs the module once
+# (importing it here first makes runpy warn that it is already in sys.modules).
+_STREAM_NAMES = frozenset({"StreamConfig", "StreamConsumer", "StreamEntry"})
+
+
 def __getattr__(name: str) -> Any:
     # ``celery -A workers`` looks up ``workers.celery`` (``workers.app`` is the module).
     if name == "celery":
         return default_app()
+    if name in _STREAM_NAMES:
+        from workers import streams
+
+        return getattr(streams, name)
     raise AttributeError(f"module 'workers' has no attribute {name!r}")

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 from ably_bridge.errors import AblyException
 from ably_bridge.options import is_loopback_host, parse_key
 from ably_bridge.protocol.models import Message, PresenceMessage
+from ably_bridge.transports.http import HttpTransportError
 
 __all__ = [
     "EXIT_ERROR",
@@ -344,6 +345,18 @@ def _usage(args: argparse.Namespace, message: str) -> int:
     return EXIT_USAGE
 
 
+def _failed_below_http(exc: BaseException) -> bool:
+    """True when no HTTP answer came back (so an HTTP status would be made up)."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, HttpTransportError):
+            return True
+        current = getattr(current, "cause", None) or current.__cause__
+    return False
+
+
 def tool(run: Callable[[argparse.Namespace], int]) -> Handler:
     """Wrap a tool's ``run(args)`` so that failures become exit codes, secrets redacted."""
 
@@ -356,7 +369,10 @@ def tool(run: Callable[[argparse.Namespace], int]) -> Handler:
         except UsageError as exc:
             return _usage(args, redact(str(exc), secrets))
         except AblyException as exc:
-            status = f" (HTTP {exc.status_code})" if exc.status_code else ""
+            # The Ably code says what failed; an HTTP status is shown only when a
+            # server answered with one (not for a refused connection or a timeout here).
+            answered = exc.status_code and exc.code < 50000 and not _failed_below_http(exc)
+            status = f" (HTTP {exc.status_code})" if answered else ""
             message = redact(exc.message, secrets)
             print(f"{prog}: error {exc.code}{status}: {message}", file=sys.stderr)
             return EXIT_ERROR

@@ -212,8 +212,10 @@ class Connection:
                 raise self._state_error(state, self._core.error_reason, what)
             limit = self._timeout(timeout) if timeout is not None or strict else 3600.0
             if not reached.wait(limit):
+                reason = self._loop.run_sync(lambda now: self._core.error_reason)
+                why = f": {reason.message}" if reason is not None else ""
                 raise AblyException(
-                    f"{what} timed out after {limit:g}s (state {self.state.value})",
+                    f"{what} timed out after {limit:g}s (state {self.state.value}{why})",
                     ErrorCode.TIMEOUT_ERROR,
                     500,
                 )

@@ -29,6 +29,8 @@ from requests.adapters import HTTPAdapter
 from urllib3 import exceptions as u3
 from urllib3.connectionpool import HTTPConnectionPool
 
+from ably_bridge.transports.failures import describe_failure, origin_of
+
 __all__ = [
     "Headers",
     "HttpResponse",
@@ -216,11 +218,11 @@ class RequestsTransport:
                 )
             except u3.ClosedPoolError as exc:
                 if attempt == 2:  # pragma: no cover - closed twice in a row
-                    raise translate_urllib3_error(exc) from exc
+                    raise translate_urllib3_error(exc, url) from exc
                 route.pool = None
                 continue
             except (u3.HTTPError, OSError) as exc:
-                raise translate_urllib3_error(exc) from exc
+                raise translate_urllib3_error(exc, url) from exc
             # A repeated header (Link) reads as one comma-joined value, as in requests.
             fields = answer.headers
             return HttpResponse(answer.status, Headers({k: fields[k] for k in fields}), answer.data)
@@ -242,7 +244,7 @@ class RequestsTransport:
             verify, proxies = route.verify, route.proxies
             return adapter.send(prepared, timeout=timeout, verify=verify, proxies=proxies)
 
-        return _through_requests(send)
+        return _through_requests(send, url)
 
     def _via_session(
         self,
@@ -255,7 +257,8 @@ class RequestsTransport:
         return _through_requests(
             lambda: self._session.request(
                 method, url, headers=dict(headers), data=body, timeout=timeout
-            )
+            ),
+            url,
         )
 
     def close(self) -> None:
@@ -275,43 +278,62 @@ class _Route:
     pool: HTTPConnectionPool | None = None
 
 
-def _through_requests(send: Callable[[], requests.Response]) -> HttpResponse:
+def _through_requests(send: Callable[[], requests.Response], url: str) -> HttpResponse:
     """Run a ``requests`` call and read its body, translating its errors (RSC15l)."""
     try:
         response = send()
         content = response.content
     except requests.exceptions.RequestException as exc:
-        raise translate_error(exc) from exc
+        raise translate_error(exc, url) from exc
     return HttpResponse(response.status_code, Headers(response.headers), content)
 
 
-def translate_error(exc: requests.exceptions.RequestException) -> HttpTransportError:
-    """Map a ``requests`` exception to a transport error with its retryability (RSC15l)."""
+def _where(url: str) -> str:
+    return origin_of(url) if url else "the server"
+
+
+def _timed_out(exc: BaseException, url: str) -> HttpTransportError:
+    return HttpTransportError(
+        f"no answer from {_where(url)} in time ({type(exc).__name__})",
+        retryable=True,
+        timeout=True,
+        cause=exc,
+    )
+
+
+def _unreachable(exc: BaseException, url: str) -> HttpTransportError:
+    return HttpTransportError(
+        f"cannot connect to {_where(url)}: {describe_failure(exc)}", retryable=True, cause=exc
+    )
+
+
+def translate_error(exc: requests.exceptions.RequestException, url: str = "") -> HttpTransportError:
+    """Map a ``requests`` exception to a transport error with its retryability (RSC15l).
+
+    The message names where the request went (``url``'s host and port) and the
+    likely cause (:func:`~ably_bridge.transports.failures.describe_failure`).
+    """
     name = type(exc).__name__
     if isinstance(exc, requests.exceptions.Timeout):
         # ConnectTimeout and ReadTimeout alike: another host may answer (RSC15l2).
-        return HttpTransportError(
-            f"request timed out ({name})", retryable=True, timeout=True, cause=exc
-        )
+        return _timed_out(exc, url)
     if isinstance(
         exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError
     ):
         # Unresolvable or unreachable host, refused, reset, TLS failure (RSC15l1).
-        return HttpTransportError(f"connection failed ({name})", retryable=True, cause=exc)
+        return _unreachable(exc, url)
     # Invalid URL, schema, headers...: the same request would fail anywhere.
     return HttpTransportError(f"request could not be sent ({name})", retryable=False, cause=exc)
 
 
-def translate_urllib3_error(exc: BaseException) -> HttpTransportError:
+def translate_urllib3_error(exc: BaseException, url: str = "") -> HttpTransportError:
     """Map a urllib3 (or socket) failure to a transport error, as :func:`translate_error` does."""
     name = type(exc).__name__
     # NewConnectionError subclasses ConnectTimeoutError in urllib3: a refusal, not a timeout.
     if isinstance(exc, u3.TimeoutError | TimeoutError) and not isinstance(
         exc, u3.NewConnectionError
     ):
-        return HttpTransportError(
-            f"request timed out ({name})", retryable=True, timeout=True, cause=exc
-        )
+        return _timed_out(exc, url)
     if isinstance(
         exc,
         u3.NewConnectionError
@@ -322,5 +344,5 @@ def translate_urllib3_error(exc: BaseException) -> HttpTransportError:
         | u3.DecodeError
         | OSError,
     ):
-        return HttpTransportError(f"connection failed ({name})", retryable=True, cause=exc)
+        return _unreachable(exc, url)
     return HttpTransportError(f"request could not be sent ({name})", retryable=False, cause=exc)

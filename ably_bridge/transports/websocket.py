@@ -60,6 +60,7 @@ from urllib.parse import urlsplit
 import websocket
 
 from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.transports.failures import describe_failure, origin_of
 from ably_bridge.transports.outbound import SEND_BACKLOG_LIMIT, Outbound
 from ably_bridge.transports.reactor import Reactor, shared_reactor
 from ably_bridge.transports.wsframes import (
@@ -453,6 +454,9 @@ class WebSocketTransport:
         kind = exc.__class__.__name__
         if isinstance(exc, websocket.WebSocketTimeoutException | TimeoutError):
             code = ErrorCode.CONNECTION_TIMED_OUT
+        if self._ws is None:  # dialing: say where to, and the likely cause
+            where = origin_of(self._url)
+            return AblyException(f"{what} to {where}: {describe_failure(exc)}", code, 400)
         # The library's messages can echo the URL; keep only the exception kind.
         return AblyException(f"{what} ({kind})", code, 400)
 
