@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.readme_support import copy_repository
 
 from .conftest import assert_flowed, assert_no_children_left, clean_env, run_process
 
@@ -36,28 +37,6 @@ def readme_run_command(readme: str) -> str:
         if command:
             return command
     raise AssertionError("the first ```sh block of README.md has no command")
-
-
-def copy_repository(destination: Path) -> int:
-    """Copy the files git knows about (tracked, or untracked and not ignored)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.split(b"\0")
-    copied = 0
-    for raw in listed:
-        if not raw:
-            continue
-        source = ROOT / raw.decode()
-        if not source.is_file():  # deleted in the work tree
-            continue
-        target = destination / raw.decode()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        copied += 1
-    return copied
 
 
 def test_readme_run_command_is_found() -> None:
