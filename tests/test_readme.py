@@ -218,55 +218,55 @@ def test_the_emulator_command(dev_emulator: Emulator) -> None:
 
 
 @pytest.mark.slow
-def test_the_production_path(sandbox: Path, dev_emulator: Emulator) -> None:
+def test_the_production_path(sandbox: Path) -> None:
+    """The production blocks against the dev stack's services, as the README runs them."""
     (sandbox / "my_handler.py").write_text(block("my-handler").text)
     (sandbox / "tasks.py").write_text(block("production-tasks").text)
-    prefix = f"readme-{uuid.uuid4().hex[:8]}"
-    health = _free_port()
-    config = (
-        f"ably: {{endpoint: 127.0.0.1, port: {dev_emulator.port}, tls: false}}\n"
-        f"redis: {{key_prefix: {prefix}}}\nhealth: {{port: {health}}}\n"
-        + block("production-route").text
-    )
+    # As written, plus a health port of the test's own (other tests may hold 8081).
+    config = block("production-route").text + f"health: {{port: {_free_port()}}}\n"
     (sandbox / "bridge.yaml").write_text(config)
-    export, check, run, worker = block("production-run").commands()
-    assert export.startswith("export ")
-    env = clean_env(
-        {
-            "ABLY_KEY": DEV_KEY,
-            "REDIS_URL": "redis://127.0.0.1:6379/0",
-            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
-            "ABLY_ENDPOINT": "127.0.0.1",
-            "ABLY_PORT": str(dev_emulator.port),
-            "ABLY_TLS": "false",
-            "ABLY_BRIDGE_LOG_LEVEL": "INFO",
-        }
-    )
-    channel = f"chat:{prefix}"
-    with AblyRest(key=DEV_KEY, endpoint="127.0.0.1", port=dev_emulator.port, tls=False) as rest:
-        rest.channels.get(channel).publish("text", "ping", id=f"{prefix}-ping")
-        assert run_shell(check, sandbox, env).strip() == "bridge.yaml: valid"
-        bridge = subprocess.Popen(run.split(), cwd=sandbox, env=env, start_new_session=True)
-        celery = subprocess.Popen(worker.split(), cwd=sandbox, env=env, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 60
+    load, check, run, worker = block("production-run").commands()
+    assert load.startswith(ENV_LOAD)
+    stack = _start_stack(sandbox, "dev-with-handler")  # the stack of the README's first steps
+    started = next(e for e in stack.events if e.get("event") == "started")
+    channel = f"chat:readme-{uuid.uuid4().hex[:8]}"
+    background: list[subprocess.Popen[bytes]] = []
+    try:
+        assert run_shell(f"{ENV_LOAD}\n{check}", sandbox, clean_env()).strip() == (
+            "bridge.yaml: valid"
+        )
+        port = int(started["emulator"].rsplit(":", 1)[1])
+        with AblyRest(key=DEV_KEY, endpoint="127.0.0.1", port=port, tls=False) as rest:
+            rest.channels.get(channel).publish("text", "ping")
+            for command in (run, worker):
+                argv = ["bash", "-c", f"{ENV_LOAD}; exec {command}"]
+                background.append(
+                    subprocess.Popen(argv, cwd=sandbox, env=clean_env(), start_new_session=True)
+                )
+            deadline = time.monotonic() + 90
             names: list[str | None] = []
             while time.monotonic() < deadline and "pong" not in names:
                 names = [m.name for m in rest.channels.get(channel).history(limit=10)]
                 time.sleep(0.2)
-            assert "pong" in names, names  # bridge -> Celery task -> handler -> ably.publish
-        finally:
-            for proc in (bridge, celery):
-                proc.terminate()
-            for proc in (bridge, celery):
-                proc.wait(timeout=60)
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        entries = client.xrange(f"ably:{channel}")
-        assert any(b"ping" in fields[b"envelope"] for _id, fields in entries)
-    finally:
-        client.delete(f"ably:{channel}", *client.keys(f"{prefix}*"))
+            # The bridge's first discovery found the channel and backfilled the ping; the
+            # task ran the handler; its ably.publish put the pong on the channel.
+            assert "pong" in names, names
+        client = redis.Redis.from_url(started["redis"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            entries = client.xrange(f"ably:{channel}")
+            if any(b"ping" in fields[b"envelope"] for _id, fields in entries):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"no ping in ably:{channel}: {client.keys('ably:*')}")
         client.close()
+    finally:
+        for proc in background:
+            proc.terminate()
+        for proc in background:
+            proc.wait(timeout=60)
+        stack.stop()
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ Rules that matter to operators:
   ``routes[2].targets[0].task: required``. Secret values never appear in an
   error, a repr or a log line (they are held as :class:`Secret`).
 * Environment overrides: ``ABLY_KEY``, ``ABLY_KEY_FILE``, ``ABLY_ENDPOINT``,
+  ``ABLY_PORT``, ``ABLY_TLS``,
   ``ABLY_APP_ID``, ``REDIS_URL``, ``CELERY_BROKER_URL``, ``ABLY_BRIDGE_SITE``,
   ``ABLY_BRIDGE_KEY_PREFIX``, ``ABLY_BRIDGE_HEALTH_PORT``, ``ABLY_BRIDGE_LOG_LEVEL``,
   and for sharding ``ABLY_BRIDGE_SHARDING`` (the mode), ``ABLY_BRIDGE_REPLICA_INDEX``

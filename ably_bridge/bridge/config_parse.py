@@ -40,6 +40,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "ABLY_KEY": "ably.key (secret)",
     "ABLY_KEY_FILE": "ably.key_file",
     "ABLY_ENDPOINT": "ably.endpoint",
+    "ABLY_PORT": "ably.port",
+    "ABLY_TLS": "ably.tls",
     "ABLY_APP_ID": "app_id",
     "REDIS_URL": "redis.url",
     "CELERY_BROKER_URL": "celery.broker_url",
@@ -159,6 +161,8 @@ class Parser(RouteParser):
                 key = Secret(key_text, f"{match.group(1)}.{match.group(2)}:<redacted>")
         endpoint = self.env.get("ABLY_ENDPOINT") or self.text(raw, "endpoint", "ably.endpoint")
         binary = self.boolean(raw, "use_binary_protocol", "ably.use_binary_protocol", True)
+        # ABLY_PORT and ABLY_TLS, as the tools and the workers read them (the local emulator).
+        raw = {**raw, **self._port_and_tls_from_env()}
         port: int | None = None
         if raw.get("port") is not None:
             port = self.integer(raw, "port", "ably.port", 443, minimum=1)
@@ -182,6 +186,22 @@ class Parser(RouteParser):
             ),
         )
         return settings, app_id
+
+    def _port_and_tls_from_env(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        port = (self.env.get("ABLY_PORT") or "").strip()
+        if port:
+            if port.isdigit():
+                found["port"] = int(port)
+            else:
+                self.fail("ABLY_PORT", f"must be a port number, not {port!r}")
+        tls = (self.env.get("ABLY_TLS") or "").strip().lower()
+        if tls:
+            if tls in ("true", "1", "yes", "false", "0", "no"):
+                found["tls"] = tls in ("true", "1", "yes")
+            else:
+                self.fail("ABLY_TLS", f"must be true or false, not {tls!r}")
+        return found
 
     def delivery(self, raw: Mapping[str, Any]) -> DeliverySettings:
         p = "delivery"
