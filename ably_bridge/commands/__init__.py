@@ -8,7 +8,8 @@ error handling. :func:`register` adds them all to a parser's subcommands
 what ``python -m ably_bridge.commands`` does.
 
 Exit codes, for every tool: 0 success, 1 an Ably, network or file error
-(``error <code>: <message>`` on stderr, with ``(HTTP <status>)`` after the code for a 4xx answer, secrets redacted),
+(``error <code>: <message>`` on stderr, with ``(HTTP <status>)`` after the code
+for a 4xx answer, secrets redacted),
 2 bad usage, 130 interrupted.
 """
 

@@ -1,4 +1,4 @@
-"""ABLY_PORT and ABLY_TLS point the bridge at the local emulator, as they do the tools and workers."""
+"""ABLY_PORT and ABLY_TLS point the bridge at the local emulator, as for the tools and workers."""
 
 from __future__ import annotations
 
