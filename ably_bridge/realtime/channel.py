@@ -106,9 +106,9 @@ def _listener_args(args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:
 def _state_event(event: Any) -> Any:
     if event is None or isinstance(event, ChannelEvent):
         return event
-    if isinstance(event, list):
-        return [ChannelEvent(e) for e in event]
-    return ChannelEvent(event)
+    if isinstance(event, str):
+        return ChannelEvent(event)
+    return [ChannelEvent(e) for e in event]
 
 
 class RealtimeChannel:
@@ -168,11 +168,10 @@ class RealtimeChannel:
         return self._events.state.once(_state_event(event), listener)
 
     def off(self, event: Any = None, listener: StateListener | None = None) -> None:
+        """Remove state listeners: all, those of ``event`` (one or several), or ``listener``."""
         if callable(event) and listener is None:
             event, listener = None, event
-        self._events.state.off(
-            _state_event(event) if not isinstance(event, list) else None, listener
-        )
+        self._events.state.off(_state_event(event), listener)
 
     def on_continuity_lost(self, listener: StateListener) -> Callable[[], None]:
         """Call ``listener`` when the channel (re)attaches without continuity; returns off."""

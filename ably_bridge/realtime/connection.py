@@ -121,10 +121,14 @@ class Connection:
         return self._emitter.once(event, fn)
 
     def off(self, event: Any = None, listener: ConnectionListener | None = None) -> None:
-        """Remove listeners: all, those of ``event``, or ``listener``."""
+        """Remove listeners: all, those of ``event`` (one or several), or ``listener``.
+
+        ``off(listener)`` removes ``listener`` everywhere; ``off(["connected",
+        "failed"])`` removes the listeners of those two events only.
+        """
         if callable(event) and listener is None:
             event, listener = None, event
-        self._emitter.off(_events(event) if not isinstance(event, list) else None, listener)
+        self._emitter.off(_events(event), listener)
 
     # -- calls ----------------------------------------------------------------------
     def connect(self, *, wait: bool = True, timeout: float | None = None) -> None:

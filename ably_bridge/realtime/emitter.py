@@ -130,15 +130,24 @@ class EventEmitter(Generic[T]):
         """Like :meth:`on`, but only for the first matching event."""
         return self._add(event, listener, once=True)
 
-    def off(self, event: Hashable | None = None, listener: Listener[T] | None = None) -> None:
-        """Remove listeners: all, all for ``event``, or ``listener`` (for ``event``)."""
+    def off(
+        self,
+        event: Hashable | Iterable[Hashable] | None = None,
+        listener: Listener[T] | None = None,
+    ) -> None:
+        """Remove listeners: all, all for ``event`` (a name or several), or ``listener``.
+
+        With events and a listener, only that listener's registrations for those
+        events go; listeners registered for all events stay unless ``event`` is None.
+        """
+        events = _event_set(event)
         with self._lock:
             self._entries = [
                 entry
                 for entry in self._entries
                 if not (
                     (listener is None or entry[1].listener == listener)
-                    and (event is None or entry[0] == event)
+                    and (events is None or entry[0] in events)
                 )
             ]
 
@@ -230,3 +239,12 @@ class EventEmitter(Generic[T]):
                 self._entries = [e for e in self._entries if e[1] is not lq]
 
         return remove
+
+
+def _event_set(event: Hashable | Iterable[Hashable] | None) -> frozenset[Hashable] | None:
+    """``None`` (every event), or the set of event names ``event`` stands for."""
+    if event is None:
+        return None
+    if isinstance(event, str) or not isinstance(event, Iterable):
+        return frozenset((event,))
+    return frozenset(event)

@@ -86,6 +86,25 @@ def test_event_filters_all_events_once_and_off(dispatcher: CallbackDispatcher) -
     assert emitter.listener_count() == 0
 
 
+def test_off_with_several_events(dispatcher: CallbackDispatcher) -> None:
+    emitter: EventEmitter[str] = EventEmitter(dispatcher)
+    mine: list[str] = []
+    theirs: list[str] = []
+    emitter.on(["a", "b", "c"], mine.append)
+    emitter.on(["a", "b"], theirs.append)
+    emitter.on(None, theirs.append)
+    emitter.off(["a", "b"], mine.append)
+    assert emitter.listener_count("a") == 2  # theirs, for "a" and for every event
+    assert emitter.listener_count("c") == 2  # mine for "c", theirs for every event
+    emitter.off(("a", "b"))
+    assert emitter.listener_count("a") == 1  # only the every-event registration
+    assert emitter.listener_count() == 2
+    emitter.off([])
+    assert emitter.listener_count() == 2
+    emitter.emit("c", "c")
+    _wait_for(lambda: mine == ["c"] and theirs == ["c"])
+
+
 def test_unsubscribe_callable_and_off_by_listener(dispatcher: CallbackDispatcher) -> None:
     emitter: EventEmitter[int] = EventEmitter(dispatcher)
     got: list[int] = []
