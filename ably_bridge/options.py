@@ -134,6 +134,9 @@ class ClientOptions:
     # a thread that only this connection waits for).
     shared_reader: bool = True
 
+    # TO3r: operations gated on a granted channel mode fail instead of logging (RTL7i, RTP11f)
+    strict_mode: bool = False
+
     # -- formats and publishing ---------------------------------------------
     use_binary_protocol: bool = True  # TO3f
     idempotent_rest_publishing: bool = True  # TO3n, RSL1k

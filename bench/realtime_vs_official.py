@@ -97,7 +97,7 @@ def _ours_attach(
     channels = []
     for index, name in enumerate(names):
         channel = clients[index % len(clients)].channels.get(name)
-        channel.subscribe(listener, inline=inline)  # attaches in the background (RTL7g)
+        channel.subscribe(listener, inline=inline, wait=False)  # attach in the background (RTL7g)
         channels.append(channel)
     deadline = time.monotonic() + 120
     while any(c.state.value != "attached" for c in channels):

@@ -128,6 +128,7 @@ class RealtimeChannel:
         self._events = events
         self.options = options or ChannelOptions()
         self.presence = RealtimePresence(self, client, core, events)
+        self._mode_warned: dict[ChannelMode, str | None] = {}  # RTL7i2: attach serial warned
 
     # -- reads ----------------------------------------------------------------------
     @property
@@ -200,6 +201,60 @@ class RealtimeChannel:
     def _attach_in_background(self) -> None:
         core, name = self._loop.core, self.name
         self._loop.post(lambda now: core.attach(name, BACKGROUND, now))
+
+    def _attach_for(
+        self,
+        off: Callable[[], None],
+        *,
+        attach: bool,
+        wait: bool,
+        timeout: float | None,
+        mode: ChannelMode,
+    ) -> None:
+        """The implicit attach of ``subscribe`` (RTL7g, RTP6d), waited for unless ``wait=False``.
+
+        On failure the listener is removed again (``off``) before the error is
+        raised, as the Go SDK does, so that a retried ``subscribe`` does not
+        register it twice (the spec keeps it registered).
+        """
+        if not attach:
+            return  # RTL7h, RTP6e
+        if not wait:
+            if self._core.state in _IMPLICIT_ATTACH:
+                self._attach_in_background()
+            return
+        if self._core.state != _CS.ATTACHED:
+            try:
+                self.attach(timeout)
+            except BaseException:
+                off()
+                raise
+        self._check_mode(off, mode)
+
+    def _check_mode(self, off: Callable[[], None], mode: ChannelMode) -> None:
+        """RTL7i, RTP11f: attached without ``mode``, the server never delivers to the listener."""
+        core = self._core
+        if core.state != _CS.ATTACHED or core.modes & mode:
+            return  # RTL7i3
+        what = "presence_subscribe" if mode == ChannelMode.PRESENCE_SUBSCRIBE else "subscribe"
+        code = (
+            ErrorCode.PRESENCE_SUBSCRIBE_MODE_NOT_ENABLED
+            if mode == ChannelMode.PRESENCE_SUBSCRIBE
+            else ErrorCode.SUBSCRIBE_MODE_NOT_ENABLED
+        )
+        error = AblyException(
+            f"channel {self.name!r} is attached without the {what} mode: "
+            "the server will not deliver to this listener",
+            code,
+            400,
+        )
+        if self._client.options.strict_mode:  # RTL7i1
+            off()
+            raise error
+        serial = core.attach_serial
+        if self._mode_warned.get(mode) != serial:  # RTL7i2: once per attachment (TO3r2)
+            self._mode_warned[mode] = serial
+            log.error("%s (%d); strict_mode=True makes this raise", error.message, error.code)
 
     # -- publish (RTL6) ----------------------------------------------------------------
     def publish(
@@ -278,20 +333,34 @@ class RealtimeChannel:
 
     # -- subscribe (RTL7, RTL8) ------------------------------------------------------------
     def subscribe(
-        self, *args: Any, attach: bool = True, inline: bool = False
+        self,
+        *args: Any,
+        attach: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
+        inline: bool = False,
     ) -> Callable[[], None]:
         """``subscribe(listener)``, ``subscribe(name, listener)``, ``subscribe([names], listener)``.
 
-        Attaches implicitly (RTL7g) unless ``attach=False``; does not wait for it.
-        ``inline=True`` calls the listener on the thread that read the message
-        instead of the callback pool: no thread wake-up per message, but the
-        listener must be quick and must not block (blocking client calls from it
-        raise 40000; ``publish_async`` is fine). Returns a callable that unsubscribes.
+        Registers the listener, then attaches the channel (RTL7g) and waits until
+        it is ATTACHED, so every message published after this returns reaches the
+        listener. If the attach fails or ``timeout`` (default
+        ``realtime_request_timeout``) passes, the listener is removed and the
+        error raised (the channel's error, e.g. 40160 for a missing capability;
+        50003 for the timeout). Attached without the subscribe mode, it logs an
+        error, or raises 90009 with ``strict_mode`` (RTL7i).
+
+        ``attach=False`` neither attaches nor waits (RTL7h); ``wait=False``
+        starts the attach in the background and returns at once (to attach many
+        channels in parallel). ``inline=True`` calls the listener on the thread
+        that read the message instead of the callback pool: no thread wake-up
+        per message, but the listener must be quick and must not block
+        (blocking client calls from it raise 40000; ``publish_async`` is fine).
+        Returns a callable that unsubscribes.
         """
         event, listener = _listener_args(args)
         off = self._events.messages.on(event, listener, inline=inline)
-        if attach and self._core.state in _IMPLICIT_ATTACH:
-            self._attach_in_background()
+        self._attach_for(off, attach=attach, wait=wait, timeout=timeout, mode=ChannelMode.SUBSCRIBE)
         return off
 
     def subscribe_batch(
@@ -299,6 +368,8 @@ class RealtimeChannel:
         listener: Callable[[list[Message]], Any],
         *,
         attach: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
         inline: bool = False,
     ) -> Callable[[], None]:
         """Call ``listener`` with each inbound frame's messages as one ``list[Message]``.
@@ -311,15 +382,15 @@ class RealtimeChannel:
         Payloads are decoded as for ``subscribe``. All batch listeners of the
         channel get the same list: do not change it (copy it to keep it).
         An exception in the listener is logged; it drops that batch for that
-        listener only. Attaches implicitly unless ``attach=False``; ``inline`` as
-        for :meth:`subscribe`. Returns a callable that unsubscribes;
-        ``unsubscribe()`` and ``unsubscribe(listener)`` remove batch listeners too.
+        listener only. Attaches and waits as :meth:`subscribe` does (``attach``,
+        ``wait``, ``timeout`` and ``inline`` as there). Returns a callable that
+        unsubscribes; ``unsubscribe()`` and ``unsubscribe(listener)`` remove
+        batch listeners too.
         """
         if not callable(listener):
             raise TypeError("listener must be callable")
         off = self._events.batches.on(None, listener, inline=inline)
-        if attach and self._core.state in _IMPLICIT_ATTACH:
-            self._attach_in_background()
+        self._attach_for(off, attach=attach, wait=wait, timeout=timeout, mode=ChannelMode.SUBSCRIBE)
         return off
 
     def unsubscribe(self, *args: Any) -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.errors import AblyException, ErrorCode
-from ably_bridge.protocol.actions import PresenceAction
+from ably_bridge.protocol.actions import ChannelMode, PresenceAction
 from ably_bridge.protocol.events import ChannelState, Effect
 from ably_bridge.protocol.models import PresenceMessage
 from ably_bridge.realtime.delivery import BACKGROUND
@@ -218,16 +218,26 @@ class RealtimePresence:
 
     # -- listeners (RTP6, RTP7) ------------------------------------------------------------
     def subscribe(
-        self, *args: Any, attach: bool = True, inline: bool = False
+        self,
+        *args: Any,
+        attach: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
+        inline: bool = False,
     ) -> Callable[[], None]:
         """``subscribe(listener)`` or ``subscribe(action | [actions], listener)``; returns off.
 
-        ``inline`` as for :meth:`RealtimeChannel.subscribe`.
+        Attaches the channel and waits for ATTACHED (RTP6d), raising the attach
+        error after removing the listener; ``attach``, ``wait``, ``timeout`` and
+        ``inline`` as for :meth:`RealtimeChannel.subscribe`. Attached without the
+        presence_subscribe mode it logs an error, or raises 91008 with
+        ``strict_mode``.
         """
         actions, listener = self._split(args)
         off = self._events.presence.on(actions, listener, inline=inline)
-        if attach and self._core.state in (_CS.INITIALIZED, _CS.DETACHING, _CS.DETACHED):
-            self._channel._attach_in_background()  # RTP6d
+        self._channel._attach_for(
+            off, attach=attach, wait=wait, timeout=timeout, mode=ChannelMode.PRESENCE_SUBSCRIBE
+        )
         return off
 
     def unsubscribe(self, *args: Any) -> None:

@@ -126,7 +126,7 @@ def test_new_process_recovers_and_gets_missed_messages(
     recovered = make_client(recover=recovery_key, auto_connect=False)
     channel = recovered.channels.get("recovered")
     received = Collector()
-    channel.subscribe(received)
+    channel.subscribe(received, wait=False)  # attached once connected
     recovered.connect()
     assert recovered.connection.state == ConnectionState.CONNECTED
     assert recovered.connection.id == old_connection_id  # RTN16l: same connection

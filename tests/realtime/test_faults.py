@@ -50,9 +50,8 @@ def test_abrupt_drops_resume_without_loss_or_duplicates(
     resumed_flags = Collector()
     for name in names:
         channel = subscriber.channels.get(name)
-        channel.subscribe(received[name])
         channel.on("attached", resumed_flags)
-        channel.attach()
+        channel.subscribe(received[name])  # attaches (RTL7g) and waits
     connection_id = subscriber.connection.id
     disconnects = Collector()
     subscriber.connection.on("disconnected", disconnects)
