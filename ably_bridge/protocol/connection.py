@@ -53,6 +53,7 @@ from ably_bridge.protocol.events import (
 from ably_bridge.protocol.models import ConnectionDetails, Message, PresenceMessage, ProtocolMessage
 from ably_bridge.protocol.pending import PendingPublish, PublishQueue
 from ably_bridge.protocol.pings import PingTracker
+from ably_bridge.protocol.reconnect import ReconnectBackoff
 from ably_bridge.protocol.recovery import RecoveryKey, parse_recovery_key
 from ably_bridge.protocol.retry import RetryPolicy
 from ably_bridge.protocol.transport_params import (
@@ -112,7 +113,8 @@ class ConnectionCore:
             )
         self._renewable = can_renew_token
         self._heartbeats = not ping_frames_observable  # RTN23b
-        self._retry = RetryPolicy(options.disconnected_retry_timeout)
+        retry = options.disconnected_retry_timeout
+        self._backoff = ReconnectBackoff(RetryPolicy(retry), stable_after=retry)  # RTN15a, RTB1
         self._channel_retry = RetryPolicy(options.channel_retry_timeout)
         self._timeout = options.realtime_request_timeout
         # transport and attempt bookkeeping
@@ -124,13 +126,13 @@ class ConnectionCore:
         self._connectivity_checked = False
         self._attempt_error: AblyException | None = None
         self._token_renewed = False  # RTN14b: one renewal per connection sequence
+        self._token_refused = False  # the next sequence needs a new token, not the cached one
         self._suspended_mode = False
         # timers (monotonic seconds)
         self._attempt_deadline: float | None = None
         self._retry_deadline: float | None = None
         self._close_deadline: float | None = None
         self._disconnected_since: float | None = None
-        self._retry_attempt = 0
         self._last_activity = 0.0
         self._idle_interval: float | None = None
         self._channel_deadline: float | None = None
@@ -520,8 +522,9 @@ class ConnectionCore:
         self._attempt_deadline = None
         self._retry_deadline = None
         self._disconnected_since = None
-        self._retry_attempt = 0
+        self._backoff.connected(now)
         self._token_renewed = False
+        self._token_refused = False
         self._suspended_mode = False
         self._last_activity = now
         previous = self.state
@@ -636,7 +639,7 @@ class ConnectionCore:
         self._attempt_deadline = now + self._timeout
         if self._token_auth and self._token is None:
             self._awaiting = "token"
-            effects.append(RequestToken(force=False))
+            effects.append(RequestToken(force=self._token_refused))
         else:
             self._open(effects, now)
 
@@ -686,12 +689,18 @@ class ConnectionCore:
                 self._fail(effects, self._no_renewal_error(error))  # RSA4a2
             return
         if self._token_renewed and self.state == _S.CONNECTING:
+            self._token, self._token_refused = None, True  # a new one next time
             self._disconnected(effects, error, now)  # RTN14b: the renewed token failed too
             return
         self._token_renewed = True
         self._token = None
         if self.state == _S.CONNECTED:
+            quick = self._backoff.lost(self._last_activity)
             self._left_connected(now)
+            if not quick:  # refused again soon after a renewal: wait (RTB1), renew then
+                self._token_refused = True
+                self._disconnected(effects, error, now)
+                return
         self._set_state(effects, _S.CONNECTING, error)
         self._awaiting = "token"
         self._attempt_deadline = now + self._timeout
@@ -708,16 +717,23 @@ class ConnectionCore:
     # -- state entry ------------------------------------------------------------------------
     def _left_connected(self, now: float) -> None:
         self._disconnected_since = now
-        self._retry_attempt = 0
         for ch in self.channels.values():
             ch.on_disconnected()  # RTL3e, RTL13c
         self._channels_dirty = True
         self.pings.defer_sent()
 
     def _connection_lost(self, effects: list[Effect], error: AblyException, now: float) -> None:
-        """RTN15a / RTN15h3: DISCONNECTED, then at once a resume attempt."""
+        """RTN15a / RTN15h3: DISCONNECTED, then a resume attempt.
+
+        At once the first time; a connection lost again before it was stable
+        waits an RTB1 delay instead (:mod:`.reconnect`: no reconnect storm).
+        """
         self._close_transport(effects)
+        quick = self._backoff.lost(self._last_activity)
         self._left_connected(now)
+        if not quick:
+            self._disconnected(effects, error, now)
+            return
         self._set_state(effects, _S.DISCONNECTED, error, retry_in=0.0)
         if not self.options.queue_messages:
             effects.extend(self._publish_results(self.queue.fail_all(error)))  # RTN7d
@@ -734,8 +750,7 @@ class ConnectionCore:
         if self._suspended_mode or (suspend_at is not None and now >= suspend_at):
             self._suspend(effects, now, error)
             return
-        self._retry_attempt += 1
-        delay = self._retry.delay(self._retry_attempt, self._rng.random())
+        delay = self._backoff.next_delay(self._rng.random())  # RTN14d, RTB1
         self._retry_deadline = now + delay
         reason = error or _error("connection failed", ErrorCode.CONNECTION_DISCONNECTED, 500)
         self._set_state(effects, _S.DISCONNECTED, reason, retry_in=delay)
@@ -800,6 +815,7 @@ class ConnectionCore:
         self.details = None
         self._disconnected_since = None
         self._suspended_mode = False
+        self._backoff.reset()
 
     def _clear_timers(self) -> None:
         self._awaiting = None

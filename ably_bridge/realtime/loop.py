@@ -28,7 +28,9 @@ user code never runs while the session is held. Writing a frame to a socket
 never waits either: what the kernel does not take at once waits in the
 transport's bounded backlog (:mod:`ably_bridge.transports.outbound`), so a peer
 that stops reading cannot hold the session, its timers or the reactor. Time is
-``options.clock.monotonic()``.
+``options.clock.monotonic()``; with a :class:`~ably_bridge.clock.FakeClock` the
+loop asks the clock to wake it at its next deadline, so ``advance()`` drives
+the client's timers (retries, timeouts) without real waiting.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ably_bridge.clock import SystemClock
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.connection import ConnectionCore
@@ -70,6 +73,7 @@ from ably_bridge.realtime.links import Links
 if TYPE_CHECKING:
     import random
 
+    from ably_bridge.clock import Timer
     from ably_bridge.options import ClientOptions
     from ably_bridge.realtime.emitter import CallbackDispatcher
     from ably_bridge.rest.client import AblyRest
@@ -125,6 +129,11 @@ class SessionLoop:
         self._session = threading.Lock()
         self._driver: int | None = None  # the reader thread holding the session, if any
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # A clock other than the system's (a FakeClock) is not followed by the inbox
+        # wait's real-seconds timeout: it is asked to wake the loop instead.
+        self._real_clock = isinstance(self.clock, SystemClock)
+        self._wake_timer: Timer | None = None
+        self._wake_deadline: float | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             SendFrame: self._send,
             DeliverMessages: self.delivery.messages,
@@ -239,6 +248,8 @@ class SessionLoop:
                 with session:
                     deadline = self._deadline()
                 timeout = None if deadline is None else max(0.0, deadline - clock.monotonic())
+                if timeout and not self._real_clock:
+                    timeout = self._wake_at(deadline)
                 try:
                     item = inbox.get(timeout=timeout)
                 except queue.Empty:
@@ -252,6 +263,26 @@ class SessionLoop:
             raise
         finally:
             self._stopped.set()
+
+    def _wake_at(self, deadline: float | None) -> float | None:
+        """Have the (fake) clock wake the loop at ``deadline``; the inbox wait then has none."""
+        clock = self.clock
+        if deadline != self._wake_deadline:
+            if self._wake_timer is not None:
+                self._wake_timer.cancel()
+            self._wake_deadline = deadline
+            self._wake_timer = (
+                None
+                if deadline is None
+                else clock.call_later(deadline - clock.monotonic(), self._wake)
+            )
+        if deadline is not None and clock.monotonic() >= deadline:
+            return 0.0  # it moved past the deadline meanwhile
+        return None
+
+    def _wake(self) -> None:
+        self._wake_deadline = None  # fired: a later wait at the same deadline schedules anew
+        self._inbox.put(_WAKE)
 
     def _step(self, item: Any, deadline: float | None) -> bool:
         """Handle ``item`` and what else is waiting (up to a batch), then due timers.

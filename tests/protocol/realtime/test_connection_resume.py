@@ -45,6 +45,8 @@ def test_disconnected_frame_without_error_and_unexpected_closed() -> None:
     h.receive(ProtocolMessage(Action.DISCONNECTED))
     assert h.state == "connecting"
     h.receive(connected_frame())
+    h.advance(15.0)
+    h.run(h.core.activity(h.tid, h.now))  # stable again: the next loss is retried at once
     h.receive(ProtocolMessage(Action.CLOSED))
     assert h.state == "connecting"
 
