@@ -26,7 +26,6 @@ a late frame from a dead socket cannot disturb its successor (RTN11b).
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
@@ -54,7 +53,7 @@ from ably_bridge.protocol.models import ConnectionDetails, Message, PresenceMess
 from ably_bridge.protocol.pending import PendingPublish, PublishQueue
 from ably_bridge.protocol.pings import PingTracker
 from ably_bridge.protocol.reconnect import ReconnectBackoff
-from ably_bridge.protocol.recovery import RecoveryKey, parse_recovery_key
+from ably_bridge.protocol.recovery import RecoveryKeyContext, decode_recovery_key
 from ably_bridge.protocol.retry import RetryPolicy
 from ably_bridge.protocol.transport_params import (
     PROTOCOL_VERSION,
@@ -68,11 +67,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PROTOCOL_VERSION", "ConnectionCore"]
 
-logger = logging.getLogger(__name__)
-
 
 _S = ConnectionState
-_NONE: list[Effect] = []  # returned (never mutated) when an input has no effect
+_NONE: tuple[Effect, ...] = ()  # what an input with no effect returns
 _INACTIVE = frozenset({_S.CLOSED, _S.CLOSING, _S.FAILED})
 _CHANNEL_SEND_BLOCKED = frozenset({ChannelState.SUSPENDED, ChannelState.FAILED})
 Awaiting = Literal["token", "transport", "connectivity"] | None
@@ -138,8 +135,10 @@ class ConnectionCore:
         self._channel_deadline: float | None = None
         self._channels_dirty = False
         self.pings = PingTracker()  # RTN13
+        # RTN16f1: why the ``recover`` option was ignored, for the driver to log
+        self.recover_error: AblyException | None = None
         self._recover = self._load_recovery_key(options.recover)
-        self._handlers: dict[int, Callable[[ProtocolMessage, float], list[Effect]]] = {
+        self._handlers: dict[int, Callable[[ProtocolMessage, float], Sequence[Effect]]] = {
             Action.HEARTBEAT: self._on_heartbeat,
             Action.ACK: self._on_ack,
             Action.NACK: self._on_nack,
@@ -180,7 +179,7 @@ class ConnectionCore:
             for name, ch in self.channels.items()
             if ch.state == ChannelState.ATTACHED and ch.channel_serial is not None
         }
-        return RecoveryKey(self._connection_key, self.queue.next_serial, serials).encode()
+        return RecoveryKeyContext(self._connection_key, self.queue.next_serial, serials).encode()
 
     def channel(
         self, name: str, *, params: dict[str, str] | None = None, modes: int = 0
@@ -227,7 +226,7 @@ class ConnectionCore:
         return (self._attempt_deadline, self._close_deadline)
 
     # -- user inputs -----------------------------------------------------------------------
-    def connect(self, now: float) -> list[Effect]:
+    def connect(self, now: float) -> Sequence[Effect]:
         """RTN11: start connecting (no-op while CONNECTING or CONNECTED, RTN11e)."""
         state = self.state
         if state in (_S.CONNECTING, _S.CONNECTED):
@@ -244,7 +243,7 @@ class ConnectionCore:
         self._start_sequence(effects, now)  # RTN11c: skips any wait
         return effects
 
-    def close(self, now: float) -> list[Effect]:
+    def close(self, now: float) -> Sequence[Effect]:
         """RTN12: close the connection."""
         state = self.state
         effects: list[Effect] = []
@@ -259,19 +258,19 @@ class ConnectionCore:
             self._closed(effects)  # RTN12d
         return effects
 
-    def attach(self, name: str, handle: Handle, now: float) -> list[Effect]:
+    def attach(self, name: str, handle: Handle, now: float) -> Sequence[Effect]:
         """RTL4 for channel ``name`` (created if needed)."""
         self._channels_dirty = True
         return self.channel(name).attach(handle, self.state, now)
 
-    def detach(self, name: str, handle: Handle, now: float) -> list[Effect]:
+    def detach(self, name: str, handle: Handle, now: float) -> Sequence[Effect]:
         """RTL5 for channel ``name``."""
         self._channels_dirty = True
         return self.channel(name).detach(handle, self.state, now)
 
     def decode_failed(
         self, name: str, serial: str | None, error: AblyException, now: float
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         """RTL18 for channel ``name``: a delta could not be decoded."""
         ch = self.channels.get(name)
         if ch is None:
@@ -281,7 +280,7 @@ class ConnectionCore:
 
     def set_channel_options(
         self, name: str, params: dict[str, str], modes: int, handle: Handle, now: float
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         """RTL16 for channel ``name``: new params/modes, re-attaching if they change (RTL16a)."""
         self._channels_dirty = True
         return self.channel(name).set_options(params, modes, handle, self.state, now)
@@ -293,7 +292,7 @@ class ConnectionCore:
         handle: Handle,
         now: float,
         params: dict[str, str] | None = None,
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         """RTL6: publish ``messages`` (already encoded) as one ProtocolMessage (RTL6i)."""
         ch = self.channels.get(name)
         if ch is not None and ch.state in _CHANNEL_SEND_BLOCKED:  # RTL6c4
@@ -303,7 +302,7 @@ class ConnectionCore:
 
     def publish_presence(
         self, name: str, message: PresenceMessage, handle: Handle, now: float
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         """RTP16: send a presence action now, queue it on the channel, or refuse it.
 
         The facade performs the implicit attach of RTP8d before calling this.
@@ -322,7 +321,7 @@ class ConnectionCore:
             return _NONE
         return [CompletePublish(handle, self._channel_state_error(ch))]  # RTP16c
 
-    def ping(self, handle: Handle, now: float) -> list[Effect]:
+    def ping(self, handle: Handle, now: float) -> Sequence[Effect]:
         """RTN13: send a HEARTBEAT with a random id; settle on the echo or after the timeout."""
         state = self.state
         if state not in (_S.CONNECTED, _S.CONNECTING, _S.DISCONNECTED):
@@ -332,7 +331,7 @@ class ConnectionCore:
         return self.pings.start(ping_id, handle, now, deadline, send_now=state == _S.CONNECTED)
 
     # -- auth inputs ------------------------------------------------------------------------
-    def token_obtained(self, token: str, now: float) -> list[Effect]:
+    def token_obtained(self, token: str, now: float) -> Sequence[Effect]:
         """A token from Auth: continue the attempt, or re-authenticate (RTN22, RTC8)."""
         self._token = token
         self._token_auth = True
@@ -347,7 +346,7 @@ class ConnectionCore:
             return self.connect(now)  # RTC8c
         return effects
 
-    def token_failed(self, error: AblyException, now: float) -> list[Effect]:
+    def token_failed(self, error: AblyException, now: float) -> Sequence[Effect]:
         """Auth could not produce a token (RTN14b, RTN15h2, RSA4c, RSA4d)."""
         effects: list[Effect] = []
         if self.state == _S.CONNECTING and self._awaiting == "token":
@@ -362,7 +361,7 @@ class ConnectionCore:
                 self.error_reason = error  # RSA4c3: stay CONNECTED
         return effects
 
-    def connectivity_checked(self, ok: bool, now: float) -> list[Effect]:
+    def connectivity_checked(self, ok: bool, now: float) -> Sequence[Effect]:
         """RTN17j: the answer to :class:`CheckConnectivity`."""
         if self.state != _S.CONNECTING or self._awaiting != "connectivity":
             return _NONE
@@ -376,19 +375,21 @@ class ConnectionCore:
         return effects
 
     # -- transport inputs -------------------------------------------------------------------
-    def transport_opened(self, transport_id: int, now: float) -> list[Effect]:
+    def transport_opened(self, transport_id: int, now: float) -> Sequence[Effect]:
         """The websocket handshake completed; CONNECTED is still to come (RTN6)."""
         if transport_id == self._transport_id and self._transport_live:
             self._last_activity = now
         return _NONE
 
-    def activity(self, transport_id: int, now: float) -> list[Effect]:
+    def activity(self, transport_id: int, now: float) -> Sequence[Effect]:
         """A websocket ping (or any other sign of life) on the transport (RTN23b)."""
         if transport_id == self._transport_id:
             self._last_activity = now
         return _NONE
 
-    def frame_received(self, transport_id: int, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def frame_received(
+        self, transport_id: int, pm: ProtocolMessage, now: float
+    ) -> Sequence[Effect]:
         """One decoded ProtocolMessage from transport ``transport_id``."""
         if transport_id != self._transport_id or not self._transport_live:
             return _NONE  # from a transport we already dropped
@@ -406,7 +407,7 @@ class ConnectionCore:
 
     def transport_failed(
         self, transport_id: int, error: AblyException | None, now: float
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         """The transport closed or could not be opened (RTN14d, RTN15a, RTN12c)."""
         if transport_id != self._transport_id or not self._transport_live:
             return _NONE
@@ -422,7 +423,7 @@ class ConnectionCore:
         return effects
 
     # -- timers ---------------------------------------------------------------------------------
-    def tick(self, now: float) -> list[Effect]:
+    def tick(self, now: float) -> Sequence[Effect]:
         """Fire every timer that is due at ``now``."""
         effects: list[Effect] = []
         self._tick_connection(effects, now)
@@ -479,18 +480,18 @@ class ConnectionCore:
             self._attempt_failed(effects, error, now, True)  # RTN14c
 
     # -- frames ------------------------------------------------------------------------------
-    def _on_heartbeat(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_heartbeat(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         return self.pings.on_heartbeat(pm, now) if self.pings.pending else _NONE
 
-    def _on_ack(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_ack(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         done = self.queue.ack(pm.msg_serial or 0, pm.count or 0, pm.res)
         return self._publish_results(done)
 
-    def _on_nack(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_nack(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         done = self.queue.nack(pm.msg_serial or 0, pm.count or 0, pm.error)
         return self._publish_results(done)
 
-    def _on_connected(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_connected(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         state = self.state
         effects: list[Effect] = []
         if state == _S.CONNECTED:  # RTN24: details update only
@@ -549,7 +550,7 @@ class ConnectionCore:
         interval = self.details.max_idle_interval if self.details is not None else 0.0
         self._idle_interval = interval + self._timeout if interval > 0 else None  # RTN23a
 
-    def _on_disconnected(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_disconnected(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         error = pm.error
         effects: list[Effect] = []
         if error is not None and is_token_error(error.status_code, error.code):
@@ -567,7 +568,7 @@ class ConnectionCore:
             self._closed(effects)
         return effects
 
-    def _on_closed(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_closed(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         effects: list[Effect] = []
         if self.state == _S.CLOSING:
             self._closed(effects)
@@ -576,7 +577,7 @@ class ConnectionCore:
             self._connection_lost(effects, reason, now)
         return effects
 
-    def _on_error(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_error(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         if pm.channel:
             ch = self.channels.get(pm.channel)
             self._channels_dirty = True
@@ -591,7 +592,7 @@ class ConnectionCore:
             self._fail(effects, error)  # RTN14g, RTN15j, RTN15c4
         return effects
 
-    def _on_attached(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_attached(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         ch = self.channels.get(pm.channel or "")
         if ch is None:
             return _NONE
@@ -601,28 +602,28 @@ class ConnectionCore:
             effects.extend(self._submit(entry))
         return effects
 
-    def _on_detached(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_detached(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         ch = self.channels.get(pm.channel or "")
         if ch is None:
             return _NONE
         self._channels_dirty = True
         return ch.on_detached(pm, self.state, now)
 
-    def _on_presence(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_presence(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         ch = self.channels.get(pm.channel or "")
         return ch.on_presence(pm, self._connection_id) if ch is not None else _NONE
 
-    def _on_sync(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_sync(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         ch = self.channels.get(pm.channel or "")
         return ch.on_sync(pm, self._connection_id) if ch is not None else _NONE
 
-    def _on_serial_only(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_serial_only(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         ch = self.channels.get(pm.channel or "")
         if ch is not None:
             ch.on_serial_only(pm)
         return _NONE
 
-    def _on_auth(self, pm: ProtocolMessage, now: float) -> list[Effect]:
+    def _on_auth(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         if self.state != _S.CONNECTED:
             return _NONE
         return [RequestToken(force=True)]  # RTN22
@@ -866,7 +867,7 @@ class ConnectionCore:
             effects.extend(step(ch))
 
     # -- publishing -----------------------------------------------------------------------------
-    def _submit(self, entry: PendingPublish) -> list[Effect]:
+    def _submit(self, entry: PendingPublish) -> Sequence[Effect]:
         """RTL6c: send now when CONNECTED, queue when allowed (RTL6c2), else refuse (RTL6c4)."""
         state = self.state
         if state == _S.CONNECTED:
@@ -894,7 +895,7 @@ class ConnectionCore:
             else:
                 effects.append(SendFrame(self.queue.send(entry)))
 
-    def _publish_results(self, done: Sequence[CompletePublish]) -> list[Effect]:
+    def _publish_results(self, done: Sequence[CompletePublish]) -> Sequence[Effect]:
         """Settled publishes for the driver; a failed automatic re-entry is an UPDATE (RTP17e)."""
         effects: list[Effect] = []
         for result in done:
@@ -912,12 +913,13 @@ class ConnectionCore:
         return AblyException(f"channel {ch.name!r} is {ch.state.value}", code, 400)
 
     # -- recovery (RTN16) -------------------------------------------------------------------------
-    def _load_recovery_key(self, text: str | None) -> RecoveryKey | None:
+    def _load_recovery_key(self, text: str | None) -> RecoveryKeyContext | None:
         if not text:
             return None
-        key = parse_recovery_key(text)
-        if key is None:
-            logger.error("ignoring a malformed recovery key; connecting afresh")  # RTN16f1
+        try:
+            key = decode_recovery_key(text)
+        except AblyException as exc:
+            self.recover_error = exc  # RTN16f1: the driver logs it; we connect afresh
             return None
         self.queue.next_serial = key.msg_serial  # RTN16f
         for name, serial in key.channel_serials.items():

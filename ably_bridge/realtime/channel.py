@@ -16,7 +16,6 @@ back to your checkpoint to fill the gap. The very first attach counts too.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ChannelOptions", "ChannelProperties", "RealtimeChannel"]
 
-log = logging.getLogger(__name__)
 
 _CS = ChannelState
 _IMPLICIT_ATTACH = frozenset({_CS.INITIALIZED, _CS.DETACHING, _CS.DETACHED})  # RTL7g
@@ -254,7 +252,9 @@ class RealtimeChannel:
         serial = core.attach_serial
         if self._mode_warned.get(mode) != serial:  # RTL7i2: once per attachment (TO3r2)
             self._mode_warned[mode] = serial
-            log.error("%s (%d); strict_mode=True makes this raise", error.message, error.code)
+            self._client.log.error(
+                "%s (%d); strict_mode=True makes this raise", error.message, error.code
+            )
 
     # -- publish (RTL6) ----------------------------------------------------------------
     def publish(
@@ -465,7 +465,7 @@ class RealtimeChannel:
             core.set_channel_options(name, params, modes, BACKGROUND, now)
             return False
 
-        def reattach(future: Future[Any], now: float) -> list[Effect]:
+        def reattach(future: Future[Any], now: float) -> Sequence[Effect]:
             take(now)
             return core.set_channel_options(name, params, modes, future, now)
 

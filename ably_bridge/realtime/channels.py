@@ -11,7 +11,6 @@ Thread-safe.
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Channels"]
 
-log = logging.getLogger(__name__)
 
 OptionsArg = ChannelOptions | Mapping[str, Any] | None
 
@@ -73,11 +71,11 @@ class Channels(ChannelRegistry[RealtimeChannel]):
         modes = opts.mode_flags() if opts else 0
         decode = opts.decode if opts is not None else True
         decoder = self._client.options.vcdiff_decoder
-        events = ChannelEvents(name, self._loop.delivery.dispatcher, cipher, decode, decoder)
+        delivery = self._loop.delivery
+        events = ChannelEvents(name, delivery.dispatcher, cipher, decode, decoder, delivery.log)
         if "delta" in params:
             events.delta = DeltaContext(decoder)
         conn = self._loop.core
-        delivery = self._loop.delivery
 
         def create(now: float) -> ChannelCore:
             core = conn.channel(name, params=params, modes=modes)
@@ -110,7 +108,7 @@ class Channels(ChannelRegistry[RealtimeChannel]):
             try:
                 channel.detach(timeout)
             except AblyException as exc:
-                log.info("detach before release of %r failed: %s", name, exc.message)
+                self._client.log.info("detach before release of %r failed: %s", name, exc.message)
         conn, delivery = self._loop.core, self._loop.delivery
 
         def forget(now: float) -> None:

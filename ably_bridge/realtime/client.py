@@ -32,11 +32,10 @@ from ably_bridge.realtime.connection import Connection
 from ably_bridge.realtime.dispatcher import CallbackDispatcher, acquire_shared, release_shared
 from ably_bridge.realtime.loop import SessionLoop
 from ably_bridge.rest.client import AblyRest
+from ably_bridge.rest.logs import client_logger
 from ably_bridge.rest.pagination import PaginatedResult
 
 __all__ = ["AblyRealtime", "RealtimeAuth"]
-
-log = logging.getLogger(__name__)
 
 _S = ConnectionState
 
@@ -136,12 +135,15 @@ class AblyRealtime:
         *,
         callback_workers: int = 8,
         rng: random.Random | None = None,
+        logger: logging.Logger | None = None,
         **options: Any,
     ) -> None:
         if callback_workers < 1:
             raise ValueError("callback_workers must be at least 1")
         self.options = ClientOptions.build(key_or_options, **options)
-        self.rest = AblyRest(self.options)
+        # TO3b, TO3c: this client's own logger, shared with its REST half (rest/logs.py)
+        self.log: logging.Logger = logger or client_logger("realtime", self.options)
+        self.rest = AblyRest(self.options, logger=self.log)
         self._callback_workers = callback_workers
         self._shared_pool = self.options.shared_callback_pool
         self._dispatcher = (
@@ -185,7 +187,7 @@ class AblyRealtime:
             try:
                 self.connection.close(wait=True, timeout=timeout)
             except AblyException as exc:
-                log.info("close did not complete cleanly: %s", exc.message)
+                self.log.info("close did not complete cleanly: %s", exc.message)
         self._loop.stop()
         # Queued callbacks still run; nothing waits for them (close may run in one).
         if self._shared_pool:

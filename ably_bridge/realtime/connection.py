@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.errors import AblyException, ErrorCode
@@ -181,7 +181,7 @@ class Connection:
 
     def _await_state(
         self,
-        command: Callable[[float], list[Effect]] | None,
+        command: Callable[[float], Sequence[Effect]] | None,
         wanted: set[ConnectionState],
         timeout: float | None,
         what: str,

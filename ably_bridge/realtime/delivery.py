@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKGROUND", "AsyncCompletion", "ChannelEvents", "Delivery", "settle"]
 
-log = logging.getLogger(__name__)
+_module_log = logging.getLogger(__name__)
 
 BACKGROUND: object = type("Background", (), {"__repr__": lambda self: "BACKGROUND"})()
 """Handle of an operation nobody waits for (an implicit attach); its failure is logged."""
@@ -75,7 +75,9 @@ class AsyncCompletion:
         self.queue.push(lambda: callback(error, value))
 
 
-def settle(handle: object, error: AblyException | None, value: Any) -> None:
+def settle(
+    handle: object, error: AblyException | None, value: Any, log: logging.Logger | None = None
+) -> None:
     """Give a caller its outcome; unknown handles (fire-and-forget) are ignored."""
     if isinstance(handle, Future):
         if handle.done():
@@ -87,7 +89,7 @@ def settle(handle: object, error: AblyException | None, value: Any) -> None:
     elif isinstance(handle, AsyncCompletion):
         handle.complete(error, value)
     elif error is not None and handle is not None:
-        log.info("background operation failed: %s (%d)", error.message, error.code)
+        (log or _module_log).info("background operation failed: %s (%d)", error.message, error.code)
 
 
 class ChannelEvents:
@@ -113,6 +115,7 @@ class ChannelEvents:
         cipher: ChannelCipher | None,
         decode: bool = True,
         vcdiff_decoder: VCDiffDecoder | None = None,
+        log: logging.Logger = _module_log,
     ) -> None:
         self.name = name
         self.cipher = cipher
@@ -121,11 +124,11 @@ class ChannelEvents:
         # The delta state (RTL19): made when the channel asks for deltas (params
         # ``delta``) or the first delta arrives; until then no payload is kept.
         self.delta: DeltaContext | None = None
-        self.state: EventEmitter[ChannelStateChange] = EventEmitter(dispatcher)
-        self.messages: EventEmitter[Message] = EventEmitter(dispatcher)
+        self.state: EventEmitter[ChannelStateChange] = EventEmitter(dispatcher, log)
+        self.messages: EventEmitter[Message] = EventEmitter(dispatcher, log)
         # Batch listeners (``subscribe_batch``): one list of messages per frame.
-        self.batches: EventEmitter[list[Message]] = EventEmitter(dispatcher)
-        self.presence: EventEmitter[PresenceMessage] = EventEmitter(dispatcher)
+        self.batches: EventEmitter[list[Message]] = EventEmitter(dispatcher, log)
+        self.presence: EventEmitter[PresenceMessage] = EventEmitter(dispatcher, log)
         # presence.get() callers waiting for the end of a SYNC (RTP11a), as
         # (future, reader) pairs: the reader runs on the loop thread once synced.
         self.sync_waiters: list[tuple[Future[Any], Callable[[], Any]]] = []
@@ -143,11 +146,12 @@ def _invoke(fn: Callable[[], Any]) -> None:
 class Delivery:
     """Performs the listener-facing effects for the loop thread; see the module docstring."""
 
-    def __init__(self, dispatcher: CallbackDispatcher) -> None:
+    def __init__(self, dispatcher: CallbackDispatcher, log: logging.Logger = _module_log) -> None:
         self.dispatcher = dispatcher
-        self.connection: EventEmitter[ConnectionStateChange] = EventEmitter(dispatcher)
+        self.log = log  # the client's logger
+        self.connection: EventEmitter[ConnectionStateChange] = EventEmitter(dispatcher, log)
         self.channels: dict[str, ChannelEvents] = {}  # written on the loop thread only
-        self.completions = OrderedQueue(_invoke, dispatcher)
+        self.completions = OrderedQueue(_invoke, dispatcher, log)
         self.decode_failures = 0
         # RTL18: called (under the session) when a delta cannot be decoded, with the
         # channel, the channelSerial to re-attach from and the error; set by the loop.
@@ -252,7 +256,7 @@ class Delivery:
             if error.code == ErrorCode.MISSING_PLUGIN
             else "re-attaching from the last frame decoded"
         )
-        log.error(
+        self.log.error(
             "a vcdiff delta on %r could not be decoded (%d): %s; %s",
             channel,
             error.code,
@@ -265,12 +269,12 @@ class Delivery:
     def _decode_failed(self, channel: str, error: AblyException) -> None:
         # RSL6b: delivered with the encoding left in place; logged, never raised.
         self.decode_failures += 1
-        log.warning("could not decode a payload on %r: %s", channel, error.message)
+        self.log.warning("could not decode a payload on %r: %s", channel, error.message)
 
     # -- callers ------------------------------------------------------------------
     def publish_done(self, effect: CompletePublish) -> None:
         value = None if effect.error is not None else PublishResult(effect.serials or [])
-        settle(effect.handle, effect.error, value)
+        settle(effect.handle, effect.error, value, self.log)
 
 
 def _presence_unavailable(change: ChannelStateChange) -> AblyException:

@@ -30,7 +30,7 @@ from ably_bridge.realtime.inline import INLINE, InlineRunner
 
 __all__ = ["CallbackDispatcher", "EventEmitter", "Listener", "OrderedQueue"]
 
-log = logging.getLogger(__name__)
+_module_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Listener = Callable[[T], Any]
@@ -44,12 +44,16 @@ class OrderedQueue:
     Also used on its own for completion callbacks that must run in order.
     """
 
-    __slots__ = ("_dispatcher", "_lock", "_pending", "_running", "listener")
+    __slots__ = ("_dispatcher", "_lock", "_log", "_pending", "_running", "listener")
 
     def __init__(
-        self, listener: Callable[[Any], Any], dispatcher: CallbackDispatcher | InlineRunner
+        self,
+        listener: Callable[[Any], Any],
+        dispatcher: CallbackDispatcher | InlineRunner,
+        log: logging.Logger = _module_log,
     ) -> None:
         self.listener = listener
+        self._log = log
         self._dispatcher = dispatcher
         self._lock = threading.Lock()
         self._pending: deque[Any] = deque()
@@ -88,7 +92,7 @@ class OrderedQueue:
             try:
                 listener(payload)
             except Exception:
-                log.exception("listener %r raised; the event is dropped for it", listener)
+                self._log.exception("listener %r raised; the event is dropped for it", listener)
         with self._lock:
             if not pending:
                 self._running = False
@@ -103,8 +107,9 @@ class EventEmitter(Generic[T]):
     ``unsubscribe = channel.subscribe(handler)`` reads naturally.
     """
 
-    def __init__(self, dispatcher: CallbackDispatcher) -> None:
+    def __init__(self, dispatcher: CallbackDispatcher, log: logging.Logger = _module_log) -> None:
         self._dispatcher = dispatcher
+        self._log = log  # the client's logger: for listeners that raise
         self._lock = threading.Lock()
         # Entries: (event or None for "all events", queue, once)
         self._entries: list[tuple[Hashable | None, OrderedQueue, bool]] = []
@@ -229,7 +234,7 @@ class EventEmitter(Generic[T]):
             events = [event]
         else:
             events = list(event)
-        lq = OrderedQueue(listener, INLINE if inline else self._dispatcher)
+        lq = OrderedQueue(listener, INLINE if inline else self._dispatcher, self._log)
         added = [(ev, lq, once) for ev in events]
         with self._lock:
             self._entries.extend(added)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Links", "websocket_url"]
 
-log = logging.getLogger(__name__)
 
 CONNECTIVITY_URL = "https://internet-up.ably-realtime.com/is-the-internet-up.txt"  # RTN17j
 RENEW_MARGIN_MAX = 30.0  # seconds before expiry at most (Ably's own AUTH lead time)
@@ -81,8 +80,10 @@ class Links:
         core: ConnectionCore,
         post: Post,
         post_frames: PostFrames,
+        log: logging.Logger | None = None,
     ) -> None:
         self.options = options
+        self.log = log or logging.getLogger(__name__)  # the client's logger
         self._rest = rest
         self._core = core
         self._post = post
@@ -114,10 +115,11 @@ class Links:
             name=f"ably-ws-{tid}",
             read_limit=self.read_limit,
             reactor=shared_reactor(deferred_wakes) if self.options.shared_reader else None,
+            log=self.log,
         )
         self._transports[tid] = transport
         self._current = transport
-        log.debug("opening transport %d to %s", tid, effect.host)
+        self.log.debug("opening transport %d to %s", tid, effect.host)
         threading.Thread(
             target=self._dial, args=(tid, transport), name=f"ably-dial-{tid}", daemon=True
         ).start()
@@ -143,14 +145,16 @@ class Links:
                 decoded.append(decode_frame(data, binary=not isinstance(data, str)))
             except EncodingError as exc:
                 self.undecodable_frames += 1
-                log.warning("dropping an undecodable frame on transport %d: %s", tid, exc.message)
+                self.log.warning(
+                    "dropping an undecodable frame on transport %d: %s", tid, exc.message
+                )
         if decoded:
             self._post_frames(tid, decoded)
 
     def _on_close(self, tid: int, error: AblyException | None) -> None:
         core = self._core
 
-        def closed(now: float) -> list[Effect]:
+        def closed(now: float) -> Sequence[Effect]:
             transport = self._transports.pop(tid, None)
             if transport is not None and transport is self._current:
                 self._current = None
@@ -170,13 +174,13 @@ class Links:
     def send(self, frame: ProtocolMessage) -> None:
         transport = self._current
         if transport is None:
-            log.debug("no transport for an outbound %s frame; dropped", frame.action)
+            self.log.debug("no transport for an outbound %s frame; dropped", frame.action)
             return
         try:
             transport.send(encode_frame(frame, binary=self._binary))
         except AblyException as exc:
             # The transport reports its end through on_close; the core then resumes.
-            log.debug("send failed: %s", exc.message)
+            self.log.debug("send failed: %s", exc.message)
 
     def set_read_limit(self, limit: int | None) -> None:
         self.read_limit = limit
@@ -237,14 +241,14 @@ class Links:
 
     def _token_obtained(
         self, generation: int, details: TokenDetails, now: float, proactive: bool
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         if generation != self._token_generation or self._closed:
             return []  # superseded by a newer request
         return self.token_obtained(details, now, only_if_connected=proactive)
 
     def token_obtained(
         self, details: TokenDetails, now: float, *, only_if_connected: bool = False
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         """Hand a token to the core (also for ``auth.authorize()``) and plan its renewal."""
         core = self._core
         if only_if_connected and core.state != _S.CONNECTED:
@@ -254,11 +258,11 @@ class Links:
 
     def _token_failed(
         self, generation: int, error: AblyException, now: float, proactive: bool
-    ) -> list[Effect]:
+    ) -> Sequence[Effect]:
         if generation != self._token_generation or self._closed:
             return []
         if proactive:
-            log.warning("token renewal failed: %s (%d)", error.message, error.code)
+            self.log.warning("token renewal failed: %s (%d)", error.message, error.code)
         return self._core.token_failed(error, now)
 
     def _plan_renewal(self, details: TokenDetails, now: float) -> None:

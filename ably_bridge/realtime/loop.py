@@ -35,7 +35,6 @@ the client's timers (retries, timeouts) without real waiting.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -80,7 +79,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Command", "SessionLoop"]
 
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CommandFn = Callable[[float], Iterable[Effect] | None]
@@ -118,10 +116,14 @@ class SessionLoop:
     ) -> None:
         self.options = options
         self.clock = options.clock
+        self.log = rest.log  # the client's logger (ably_bridge.rest.logs)
         self.core = ConnectionCore(options, rng=rng, can_renew_token=_can_renew(options))
-        self.delivery = Delivery(dispatcher)
+        if self.core.recover_error is not None:  # RTN16f1: logged, and we connect afresh
+            error = self.core.recover_error
+            self.log.error("ignoring the recover option: %s; connecting afresh", error.message)
+        self.delivery = Delivery(dispatcher, self.log)
         self.delivery.recover = self._recover_channel  # RTL18
-        self.links = Links(options, rest, self.core, self.post, self.post_frames)
+        self.links = Links(options, rest, self.core, self.post, self.post_frames, self.log)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopped = threading.Event()
         # Held by whichever thread steps the core: the loop thread, or a reader thread
@@ -141,9 +143,9 @@ class SessionLoop:
             EmitChannelState: self.delivery.channel_state,
             EmitConnectionState: self._connection_state,
             CompletePublish: self.delivery.publish_done,
-            CompleteAttach: _complete_none,
-            CompleteDetach: _complete_none,
-            CompletePing: _complete_ping,
+            CompleteAttach: self._complete_none,
+            CompleteDetach: self._complete_none,
+            CompletePing: self._complete_ping,
             PresenceSynced: self.delivery.presence_synced,
             OpenTransport: self.links.open,
             CloseTransport: lambda e: self.links.close(e.transport_id),
@@ -259,7 +261,7 @@ class SessionLoop:
                         self._stopped.set()  # under the session: no reader steps after this
                         return
         except BaseException:  # pragma: no cover - a bug; never let it pass silently
-            log.exception("realtime loop thread crashed")
+            self.log.exception("realtime loop thread crashed")
             raise
         finally:
             self._stopped.set()
@@ -351,7 +353,7 @@ class SessionLoop:
             if future is not None and not future.done():
                 future.set_exception(exc)
             else:
-                log.exception("a realtime command failed")
+                self.log.exception("a realtime command failed")
             return
         if effects:
             self.perform(effects)
@@ -364,7 +366,7 @@ class SessionLoop:
             try:
                 handlers[type(effect)](effect)
             except Exception:
-                log.exception("performing %s failed", type(effect).__name__)
+                self.log.exception("performing %s failed", type(effect).__name__)
 
     def _send(self, effect: SendFrame) -> None:
         self.links.send(effect.frame)
@@ -380,13 +382,11 @@ class SessionLoop:
     def _request_token(self, effect: RequestToken) -> None:
         self.links.request_token(force=effect.force, proactive=False)
 
+    def _complete_none(self, effect: CompleteAttach | CompleteDetach) -> None:
+        settle(effect.handle, effect.error, None, self.log)
 
-def _complete_none(effect: CompleteAttach | CompleteDetach) -> None:
-    settle(effect.handle, effect.error, None)
-
-
-def _complete_ping(effect: CompletePing) -> None:
-    settle(effect.handle, effect.error, effect.round_trip)
+    def _complete_ping(self, effect: CompletePing) -> None:
+        settle(effect.handle, effect.error, effect.round_trip, self.log)
 
 
 def _can_renew(options: ClientOptions) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import secrets
 import threading
 from collections.abc import Mapping
@@ -39,7 +38,6 @@ from ably_bridge.transports.http import HttpResponse, HttpTransportError
 
 __all__ = ["Auth", "AuthOptions"]
 
-log = logging.getLogger(__name__)
 
 MAX_TOKEN_BYTES = 128 * 1024  # RSA4f: a larger token or token object is invalid
 _TOKEN_TYPES = ("text/plain", "application/jwt")
@@ -108,6 +106,7 @@ class Auth:
     def __init__(self, options: ClientOptions, http: RestHttp) -> None:
         self._options = options
         self._http = http
+        self._log = http.log  # the client's logger (.logs)
         self._clock = options.clock
         self._lock = threading.RLock()
         self._auth_options = AuthOptions.from_client_options(options)
@@ -126,7 +125,7 @@ class Auth:
             )
         if self._token_details is not None and not self._auth_options.can_renew:
             # RSA4a1: warn early that an expired token will be fatal.
-            log.info(
+            self._log.info(
                 "a token was given with no means to renew it (code 40171, see %s)",
                 help_href(ErrorCode.TOKEN_RENEWAL_NOT_CONFIGURED),
             )
@@ -195,7 +194,7 @@ class Auth:
             if details is not None and not self._auth_options.can_renew:
                 return details  # let the server refuse it (RSA4a2)
             if details is not None:
-                log.info("token expired locally; renewing before the request (RSA4b1)")
+                self._log.info("token expired locally; renewing before the request (RSA4b1)")
             self._token_details = self._obtain(self._request_params(None), self._auth_options)
             return self._token_details
 
@@ -305,7 +304,9 @@ class Auth:
             )
         details = self._to_token_details(result)
         self._check_client_id(details)
-        log.debug("obtained a token (client_id=%r, expires=%s)", details.client_id, details.expires)
+        self._log.debug(
+            "obtained a token (client_id=%r, expires=%s)", details.client_id, details.expires
+        )
         return details
 
     def _call_callback(self, callback: AuthCallback, params: TokenParams) -> Any:
@@ -326,7 +327,7 @@ class Auth:
         else:
             body = urlencode(values).encode("ascii")  # RSA8c1b
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        log.debug("requesting a token from auth_url %s (%s)", _without_query(url), method)
+        self._log.debug("requesting a token from auth_url %s (%s)", _without_query(url), method)
         timeout = (self._options.http_open_timeout, self._options.http_request_timeout)
         try:
             response = self._http.transport.request(method, url, headers, body, timeout)
@@ -381,7 +382,7 @@ class Auth:
             response = self._http.request("GET", "/time", authenticated=False)
             server_ms = int(response.body[0])
             self._server_offset_ms = server_ms - self._clock.time_ms()
-            log.debug("server time offset is %d ms", self._server_offset_ms)
+            self._log.debug("server time offset is %d ms", self._server_offset_ms)
         return self._now_ms()
 
     def __repr__(self) -> str:

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Channel", "Channels", "Presence", "PublishResult", "history_params"]
 
-log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
 CipherArg = ChannelCipher | CipherParams | Mapping[str, Any] | bytes | str | None
@@ -262,19 +261,21 @@ class Channel:
 
     def _decode_messages(self, body: Any) -> list[Message]:
         items = Message.from_encoded_array(body if body is not None else [], self.cipher)
-        _log_decode_errors(self.name, items)
+        _log_decode_errors(self._rest.log, self.name, items)
         return items
 
     def _decode_presence(self, body: Any) -> list[PresenceMessage]:
         items = PresenceMessage.from_encoded_array(body if body is not None else [], self.cipher)
-        _log_decode_errors(self.name, items)
+        _log_decode_errors(self._rest.log, self.name, items)
         return items
 
     def __repr__(self) -> str:
         return f"Channel(name={self.name!r}, encrypted={self.cipher is not None})"
 
 
-def _log_decode_errors(channel: str, items: Sequence[Message | PresenceMessage]) -> None:
+def _log_decode_errors(
+    log: logging.Logger, channel: str, items: Sequence[Message | PresenceMessage]
+) -> None:
     for item in items:
         if item.decode_error is not None:  # RSL6b: delivered with the encoding left
             log.warning("could not decode a payload on %r: %s", channel, item.decode_error.message)

@@ -4,8 +4,8 @@ It wires the pieces together - options, the HTTP transport, the
 :class:`~ably_bridge.rest.http.RestHttp` funnel, :class:`Auth` and
 :class:`Channels` - and owns the client-level calls: ``time`` (RSC16),
 ``stats`` (RSC6), ``request`` (RSC19), ``batch_publish`` (RSC22), and
-``close``/context-manager use. It also applies ``log_level`` and
-``log_handler`` to the library's loggers (TO3b, TO3c).
+``close``/context-manager use. Each client logs through a logger of its own
+(:mod:`.logs`), to which ``log_level`` and ``log_handler`` apply (TO3b, TO3c).
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from ably_bridge.rest.channels import (
     with_idempotent_ids,
 )
 from ably_bridge.rest.http import RestHttp
+from ably_bridge.rest.logs import client_logger
 from ably_bridge.rest.pagination import HttpPaginatedResponse, PageResponse, PaginatedResult
 from ably_bridge.transports.http import HttpTransport, RequestsTransport
 
 __all__ = ["AblyRest", "BatchPublishSpec", "BatchResult"]
 
-log = logging.getLogger(__name__)
-LIBRARY_LOGGER = "ably_bridge"
 STATS_UNITS = ("minute", "hour", "day", "month")
 
 T = TypeVar("T")
@@ -75,28 +74,19 @@ class AblyRest:
         /,
         *,
         transport: HttpTransport | None = None,
+        logger: logging.Logger | None = None,
         **options: Any,
     ) -> None:
         self.options = ClientOptions.build(key_or_options, **options)
-        self._handler = self._configure_logging()
+        # TO3b, TO3c: this client's own logger (``logger`` replaces it, unconfigured)
+        self.log: logging.Logger = logger or client_logger("rest", self.options)
         self._transport = transport or RequestsTransport(self.options.http_session)
-        self.http = RestHttp(self.options, self._transport)
+        self.http = RestHttp(self.options, self._transport, log=self.log)
         self.auth = Auth(self.options, self.http)
         self.http.auth = self.auth
         self.channels = Channels(self)
         self._closed = False
-        log.debug("created REST client %r", self.options)
-
-    # -- logging (TO3b, TO3c) ----------------------------------------------------
-    def _configure_logging(self) -> logging.Handler | None:
-        logger = logging.getLogger(LIBRARY_LOGGER)
-        if self.options.log_level is not None:
-            logger.setLevel(self.options.log_level)
-        handler = self.options.log_handler
-        if handler is not None and handler not in logger.handlers:
-            logger.addHandler(handler)
-            return handler
-        return None
+        self.log.debug("created REST client %r", self.options)
 
     # -- properties ----------------------------------------------------------------
     @property
@@ -210,13 +200,11 @@ class AblyRest:
 
     # -- lifecycle -------------------------------------------------------------------
     def close(self) -> None:
-        """Release pooled connections and the log handler this client added."""
+        """Release pooled connections."""
         if self._closed:
             return
         self._closed = True
         self._transport.close()
-        if self._handler is not None:
-            logging.getLogger(LIBRARY_LOGGER).removeHandler(self._handler)
 
     def __enter__(self) -> AblyRest:
         return self

@@ -38,7 +38,7 @@ from ably_bridge.transports.http import Headers, HttpResponse, HttpTransport, Ht
 
 __all__ = ["AuthProvider", "Credential", "RestHttp", "RestResponse", "agent_header"]
 
-log = logging.getLogger(__name__)
+_module_log = logging.getLogger(__name__)
 
 JSON_TYPE = codec.JSON_CONTENT_TYPE
 MSGPACK_TYPE = codec.MSGPACK_CONTENT_TYPE
@@ -162,10 +162,12 @@ class RestHttp:
         auth: AuthProvider | None = None,
         *,
         rng: random.Random | None = None,
+        log: logging.Logger | None = None,
     ) -> None:
         self.options = options
         self.transport = transport
         self.auth = auth
+        self.log = log or _module_log  # the client's logger (.logs)
         self._clock = options.clock
         self._rng = rng or random.Random()  # shuffles fallbacks; not a secret (RSC15a)
         self._primary = options.rest_host_name
@@ -213,7 +215,7 @@ class RestHttp:
             error = error_from_response(response, decoded)
             if is_token_error(error.status_code, error.code):
                 # RSC10, RSA4b: renew once, resend once; a second token error is final.
-                log.info("token rejected (code %s); renewing and retrying once", error.code)
+                self.log.info("token rejected (code %s); renewing and retrying once", error.code)
                 assert self.auth is not None
                 self.auth.renew_after_token_error(credential, error)
                 credential = self._credential(authenticated)
@@ -282,7 +284,7 @@ class RestHttp:
     def _current_pin(self) -> _Pin | None:
         with self._pin_lock:
             if self._pin is not None and self._clock.monotonic() >= self._pin.until:
-                log.debug("fallback host %s no longer preferred", self._pin.host)
+                self.log.debug("fallback host %s no longer preferred", self._pin.host)
                 self._pin = None  # RSC15f: expired; start again from the primary
             return self._pin
 
@@ -304,7 +306,7 @@ class RestHttp:
             return  # a success on the remembered host neither extends nor revives it
         with self._pin_lock:
             self._pin = _Pin(host, self._clock.monotonic() + self.options.fallback_retry_timeout)
-        log.info(
+        self.log.info(
             "remembering fallback host %s for %.0fs", host, self.options.fallback_retry_timeout
         )
 
@@ -342,14 +344,14 @@ class RestHttp:
             url = base + target
             all_headers = {**headers, **self._auth_headers(credential, host)}
             all_headers["Host"] = host_header  # RSC15j
-            log.debug("%s %s%s", method, host, target.split("?")[0])
+            self.log.debug("%s %s%s", method, host, target.split("?")[0])
             try:
                 response = self.transport.request(method, url, all_headers, payload, timeout)
             except HttpTransportError as exc:
                 self._forget(host)
                 if not exc.retryable or not self._may_retry(index, hosts, deadline):
                     raise _transport_exception(exc) from exc
-                log.info("%s on %s; trying a fallback host", exc.message, host)
+                self.log.info("%s on %s; trying a fallback host", exc.message, host)
                 continue
             if not _qualifies_for_fallback(response):
                 self._remember(host, started_from)
@@ -357,7 +359,7 @@ class RestHttp:
             self._forget(host)
             if not self._may_retry(index, hosts, deadline):
                 return response
-            log.info("status %s from %s; trying a fallback host", response.status, host)
+            self.log.info("status %s from %s; trying a fallback host", response.status, host)
         raise AssertionError("unreachable: the host plan is never empty")  # pragma: no cover
 
 

@@ -75,7 +75,7 @@ from ably_bridge.transports.wsframes import (
 
 __all__ = ["Frame", "WebSocketLike", "WebSocketTransport", "redact_url"]
 
-log = logging.getLogger(__name__)
+_module_log = logging.getLogger(__name__)
 
 Frame = bytes | str
 
@@ -152,8 +152,10 @@ class WebSocketTransport:
         read_limit: int | None = None,
         reactor: Reactor | None = None,
         send_limit: int = SEND_BACKLOG_LIMIT,
+        log: logging.Logger | None = None,
     ) -> None:
         self._url = url
+        self._log = log or _module_log  # the owning client's logger
         self._headers = dict(headers or {})
         self._on_frame = on_frame
         # Every frame of one socket read at once (one hand-over to the loop thread).
@@ -432,7 +434,7 @@ class WebSocketTransport:
             _quiet_close(ws)
         if report:
             if error is not None:
-                log.debug("transport to %s ended: %s", redact_url(self._url), error.message)
+                self._log.debug("transport to %s ended: %s", redact_url(self._url), error.message)
             self._on_close(error)
 
     def _translate(self, exc: BaseException, what: str) -> AblyException:

@@ -81,6 +81,8 @@ class Ours:
             tls=False,
             use_binary_protocol=binary,
             auto_connect=False,
+            # a second drop soon after a resume waits this long (RTB1), not 15 s
+            disconnected_retry_timeout=0.5,
         )
         self.client.connect(timeout=TIMEOUT)
         self.channel = self.client.channels.get(channel)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import ably_bridge
 
-FORBIDDEN = {"socket", "threading", "time", "asyncio", "requests", "websocket", "redis", "celery"}
+FORBIDDEN = {
+    *("socket", "threading", "time", "asyncio", "logging"),
+    *("requests", "websocket", "redis", "celery"),
+}
 PROTOCOL = Path(ably_bridge.__file__).parent / "protocol"
 
 
