@@ -174,12 +174,16 @@ class ConnectionCore:
         """RTN16g: the recovery key, or ``None`` when inactive or never connected (RTN16g2)."""
         if self.state in _INACTIVE or self.state == _S.SUSPENDED or not self._connection_key:
             return None
-        serials = {
+        serials = self.channel_serials()
+        return RecoveryKeyContext(self._connection_key, self.queue.next_serial, serials).encode()
+
+    def channel_serials(self) -> dict[str, str]:
+        """The channelSerial of each ATTACHED channel that has one (RTN16g)."""
+        return {
             name: ch.channel_serial
             for name, ch in self.channels.items()
             if ch.state == ChannelState.ATTACHED and ch.channel_serial is not None
         }
-        return RecoveryKeyContext(self._connection_key, self.queue.next_serial, serials).encode()
 
     def channel(
         self, name: str, *, params: dict[str, str] | None = None, modes: int = 0

@@ -54,6 +54,7 @@ from ably_bridge.protocol.events import (
     ConnectionState,
     ConnectionStateChange,
 )
+from ably_bridge.protocol.recovery import RecoveryKeyContext, decode_recovery_key
 from ably_bridge.realtime.channel import ChannelOptions, ChannelProperties, RealtimeChannel
 from ably_bridge.realtime.channels import Channels
 from ably_bridge.realtime.client import AblyRealtime, RealtimeAuth
@@ -75,4 +76,6 @@ __all__ = [
     "RealtimeAuth",
     "RealtimeChannel",
     "RealtimePresence",
+    "RecoveryKeyContext",
+    "decode_recovery_key",
 ]

@@ -99,6 +99,15 @@ class Channels(ChannelRegistry[RealtimeChannel]):
         encoded = base64.b64encode(filter.encode("utf-8")).decode("ascii")  # RTS5a1
         return self.get(f"[filter={encoded}]{name}", options)
 
+    def channel_serials(self) -> dict[str, str]:
+        """``{name: channelSerial}`` of the attached channels: what a recovery key carries (RTN16g).
+
+        With :class:`~ably_bridge.protocol.recovery.RecoveryKeyContext` a caller can
+        build its own recovery key; the ``recover`` option applies the serials (RTN16j).
+        """
+        conn = self._loop.core
+        return self._loop.run_sync(lambda now: conn.channel_serials())
+
     def release(self, name: str, timeout: float | None = None) -> None:
         """Detach (if attached) and forget ``name`` (RTS4a); unknown names are ignored."""
         channel = self._forget(name)

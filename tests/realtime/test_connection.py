@@ -136,4 +136,6 @@ def test_public_api_is_pinned() -> None:
         "RealtimeAuth",
         "RealtimeChannel",
         "RealtimePresence",
+        "RecoveryKeyContext",
+        "decode_recovery_key",
     }
