@@ -3,6 +3,7 @@
 from ably_bridge.encoding.crypto import (
     ChannelCipher,
     CipherParams,
+    default_cipher_params,
     generate_random_key,
     get_cipher,
     get_default_params,
@@ -14,6 +15,7 @@ __all__ = [
     "CipherParams",
     "DecodeResult",
     "decode_data",
+    "default_cipher_params",
     "encode_data",
     "generate_random_key",
     "get_cipher",

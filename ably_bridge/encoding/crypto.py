@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_KEY_LENGTH",
     "ChannelCipher",
     "CipherParams",
+    "default_cipher_params",
     "generate_random_key",
     "get_cipher",
     "get_default_params",
@@ -156,6 +157,11 @@ def generate_random_key(length: int = DEFAULT_KEY_LENGTH) -> bytes:
     if length not in _KEY_LENGTHS:
         raise _bad_params(f"unsupported cipher key length {length} bits; use 128 or 256")
     return secrets.token_bytes(length // 8)
+
+
+def default_cipher_params(key_length: int = DEFAULT_KEY_LENGTH) -> CipherParams:
+    """CipherParams with a new random key, AES-CBC, in one call (Go's ``DefaultCipherParams``)."""
+    return get_default_params(key=generate_random_key(key_length))
 
 
 class ChannelCipher:

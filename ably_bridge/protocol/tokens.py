@@ -19,7 +19,9 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from ably_bridge.errors import AblyException, ErrorCode
 
@@ -148,6 +150,18 @@ class TokenParams:
             out["nonce"] = self.nonce
         return out
 
+    def to_query(self) -> dict[str, str]:
+        """The query-string form (Go's ``TokenParams.Query``): wire names, text values.
+
+        What an ``auth_url`` receives (RSA8c1): ``ttl`` in ms, the capability as
+        canonical JSON; unset fields are left out.
+        """
+        return {name: str(value) for name, value in self.to_dict().items()}
+
+    def query_string(self) -> str:
+        """:meth:`to_query` URL-encoded, e.g. ``ttl=60000&clientId=bob``."""
+        return urlencode(self.to_query())
+
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TokenParams:
         """Read wire form (``ttl`` in ms, camelCase or snake_case keys) into TokenParams."""
@@ -249,6 +263,14 @@ class TokenDetails:
     client_id: str | None = None
     key_name: str | None = field(default=None)
 
+    def issue_time(self) -> datetime | None:
+        """``issued`` as an aware UTC datetime (Go's ``IssueTime``); None if unknown."""
+        return _datetime(self.issued)
+
+    def expire_time(self) -> datetime | None:
+        """``expires`` as an aware UTC datetime (Go's ``ExpireTime``); None if unknown."""
+        return _datetime(self.expires)
+
     def is_expired(self, now_ms: int, margin_ms: int = 0) -> bool:
         """True when the token expires at or before ``now_ms + margin_ms`` (RSA4b1)."""
         return self.expires is not None and self.expires <= now_ms + margin_ms
@@ -294,6 +316,10 @@ class TokenDetails:
 def looks_like_token_request(raw: Mapping[str, Any]) -> bool:
     """An authCallback/authUrl result with ``keyName`` is a TokenRequest (AO2b)."""
     return "keyName" in raw and "token" not in raw
+
+
+def _datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _opt_int(value: Any) -> int | None:

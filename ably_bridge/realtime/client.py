@@ -59,6 +59,11 @@ class RealtimeAuth:
     def auth_mechanism(self) -> str:
         return self._rest_auth.auth_mechanism
 
+    @property
+    def default_token_params(self) -> TokenParams:
+        """The TokenParams used when a call gives none (see ``Auth.default_token_params``)."""
+        return self._rest_auth.default_token_params
+
     def create_token_request(self, *args: Any, **kwargs: Any) -> TokenRequest:
         return self._rest_auth.create_token_request(*args, **kwargs)
 

@@ -152,6 +152,11 @@ class Auth:
         return "basic" if self._basic else "token"
 
     @property
+    def default_token_params(self) -> TokenParams:
+        """TokenParams for calls that give none (TO3j11); ``authorize`` replaces them (RSA10g)."""
+        return self._token_params
+
+    @property
     def server_time_offset_ms(self) -> int | None:
         """Server time minus local time, once ``query_time`` has asked (RSA10k)."""
         return self._server_offset_ms
@@ -318,7 +323,7 @@ class Auth:
     def _fetch_auth_url(self, options: AuthOptions, params: TokenParams) -> Any:
         """RSA8c: GET with a merged query, or POST a form; decode by Content-Type."""
         assert options.auth_url is not None
-        values = {**(options.auth_params or {}), **_wire_params(params)}  # RSA8c2
+        values = {**(options.auth_params or {}), **params.to_query()}  # RSA8c2
         headers = dict(options.auth_headers or {})
         method = options.auth_method.upper()
         url, body = options.auth_url, None
@@ -391,11 +396,6 @@ class Auth:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def _wire_params(params: TokenParams) -> dict[str, str]:
-    """TokenParams as authUrl parameters: wire names, ms, text values (RSA8c1)."""
-    return {name: str(value) for name, value in params.to_dict().items()}
 
 
 def _merge_query(url: str, values: Mapping[str, str]) -> str:

@@ -10,6 +10,7 @@ from ably_bridge.encoding.crypto import (
     BLOCK_SIZE,
     ChannelCipher,
     CipherParams,
+    default_cipher_params,
     generate_random_key,
     get_cipher,
     get_default_params,
@@ -188,3 +189,14 @@ def test_decrypt_rejects_padding_byte_zero_and_inconsistent_padding() -> None:
         payload = IV + AES.new(KEY_128, AES.MODE_CBC, IV).encrypt(block)
         with pytest.raises(EncodingError):
             get_cipher(KEY_128).decrypt(payload)
+
+
+def test_default_cipher_params_in_one_call() -> None:
+    params = default_cipher_params()
+    assert (params.algorithm, params.mode, params.key_length) == ("aes", "cbc", 256)
+    assert params.key != default_cipher_params().key  # a new random key each time
+    assert default_cipher_params(128).key_length == 128
+    cipher = get_cipher(params)
+    assert cipher.decrypt(cipher.encrypt(b"secret payload")) == b"secret payload"
+    with pytest.raises(AblyException):
+        default_cipher_params(64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from ably_bridge.errors import AblyException
@@ -102,3 +104,30 @@ def test_token_details_expiry_and_secret_free_repr() -> None:
 def test_token_request_detection() -> None:
     assert looks_like_token_request({"keyName": "a.b", "nonce": "n"})
     assert not looks_like_token_request({"token": "t", "keyName": "a.b"})
+
+
+def test_token_params_query_string_form() -> None:
+    params = TokenParams(ttl=60, capability={"b": ["x"], "a": ["y"]}, client_id="bob & co")
+    assert params.to_query() == {
+        "ttl": "60000",
+        "capability": '{"a":["y"],"b":["x"]}',
+        "clientId": "bob & co",
+    }
+    assert params.query_string() == (
+        "ttl=60000&capability=%7B%22a%22%3A%5B%22y%22%5D%2C%22b%22%3A%5B%22x%22%5D%7D"
+        "&clientId=bob+%26+co"
+    )
+    assert TokenParams().to_query() == {} and TokenParams().query_string() == ""
+    stamped = TokenParams(timestamp=1_700_000_000_000, nonce="n1").to_query()
+    assert stamped == {"timestamp": "1700000000000", "nonce": "n1"}
+
+
+def test_token_details_times_as_datetimes() -> None:
+    details = TokenDetails(token="t", issued=1_700_000_000_123, expires=1_700_003_600_123)
+    issued, expires = details.issue_time(), details.expire_time()
+    assert issued == datetime(2023, 11, 14, 22, 13, 20, 123_000, tzinfo=UTC)
+    assert expires is not None and issued is not None
+    assert expires - issued == timedelta(hours=1)
+    assert round(expires.timestamp() * 1000) == details.expires
+    assert TokenDetails(token="t").issue_time() is None
+    assert TokenDetails(token="t").expire_time() is None

@@ -281,6 +281,13 @@ def test_authorize_switches_to_token_and_stores_params(
     assert again["ttl"] == 120_000
     assert again["timestamp"] != 1_600_000_000_000  # the clock's time, not the stored one
     assert rest.auth.token_details is not None and rest.auth.token_details.token == "t2"
+    assert rest.auth.default_token_params == TokenParams(ttl=120)  # RSA10g: no timestamp
+
+
+def test_default_token_params_come_from_the_options(make_rest: MakeRest) -> None:
+    assert make_rest().auth.default_token_params == TokenParams()
+    given = TokenParams(ttl=60, capability={"a": ["subscribe"]})
+    assert make_rest(default_token_params=given).auth.default_token_params == given
 
 
 def test_authorize_with_new_callback_keeps_key_and_becomes_default(
