@@ -30,6 +30,7 @@ from ably_bridge.protocol.models import (
     ProtocolMessage,
 )
 from ably_bridge.protocol.stats import ChannelDetails, ChannelStatus, Stats
+from ably_bridge.protocol.stats_types import ChannelMetrics, ChannelOccupancy
 from ably_bridge.protocol.tokens import (
     TokenDetails,
     TokenParams,
@@ -43,7 +44,9 @@ __all__ = [
     "MSGPACK_CONTENT_TYPE",
     "Action",
     "ChannelDetails",
+    "ChannelMetrics",
     "ChannelMode",
+    "ChannelOccupancy",
     "ChannelStatus",
     "ConnectionDetails",
     "ErrorInfo",

@@ -3,7 +3,8 @@
 This module owns the Python shape of two REST resources: ``GET /stats`` items,
 in both the flat v3+ ``entries`` form and the legacy nested form that
 ``X-Ably-Version: 2`` (and the sandbox's ``POST /stats``) use, and
-``GET /channels/{name}`` channel details (ably-protocol.md 7.6, 8).
+``GET /channels/{name}`` channel details (ably-protocol.md 7.6, 8). The typed
+views (``stats.inbound``, ``status.occupancy``...) live in :mod:`.stats_types`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,19 @@ from typing import Any
 
 from ably_bridge.errors import EncodingError, ErrorCode
 from ably_bridge.protocol.fields import opt_str
+from ably_bridge.protocol.stats_types import (
+    ChannelMetrics,
+    ChannelOccupancy,
+    PushStats,
+    StatsConnectionTypes,
+    StatsMessageTraffic,
+    StatsMessageTypes,
+    StatsRates,
+    StatsRequestCount,
+    StatsResourceCount,
+    StatsView,
+    StatsXchgMessages,
+)
 
 __all__ = [
     "ChannelDetails",
@@ -95,7 +109,12 @@ def _flatten(prefix: str, value: Any, out: dict[str, Number]) -> None:
 class Stats:
     """One stats interval (TS12). ``entries`` maps dotted metric names to numbers.
 
-    ``interval_time`` is derived from ``interval_id`` (TS12p).
+    ``interval_time`` is derived from ``interval_id`` (TS12p). The typed
+    properties (``all``, ``inbound``, ``outbound``, ``persisted``,
+    ``connections``, ``channels``, ``api_requests``, ``token_requests``,
+    ``push``, ``xchg_producer``, ``xchg_consumer``, ``peak_rates``, ``count``)
+    read ``entries`` in either wire form (:mod:`.stats_types`); ``raw`` is the
+    item as received.
     """
 
     interval_id: str | None = None
@@ -104,10 +123,83 @@ class Stats:
     app_id: str | None = None
     in_progress: str | None = None  # yyyy-mm-dd:hh:mm[:ss]
     entries: dict[str, Number] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     interval_time: datetime | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.interval_time = interval_time_from_id(self.interval_id)
+
+    # -- typed views (TS12e-TS12o, as the Go SDK's Stats) --------------------------------
+    @property
+    def all(self) -> StatsMessageTypes:
+        """All messages (TS12e): ``messages.all.*`` or legacy ``all.*``."""
+        return StatsView(self.entries).message_types(("messages.all", "all"))
+
+    @property
+    def inbound(self) -> StatsMessageTraffic:
+        """Inbound messages by transport (TS12f)."""
+        return StatsView(self.entries).message_traffic(("messages.inbound", "inbound"))
+
+    @property
+    def outbound(self) -> StatsMessageTraffic:
+        """Outbound messages by transport (TS12g)."""
+        return StatsView(self.entries).message_traffic(("messages.outbound", "outbound"))
+
+    @property
+    def persisted(self) -> StatsMessageTypes:
+        """Persisted messages (TS12h)."""
+        return StatsView(self.entries).message_types(("messages.persisted", "persisted"))
+
+    @property
+    def connections(self) -> StatsConnectionTypes:
+        """Connections: all, plain, TLS (TS12i)."""
+        view = StatsView(self.entries)
+        return StatsConnectionTypes(
+            all=view.resource_count(("connections.all",)),
+            plain=view.resource_count(("connections.plain",)),
+            tls=view.resource_count(("connections.tls",)),
+        )
+
+    @property
+    def channels(self) -> StatsResourceCount:
+        """Channels (TS12j)."""
+        return StatsView(self.entries).resource_count(("channels",))
+
+    @property
+    def api_requests(self) -> StatsRequestCount:
+        """API requests (TS12k): ``apiRequests.all.*`` or legacy ``apiRequests.*``."""
+        return StatsView(self.entries).request_count(("apiRequests.all", "apiRequests"))
+
+    @property
+    def token_requests(self) -> StatsRequestCount:
+        """Token requests (TS12l): ``apiRequests.tokenRequests.*`` or legacy ``tokenRequests.*``."""
+        view = StatsView(self.entries)
+        return view.request_count(("apiRequests.tokenRequests", "tokenRequests"))
+
+    @property
+    def push(self) -> PushStats:
+        """Push notifications (TS12m)."""
+        return StatsView(self.entries).push()
+
+    @property
+    def xchg_producer(self) -> StatsXchgMessages:
+        """API Streamer, as producer (TS12n; legacy form only)."""
+        return StatsView(self.entries).xchg("xchgProducer")
+
+    @property
+    def xchg_consumer(self) -> StatsXchgMessages:
+        """API Streamer, as consumer (TS12o; legacy form only)."""
+        return StatsView(self.entries).xchg("xchgConsumer")
+
+    @property
+    def peak_rates(self) -> StatsRates:
+        """Peak rates (legacy form only)."""
+        return StatsView(self.entries).rates()
+
+    @property
+    def count(self) -> Number:
+        """The item's ``count``, when the server sends one (Go's ``Stats.Count``)."""
+        return StatsView(self.entries).num("count")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Stats:
@@ -136,6 +228,7 @@ class Stats:
             app_id=opt_str(raw.get("appId")),
             in_progress=opt_str(raw.get("inProgress")),
             entries=entries,
+            raw=dict(raw),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,12 +252,18 @@ class Stats:
 class ChannelStatus:
     """A channel's status (CHS2): ``is_active`` and the occupancy metrics (CHO2a, CHM2).
 
-    ``metrics`` keeps the wire names (``connections``, ``presenceMembers``, ...)
-    so metrics a newer server adds are not lost.
+    ``occupancy.metrics`` is typed (:class:`~.stats_types.ChannelMetrics`, as
+    in the Go SDK); ``metrics`` keeps the wire names (``connections``,
+    ``presenceMembers``, ...) so metrics a newer server adds are not lost.
     """
 
     is_active: bool = False
     metrics: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def occupancy(self) -> ChannelOccupancy:
+        """CHS2b: the typed occupancy."""
+        return ChannelOccupancy(ChannelMetrics.from_metrics(self.metrics))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ChannelStatus:

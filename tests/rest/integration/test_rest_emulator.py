@@ -16,6 +16,7 @@ from ably_bridge.emulator.server import Emulator
 from ably_bridge.encoding.crypto import generate_random_key
 from ably_bridge.errors import AblyException, AuthenticationError
 from ably_bridge.protocol.models import Message
+from ably_bridge.protocol.stats import Stats
 from ably_bridge.protocol.tokens import TokenDetails, TokenParams
 from ably_bridge.rest import AblyRest, BatchPublishSpec
 
@@ -273,3 +274,33 @@ def test_bad_key_is_refused(emulator: Emulator, connect: Any) -> None:
     with pytest.raises(AuthenticationError) as info:
         connect(key=f"{key_name}:wrong-secret").channels.get("x").publish("a", "b")
     assert info.value.code == 40101
+
+
+def test_typed_stats_read_the_emulators_current_and_older_forms(
+    emulator: Emulator, binary: bool
+) -> None:
+    app = emulator.create_app({"keys": [{}]})
+    rest = AblyRest(
+        key=app["keys"][0]["keyStr"],
+        endpoint="127.0.0.1",
+        port=emulator.port,
+        tls=False,
+        use_binary_protocol=binary,
+    )
+    try:
+        channel = rest.channels.get("typed-stats")
+        for index in range(3):
+            channel.publish("m", f"v{index}")
+        rest.auth.request_token()
+        current = rest.stats(limit=10).items  # X-Ably-Version 6: the ``entries`` form
+        assert current and all(s.app_id == app["appId"] and s.schema for s in current)
+        older = [Stats.from_dict(item) for item in rest.request("GET", "/stats", 2).items]
+        assert older and all(s.schema is None and s.entries for s in older)
+        for items in (current, older):
+            assert sum(s.inbound.rest.messages.count for s in items) == 3
+            assert sum(s.token_requests.succeeded for s in items) == 1
+            assert sum(s.api_requests.succeeded for s in items) >= 4
+            assert all(s.raw for s in items)
+    finally:
+        rest.close()
+        emulator.delete_app(app["appId"])
