@@ -58,8 +58,13 @@ class AblyException(Exception):
 
     ``code`` is an Ably error code (see :class:`ErrorCode`); ``status_code`` the
     HTTP status that goes with it. Construct either as
-    ``AblyException("reason", 40160, 401)`` or with keywords.
+    ``AblyException("reason", 40160, 401)`` or with keywords. An error from a
+    REST response carries that response's ``headers`` (a case-insensitive
+    mapping, e.g. ``exc.headers.get("Retry-After")`` of a 429); otherwise
+    ``headers`` is None. Headers are never part of ``str``, ``repr`` or ``to_dict``.
     """
+
+    headers: Mapping[str, str] | None = None
 
     def __init__(
         self,

@@ -112,23 +112,29 @@ def decode_body(response: HttpResponse) -> Any:
         if response.content_type.startswith("text/"):
             return response.body.decode("utf-8", "replace")
         message = f"{exc.message} (HTTP status {response.status})"
-        raise AblyException(message, response.status * 100, response.status, cause=exc) from exc
+        error = AblyException(message, response.status * 100, response.status, cause=exc)
+        error.headers = response.headers
+        raise error from exc
 
 
 def error_from_response(response: HttpResponse, body: Any) -> AblyException:
-    """The Ably error of a >=400 response: the ``error`` body first, then the headers."""
+    """The Ably error of a >=400 response: the ``error`` body first, then the headers.
+
+    The exception carries the response's headers (``Retry-After``...).
+    """
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         raw = dict(body["error"])
         raw.setdefault("statusCode", response.status)
-        return AblyException.from_dict(raw)
-    code_text = response.headers.get("X-Ably-Errorcode")
-    code = int(code_text) if code_text and code_text.isdigit() else response.status * 100
-    message = response.headers.get("X-Ably-Errormessage") or (
-        body if isinstance(body, str) and body else f"HTTP {response.status} error"
-    )
-    return AblyException.from_dict(
-        {"code": code, "statusCode": response.status, "message": message}
-    )
+    else:
+        code_text = response.headers.get("X-Ably-Errorcode")
+        code = int(code_text) if code_text and code_text.isdigit() else response.status * 100
+        message = response.headers.get("X-Ably-Errormessage") or (
+            body if isinstance(body, str) and body else f"HTTP {response.status} error"
+        )
+        raw = {"code": code, "statusCode": response.status, "message": message}
+    error = AblyException.from_dict(raw)
+    error.headers = response.headers
+    return error
 
 
 def _qualifies_for_fallback(response: HttpResponse) -> bool:

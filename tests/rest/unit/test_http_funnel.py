@@ -123,6 +123,30 @@ def test_error_without_details_uses_status(make_rest: MakeRest, mock: MockHttpTr
     assert (info.value.code, info.value.status_code) == (40400, 404)
 
 
+def test_errors_carry_the_response_headers(make_rest: MakeRest, mock: MockHttpTransport) -> None:
+    mock.add(
+        path="/stats",
+        status=429,
+        json=error_body(42910, 429, "rate limit"),
+        headers={"Retry-After": "7", "X-Ably-Serverid": "s1"},
+    )
+    mock.add(path="/stats", status=400, headers={"X-Ably-Errorcode": "40003"})
+    mock.add(path="/stats", status=502, body=b"\x93garbage", headers={"Content-Type": "x/y"})
+    rest = make_rest(fallback_hosts=[])
+    errors = []
+    for _ in range(3):
+        with pytest.raises(AblyException) as info:
+            rest.stats()
+        errors.append(info.value)
+    limited, by_header, undecodable = errors
+    assert limited.code == 42910 and limited.headers is not None
+    assert limited.headers.get("retry-after") == "7"  # case-insensitive, no thread-local
+    assert "Retry-After" not in str(limited) + repr(limited) + str(limited.to_dict())
+    assert by_header.headers is not None and by_header.headers["X-Ably-Errorcode"] == "40003"
+    assert undecodable.status_code == 502 and undecodable.headers is not None
+    assert AblyException("local", 40000).headers is None
+
+
 # -- fallback (RSC15) -----------------------------------------------------------------
 def test_no_fallback_when_fallback_hosts_empty(
     make_rest: MakeRest, mock: MockHttpTransport
