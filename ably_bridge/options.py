@@ -15,7 +15,6 @@ Secrets (the key's secret, tokens, auth headers and params) never appear in
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ from typing import Any
 from ably_bridge.clock import Clock, SystemClock
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.tokens import TokenDetails, TokenParams
+from ably_bridge.protocol.transport_params import is_loopback_host
 
 __all__ = ["ClientOptions", "is_loopback_host", "parse_key"]
 
@@ -48,17 +48,6 @@ def parse_key(key: str) -> tuple[str, str]:
             "invalid key: expected the form appId.keyId:secret", ErrorCode.INVALID_CREDENTIAL, 400
         )
     return f"{match['app']}.{match['key_id']}", match["secret"]
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (where plain-HTTP Basic auth is allowed)."""
-    bare = host.strip("[]").split("%")[0]
-    if bare == "localhost" or bare.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        return False
 
 
 def _ms(value: float) -> float:

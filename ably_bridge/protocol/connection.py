@@ -58,6 +58,7 @@ from ably_bridge.protocol.retry import RetryPolicy
 from ably_bridge.protocol.transport_params import (
     PROTOCOL_VERSION,
     connection_hosts,
+    is_loopback_host,
     qualifies_for_fallback,
     websocket_params,
 )
@@ -650,12 +651,28 @@ class ConnectionCore:
 
     def _open(self, effects: list[Effect], now: float) -> None:
         self._close_transport(effects)
+        host = self._hosts[self._host_index]
+        params = self._query_params()
+        if "key" in params and not self._clear_text_key_allowed(host):
+            # RSA1, RSC18: a key never travels in clear text, except to this machine.
+            error = _error(
+                "Basic auth (the key) over a non-TLS connection is refused; "
+                "use TLS or token auth",
+                ErrorCode.INVALID_USE_OF_BASIC_AUTH_OVER_NON_TLS_TRANSPORT,
+                401,
+            )
+            self._fail(effects, error)
+            return
         self._transport_id += 1
         self._transport_live = True
         self._awaiting = "transport"
         self._attempt_deadline = now + self._timeout  # RTN14c
-        self.host = self._hosts[self._host_index]
-        effects.append(OpenTransport(self._transport_id, self.host, self._query_params()))
+        self.host = host
+        effects.append(OpenTransport(self._transport_id, host, params))
+
+    def _clear_text_key_allowed(self, host: str) -> bool:
+        options = self.options
+        return options.tls or options.insecure_allow_basic_over_http or is_loopback_host(host)
 
     def _query_params(self) -> dict[str, str]:
         """RTN2 query parameters of the websocket URL."""

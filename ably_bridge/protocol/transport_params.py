@@ -7,12 +7,15 @@
   recover, and ``transport_params`` overriding defaults (RTC1f).
 * :func:`qualifies_for_fallback` - which attempt failures may move on to a
   fallback host (RSC15l, RTN17f).
+* :func:`is_loopback_host` - whether a host is this machine (where a key may
+  travel without TLS, RSA1).
 
 Pure functions: the caller passes the random generator and the state they read.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +27,24 @@ if TYPE_CHECKING:
 __all__ = [
     "PROTOCOL_VERSION",
     "connection_hosts",
+    "is_loopback_host",
     "qualifies_for_fallback",
     "stringify",
     "websocket_params",
 ]
 
 PROTOCOL_VERSION = "6"  # CSV2b: the `v` query parameter (RTN2f)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (where plain-HTTP Basic auth is allowed)."""
+    bare = host.strip("[]").split("%")[0]
+    if bare == "localhost" or bare.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
 
 
 def connection_hosts(options: ClientOptions, rng: random.Random) -> list[str]:

@@ -338,3 +338,20 @@ def test_failed_and_closed_ignore_close_and_stale_input() -> None:
     assert h.drop() == []
     assert h.run(h.core.transport_opened(h.tid, 1.0)) == []
     assert h.core.next_deadline() is None
+
+
+def test_rsa1_a_key_never_goes_over_plain_websocket_to_another_host() -> None:
+    h = Harness(options(tls=False, realtime_host="ably.example.com"))
+    effects = h.connect()
+    assert not of(OpenTransport, effects)  # nothing was dialled
+    assert h.state == "failed"
+    reason = h.core.error_reason
+    assert reason is not None and (reason.code, reason.status_code) == (40103, 401)
+    for allowed in (
+        options(tls=False, realtime_host="127.0.0.1"),  # this machine: the emulator
+        options(tls=False, realtime_host="ably.example.com", insecure_allow_basic_over_http=True),
+        options(tls=True, realtime_host="ably.example.com"),
+        options(key=None, token="tok", tls=False, realtime_host="ably.example.com"),
+    ):
+        h = Harness(allowed)
+        assert of(OpenTransport, h.connect()), allowed
