@@ -656,8 +656,7 @@ class ConnectionCore:
         if "key" in params and not self._clear_text_key_allowed(host):
             # RSA1, RSC18: a key never travels in clear text, except to this machine.
             error = _error(
-                "Basic auth (the key) over a non-TLS connection is refused; "
-                "use TLS or token auth",
+                "Basic auth (the key) over a non-TLS connection is refused; use TLS or token auth",
                 ErrorCode.INVALID_USE_OF_BASIC_AUTH_OVER_NON_TLS_TRANSPORT,
                 401,
             )
