@@ -188,10 +188,6 @@ class SessionLoop:
         if wake:
             self._inbox.put(_WAKE)
 
-    def post_frame(self, transport_id: int, pm: ProtocolMessage) -> None:
-        """One decoded frame (kept for callers from before :meth:`post_frames`)."""
-        self._inbox.put((transport_id, [pm]))
-
     def request(self, op: Callable[[Future[Any], float], Iterable[Effect]]) -> Future[Any]:
         """Start ``op(future, now)`` on the loop thread; the core settles ``future`` later."""
         future: Future[Any] = Future()
@@ -297,9 +293,7 @@ class SessionLoop:
                 break
             if item is _STOP:
                 return False
-            if type(item) is tuple:
-                self._frames(item[0], item[1])
-            elif item is not _WAKE:
+            if item is not _WAKE:
                 self._command(item)
             # Only this thread takes items, so "not empty" means get_nowait succeeds
             # (and costs no exception when, as mostly, the inbox is drained).
@@ -316,9 +310,7 @@ class SessionLoop:
 
     def _requeue(self, item: Any) -> None:
         # SimpleQueue has no put-front; handle it now rather than reorder it.
-        if type(item) is tuple:
-            self._frames(item[0], item[1])
-        elif item is not _WAKE:
+        if item is not _WAKE:
             self._command(item)
 
     def _frames(self, transport_id: int, frames: list[ProtocolMessage]) -> bool:
