@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from typing import Any
 
 import pytest
 import redis
+
+from ably_bridge.devstack.layout import DevLayout
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
 # Variables a developer's shell may have that would point the stack elsewhere.
 _FOREIGN = ("ABLY_", "CELERY_", "REDIS_")
@@ -186,3 +191,19 @@ def own_redis(redis_server_bin: str, tmp_path: Path) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def run_layout() -> Iterator[DevLayout]:
+    """A dev-stack layout with a prefix of its own on the shared Redis; its keys go after."""
+    client = redis.Redis.from_url(SHARED_REDIS)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("Redis at 127.0.0.1:6379 is not running")
+    layout = DevLayout.for_shared_redis(SHARED_REDIS, uuid.uuid4().hex[:8])
+    yield layout
+    keys = list(client.scan_iter(match=f"{layout.prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

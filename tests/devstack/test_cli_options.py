@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 import redis
@@ -54,7 +53,7 @@ def test_bad_values_are_usage_errors(argv: list[str]) -> None:
     assert info.value.code == 2
 
 
-def test_dev_task_records_each_event_in_the_runs_redis() -> None:
+def test_dev_task_records_each_event_in_the_runs_redis(run_layout: DevLayout) -> None:
     from ably_bridge.devstack import worker
 
     assert worker.app.tasks[worker.chat_event.name] is not None
@@ -70,12 +69,8 @@ def test_dev_task_records_each_event_in_the_runs_redis() -> None:
             "messages": [{"id": "m1:0", "name": "text", "data": {"text": "hi"}}],
         }
     )
-    client = redis.Redis.from_url(REDIS)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("Redis at 127.0.0.1:6379 is not running")
-    layout = DevLayout.for_shared_redis(REDIS, uuid.uuid4().hex[:8])
+    layout = run_layout
+    client = redis.Redis.from_url(layout.data_url)
     try:
         worker.record(event, client, HandlerResult("m:h", output="hi\n"), layout=layout)
         assert client.hgetall(layout.tasks_key) == {b"message": b"1"}

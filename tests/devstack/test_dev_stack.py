@@ -126,14 +126,19 @@ def test_a_child_that_dies_ends_the_run_with_status_1_and_its_log(tmp_path: Path
     assert_no_children_left(start)
 
 
-@pytest.mark.usefixtures("redis_server_bin")
-def test_sigterm_stops_the_stack_with_status_0(tmp_path: Path) -> None:
+def _spawn_dev(tmp_path: Path) -> subprocess.Popen[str]:
+    """``ably-bridge dev --json`` in a session of its own, its output piped."""
     argv = [*DEV, "--port", "0", "--json", "--summary-interval", "1"]
     argv += ["--log-dir", str(tmp_path / "logs")]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         argv, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
+
+
+@pytest.mark.usefixtures("redis_server_bin")
+def test_sigterm_stops_the_stack_with_status_0(tmp_path: Path) -> None:
+    proc = _spawn_dev(tmp_path)
     try:
         assert proc.stdout is not None
         events: list[dict[str, Any]] = []
@@ -262,12 +267,7 @@ def test_make_dev_runs_your_handler_which_publishes_back_and_ctrl_c_exits_0(
 @pytest.mark.usefixtures("redis_server_bin")
 def test_a_reader_that_goes_away_does_not_break_the_shutdown(tmp_path: Path) -> None:
     """``make dev | tee``, then Ctrl-C: tee is gone before the final summary is printed."""
-    argv = [*DEV, "--port", "0", "--json", "--summary-interval", "1"]
-    argv += ["--log-dir", str(tmp_path / "logs")]
-    proc = subprocess.Popen(
-        argv, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    proc = _spawn_dev(tmp_path)
     try:
         assert proc.stdout is not None and proc.stderr is not None
         start: dict[str, Any] | None = None

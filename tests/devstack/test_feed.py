@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from ably_bridge.bridge.envelope import EnvelopeBuilder
@@ -18,27 +15,13 @@ from ably_bridge.protocol.models import Message, PresenceMessage
 REDIS = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture
-def layout() -> Iterator[DevLayout]:
-    client = redis.Redis.from_url(REDIS)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("Redis at 127.0.0.1:6379 is not running")
-    lay = DevLayout.for_shared_redis(REDIS, uuid.uuid4().hex[:8])
-    yield lay
-    keys = list(client.scan_iter(match=f"{lay.prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def _add(client: redis.Redis, layout: DevLayout, envelope_json: str) -> str:
     return client.xadd(layout.stream_key, {"envelope": envelope_json}).decode()
 
 
-def test_yours_are_reported_at_the_stream_then_when_handled(layout: DevLayout) -> None:
-    client = redis.Redis.from_url(REDIS)
+def test_yours_are_reported_at_the_stream_then_when_handled(run_layout: DevLayout) -> None:
+    layout = run_layout
+    client = redis.Redis.from_url(layout.data_url)
     builder = EnvelopeBuilder("dev", "dev")
     demo = builder.message(
         "chat:lobby", Message(id="demo:0", name="text", data="tick", client_id=PUBLISHER_CLIENT_ID),
