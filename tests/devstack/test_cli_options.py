@@ -12,8 +12,6 @@ from ably_bridge.devstack.handler import HandlerResult
 from ably_bridge.devstack.layout import DevLayout
 from workers.consumers import decode_envelope
 
-REDIS = "redis://127.0.0.1:6379/0"
-
 
 def test_defaults() -> None:
     args = build_parser().parse_args(["dev"])

@@ -12,8 +12,6 @@ from ably_bridge.devstack.handler import HandlerResult
 from ably_bridge.devstack.layout import PUBLISHER_CLIENT_ID, TASK_NAME, DevLayout
 from ably_bridge.protocol.models import Message, PresenceMessage
 
-REDIS = "redis://127.0.0.1:6379/0"
-
 
 def _add(client: redis.Redis, layout: DevLayout, envelope_json: str) -> str:
     return client.xadd(layout.stream_key, {"envelope": envelope_json}).decode()
