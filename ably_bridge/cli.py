@@ -184,9 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    from ably_bridge.bridge.jsonlog import TextFormatter
+
+    stream = logging.StreamHandler()
+    stream.setFormatter(TextFormatter())  # credentials redacted, whatever logs them
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO), handlers=[stream]
     )
     result = handler(args)
     return int(result or 0)

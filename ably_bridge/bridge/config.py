@@ -44,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from ably_bridge.bridge.config_checks import MAX_DEPTH, MAX_FILE_BYTES
 from ably_bridge.bridge.config_model import (
     DEFAULT_PRESENCE_KEY as DEFAULT_PRESENCE_KEY,
 )
@@ -71,6 +72,7 @@ from ably_bridge.bridge.config_model import (
 )
 from ably_bridge.bridge.config_model import Source as Source
 from ably_bridge.bridge.config_parse import ENV_OVERRIDES, Parser
+from ably_bridge.bridge.secret import redact_text
 
 __all__ = [
     "ENV_OVERRIDES",
@@ -110,32 +112,54 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 
 def check_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> list[str]:
-    """The problems of a config file (empty when valid); never connects anywhere."""
+    """The problems of a config file (empty when valid); never connects anywhere, never raises.
+
+    An unexpected error while validating is reported as a problem too (with its type
+    and a redacted message), so ``check-config`` never ends in a traceback.
+    """
     try:
         load_config(path, env)
     except ConfigError as err:
         return err.problems
+    except Exception as exc:  # a validator bug must not show a traceback (nor a secret)
+        logger.debug("validating %s failed", path, exc_info=True)
+        return [f"<file>: could not be validated ({type(exc).__name__}: {redact_text(str(exc))})"]
     return []
 
 
 def _read_file(path: Path) -> Mapping[str, Any]:
     try:
-        text = path.read_bytes()
+        with path.open("rb") as fh:
+            text = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"], str(path)) from None
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([f"<file>: cannot read {path}: {reason}"], str(path)) from None
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(
+            [f"<file>: larger than {MAX_FILE_BYTES:,} bytes (is this the configuration?)"],
+            str(path),
+        )
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(
+            [f"<file>: unknown config format {suffix or '(none)'!r}; use .yaml, .yml or .toml"],
+            str(path),
+        )
     try:
         if suffix == ".toml":
             raw: Any = tomllib.loads(text.decode("utf-8"))
-        elif suffix in (".yaml", ".yml"):
-            raw = yaml.safe_load(text)
         else:
-            raise ConfigError(
-                [f"<file>: unknown config format {suffix or '(none)'!r}; use .yaml, .yml or .toml"],
-                str(path),
-            )
+            raw = yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"<file>: not valid {suffix[1:].upper()}: {exc}"], str(path)) from None
+        message = redact_text(str(exc))
+        raise ConfigError(
+            [f"<file>: not valid {suffix[1:].upper()}: {message}"], str(path)
+        ) from None
+    except RecursionError:  # the parsers recurse once per nesting level
+        raise ConfigError(
+            [f"<file>: nested too deeply (the configuration needs at most {MAX_DEPTH} levels)"],
+            str(path),
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):

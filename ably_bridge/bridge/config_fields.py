@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ably_bridge.bridge.config_checks import MAX_LIST, url_problem
 from ably_bridge.bridge.patterns import PatternError, compile_pattern, is_pattern
-from ably_bridge.bridge.secret import Secret, url_has_password
+from ably_bridge.bridge.secret import Secret, url_credentials
 
 __all__ = ["BROKER_SCHEMES", "STREAM_SCHEMES", "FieldReader", "check_cipher_key"]
 
 STREAM_SCHEMES = ("redis", "rediss", "unix", "memory")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
 
+MAX_SECRET_FILE_BYTES = 65_536
+
 _MISSING: Any = object()
+_ABLY_KEY_LIKE = re.compile(r"^[^.:\s/]+\.[^.:\s/]+:\S{8,}$")
 _SECRET_WORDS = frozenset({"key", "secret", "password", "token"})
 
 
@@ -42,6 +48,10 @@ class FieldReader:
     # -- small helpers ---------------------------------------------------
     def fail(self, path: str, reason: str) -> None:
         self.problems.append(f"{path}: {reason}")
+
+    def reported(self, *paths: str) -> bool:
+        """Whether a problem was already reported for one of ``paths``."""
+        return any(p.split(": ", 1)[0] in paths for p in self.problems)
 
     def section(self, raw: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
         value = raw.get(key, _MISSING)
@@ -90,21 +100,36 @@ class FieldReader:
         default: float,
         *,
         minimum: float = 0.0,
+        maximum: float = 1e9,
         exclusive: bool = False,
     ) -> float:
+        """A finite number in [minimum, maximum] (or (minimum, maximum] when ``exclusive``)."""
         value = raw.get(key, _MISSING)
         if value is _MISSING or value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(path, "must be a number")
             return default
+        if not math.isfinite(value):
+            self.fail(path, "must be a finite number (not NaN or infinity)")
+            return default
         if (value <= minimum) if exclusive else (value < minimum):
             self.fail(path, f"must be {'>' if exclusive else '>='} {minimum:g}")
+            return default
+        if value > maximum:
+            self.fail(path, f"must be <= {maximum:g}")
             return default
         return float(value)
 
     def integer(
-        self, raw: Mapping[str, Any], key: str, path: str, default: int, *, minimum: int = 1
+        self,
+        raw: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: int,
+        *,
+        minimum: int = 1,
+        maximum: int = 1_000_000_000,
     ) -> int:
         value = raw.get(key, _MISSING)
         if value is _MISSING or value is None:
@@ -114,6 +139,21 @@ class FieldReader:
             return default
         if value < minimum:
             self.fail(path, f"must be >= {minimum}")
+            return default
+        if value > maximum:
+            self.fail(path, f"must be <= {maximum:_}".replace("_", ","))
+            return default
+        return value
+
+    def port(
+        self, raw: Mapping[str, Any], key: str, path: str, default: int, *, minimum: int
+    ) -> int:
+        """A TCP port number (``minimum`` is 0 where 0 means "any free port")."""
+        value = raw.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 65535:
+            self.fail(path, f"must be a port number {minimum}-65535")
             return default
         return value
 
@@ -134,6 +174,9 @@ class FieldReader:
             value = [value]
         if not isinstance(value, list):
             self.fail(path, "must be a string or a list of strings")
+            return ()
+        if len(value) > MAX_LIST:
+            self.fail(path, f"must have at most {MAX_LIST:,} items")
             return ()
         out: list[str] = []
         for i, item in enumerate(value):
@@ -157,13 +200,26 @@ class FieldReader:
         if not isinstance(value, str) or not value:
             self.fail(path, "must be a file path")
             return None
+        if _ABLY_KEY_LIKE.match(value) or "://" in value:
+            # Never echo it: this is a secret written where its file's path belongs.
+            self.fail(path, "must be the path of a file holding the secret, not the secret")
+            return None
         file_path = Path(value)
         if not file_path.is_absolute():
             file_path = self.base_dir / file_path
         try:
-            content = file_path.read_text(encoding="utf-8").strip()
+            with file_path.open("rb") as fh:
+                data = fh.read(MAX_SECRET_FILE_BYTES + 1)
         except OSError as exc:
-            self.fail(path, f"cannot read secret file {value}: {exc.strerror}")
+            self.fail(path, f"cannot read secret file {value}: {exc.strerror or exc}")
+            return None
+        if len(data) > MAX_SECRET_FILE_BYTES:
+            self.fail(path, f"secret file {value} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+            return None
+        try:
+            content = data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            self.fail(path, f"secret file {value} is not UTF-8 text")
             return None
         if not content:
             self.fail(path, f"secret file {value} is empty")
@@ -180,12 +236,17 @@ class FieldReader:
         *,
         required: bool,
     ) -> Secret | None:
-        """A URL from ``env_name``, ``<name>_file`` or ``<name>`` (only without a password)."""
+        """A URL from ``env_name``, ``<name>_file`` or ``<name>`` (only without a credential).
+
+        A credential written in the file is refused whether or not the environment
+        variable or the file overrides it (the file is what must not hold it).
+        """
         literal = raw.get(name)
         file_value = raw.get(f"{name}_file")
+        via = f"the {env_name} environment variable or " if env_name else ""
+        literal_ok = self.literal_url(literal, name, path, via)
         value: str | None = None
         where = path
-        via = f"the {env_name} environment variable or " if env_name else ""
         if env_name and self.env.get(env_name):
             value, where = self.env[env_name], env_name
         elif file_value is not None:
@@ -193,25 +254,35 @@ class FieldReader:
             if value is None:
                 return None
         elif literal is not None:
-            if not isinstance(literal, str) or not literal:
-                self.fail(path, "must be a URL string")
-                return None
-            if url_has_password(literal):
-                self.fail(
-                    path,
-                    f"contains a password; put the URL in {via}a file named by {name}_file",
-                )
+            if not literal_ok:
                 return None
             value = literal
         if value is None:
             if required:
                 self.fail(path, f"required (set {via}{name} or {name}_file)")
             return None
-        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if scheme not in schemes:
-            self.fail(where, f"URL scheme must be one of {', '.join(schemes)}")
+        problem = url_problem(value, schemes)
+        if problem is not None:
+            self.fail(where, problem)
             return None
         return Secret.url(value)
+
+    def literal_url(self, literal: Any, name: str, path: str, via: str) -> bool:
+        """Whether a URL written in the file is usable: a string without a credential."""
+        if literal is None:
+            return False
+        if not isinstance(literal, str) or not literal:
+            self.fail(path, "must be a URL string")
+            return False
+        found = url_credentials(literal)
+        if found:
+            self.fail(
+                path,
+                f"contains {' and '.join(found.forms)}: a credential must not be written in "
+                f"the config file; put the URL in {via}a file named by {name}_file",
+            )
+            return False
+        return True
 
 
 def check_cipher_key(text: str, path: str, parser: FieldReader) -> bool:

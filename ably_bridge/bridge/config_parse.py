@@ -17,6 +17,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ably_bridge.bridge.config_checks import (
+    MAX_DEPTH,
+    MAX_NODES,
+    endpoint_problem,
+    host_problem,
+    scan_tree,
+)
 from ably_bridge.bridge.config_fields import BROKER_SCHEMES, STREAM_SCHEMES
 from ably_bridge.bridge.config_model import (
     AblySettings,
@@ -47,6 +54,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "CELERY_BROKER_URL": "celery.broker_url",
     "ABLY_BRIDGE_SITE": "site",
     "ABLY_BRIDGE_KEY_PREFIX": "redis.key_prefix",
+    "ABLY_BRIDGE_HEALTH_HOST": "health.host",
     "ABLY_BRIDGE_HEALTH_PORT": "health.port",
     "ABLY_BRIDGE_LOG_LEVEL": "log_level",
     "ABLY_BRIDGE_SHARDING": "sharding.mode",
@@ -54,6 +62,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "ABLY_BRIDGE_REPLICAS": "sharding.replicas",
 }
 SHARDING_MODES = ("none", "static", "lease")
+HOUR = 3600.0
+DAY = 86400.0
 
 _ABLY_KEY = re.compile(r"^([^.:\s]+)\.([^.:\s]+):(\S+)$")
 
@@ -107,6 +117,7 @@ class Parser(RouteParser):
         health = self.health(self.section(raw, "health", "health"))
         sharding = self.sharding(self.section(raw, "sharding", "sharding"))
         routes = self.routes(raw.get("routes"), broker)
+        self.scan(raw)
         if redis_url is None or not app_id or routes is None or key_prefix is None or site is None:
             return None
         return BridgeConfig(
@@ -125,6 +136,22 @@ class Parser(RouteParser):
             health=health,
             sharding=sharding,
         )
+
+    def scan(self, raw: Mapping[str, Any]) -> None:
+        """Refuse a credential written anywhere in the file, and a tree nested too deep."""
+        found = scan_tree(raw)
+        if found.too_deep is not None:
+            self.fail(found.too_deep, f"nested deeper than {MAX_DEPTH} levels")
+        if found.nodes > MAX_NODES:
+            self.fail("<file>", f"more than {MAX_NODES:,} values")
+        reported = {p.split(": ", 1)[0] for p in self.problems}
+        for path, forms in found.credentials:
+            if path not in reported:
+                self.fail(
+                    path,
+                    f"contains {' and '.join(forms)}: a credential must not be written in the "
+                    "config file; set it through the environment or a *_file setting",
+                )
 
     def ably(self, raw: Mapping[str, Any]) -> tuple[AblySettings, str | None]:
         advice = {
@@ -159,15 +186,13 @@ class Parser(RouteParser):
             else:
                 app_id = match.group(1)
                 key = Secret(key_text, f"{match.group(1)}.{match.group(2)}:<redacted>")
-        endpoint = self.env.get("ABLY_ENDPOINT") or self.text(raw, "endpoint", "ably.endpoint")
+        endpoint = self.endpoint(raw)
         binary = self.boolean(raw, "use_binary_protocol", "ably.use_binary_protocol", True)
         # ABLY_PORT and ABLY_TLS, as the tools and the workers read them (the local emulator).
         raw = {**raw, **self._port_and_tls_from_env()}
         port: int | None = None
         if raw.get("port") is not None:
-            port = self.integer(raw, "port", "ably.port", 443, minimum=1)
-            if port > 65535:
-                self.fail("ably.port", "must be a port number 1-65535")
+            port = self.port(raw, "port", "ably.port", 443, minimum=1)
         tls = self.boolean(raw, "tls", "ably.tls", True)
         settings = AblySettings(
             key=key,
@@ -176,13 +201,22 @@ class Parser(RouteParser):
             port=port,
             tls=tls,
             channels_per_connection=self.integer(
-                raw, "channels_per_connection", "ably.channels_per_connection", 200
+                raw,
+                "channels_per_connection",
+                "ably.channels_per_connection",
+                200,
+                maximum=10_000,
             ),
             max_connections=self.integer(
-                raw, "max_connections", "ably.max_connections", 0, minimum=0
+                raw, "max_connections", "ably.max_connections", 0, minimum=0, maximum=10_000
             ),
             message_rate_budget=self.number(
-                raw, "message_rate_budget", "ably.message_rate_budget", 50.0, exclusive=True
+                raw,
+                "message_rate_budget",
+                "ably.message_rate_budget",
+                50.0,
+                exclusive=True,
+                maximum=1e6,
             ),
         )
         return settings, app_id
@@ -191,10 +225,10 @@ class Parser(RouteParser):
         found: dict[str, Any] = {}
         port = (self.env.get("ABLY_PORT") or "").strip()
         if port:
-            if port.isdigit():
+            if port.isascii() and port.isdigit() and 1 <= int(port) <= 65535:
                 found["port"] = int(port)
             else:
-                self.fail("ABLY_PORT", f"must be a port number, not {port!r}")
+                self.fail("ABLY_PORT", f"must be a port number, not {port[:20]!r}")
         tls = (self.env.get("ABLY_TLS") or "").strip().lower()
         if tls:
             if tls in ("true", "1", "yes", "false", "0", "no"):
@@ -202,6 +236,18 @@ class Parser(RouteParser):
             else:
                 self.fail("ABLY_TLS", f"must be true or false, not {tls!r}")
         return found
+
+    def endpoint(self, raw: Mapping[str, Any]) -> str | None:
+        """``ably.endpoint`` (or ``ABLY_ENDPOINT``): a routing policy name or a host."""
+        endpoint, where = self.env.get("ABLY_ENDPOINT"), "ABLY_ENDPOINT"
+        if not endpoint:
+            endpoint, where = self.text(raw, "endpoint", "ably.endpoint"), "ably.endpoint"
+        if endpoint is not None:
+            problem = endpoint_problem(endpoint)
+            if problem is not None:
+                self.fail(where, problem)
+                return None
+        return endpoint
 
     def delivery(self, raw: Mapping[str, Any]) -> DeliverySettings:
         p = "delivery"
@@ -216,8 +262,12 @@ class Parser(RouteParser):
         retry_raw = self.section(raw, "retry", f"{p}.retry")
         rp = f"{p}.retry"
         self.known(retry_raw, {"initial", "multiplier", "max_delay", "jitter", "max_attempts"}, rp)
-        initial = self.number(retry_raw, "initial", f"{rp}.initial", 0.5, exclusive=True)
-        max_delay = self.number(retry_raw, "max_delay", f"{rp}.max_delay", 30.0, exclusive=True)
+        initial = self.number(
+            retry_raw, "initial", f"{rp}.initial", 0.5, exclusive=True, maximum=HOUR
+        )
+        max_delay = self.number(
+            retry_raw, "max_delay", f"{rp}.max_delay", 30.0, exclusive=True, maximum=DAY
+        )
         if max_delay < initial:
             self.fail(f"{rp}.max_delay", "must be >= retry.initial")
         jitter = self.number(retry_raw, "jitter", f"{rp}.jitter", 0.5)
@@ -225,23 +275,38 @@ class Parser(RouteParser):
             self.fail(f"{rp}.jitter", "must be between 0 and 1")
         retry = RetrySettings(
             initial=initial,
-            multiplier=self.number(retry_raw, "multiplier", f"{rp}.multiplier", 2.0, minimum=1.0),
+            multiplier=self.number(
+                retry_raw, "multiplier", f"{rp}.multiplier", 2.0, minimum=1.0, maximum=100.0
+            ),
             max_delay=max_delay,
             jitter=min(jitter, 1.0),
             max_attempts=self.integer(
-                retry_raw, "max_attempts", f"{rp}.max_attempts", 0, minimum=0
+                retry_raw, "max_attempts", f"{rp}.max_attempts", 0, minimum=0, maximum=1_000_000
             ),
         )
         return DeliverySettings(
-            batch_size=self.integer(raw, "batch_size", f"{p}.batch_size", 500),
-            buffer_size=self.integer(raw, "buffer_size", f"{p}.buffer_size", 10_000),
-            dedup_ttl=self.number(raw, "dedup_ttl", f"{p}.dedup_ttl", 3600.0, exclusive=True),
-            dedup_window=self.integer(raw, "dedup_window", f"{p}.dedup_window", 100_000, minimum=0),
+            batch_size=self.integer(raw, "batch_size", f"{p}.batch_size", 500, maximum=100_000),
+            buffer_size=self.integer(
+                raw, "buffer_size", f"{p}.buffer_size", 10_000, maximum=10_000_000
+            ),
+            dedup_ttl=self.number(
+                raw, "dedup_ttl", f"{p}.dedup_ttl", 3600.0, exclusive=True, maximum=30 * DAY
+            ),
+            dedup_window=self.integer(
+                raw, "dedup_window", f"{p}.dedup_window", 100_000, minimum=0, maximum=100_000_000
+            ),
             max_event_bytes=self.integer(
-                raw, "max_event_bytes", f"{p}.max_event_bytes", 1_048_576, minimum=256
+                raw,
+                "max_event_bytes",
+                f"{p}.max_event_bytes",
+                1_048_576,
+                minimum=256,
+                maximum=512 * 1_048_576,
             ),
             retry=retry,
-            drain_timeout=self.number(raw, "drain_timeout", f"{p}.drain_timeout", 30.0),
+            drain_timeout=self.number(
+                raw, "drain_timeout", f"{p}.drain_timeout", 30.0, maximum=HOUR
+            ),
         )
 
     def sharding(self, raw: Mapping[str, Any]) -> ShardingSettings:
@@ -251,8 +316,8 @@ class Parser(RouteParser):
         if mode not in SHARDING_MODES:
             self.fail(f"{p}.mode", f"must be one of {', '.join(SHARDING_MODES)}")
             mode = "none"
-        shards = self.integer(raw, "shards", f"{p}.shards", 64)
-        lease_ttl = self.number(raw, "lease_ttl", f"{p}.lease_ttl", 10.0, minimum=0.5)
+        shards = self.integer(raw, "shards", f"{p}.shards", 64, maximum=4096)
+        lease_ttl = self.number(raw, "lease_ttl", f"{p}.lease_ttl", 10.0, minimum=0.5, maximum=HOUR)
         index = replicas = None
         if mode == "static":  # (only static mode reads them: a pod may set them anyway)
             index = self.optional_int(raw, "replica_index", p, "ABLY_BRIDGE_REPLICA_INDEX", 0)
@@ -277,35 +342,40 @@ class Parser(RouteParser):
         """An integer from ``env_name`` (wins), else ``raw[key]``, else None."""
         value = self.env.get(env_name)
         if value:
-            if not value.isdigit() or int(value) < minimum:
-                self.fail(env_name, f"must be an integer >= {minimum}")
+            if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= 4096:
+                self.fail(env_name, f"must be an integer from {minimum} to 4096")
                 return None
             return int(value)
         if raw.get(key) is None:
             return None
-        return self.integer(raw, key, f"{path}.{key}", minimum, minimum=minimum)
+        return self.integer(raw, key, f"{path}.{key}", minimum, minimum=minimum, maximum=4096)
 
     def dead_letter(self, raw: Mapping[str, Any]) -> DeadLetterSettings:
         self.known(raw, {"stream", "maxlen"}, "dead_letter")
         return DeadLetterSettings(
             stream=self.text(raw, "stream", "dead_letter.stream", "ably-bridge:deadletter")
             or "ably-bridge:deadletter",
-            maxlen=self.integer(raw, "maxlen", "dead_letter.maxlen", 100_000),
+            maxlen=self.integer(raw, "maxlen", "dead_letter.maxlen", 100_000, maximum=10**10),
         )
 
     def health(self, raw: Mapping[str, Any]) -> HealthSettings:
         self.known(raw, {"host", "port", "enabled"}, "health")
-        port = self.integer(raw, "port", "health.port", 8081, minimum=0)
+        port = self.port(raw, "port", "health.port", 8081, minimum=0)
         env_port = self.env.get("ABLY_BRIDGE_HEALTH_PORT")
         if env_port:
-            if env_port.isdigit() and int(env_port) <= 65535:
+            if env_port.isascii() and env_port.isdigit() and int(env_port) <= 65535:
                 port = int(env_port)
             else:
                 self.fail("ABLY_BRIDGE_HEALTH_PORT", "must be a port number 0-65535")
-        if port > 65535:
-            self.fail("health.port", "must be a port number 0-65535")
+        host_path = "health.host"
+        host = self.text(raw, "host", host_path, "127.0.0.1") or "127.0.0.1"
+        if self.env.get("ABLY_BRIDGE_HEALTH_HOST"):
+            host, host_path = self.env["ABLY_BRIDGE_HEALTH_HOST"], "ABLY_BRIDGE_HEALTH_HOST"
+        problem = host_problem(host)
+        if problem is not None:
+            self.fail(host_path, problem)
         return HealthSettings(
-            host=self.text(raw, "host", "health.host", "127.0.0.1") or "127.0.0.1",
+            host=host,
             port=port,
             enabled=self.boolean(raw, "enabled", "health.enabled", True),
         )

@@ -16,6 +16,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from ably_bridge.bridge.config_checks import MAX_LIST
 from ably_bridge.bridge.config_fields import (
     BROKER_SCHEMES,
     STREAM_SCHEMES,
@@ -43,6 +44,7 @@ __all__ = ["RouteParser"]
 LAYOUTS = ("envelope", "flat")
 DATA_MODES = ("decoded", "encoded")
 QUEUE_TYPES = ("classic", "quorum")
+MAX_TARGETS = 100  # targets (and cipher rules) of one route
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 
 _ROUTE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -59,6 +61,9 @@ class RouteParser(FieldReader):
             return None
         if not isinstance(raw, list) or not raw:
             self.fail("routes", "must be a non-empty list")
+            return None
+        if len(raw) > MAX_LIST:
+            self.fail("routes", f"must have at most {MAX_LIST:,} routes")
             return None
         out: list[Route] = []
         seen: set[str] = set()
@@ -140,14 +145,18 @@ class RouteParser(FieldReader):
         prefixes = self.str_list(raw, "prefixes", f"{path}.prefixes")
         if not prefixes:
             self.fail(f"{path}.prefixes", "required (at least one channel name prefix)")
-        interval = self.number(raw, "interval", f"{path}.interval", 30.0, minimum=1.0)
+        interval = self.number(
+            raw, "interval", f"{path}.interval", 30.0, minimum=1.0, maximum=86_400.0
+        )
         return Discovery(prefixes=prefixes, interval=interval)
 
     def ciphers(self, raw: Any, path: str) -> tuple[CipherRule, ...]:
         if raw is None:
             return ()
-        if not isinstance(raw, list):
-            self.fail(path, "must be a list of {channels, key_env | key_file}")
+        if not isinstance(raw, list) or len(raw) > MAX_TARGETS:
+            self.fail(
+                path, f"must be a list of at most {MAX_TARGETS} {{channels, key_env | key_file}}"
+            )
             return ()
         out: list[CipherRule] = []
         for i, item in enumerate(raw):
@@ -217,6 +226,9 @@ class RouteParser(FieldReader):
         if not isinstance(raw, list) or not raw:
             self.fail(path, "must be a non-empty list")
             return None
+        if len(raw) > MAX_TARGETS:
+            self.fail(path, f"must have at most {MAX_TARGETS} targets")
+            return None
         out: list[Target] = []
         for i, item in enumerate(raw):
             ipath = f"{path}[{i}]"
@@ -259,7 +271,9 @@ class RouteParser(FieldReader):
                 self.fail(f"{path}.priority", "must be between 0 and 255")
         expires: float | None = None
         if raw.get("expires") is not None:
-            expires = self.number(raw, "expires", f"{path}.expires", 0.0, exclusive=True)
+            expires = self.number(
+                raw, "expires", f"{path}.expires", 0.0, exclusive=True, maximum=365 * 86_400.0
+            )
         headers: dict[str, str] = {}
         headers_raw = raw.get("headers")
         if headers_raw is not None:
@@ -278,7 +292,9 @@ class RouteParser(FieldReader):
             own = self.url(
                 raw, "broker_url", f"{path}.broker_url", None, BROKER_SCHEMES, required=True
             )
-        elif broker is None:
+        elif broker is None and not self.reported(
+            "CELERY_BROKER_URL", "celery.broker_url", "celery.broker_url_file"
+        ):
             self.fail(f"{path}.broker_url", "required (set CELERY_BROKER_URL or celery.broker_url)")
         queue_type = self.text(raw, "queue_type", f"{path}.queue_type")
         if queue_type is not None:
@@ -311,7 +327,7 @@ class RouteParser(FieldReader):
             self.template(key, f"{path}.key", KEY_PLACEHOLDERS)
         maxlen: int | None = None
         if raw.get("maxlen") is not None:
-            maxlen = self.integer(raw, "maxlen", f"{path}.maxlen", 1, minimum=1)
+            maxlen = self.integer(raw, "maxlen", f"{path}.maxlen", 1, minimum=1, maximum=10**10)
         layout = self.text(raw, "layout", f"{path}.layout", "envelope")
         if layout not in LAYOUTS:
             self.fail(f"{path}.layout", f"must be one of {', '.join(LAYOUTS)}")

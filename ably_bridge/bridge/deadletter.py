@@ -96,6 +96,25 @@ def _describe(event: Any) -> str:
         return repr(event)
 
 
+def _describe_letter(letter: DeadLetter) -> tuple[str, str, str, str, str]:
+    source = letter.source or getattr(letter.event, "source", "?")
+    return source, letter.channel, letter.route, str(letter.reason), letter.error
+
+
+def _log_fields(letter: DeadLetter) -> dict[str, Any]:
+    """Context of a dead letter's log line; ``payload`` is written only with log_payloads."""
+    event = letter.event
+    event_id = letter.event_id or getattr(event, "event_id", "")
+    payload = event.to_dict() if isinstance(event, Envelope) else _describe(event)
+    return {
+        "channel": letter.channel,
+        "route": letter.route,
+        "reason": str(letter.reason),
+        "message_id": event_id or None,
+        "payload": payload,
+    }
+
+
 class DeadLetterWriter:
     """Appends dead letters to a Redis Stream; never raises."""
 
@@ -142,6 +161,12 @@ class DeadLetterWriter:
                 len(letters),
                 type(exc).__name__,
             )
+            for letter in letters:  # with log_payloads on, the log keeps what Redis could not
+                logger.warning(
+                    "dead letter not written: %s event on %s (route %s): %s %s",
+                    *_describe_letter(letter),
+                    extra=_log_fields(letter),
+                )
             return 0
         ok = sum(1 for r in results if not isinstance(r, Exception))
         self._count(ok, len(letters) - ok)
@@ -152,11 +177,8 @@ class DeadLetterWriter:
         for letter in letters:
             logger.warning(
                 "dead-lettered %s event on %s (route %s): %s %s",
-                letter.source or getattr(letter.event, "source", "?"),
-                letter.channel,
-                letter.route,
-                letter.reason,
-                letter.error,
+                *_describe_letter(letter),
+                extra=_log_fields(letter),
             )
         return ok
 

@@ -40,6 +40,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from ably_bridge.bridge.secret import redact_text
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, Sink
 from ably_bridge.clock import Clock, SystemClock
 
@@ -103,7 +104,8 @@ class _Metric:
         if key is None:
             if len(labels) != len(self.label_names):
                 raise ValueError(f"{self.name} takes labels {self.label_names}")
-            key = tuple(str(v) for v in labels)
+            # The endpoint is unauthenticated: no credential in a label, whatever its form.
+            key = tuple(redact_text(str(v)) for v in labels)
             if len(self._keys) < 4096:
                 self._keys[labels] = key
         return key

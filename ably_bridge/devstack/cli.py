@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+
+from ably_bridge.bridge.secret import url_has_password
 
 __all__ = ["add_arguments", "run"]
 
@@ -14,9 +17,19 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError("must be a finite number greater than 0")
     return value
+
+
+def _url_without_credential(text: str) -> str:
+    """A Redis URL for the command line: refused when it holds a password (``ps`` shows it)."""
+    if url_has_password(text):
+        raise argparse.ArgumentTypeError(
+            "holds a password, and a command line is visible to every user in ps; "
+            "set REDIS_URL in the environment or use --redis-url-file FILE instead"
+        )
+    return text
 
 
 def _port(text: str) -> int:
@@ -36,12 +49,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=8080,
         help="port of the emulator on 127.0.0.1 (default 8080; 0 = any free port)",
     )
-    parser.add_argument(
+    redis = parser.add_mutually_exclusive_group()
+    redis.add_argument(
         "--redis-url",
         metavar="URL",
+        type=_url_without_credential,
         help="a Redis to use (default: $REDIS_URL; else a redis-server from PATH is started "
         "on a free port). Its data is not touched: the run's keys have their own prefix and "
-        "are deleted on exit; the Celery broker uses the next database number",
+        "are deleted on exit; the Celery broker uses the next database number. A URL with a "
+        "password is refused here (ps shows command lines): use REDIS_URL or --redis-url-file",
+    )
+    redis.add_argument(
+        "--redis-url-file",
+        metavar="FILE",
+        type=Path,
+        help="a file holding the Redis URL (for a URL with a password)",
     )
     parser.add_argument(
         "--no-publisher",
@@ -109,9 +131,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
 
+    redis_url = args.redis_url
+    if args.redis_url_file is not None:
+        redis_url = _read_url_file(args.redis_url_file)
+        if redis_url is None:
+            return 1
     options = DevOptions(
         port=args.port,
-        redis_url=args.redis_url,
+        redis_url=redis_url,
         publisher=args.publisher,
         duration=args.duration,
         summary_interval=args.summary_interval,
@@ -121,3 +148,19 @@ def run(args: argparse.Namespace) -> int:
         env_file=args.env_file,
     )
     return run_dev(options)
+
+
+def _read_url_file(path: Path) -> str | None:
+    """The URL in ``path`` (first line); None, with the reason on stderr, if unreadable."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(65_537)
+        text = data.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        print(f"ably-bridge dev: cannot read --redis-url-file {path}: {reason}", file=sys.stderr)
+        return None
+    if not text or len(data) > 65_536:
+        print(f"ably-bridge dev: --redis-url-file {path} holds no URL", file=sys.stderr)
+        return None
+    return text.splitlines()[0].strip()

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ably_bridge.bridge.secret import redact_url
+
 __all__ = [
     "CHAT_CHANNEL",
     "DEV_APP",
@@ -68,15 +70,8 @@ def with_db(url: str, db: int) -> str:
 
 
 def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for printing)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``url`` with any credential replaced by ``***`` (for printing; the bridge's one parser)."""
+    return redact_url(url)
 
 
 @dataclass(frozen=True)

@@ -197,12 +197,14 @@ def test_urls_with_passwords_in_the_file_are_errors() -> None:
     raw["redis"] = {"url": "redis://:pw@127.0.0.1:6379/0"}
     found = problems(raw, {"ABLY_KEY": KEY})
     assert (
-        "redis.url: contains a password; put the URL in the REDIS_URL environment variable "
+        "redis.url: contains a password in the userinfo (user:password@): a credential must "
+        "not be written in the config file; put the URL in the REDIS_URL environment variable "
         "or a file named by url_file" in found
     )
     assert (
-        "routes[0].targets[0].broker_url: contains a password; put the URL in a file named "
-        "by broker_url_file" in found
+        "routes[0].targets[0].broker_url: contains a password in the userinfo "
+        "(user:password@): a credential must not be written in the config file; put the URL "
+        "in a file named by broker_url_file" in found
     )
 
 

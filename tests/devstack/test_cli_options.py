@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -43,12 +45,58 @@ def test_every_option() -> None:
         ["dev", "--summary-interval", "-1"],
         ["dev", "--port", "70000"],
         ["dev", "--port", "http"],
+        ["dev", "--duration", "nan"],
+        ["dev", "--duration", "inf"],
+        ["dev", "--redis-url", "redis://h/0", "--redis-url-file", "/tmp/u"],
     ],
 )
 def test_bad_values_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(argv)
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:pw-9f3e@h:1/0", "redis://h:1/0?password=pw-9f3e", "rediss://u:pw-9f3e@h/0"]
+)
+def test_a_password_on_the_command_line_is_refused(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ps shows every user a command line: the URL must come from REDIS_URL or a file."""
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["dev", "--redis-url", url])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "visible to every user in ps" in err and "--redis-url-file" in err
+    assert "pw-9f3e" not in err
+
+
+def test_the_url_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ably_bridge.devstack import cli, stack
+
+    seen: list[Any] = []
+    monkeypatch.setattr(stack, "run_dev", lambda options: seen.append(options) or 0)
+    url_file = tmp_path / "redis.url"
+    url_file.write_text("redis://:pw-9f3e@127.0.0.1:1/0\n")
+    args = build_parser().parse_args(["dev", "--redis-url-file", str(url_file)])
+    assert cli.run(args) == 0
+    assert seen[0].redis_url == "redis://:pw-9f3e@127.0.0.1:1/0"
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\xff\xfe"])
+def test_an_unusable_url_file_is_a_clear_error(
+    content: bytes | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ably_bridge.devstack import cli
+
+    url_file = tmp_path / "redis.url"
+    if content is not None:
+        url_file.write_bytes(content)
+    args = build_parser().parse_args(["dev", "--redis-url-file", str(url_file)])
+    assert cli.run(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ably-bridge dev: ") and "--redis-url-file" in err
+    assert "Traceback" not in err
 
 
 def test_dev_task_records_each_event_in_the_runs_redis(run_layout: DevLayout) -> None:
