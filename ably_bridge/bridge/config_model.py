@@ -110,7 +110,7 @@ class DeadLetterSettings:
 
 @dataclass(frozen=True, slots=True)
 class HealthSettings:
-    """The health/metrics HTTP endpoint."""
+    """The health/metrics HTTP endpoint (``host``: one address, or several joined by commas)."""
 
     host: str = "127.0.0.1"
     port: int = 8081

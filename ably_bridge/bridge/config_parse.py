@@ -350,6 +350,28 @@ class Parser(RouteParser):
             return None
         return self.integer(raw, key, f"{path}.{key}", minimum, minimum=minimum, maximum=4096)
 
+    def health_hosts(self, raw: Mapping[str, Any]) -> str:
+        """``health.host``: one address, or several (a list, or separated by commas)."""
+        path = "health.host"
+        value: Any = raw.get("host")
+        if self.env.get("ABLY_BRIDGE_HEALTH_HOST"):
+            value, path = self.env["ABLY_BRIDGE_HEALTH_HOST"], "ABLY_BRIDGE_HEALTH_HOST"
+        if value is None:
+            return "127.0.0.1"
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list) or not value or len(value) > 8:
+            self.fail(path, "must be a host name or an IP address, or a list of up to 8")
+            return "127.0.0.1"
+        hosts: list[str] = []
+        for host in value:
+            problem = host_problem(host.strip()) if isinstance(host, str) else "must be a string"
+            if problem is not None:
+                self.fail(path, problem)
+            else:
+                hosts.append(host.strip())
+        return ",".join(hosts) or "127.0.0.1"
+
     def dead_letter(self, raw: Mapping[str, Any]) -> DeadLetterSettings:
         self.known(raw, {"stream", "maxlen"}, "dead_letter")
         return DeadLetterSettings(
@@ -367,15 +389,8 @@ class Parser(RouteParser):
                 port = int(env_port)
             else:
                 self.fail("ABLY_BRIDGE_HEALTH_PORT", "must be a port number 0-65535")
-        host_path = "health.host"
-        host = self.text(raw, "host", host_path, "127.0.0.1") or "127.0.0.1"
-        if self.env.get("ABLY_BRIDGE_HEALTH_HOST"):
-            host, host_path = self.env["ABLY_BRIDGE_HEALTH_HOST"], "ABLY_BRIDGE_HEALTH_HOST"
-        problem = host_problem(host)
-        if problem is not None:
-            self.fail(host_path, problem)
         return HealthSettings(
-            host=host,
+            host=self.health_hosts(raw),
             port=port,
             enabled=self.boolean(raw, "enabled", "health.enabled", True),
         )

@@ -1,39 +1,55 @@
 """The operations endpoint: ``/healthz``, ``/readyz`` and ``/metrics`` over plain HTTP.
 
-This module owns :class:`HealthServer`, a small ``http.server`` on its own
-thread (configured by ``health.host``/``health.port``; port 0 picks a free one):
+This module owns :class:`HealthServer`, served by the bounded
+:class:`~ably_bridge.bridge.http_endpoint.EndpointServer` (header and write
+timeouts, a connection cap, a small thread pool, quiet about clients that hang
+up) on ``health.host``/``health.port`` (port 0 picks a free one; ``host`` may
+list several addresses separated by commas, such as ``127.0.0.1,<pod IP>``):
 
-* ``GET /healthz`` - 200 while the process is alive and its delivery loop
-  has stepped within ``stall_after`` seconds (a wedged loop answers 503);
+* ``GET /healthz`` - 200 while the process can do its work; 503 when it cannot
+  recover by itself: its delivery loop has not stepped within ``stall_after``
+  seconds, or a realtime connection is FAILED (a wrong or revoked key: the body
+  names the Ably error code). See ``docs/security.md`` for why a liveness probe
+  should restart the process then;
 * ``GET /readyz`` - 200 when the Ably connection is up, every channel is
   live (attached and caught up) and no sink is failing; otherwise 503 with
   the reasons as JSON;
 * ``GET /metrics`` - the Prometheus text exposition.
 
-Handlers read snapshots only; they never call into the delivery thread's
-objects beyond reading plain attributes.
+The endpoint has no authentication: it binds 127.0.0.1 unless configured
+otherwise, and :meth:`HealthServer.start` warns when it is bound where other
+hosts can reach it. Handlers read snapshots only; they never call into the
+delivery thread's objects beyond reading plain attributes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
+from ably_bridge.bridge.http_endpoint import EndpointServer, EndpointStats
 from ably_bridge.bridge.metrics import CONTENT_TYPE
 
-__all__ = ["HealthServer"]
+__all__ = ["HealthServer", "is_loopback"]
 
 logger = logging.getLogger(__name__)
 
 Probe = Callable[[], tuple[bool, list[str]]]
+_JSON = "application/json"
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a bound address is reachable from this host only."""
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class HealthServer:
-    """Serves health, readiness and metrics on ``host:port`` from a daemon thread."""
+    """Serves health, readiness and metrics on ``host:port`` from its own threads."""
 
     def __init__(
         self,
@@ -43,73 +59,77 @@ class HealthServer:
         alive: Probe,
         ready: Probe,
         metrics: Callable[[], str],
+        header_timeout: float = 5.0,
+        write_timeout: float = 10.0,
+        max_connections: int = 128,
+        workers: int = 4,
     ) -> None:
-        self._probes: dict[str, Any] = {"alive": alive, "ready": ready, "metrics": metrics}
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self._probes))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._alive = alive
+        self._ready = ready
+        self._metrics = metrics
+        self._server = EndpointServer(
+            [h.strip() for h in host.split(",")],
+            port,
+            self._handle,
+            name="ably-bridge-health",
+            workers=workers,
+            max_connections=max_connections,
+            header_timeout=header_timeout,
+            write_timeout=write_timeout,
+        )
+        self._started = False
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.address[1]
+
+    @property
+    def host(self) -> str:
+        return self._server.address[0]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return self._server.addresses
 
     @property
     def url(self) -> str:
-        host = self._server.server_address[0]
-        if isinstance(host, bytes):
-            host = host.decode()
-        return f"http://{host}:{self.port}"
+        host = self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @property
+    def stats(self) -> EndpointStats:
+        return self._server.stats
 
     def start(self) -> HealthServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, name="ably-bridge-health", daemon=True
-            )
-            self._thread.start()
+        if not self._started:
+            self._started = True
+            self._server.start()
             logger.info("health endpoint on %s", self.url)
+            exposed = [h for h, _ in self._server.addresses if not is_loopback(h)]
+            if exposed:
+                logger.warning(
+                    "the health endpoint listens on %s, which other hosts can reach: "
+                    "/metrics and /readyz answer anyone without authentication. Bind "
+                    "127.0.0.1 (health.host) unless a prober on another address needs it "
+                    "(Kubernetes: the pod IP; see docs/security.md)",
+                    ", ".join(exposed),
+                )
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._server.stop()
 
+    def _handle(self, method: str, path: str) -> tuple[int, bytes, str]:
+        if path == "/healthz":
+            return self._probe(self._alive)
+        if path == "/readyz":
+            return self._probe(self._ready)
+        if path == "/metrics":
+            return 200, self._metrics().encode("utf-8"), CONTENT_TYPE
+        return 404, b'{"error":"not found"}', _JSON
 
-def _make_handler(probes: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "ably-bridge"
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            try:
-                if path == "/healthz":
-                    self._probe(probes["alive"])
-                elif path == "/readyz":
-                    self._probe(probes["ready"])
-                elif path == "/metrics":
-                    self._send(200, probes["metrics"]().encode("utf-8"), CONTENT_TYPE)
-                else:
-                    self._send(404, b'{"error":"not found"}', "application/json")
-            except Exception as exc:  # a probe bug must not kill the server thread
-                logger.exception("health endpoint %s failed", path)
-                body = json.dumps({"ok": False, "problems": [type(exc).__name__]})
-                self._send(500, body.encode(), "application/json")
-
-        def _probe(self, probe: Probe) -> None:
-            ok, problems = probe()
-            body = json.dumps({"ok": ok, "problems": problems}).encode()
-            self._send(200 if ok else 503, body, "application/json")
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("health: " + format, *args)
-
-    return Handler
+    @staticmethod
+    def _probe(probe: Probe) -> tuple[int, bytes, str]:
+        ok, problems = probe()
+        body = json.dumps({"ok": ok, "problems": problems}).encode()
+        return (200 if ok else 503), body, _JSON

@@ -131,7 +131,8 @@ def test_route_numbers_are_bounded() -> None:
     ("host", "reason"),
     [
         ("not a host", "must be a host name or an IP address without spaces"),
-        (" 127.0.0.1", "must be a host name or an IP address without spaces"),
+        ("127.0.0.1 x", "must be a host name or an IP address without spaces"),
+        ("127.0.0.1,", "must be a host name or an IP address without spaces"),
         ("http://0.0.0.0", "must be a host name or an IP address, not a URL"),
         ("bad_host!", "must be a host name (letters, digits, '-' and '.') or an IP address"),
         ("-lead.example", "must be a host name (letters, digits, '-' and '.') or an IP address"),
@@ -147,6 +148,15 @@ def test_a_bad_health_host_is_refused_by_name(host: str, reason: str) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]", "localhost", "bridge-0.svc.local."])
 def test_good_health_hosts(host: str) -> None:
     assert parse_config(minimal(health={"host": host}), {"ABLY_KEY": KEY}).health.host == host
+
+
+def test_several_health_hosts() -> None:
+    env = {"ABLY_KEY": KEY, "ABLY_BRIDGE_HEALTH_HOST": "127.0.0.1, 10.1.2.3"}
+    assert parse_config(minimal(), env).health.host == "127.0.0.1,10.1.2.3"
+    listed = minimal(health={"host": ["127.0.0.1", "::1"]})
+    assert parse_config(listed, {"ABLY_KEY": KEY}).health.host == "127.0.0.1,::1"
+    assert only(minimal(health={"host": ["a"] * 9})).startswith("health.host: must be a host")
+    assert only(minimal(health={"host": [1]})) == "health.host: must be a string"
 
 
 def test_a_bad_endpoint_is_refused_by_name() -> None:

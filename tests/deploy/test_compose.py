@@ -124,8 +124,15 @@ def _bridge_config_path() -> str:
 def test_the_bridge_config_is_valid_with_the_compose_environment() -> None:
     environment = interpolated(compose()["services"]["bridge"]["environment"])
     config = load_config(DEPLOY / _bridge_config_path(), environment)
-    assert config.ably.endpoint == "emulator"
-    assert config.health.host == "0.0.0.0"  # reachable through the published port
+    # A host (with a dot), not a routing policy name: "emulator" would mean
+    # emulator.realtime.ably.net (REC1b).
+    assert config.ably.endpoint == "emulator.internal"
+    emulator = compose()["services"]["emulator"]
+    assert "emulator.internal" in emulator["networks"]["default"]["aliases"]
+    # Loopback and the container's own address (the published port forwards to it).
+    bridge = compose()["services"]["bridge"]
+    assert config.health.host == f"127.0.0.1,{bridge['hostname']}"
+    assert "0.0.0.0" not in str(compose()["services"])
     assert config.ably.tls is False
 
 
@@ -140,7 +147,7 @@ def test_stop_grace_period_covers_the_drain() -> None:
 def test_the_emulator_app_matches_the_key() -> None:
     emulator = compose()["services"]["emulator"]
     argv = _command(emulator)
-    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert argv[argv.index("--host") + 1] == "emulator.internal"
     app = json.loads((DEPLOY / "compose" / "emulator-app.json").read_text())
     key = interpolated(compose()["x-ably-env"]["ABLY_KEY"])
     assert key == f"{app['appId']}.{app['keys'][0]['id']}:{app['keys'][0]['value']}"

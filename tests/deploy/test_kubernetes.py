@@ -44,14 +44,28 @@ def container(workload: dict[str, Any]) -> dict[str, Any]:
     return only
 
 
+# What the downward API gives a pod, as a sample.
+FIELD_SAMPLES = {"status.podIP": "10.0.0.7"}
+
+
 def env_sources(c: dict[str, Any]) -> dict[str, str]:
-    """Every variable the container gets: its env plus its ConfigMap and Secret envFrom."""
-    values: dict[str, str] = {e["name"]: e.get("value", f"<{e['name']}>") for e in c.get("env", [])}
+    """Every variable the container gets: its env plus its ConfigMap and Secret envFrom.
+
+    ``$(VAR)`` in a value is expanded from the variables defined before it, as the
+    kubelet does; a downward-API field gets its sample value (or ``<NAME>``).
+    """
+    values: dict[str, str] = {}
     for source in c.get("envFrom", []):
         if "configMapRef" in source:
             values.update(find("ConfigMap", source["configMapRef"]["name"])["data"])
         if "secretRef" in source:
             values.update(find("Secret", source["secretRef"]["name"])["stringData"])
+    for e in c.get("env", []):
+        if "value" in e:
+            values[e["name"]] = expand(e["value"], values)
+        else:
+            field = e["valueFrom"].get("fieldRef", {}).get("fieldPath", "")
+            values[e["name"]] = FIELD_SAMPLES.get(field, f"<{e['name']}>")
     return values
 
 
@@ -103,7 +117,10 @@ def test_bridge_probes_use_the_health_endpoint() -> None:
     config = bridge_config()
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports["health"] == config.health.port
-    assert config.health.host == "0.0.0.0"  # the kubelet probes the pod IP
+    # Loopback (kubectl port-forward) and the pod IP (the kubelet's probes), not 0.0.0.0.
+    assert config.health.host == "127.0.0.1,10.0.0.7"
+    [pod_ip] = [e for e in c["env"] if e["name"] == "POD_IP"]
+    assert pod_ip["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     health = (ROOT / "ably_bridge" / "bridge" / "health.py").read_text()
