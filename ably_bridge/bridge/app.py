@@ -27,6 +27,7 @@ from redis.retry import Retry
 from ably_bridge.bridge.backfill import RestHistory
 from ably_bridge.bridge.checkpoint import CheckpointStore
 from ably_bridge.bridge.config import BridgeConfig, CeleryTarget, Route, Target
+from ably_bridge.bridge.connection_watch import ConnectionWatch
 from ably_bridge.bridge.daemon import Daemon, DaemonOptions
 from ably_bridge.bridge.deadletter import DeadLetterWriter
 from ably_bridge.bridge.discovery import RestDirectory
@@ -192,6 +193,7 @@ class BridgeApp:
             fencing=fencing,
             checkpoint_interval=opts.checkpoint_interval,
         )
+        self.connection_watch = ConnectionWatch()
         self.source = source if source is not None else self._realtime_source()
         self.daemon = Daemon(
             config,
@@ -218,9 +220,23 @@ class BridgeApp:
             )
 
     def _realtime_source(self) -> ChannelSource:
-        from ably_bridge.bridge.connections import ConnectionPool
+        # Hook (issue 17, item 7): every realtime connection is watched, so a FAILED one
+        # (a wrong key: 40101) is logged once with its code and reported by the probes.
+        from ably_bridge.bridge.connections import ConnectionPool, PoolOptions
+        from ably_bridge.bridge.realtime_source import RealtimeSource
 
-        return ConnectionPool.from_config(self.config)
+        def connect(number: int) -> ChannelSource:
+            source = RealtimeSource.from_config(self.config, callback_workers=4)
+            self.connection_watch.observe(number, source.client.connection)
+            return source
+
+        ably = self.config.ably
+        options = PoolOptions(
+            channels_per_connection=ably.channels_per_connection,
+            max_connections=ably.max_connections,
+            message_rate_budget=ably.message_rate_budget,
+        )
+        return ConnectionPool(connect, options)
 
     def _lease_client(self) -> redis.Redis:
         """A Redis client for lease rounds: its timeouts stay well inside the lease TTL."""
@@ -248,10 +264,16 @@ class BridgeApp:
         stalled = self.clock.monotonic() - self.daemon.heartbeat
         if not self.daemon.stopped and stalled > 30.0:
             return False, [f"delivery loop stalled for {stalled:.0f}s"]
-        return True, []
+        # A FAILED connection is not retried and the key is read at start: only a
+        # restart can recover (docs/security.md, "Health and admin endpoints").
+        failures = self.connection_watch.failures()
+        return not failures, failures
 
     def _ready(self) -> tuple[bool, list[str]]:
         ok, problems = self.daemon.readiness()
+        failures = self.connection_watch.failures()
+        problems.extend(failures)
+        ok = ok and not failures
         failing = self.sinks.healthy()
         if failing:
             problems.append(f"sink(s) unreachable: {', '.join(failing)}")
