@@ -10,10 +10,10 @@ every realtime connection the bridge opens and:
 * logs a credential error that makes a connection retry (DISCONNECTED or
   SUSPENDED with a 401xx reason: an expired or revoked token) once, as a warning;
 * answers :meth:`ConnectionWatch.failures` for the health probes: a FAILED
-  connection stays FAILED (RTN14a/RTN15: the client does not retry from it, and
-  the key is read at start), so ``/readyz`` and ``/healthz`` report it until the
-  process is restarted with a working key (``docs/security.md`` says why
-  ``/healthz`` then answers 503).
+  connection stays FAILED (RTN14a: an invalid key fails it; only an explicit
+  ``connect()`` leaves FAILED, RTN11d; and the key is read at start), so
+  ``/readyz`` and ``/healthz`` report it until the process is restarted with a
+  working key (``docs/security.md`` says why ``/healthz`` then answers 503).
 """
 
 from __future__ import annotations
