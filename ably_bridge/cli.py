@@ -127,6 +127,12 @@ def _run(args: argparse.Namespace) -> int:
         for problem in err.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a validator bug: one line, redacted, not a traceback
+        from ably_bridge.bridge.secret import redact_text
+
+        reason = redact_text(f"{type(exc).__name__}: {exc}")
+        print(f"{path}: could not be validated ({reason})", file=sys.stderr)
+        return 1
     if args.health_port is not None:
         config = dataclasses.replace(
             config, health=dataclasses.replace(config.health, port=args.health_port)

@@ -350,6 +350,23 @@ def test_unexpected_errors_become_problems(tmp_path: Path, monkeypatch: pytest.M
     ]
 
 
+def test_run_reports_a_validator_bug_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ably_bridge.bridge.config as config_module
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError(f"bug near redis://:{PW}@h/0")
+
+    monkeypatch.setattr(config_module, "load_config", broken)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert main(["run", "--config", str(tmp_path / "b.yaml")]) == 1
+    assert err.getvalue() == (
+        f"{tmp_path / 'b.yaml'}: could not be validated (TypeError: bug near redis://:***@h/0)\n"
+    )
+
+
 _SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
     st.sampled_from(["redis://h/0", "re:(a)\\1", "*", "chat:*", "nan", "-1", "127.0.0.1"]),
