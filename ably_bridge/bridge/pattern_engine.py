@@ -10,8 +10,9 @@ anchors) - without ever backtracking:
   expanded, so ``(a{100}){100}`` is refused when the program is built).
 * The name is read once, left to right. The set of NFA states live after each
   character is a DFA state, built on first use and kept (at most
-  :data:`MAX_DFA_STATES` of them and :data:`MAX_TRANSITIONS` transitions; past
-  that the cache is dropped and rebuilt as the names need it). A character
+  :data:`MAX_DFA_STATES` of them, :data:`MAX_TRANSITIONS` transitions and
+  :data:`MAX_KERNEL_ENTRIES` NFA states held in all; past that the cache is
+  dropped and rebuilt as the names need it), so its memory is bounded too. A character
   costs one dict lookup once its transition is known, and at most one pass
   over the NFA when it is not: the work is O(len(name) * NFA size) in the
   worst case and O(len(name)) once warm, whatever the pattern or the name.
@@ -47,11 +48,19 @@ from ably_bridge.bridge.pattern_syntax import (
     is_word,
 )
 
-__all__ = ["MAX_DFA_STATES", "MAX_NFA_STATES", "MAX_TRANSITIONS", "Program", "nfa_size"]
+__all__ = [
+    "MAX_DFA_STATES",
+    "MAX_KERNEL_ENTRIES",
+    "MAX_NFA_STATES",
+    "MAX_TRANSITIONS",
+    "Program",
+    "nfa_size",
+]
 
 MAX_NFA_STATES = 20_000
 MAX_DFA_STATES = 2_000
 MAX_TRANSITIONS = 50_000
+MAX_KERNEL_ENTRIES = 200_000  # NFA states held by all cached DFA states together
 
 # NFA state kinds.
 _CHAR, _SPLIT, _ASSERT, _MATCH = 0, 1, 2, 3
@@ -238,6 +247,7 @@ class Program:
     def _reset(self) -> None:
         self._states: dict[tuple[frozenset[int], bool, bool], _DState] = {}
         self._transitions = 0
+        self._kernel_entries = 0  # NFA states held by the DFA states: their memory
         self._initial = self._state(frozenset(), False, True)
 
     def _state(self, kernel: frozenset[int], prev_word: bool, at_start: bool) -> _DState:
@@ -245,6 +255,7 @@ class Program:
         state = self._states.get(key)
         if state is None:
             state = self._states.setdefault(key, _DState(kernel, prev_word, at_start))
+            self._kernel_entries += len(kernel)
         return state
 
     def _transition(self, state: _DState, c: str, *, final_newline: bool = False) -> _DState:
@@ -263,6 +274,7 @@ class Program:
                 if (
                     len(self._states) >= self._max_states
                     or self._transitions >= self._max_transitions
+                    or self._kernel_entries >= MAX_KERNEL_ENTRIES
                 ):
                     self.flushes += 1
                     self._reset()

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 REGEX_PREFIX = "re:"
 MAX_NAME_LENGTH = 2048  # characters of a channel or message name matched against patterns
 _RESULT_CACHE = 4096  # names whose answer a matcher keeps (names repeat far more than vary)
+_CACHED_NAME_LENGTH = 256  # ... if at most this long: the cache holds at most ~1 MB
 
 
 class PatternError(ValueError):
@@ -151,10 +152,11 @@ class NameMatcher:
             self._too_long(name)
             return False
         hit = any(program.search(name) for program in self._programs)
-        results = self._results
-        if len(results) >= _RESULT_CACHE:
-            self._results = results = {}
-        results[name] = hit
+        if len(name) <= _CACHED_NAME_LENGTH:  # (long names: matched each time, not kept)
+            results = self._results
+            if len(results) >= _RESULT_CACHE:
+                self._results = results = {}
+            results[name] = hit
         return hit
 
     def _too_long(self, name: str) -> None:

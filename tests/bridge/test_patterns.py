@@ -214,6 +214,18 @@ def test_results_are_kept_and_the_cache_is_bounded() -> None:
     for i in range(5000):
         matcher.matches(f"b{i}")
     assert len(matcher._results) <= 4096
+    matcher.matches("a" * 300)  # long names are matched each time, not kept
+    assert "a" * 300 not in matcher._results and matcher.matches("a" * 300)
+
+
+def test_the_dfa_cache_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ably_bridge.bridge.pattern_engine as engine
+
+    monkeypatch.setattr(engine, "MAX_KERNEL_ENTRIES", 500)
+    program = Program([parse_regex("(a|b)*a(a|b){20}c")])
+    for i in range(200):
+        program.search("".join("ab"[(i * 7919 >> k) & 1] for k in range(40)))
+    assert program.flushes > 0 and program._kernel_entries < 500 + program.nfa_states
 
 
 def test_router_semantics_kept() -> None:
