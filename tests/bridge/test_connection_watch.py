@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,14 @@ import pytest
 from ably_bridge.bridge.connection_watch import ConnectionWatch, is_credential_error
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.events import ConnectionState
+
+WATCH_LOGGER = "ably_bridge.bridge.connection_watch"
+
+
+@pytest.fixture(autouse=True)
+def _capture(caplog: pytest.LogCaptureFixture) -> None:
+    """Capture this module's records whatever earlier tests did to logger levels."""
+    caplog.set_level(logging.DEBUG, logger=WATCH_LOGGER)
 
 
 @dataclass

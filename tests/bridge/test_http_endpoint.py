@@ -191,8 +191,9 @@ def test_a_client_that_does_not_read_cannot_hold_a_worker(
 
 
 def test_hang_ups_are_quiet_json_lines_without_tracebacks(
-    make: Callable[..., EndpointServer],
+    make: Callable[..., EndpointServer], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="ably_bridge")  # whatever a client set it to
     stream = io.StringIO()
     log_handler = configure_logging("DEBUG", stream=stream)
     try:

@@ -23,7 +23,8 @@ SECRET_DATA = "payload-4f1c"
 
 
 @pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
+def log_lines(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
+    caplog.set_level(logging.INFO, logger="ably_bridge")  # whatever a client set it to
     stream = io.StringIO()
     yield stream
     logging.getLogger().handlers.clear()
