@@ -67,16 +67,22 @@ class HealthServer:
         self._alive = alive
         self._ready = ready
         self._metrics = metrics
-        self._server = EndpointServer(
-            [h.strip() for h in host.split(",")],
-            port,
-            self._handle,
-            name="ably-bridge-health",
-            workers=workers,
-            max_connections=max_connections,
-            header_timeout=header_timeout,
-            write_timeout=write_timeout,
-        )
+        try:
+            self._server = EndpointServer(
+                [h.strip() for h in host.split(",")],
+                port,
+                self._handle,
+                name="ably-bridge-health",
+                workers=workers,
+                max_connections=max_connections,
+                header_timeout=header_timeout,
+                write_timeout=write_timeout,
+            )
+        except OSError as exc:  # a name that does not resolve, a port in use...
+            reason = exc.strerror or str(exc)
+            raise OSError(
+                exc.errno, f"health.host/health.port: cannot listen on {host} port {port}: {reason}"
+            ) from None
         self._started = False
 
     @property

@@ -259,3 +259,18 @@ def test_several_addresses_share_one_port() -> None:
             assert requests.get(base + "/healthz", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_an_address_it_cannot_listen_on_is_named() -> None:
+    def probe() -> tuple[bool, list[str]]:
+        return True, []
+
+    taken = HealthServer("127.0.0.1", 0, alive=probe, ready=probe, metrics=str)
+    try:
+        with pytest.raises(OSError, match=r"health\.host/health\.port: cannot listen on 127\.0"):
+            HealthServer("127.0.0.1", taken.port, alive=probe, ready=probe, metrics=str)
+        # TEST-NET-1: an address of no interface here (bind fails, no DNS involved).
+        with pytest.raises(OSError, match=r"cannot listen on 192\.0\.2\.1 port 0: "):
+            HealthServer("192.0.2.1", 0, alive=probe, ready=probe, metrics=str)
+    finally:
+        taken.stop()
