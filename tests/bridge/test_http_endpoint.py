@@ -20,6 +20,7 @@ import requests
 from ably_bridge.bridge.health import HealthServer, is_loopback
 from ably_bridge.bridge.http_endpoint import MAX_HEADER_BYTES, EndpointServer
 from ably_bridge.bridge.jsonlog import configure_logging
+from tests.bridge.log_support import root_logging_restored
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0, what: object = "") -> None:
@@ -195,8 +196,8 @@ def test_hang_ups_are_quiet_json_lines_without_tracebacks(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="ably_bridge")  # whatever a client set it to
     stream = io.StringIO()
-    log_handler = configure_logging("DEBUG", stream=stream)
-    try:
+    with root_logging_restored():
+        configure_logging("DEBUG", stream=stream)
         server = make()
         for _ in range(100):
             with connect(server) as sock:
@@ -212,8 +213,6 @@ def test_hang_ups_are_quiet_json_lines_without_tracebacks(
         )
         assert stats.hangups >= 100
         assert requests.get(url(server, "/boom"), timeout=5).status_code == 500
-    finally:
-        logging.getLogger().removeHandler(log_handler)
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     mine = [r for r in records if r["logger"] == "ably_bridge.bridge.http_endpoint"]
     hangups = [r for r in mine if r["level"] == "DEBUG"]

@@ -18,6 +18,7 @@ from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.jsonlog import configure_logging
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import free_port
+from tests.bridge.log_support import root_logging_restored
 
 SECRET_DATA = "payload-4f1c"
 
@@ -25,9 +26,8 @@ SECRET_DATA = "payload-4f1c"
 @pytest.fixture
 def log_lines(caplog: pytest.LogCaptureFixture) -> Iterator[io.StringIO]:
     caplog.set_level(logging.INFO, logger="ably_bridge")  # whatever a client set it to
-    stream = io.StringIO()
-    yield stream
-    logging.getLogger().handlers.clear()
+    with root_logging_restored():
+        yield io.StringIO()
 
 
 def letter() -> DeadLetter:

@@ -20,6 +20,7 @@ from ably_bridge.bridge.secret import (
     url_credentials,
     url_has_password,
 )
+from tests.bridge.log_support import root_logging_restored
 
 PW = "s3cr3t-Pa55"
 
@@ -101,8 +102,8 @@ def test_known_secret_values_are_scrubbed_from_any_text() -> None:
 def test_log_lines_never_hold_a_credential_whatever_the_logger() -> None:
     url = f"redis://127.0.0.1:6379/0?password={PW}"
     stream = io.StringIO()
-    handler = configure_logging("DEBUG", stream=stream)
-    try:
+    with root_logging_restored():
+        configure_logging("DEBUG", stream=stream)
         log = logging.getLogger("some.library")
         log.warning("connected to %s", url)
         log.info("sink %s ready", f"redis_stream:{url}", extra={"sink": url})
@@ -110,8 +111,6 @@ def test_log_lines_never_hold_a_credential_whatever_the_logger() -> None:
             raise ConnectionError(f"Error connecting to {url}")
         except ConnectionError:
             log.exception("failed")
-    finally:
-        logging.getLogger().removeHandler(handler)
     text = stream.getvalue()
     assert PW not in text and text.count("password=***") == 4
     assert [json.loads(line)["level"] for line in text.splitlines()] == ["WARNING", "INFO", "ERROR"]
