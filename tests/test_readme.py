@@ -12,6 +12,7 @@ printed, and placeholder keys and Redis URLs replaced by the test's own.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -63,6 +64,7 @@ RUN_BY = {
     "emulator-in-tests": "test_the_client_blocks",
     "producers": "test_the_producer_block",
     "emulator-alone": "test_the_emulator_command",
+    "make-cipher-key": "test_the_cipher_key_command",
     "examples-chat-stack": "test_the_examples",
     "examples-chat-ping": "test_the_examples",
     "examples-producer": "test_the_examples",
@@ -190,6 +192,11 @@ def test_the_producer_block() -> None:
     finally:
         client.delete(queue)
         client.close()
+
+
+def test_the_cipher_key_command(sandbox: Path) -> None:
+    out = run_shell(block("make-cipher-key").text, sandbox, clean_env())
+    assert len(base64.b64decode(out.strip(), validate=True)) == 32  # AES-256
 
 
 def test_the_emulator_command(dev_emulator: Emulator) -> None:
