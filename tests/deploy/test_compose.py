@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from ably_bridge import __version__
 from ably_bridge.bridge.config import load_config
 from tests.deploy.helpers import (
     DEPLOY,
@@ -24,7 +25,7 @@ from tests.deploy.helpers import (
 )
 
 COMPOSE = DEPLOY / "docker-compose.yml"
-OUR_IMAGE = "ably-bridge:dev"
+OUR_IMAGE = f"ably-bridge:{__version__}"  # the tag every deploy file uses
 IMAGE_ENTRYPOINT = ["ably-bridge"]  # deploy/Dockerfile's ENTRYPOINT
 
 
