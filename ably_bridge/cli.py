@@ -9,6 +9,8 @@ Subcommands:
 * ``run`` - run the bridge daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload routes).
 * ``publish``, ``subscribe``, ``history``, ``presence``, ``stats``, ``token`` -
   operator tools over REST and realtime (:mod:`ably_bridge.commands`).
+* ``deadletter`` - list, show, replay and purge dead letters
+  (:mod:`ably_bridge.commands.deadletter`).
 * ``version`` - print the version.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage (argparse's own).
@@ -173,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ably_bridge.commands import register as register_tools
 
     register_tools(subparsers)
+    from ably_bridge.commands import deadletter
+
+    deadletter.register(subparsers)
     version = subparsers.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=lambda _args: _print_version())
     return parser

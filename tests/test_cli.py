@@ -28,6 +28,7 @@ SUBCOMMANDS = [
     "presence",
     "stats",
     "token",
+    "deadletter",
     "version",
 ]
 
