@@ -11,6 +11,8 @@ Subcommands:
   operator tools over REST and realtime (:mod:`ably_bridge.commands`).
 * ``deadletter`` - list, show, replay and purge dead letters
   (:mod:`ably_bridge.commands.deadletter`).
+* ``workers`` - the Celery workers and the retry state of the ``ably.*`` tasks
+  (:mod:`ably_bridge.commands.workers`).
 * ``version`` - print the version.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage (argparse's own).
@@ -175,9 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ably_bridge.commands import register as register_tools
 
     register_tools(subparsers)
-    from ably_bridge.commands import deadletter
+    from ably_bridge.commands import deadletter, workers
 
     deadletter.register(subparsers)
+    workers.register(subparsers)
     version = subparsers.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=lambda _args: _print_version())
     return parser

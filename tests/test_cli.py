@@ -29,6 +29,7 @@ SUBCOMMANDS = [
     "stats",
     "token",
     "deadletter",
+    "workers",
     "version",
 ]
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ably_bridge.bridge.config import BridgeConfig
     from ably_bridge.commands.common import Subparsers
 
-__all__ = ["register"]
+__all__ = ["load_bridge_config", "register"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_STREAM = "ably-bridge:deadletter"
@@ -227,7 +227,7 @@ class _Context:
     """The store, the configuration (if given) and the redaction of this invocation."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.config: BridgeConfig | None = _load(args.config) if args.config else None
+        self.config: BridgeConfig | None = load_bridge_config(args.config) if args.config else None
         url = args.redis_url or (
             self.config.redis_url.reveal()
             if self.config is not None
@@ -252,7 +252,7 @@ class _Context:
 _NO_KEY = "deadletter-tool.unused:unused"  # stands in for an Ably key nothing here uses
 
 
-def _load(path: str) -> BridgeConfig:
+def load_bridge_config(path: str) -> BridgeConfig:
     """The configuration; without an Ably key too, when the app id is known otherwise.
 
     Nothing here talks to Ably, so a missing key only matters for the app id

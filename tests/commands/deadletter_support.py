@@ -100,7 +100,7 @@ def bridge_process(config: Path, env: dict[str, str], tmp: Path) -> Iterator[Bri
 
 @contextlib.contextmanager
 def celery_worker(
-    settings: Any, prepare: Callable[[Celery], None] | None = None
+    settings: Any, prepare: Callable[[Celery], None] | None = None, concurrency: int = 1
 ) -> Iterator[Celery]:
     """A real worker (threads pool) of ``workers.create_app(settings)``, in this process."""
     from workers import create_app
@@ -110,7 +110,12 @@ def celery_worker(
         prepare(app)
     try:
         with start_worker(
-            app, pool="threads", perform_ping_check=False, shutdown_timeout=20, loglevel="WARNING"
+            app,
+            pool="threads",
+            concurrency=concurrency,
+            perform_ping_check=False,
+            shutdown_timeout=20,
+            loglevel="WARNING",
         ):
             yield app
     finally:
