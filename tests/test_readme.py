@@ -69,6 +69,10 @@ RUN_BY = {
     "examples-chat-ping": "test_the_examples",
     "examples-producer": "test_the_examples",
     "examples-token-server": "test_the_examples",
+    "console-deadletter": "tests/commands/test_operating_console_doc.py",
+    "console-prometheus": "tests/deploy/test_observability.py",
+    "console-workers": "tests/commands/test_workers_command.py",
+    "console-celery-inspect": "tests/commands/test_workers_command.py",
 }
 
 

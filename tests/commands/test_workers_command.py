@@ -10,6 +10,10 @@ snapshot shows one retrying with its error and next attempt, the other running.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +26,8 @@ from celery import Celery
 
 from ably_bridge.emulator import Emulator
 from tests.bridge.conftest import redis_available
-from tests.commands.deadletter_support import celery_worker, eventually, run_cli, unique
+from tests.commands.deadletter_support import ROOT, celery_worker, eventually, run_cli, unique
+from tests.readme_support import block
 from workers import RetryPolicy, WorkerSettings, producers
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
@@ -117,18 +122,64 @@ def test_workers_shows_a_retrying_and_a_running_ably_task(
             assert line.split()[:2] == ["retrying", "ably.time"] and " in " in line
 
             # A bridge configuration: one Celery target a worker has, one none has.
-            config = tmp_path / "bridge.yaml"
-            config.write_text(yaml.safe_dump(bridge_config(emulator, settings)))
+            config = tmp_path / "bad.yaml"
+            config.write_text(yaml.safe_dump(bridge_config(emulator, settings, "chat.nobody")))
             code, checked = snapshot(capsys, "-c", str(config))
             assert code == 1
             verdicts = {(c["task"], c["ok"]) for c in checked["targets"]}
             assert verdicts == {("ably.time", True), ("chat.nobody", False)}
             assert any("chat.nobody" in p and "unknown_target" in p for p in checked["problems"])
+
+            # docs/operating-console.md's blocks, as written, against this worker.
+            good = tmp_path / "bridge.yaml"
+            good.write_text(yaml.safe_dump(bridge_config(emulator, settings)))
+            the_workers_block(capsys, tmp_path, receipt.id)
+            the_celery_inspect_block(tmp_path, receipt.id)
     finally:
         release.set()
 
 
-def bridge_config(emulator: Emulator, settings: WorkerSettings) -> dict[str, Any]:
+def the_workers_block(capsys: pytest.CaptureFixture[str], where: Path, retrying: str) -> None:
+    (command,) = block("console-workers").commands()
+    argv = shlex.split(command)
+    assert argv[:2] == ["ably-bridge", "workers"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(where)
+        result = run_cli(capsys, *argv[1:])
+    assert result.code == 0, result.out + result.err
+    assert (
+        "route main: task ably.time on queue" in result.out and ": ok (1 worker(s))" in result.out
+    )
+    assert any(line.split()[:2] == ["retrying", "ably.time"] and retrying in line
+               for line in result.out.splitlines())  # fmt: skip
+
+
+def the_celery_inspect_block(where: Path, retrying: str) -> None:
+    """``celery -A workers inspect ...`` in a shell with the workers' environment."""
+    scheduled, active, registered = block("console-celery-inspect").commands()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(command: str) -> str:
+        argv = shlex.split(command)
+        assert argv[0] == "celery"
+        done = subprocess.run(
+            [sys.executable, "-m", "celery", *argv[1:]],
+            env=env, cwd=where, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    waiting = json.loads(run(scheduled))
+    (entries,) = waiting.values()
+    (entry,) = [e for e in entries if e["request"]["id"] == retrying]
+    assert entry["request"]["name"] == "ably.time" and entry["eta"]
+    (running,) = json.loads(run(active)).values()
+    assert [t["name"] for t in running] == ["ably.test_block"]
+    assert "ably.time" in run(registered)
+
+
+def bridge_config(emulator: Emulator, settings: WorkerSettings, *missing: str) -> dict[str, Any]:
+    tasks = ["ably.time", *missing]
     return {
         "app_id": "app",
         "ably": {"endpoint": "127.0.0.1", "port": emulator.port, "tls": False},
@@ -138,10 +189,7 @@ def bridge_config(emulator: Emulator, settings: WorkerSettings) -> dict[str, Any
             {
                 "id": "main",
                 "channels": ["a"],
-                "targets": [
-                    {"type": "celery", "task": "ably.time", "queue": settings.queue},
-                    {"type": "celery", "task": "chat.nobody", "queue": settings.queue},
-                ],
+                "targets": [{"type": "celery", "task": t, "queue": settings.queue} for t in tasks],
             }
         ],
     }

@@ -316,3 +316,20 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = run_promtool("check", "rules", path.name, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_documented_scrape_config_loads_the_alerts(tmp_path: Path) -> None:
+    """docs/operating-console.md's prometheus.yml: valid, and its job is the one
+    AblyBridgeDown watches."""
+    from tests.readme_support import block
+
+    text = block("console-prometheus").text
+    config = yaml.safe_load(text)
+    (job,) = config["scrape_configs"]
+    down = next(r for r in alert_rules() if r["alert"] == "AblyBridgeDown")
+    assert f'job="{job["job_name"]}"' in down["expr"]
+    (tmp_path / "prometheus.yml").write_text(text)
+    shutil.copy(ALERTS, tmp_path / "alerts.yaml")
+    result = run_promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
