@@ -36,6 +36,7 @@ from tests.bridge.conftest import free_port
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("ABLY_BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 BROKER_URL = "redis://127.0.0.1:6379/15"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -123,8 +124,15 @@ def celery_worker(
         set_event_loop(None)  # the next in-process worker must not inherit this one's hub
 
 
-def cleanup_queue(queue: str) -> None:
-    client = redis.Redis.from_url(BROKER_URL)
+def cleanup_queue(queue: str, broker: str = BROKER_URL) -> None:
+    """Delete a test's Celery queue: its Redis keys, or the RabbitMQ queue."""
+    if broker.startswith("amqp"):
+        app = Celery("cleanup", broker=broker, set_as_current=False)
+        with contextlib.suppress(Exception), app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+        app.close()
+        return
+    client = redis.Redis.from_url(broker)
     keys = [queue, *client.keys(f"*{queue}*")]
     client.delete(*keys)
     client.close()

@@ -24,10 +24,16 @@ import yaml
 from celery import Celery
 from celery.signals import task_postrun
 
+from ably_bridge.bridge.config import CeleryTarget
+from ably_bridge.bridge.dedup import celery_task_id
+from ably_bridge.bridge.envelope import EnvelopeBuilder
+from ably_bridge.bridge.sinks import Delivery, SinkOptions, create_sink
 from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.protocol.models import Message
 from ably_bridge.rest.client import AblyRest
-from tests.bridge.conftest import redis_available
+from tests.bridge.conftest import amqp_available, redis_available
 from tests.commands.deadletter_support import (
+    AMQP_URL,
     BROKER_URL,
     REDIS_URL,
     bridge_process,
@@ -103,9 +109,9 @@ def write_config(path: Path, emulator: Emulator, prefix: str, queue: str) -> Pat
     return path
 
 
-def worker_settings(prefix: str, queue: str) -> WorkerSettings:
+def worker_settings(prefix: str, queue: str, broker: str = BROKER_URL) -> WorkerSettings:
     return WorkerSettings(
-        broker_url=BROKER_URL,
+        broker_url=broker,
         queue=queue,
         visibility_timeout=5.0,
         restore_interval=1.0,
@@ -123,6 +129,7 @@ class Handled:
         self.key = f"{prefix}:handled"
         self.client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
         self.finished: list[str] = []  # task names run to the end, in order
+        self.ids: list[str] = []  # their task ids
 
     def register(self, app: Celery) -> None:
         @envelope_task(app, name=TASK, settings=self.settings)  # type: ignore[untyped-decorator]
@@ -136,6 +143,7 @@ class Handled:
         def finished(sender: Any = None, **_: Any) -> None:
             if getattr(sender, "app", None) is app:
                 self.finished.append(sender.name)
+                self.ids.append(str(_.get("task_id")))
 
         task_postrun.connect(finished, weak=False)
         self._receiver = finished
@@ -293,3 +301,57 @@ def test_replay_to_a_renamed_task_goes_through_the_celery_sink(
     finally:
         handled.close()
         client.close()
+
+
+@pytest.mark.parametrize("broker", [BROKER_URL, AMQP_URL], ids=["redis", "amqp"])
+def test_a_worker_dead_letter_goes_again_with_its_task_id_once(
+    broker: str,
+    prefix: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    emulator: Emulator,
+    ably_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fix is a worker that registers the task: the task goes again as the bridge sent it."""
+    if broker.startswith("amqp") and not amqp_available():
+        pytest.skip("RabbitMQ at 127.0.0.1:5672 is not running")
+    queue = unique("abdlq")
+    raw = yaml.safe_load(write_config(tmp_path / "b.yaml", emulator, prefix, queue).read_text())
+    del raw["celery"]  # a password belongs in the environment, not the file
+    config = tmp_path / "bridge.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    settings = worker_settings(prefix, queue, broker)
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    dead = f"{prefix}:deadletter"
+    message = Message(id="evt-1:0", name="p", data="once", timestamp=1_700_000_000_000)
+    envelope = EnvelopeBuilder("app", "site").message("plain", message, "main")
+    target = CeleryTarget(task=TASK, queue=queue)
+    sent_id = celery_task_id("main", TASK, envelope.dedup_key)
+    handled = Handled(settings, prefix)
+    try:
+        with celery_worker(settings):  # registers no chat.handle
+            sink = create_sink("celery", broker, SinkOptions(key_prefix=prefix))
+            assert sink.deliver([Delivery(envelope, target)])[0].confirmed  # as the bridge does
+            sink.close()
+            eventually(lambda: client.xlen(dead) == 1, 20, "the worker's dead letter")
+        ((_, fields),) = client.xrange(dead)
+        monkeypatch.setenv("ABLY_KEY", ably_key)
+        monkeypatch.setenv("DL_CIPHER", RIGHT_KEY)
+        monkeypatch.setenv("CELERY_BROKER_URL", broker)
+        with celery_worker(settings, prepare=handled.register) as app:
+            dry = run_cli(capsys, "deadletter", "replay", "-c", str(config), "--all", "--dry-run")
+            assert "published again with its own id" in dry.out and sent_id in dry.out
+            for _ in range(2):  # the second time as after a crash before the removal
+                done = run_cli(capsys, "deadletter", "replay", "-c", str(config), "--all")
+                assert done.code == 0, done.out + done.err
+                assert client.xlen(dead) == 0
+                handled.drained(app, queue)
+                client.xadd(dead, fields)
+            assert handled.events() == [["plain", "evt-1:0", "once"]]
+            runs = [i for n, i in zip(handled.finished, handled.ids, strict=True) if n == TASK]
+            assert runs == [sent_id, sent_id]  # the same task id both times, run once
+    finally:
+        handled.close()
+        client.close()
+        cleanup_queue(queue, broker)
