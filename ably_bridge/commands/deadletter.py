@@ -26,26 +26,25 @@ passwords, the Ably key, cipher keys) never appear in the output.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ably_bridge.bridge.deadletter import Reason
-from ably_bridge.bridge.secret import redact_url
 from ably_bridge.commands import common
+from ably_bridge.commands.deadletter_context import (
+    DEFAULT_REDIS_URL,
+    DEFAULT_STREAM,
+    Context,
+    handler,
+)
 from ably_bridge.commands.deadletter_output import print_entry, print_table, run_replay
-from ably_bridge.commands.deadletter_store import ORIGINS, DeadLetterStore, Selection, valid_id
+from ably_bridge.commands.deadletter_store import ORIGINS, Selection, valid_id
 
 if TYPE_CHECKING:
-    from ably_bridge.bridge.config import BridgeConfig
     from ably_bridge.commands.common import Subparsers
 
-__all__ = ["load_bridge_config", "register"]
+__all__ = ["register"]
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_STREAM = "ably-bridge:deadletter"
 REASONS = tuple(str(r) for r in Reason)
 
 
@@ -106,13 +105,22 @@ def _filters(parser: argparse.ArgumentParser, *, ids: bool) -> None:
         metavar="PATTERN",
         help="channel name, glob (chat:*) or re:regex",
     )
-    group.add_argument("--reason", action="append", default=[], choices=REASONS)
+    group.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        choices=REASONS,
+        metavar="REASON",
+        help=f"why it died: {', '.join(REASONS)}",
+    )
     group.add_argument(
         "--origin",
         action="append",
         default=[],
         choices=ORIGINS,
-        help="who wrote it: the bridge, a Celery worker (unknown task) or a stream consumer",
+        metavar="ORIGIN",
+        help="who wrote it: bridge, worker (a Celery worker, unknown task) or consumer "
+        "(a stream consumer)",
     )
     group.add_argument(
         "--since",
@@ -138,9 +146,9 @@ def _add_list(actions: Subparsers) -> None:
         metavar="N",
         help="show at most N (default 50; 0: all)",
     )
-    common.add_json_argument(parser, "one JSON object per dead letter")
+    common.add_json_argument(parser, "each dead letter (one object per line)")
     _where(parser)
-    parser.set_defaults(handler=_tool(_list), tool_parser=parser)
+    parser.set_defaults(handler=handler(_list), tool_parser=parser)
 
 
 def _add_show(actions: Subparsers) -> None:
@@ -153,7 +161,7 @@ def _add_show(actions: Subparsers) -> None:
     parser.add_argument("id", metavar="ID", help="the dead letter's id (its stream id)")
     common.add_json_argument(parser, "the dead letter")
     _where(parser)
-    parser.set_defaults(handler=_tool(_show), tool_parser=parser)
+    parser.set_defaults(handler=handler(_show), tool_parser=parser)
 
 
 def _add_replay(actions: Subparsers) -> None:
@@ -192,7 +200,7 @@ def _add_replay(actions: Subparsers) -> None:
     )
     common.add_json_argument(parser, "the result")
     _where(parser)
-    parser.set_defaults(handler=_tool(_replay), tool_parser=parser)
+    parser.set_defaults(handler=handler(_replay), tool_parser=parser)
 
 
 def _add_purge(actions: Subparsers) -> None:
@@ -209,7 +217,7 @@ def _add_purge(actions: Subparsers) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     common.add_json_argument(parser, "the result")
     _where(parser)
-    parser.set_defaults(handler=_tool(_purge), tool_parser=parser)
+    parser.set_defaults(handler=handler(_purge), tool_parser=parser)
 
 
 def _limit(text: str) -> int:
@@ -223,123 +231,6 @@ def _limit(text: str) -> int:
 
 
 # -- running ----------------------------------------------------------------------------
-class _Context:
-    """The store, the configuration (if given) and the redaction of this invocation."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.config: BridgeConfig | None = load_bridge_config(args.config) if args.config else None
-        url = args.redis_url or (
-            self.config.redis_url.reveal()
-            if self.config is not None
-            else os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
-        )
-        default_stream = self.config.dead_letter.stream if self.config else DEFAULT_STREAM
-        self.stream: str = args.stream or default_stream
-        self.where = f"{self.stream} on {redact_url(url)}"
-        self._secrets = _secrets(args, url, self.config)
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        self.store = DeadLetterStore(client, self.stream)
-
-    def redact(self, text: str) -> str:
-        return common.redact(text, self._secrets)
-
-    def close(self) -> None:
-        self.store.client.close()
-
-
-_NO_KEY = "deadletter-tool.unused:unused"  # stands in for an Ably key nothing here uses
-
-
-def load_bridge_config(path: str) -> BridgeConfig:
-    """The configuration; without an Ably key too, when the app id is known otherwise.
-
-    Nothing here talks to Ably, so a missing key only matters for the app id
-    (which rebuilt envelopes carry): with ``app_id`` in the file or
-    ``$ABLY_APP_ID`` the key is not needed.
-    """
-    from ably_bridge.bridge.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as err:
-        if not all(p.startswith("ably.key_file:") for p in err.problems):
-            raise
-        try:
-            config = load_config(path, {**os.environ, "ABLY_KEY": _NO_KEY})
-        except ConfigError:
-            raise err from None
-        if config.app_id == _NO_KEY.split(".", 1)[0]:
-            raise err from None
-        return config
-
-
-def _secrets(args: argparse.Namespace, url: str, config: BridgeConfig | None) -> list[str]:
-    """Every secret this invocation may print by accident, longest first."""
-    found = [url]
-    if config is not None:
-        found += [config.redis_url.reveal()]
-        if config.celery_broker_url is not None:
-            found.append(config.celery_broker_url.reveal())
-        if config.ably.key is not None:
-            found.append(config.ably.key.reveal())
-        for route in config.routes:
-            found += [rule.key.reveal() for rule in route.ciphers]
-            for target in route.targets:
-                secret = getattr(target, "url", None) or getattr(target, "broker_url", None)
-                if secret is not None:
-                    found.append(secret.reveal())
-    values: set[str] = set()
-    for value in found:
-        try:
-            password = urlsplit(value).password if "://" in value else None
-        except ValueError:
-            password = None
-        if password:
-            values.add(password)
-        elif "://" not in value:
-            values.add(value)
-            if ":" in value:
-                values.add(value.split(":", 1)[1])  # an Ably key's secret on its own
-    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
-
-
-def _tool(run: Callable[[argparse.Namespace, _Context], int]) -> common.Handler:
-    """A handler: the context made, Redis and configuration errors as exit 1, redacted."""
-
-    def guarded(args: argparse.Namespace) -> int:
-        import redis
-
-        from ably_bridge.bridge.config import ConfigError
-
-        prog = args.tool_parser.prog
-        ctx: _Context | None = None
-        try:
-            ctx = _Context(args)
-            return run(args, ctx)
-        except ConfigError as err:
-            print(f"{prog}: {args.config}: {len(err.problems)} problem(s)", file=sys.stderr)
-            for problem in err.problems:
-                print(f"  {problem}", file=sys.stderr)
-            return common.EXIT_ERROR
-        except (redis.RedisError, ValueError) as exc:
-            text = f"{type(exc).__name__}: {exc}"
-            where = f" ({ctx.where})" if ctx is not None else ""
-            redacted = ctx.redact(text) if ctx is not None else _redact_urls(text)
-            print(f"{prog}: error{where}: {redacted}", file=sys.stderr)
-            return common.EXIT_ERROR
-        finally:
-            if ctx is not None:
-                ctx.close()
-
-    return common.tool(guarded)
-
-
-def _redact_urls(text: str) -> str:
-    return " ".join(redact_url(word) if "://" in word else word for word in text.split(" "))
-
-
 def _selection(args: argparse.Namespace) -> Selection:
     ids = tuple(_normal_id(i) for i in getattr(args, "ids", []) or [])
     if args.since is not None and args.until is not None and args.since > args.until:
@@ -368,7 +259,7 @@ def _narrowed(args: argparse.Namespace, selection: Selection) -> None:
         raise common.UsageError("--all selects everything: leave out the IDs and filters")
 
 
-def _list(args: argparse.Namespace, ctx: _Context) -> int:
+def _list(args: argparse.Namespace, ctx: Context) -> int:
     selection = _selection(args)
     entries = list(ctx.store.select(selection, limit=args.limit or None, newest_first=True))
     if args.json:
@@ -382,7 +273,7 @@ def _list(args: argparse.Namespace, ctx: _Context) -> int:
     return common.EXIT_OK
 
 
-def _show(args: argparse.Namespace, ctx: _Context) -> int:
+def _show(args: argparse.Namespace, ctx: Context) -> int:
     entry = ctx.store.get(_normal_id(args.id))
     if entry is None:
         print(f"{args.tool_parser.prog}: no dead letter {args.id} in {ctx.where}", file=sys.stderr)
@@ -396,7 +287,7 @@ def _show(args: argparse.Namespace, ctx: _Context) -> int:
     return common.EXIT_OK
 
 
-def _replay(args: argparse.Namespace, ctx: _Context) -> int:
+def _replay(args: argparse.Namespace, ctx: Context) -> int:
     selection = _selection(args)
     _narrowed(args, selection)
     entries = list(ctx.store.select(selection, limit=args.limit or None))
@@ -409,7 +300,7 @@ def _replay(args: argparse.Namespace, ctx: _Context) -> int:
     return run_replay(args, ctx.store, ctx.config, entries, show=show, redact=ctx.redact)
 
 
-def _purge(args: argparse.Namespace, ctx: _Context) -> int:
+def _purge(args: argparse.Namespace, ctx: Context) -> int:
     selection = _selection(args)
     _narrowed(args, selection)
     ids = [entry.id for entry in ctx.store.select(selection)]

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _config(path: str) -> BridgeConfig | None:
     from ably_bridge.bridge.config import ConfigError
-    from ably_bridge.commands.deadletter import load_bridge_config
+    from ably_bridge.commands.deadletter_context import load_bridge_config
 
     try:
         return load_bridge_config(path)
