@@ -136,6 +136,9 @@ def handler(run: Callable[[argparse.Namespace, Context], int]) -> common.Handler
             redacted = ctx.redact(text) if ctx is not None else _redact_urls(text)
             print(f"{prog}: error{where}: {redacted}", file=sys.stderr)
             return common.EXIT_ERROR
+        except BrokenPipeError:  # `... list | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return common.EXIT_OK
         finally:
             if ctx is not None:
                 ctx.close()

@@ -9,6 +9,9 @@ bridge and worker: ``test_deadletter_replay.py``.)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import free_port, redis_available
-from tests.commands.deadletter_support import REDIS_URL, CliResult, run_cli, unique
+from tests.commands.deadletter_support import REDIS_URL, ROOT, CliResult, run_cli, unique
 from workers.streams import StreamConfig, StreamConsumer, StreamEntry
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
@@ -295,3 +298,26 @@ def test_consumer_dead_letter_goes_back_to_its_stream_once(
         pass
     assert seen == ["o1"]
     raw.close()
+
+
+def test_list_into_a_closed_pipe_ends_quietly(prefix: str) -> None:
+    """``ably-bridge deadletter list | head -1``: no error when the reader goes away."""
+    stream = f"{prefix}:deadletter"
+    client = redis.Redis.from_url(REDIS_URL)
+    writer = DeadLetterWriter(client, stream)
+    letters = [DeadLetter(Reason.REJECTED, "main", f"chat:{i}", {"n": i}, 0, "e" * 80)
+               for i in range(3000)]  # fmt: skip
+    assert writer.write_many(letters) == 3000
+    client.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ably_bridge.cli", "--log-level", "ERROR", "deadletter", "list",
+         "--redis-url", REDIS_URL, "--stream", stream, "--limit", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"ID ")
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err
