@@ -129,7 +129,8 @@ class SinkPool:
                 create_sink(target.kind, url, self._options), label, self._metrics, self._clock
             )
             self.sinks[key] = sink
-            logger.info("sink %s ready", label, extra={"sink": label})
+            logger.info("sink %s set up (it connects on the first delivery)", label,
+                        extra={"sink": label})  # fmt: skip
         return sink
 
     def healthy(self) -> list[str]:

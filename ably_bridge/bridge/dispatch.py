@@ -57,7 +57,7 @@ from ably_bridge.bridge.fencing import Fence, Fencing
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
 from ably_bridge.bridge.router import RouteMatch, Router
-from ably_bridge.bridge.secret import Secret
+from ably_bridge.bridge.secret import Secret, redact_text
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Sink
 from ably_bridge.clock import Clock, SystemClock
 from ably_bridge.errors import AblyException
@@ -68,6 +68,19 @@ if TYPE_CHECKING:
 __all__ = ["DispatchStats", "Dispatcher"]
 
 logger = logging.getLogger(__name__)
+
+
+def _label(sink: Sink) -> str:
+    """The sink as the logs name it: its kind and redacted URL (``redis:redis://host:6379/0``)."""
+    return str(getattr(sink, "label", None) or type(sink).__name__)
+
+
+def _why(error: BaseException | None) -> str:
+    """A delivery failure in one redacted line: its type and what it said."""
+    if error is None:
+        return "no answer"
+    text = " ".join(str(error).split())
+    return redact_text(f"{type(error).__name__}: {text}" if text else type(error).__name__)
 
 
 @dataclass(slots=True, eq=False)
@@ -445,7 +458,7 @@ class Dispatcher:
         try:
             results = sink.deliver([j.delivery for j in jobs])
         except Exception as exc:  # a sink broke its contract; treat as an outage
-            logger.exception("sink %r raised from deliver", sink)
+            logger.exception("sink %s raised from deliver", _label(sink))
             results = [None] * len(jobs)  # type: ignore[list-item]
             error: BaseException | None = exc
         else:
@@ -495,12 +508,12 @@ class Dispatcher:
             else:
                 buffer.put_back(rest)
                 logger.warning(
-                    "sink %r: %d deliveries to retry in %.2fs (attempt %d): %s",
-                    sink,
+                    "sink %s: %d deliveries to retry in %.2fs (attempt %d): %s",
+                    _label(sink),
                     len(rest),
                     delay,
                     buffer.failures,
-                    type(error).__name__ if error else "unknown",
+                    _why(error),
                 )
         self._remember_finished()
         self._dead_letter(letters)

@@ -335,7 +335,12 @@ class BridgeMetrics:
 
 
 class MeteredSink:
-    """Wraps a sink to count its outcomes and delivery latency under a ``sink`` label."""
+    """Wraps a sink to count its outcomes and delivery latency under a ``sink`` label.
+
+    It also says, once, when the sink was first reached and when it is reached
+    again after failures: a sink connects on its first delivery, so "set up"
+    is not "reachable".
+    """
 
     def __init__(
         self, sink: Sink, label: str, metrics: BridgeMetrics, clock: Clock | None = None
@@ -344,9 +349,17 @@ class MeteredSink:
         self.label = label
         self._metrics = metrics
         self._clock = clock or SystemClock()
+        self._reached: bool | None = None  # None: not tried yet
 
     def __repr__(self) -> str:
-        return f"MeteredSink({self.inner!r})"
+        return f"sink {self.label}"
+
+    def _note_reach(self, reached: bool) -> None:
+        if reached and self._reached is not True:
+            again = "again " if self._reached is False else ""
+            logger.info("sink %s reached %s(deliveries accepted)", self.label, again,
+                        extra={"sink": self.label})  # fmt: skip
+        self._reached = reached
 
     def deliver(self, batch: Sequence[Delivery]) -> list[Result]:
         results = self.inner.deliver(batch)
@@ -375,6 +388,10 @@ class MeteredSink:
             m.latency.observe_many(latencies, self.label)
         if retried:
             m.retries.inc(1, self.label)
+        if delivered or duplicates:
+            self._note_reach(True)
+        elif retried:
+            self._reached = False if self._reached is not None else None
         return results
 
     def retryable(self, exc: BaseException) -> bool:
