@@ -50,16 +50,17 @@ def gap_messages(
     routes: list[str],
     attach_serial: str | None,
     seed: Position,
-    discovered: bool = False,
+    read_seed: bool = False,
 ) -> list[Message]:
     """The messages ``channel`` missed, for its message ``routes``: from the oldest of
     their checkpoints up to the attach point.
 
-    A route without a checkpoint gets ``seed`` as its first one, so that a crash
-    before its first delivery still backfills. A channel no route has a
-    checkpoint for starts at its attach point (nothing to backfill), unless it
-    was ``discovered``: it was active before the poll that found it, so it is
-    read from ``seed`` (the poll's look-back).
+    A route without a checkpoint gets ``seed`` (the channel's fixed start point,
+    :mod:`.core.start_points`) as its first one, so that a crash before its first
+    delivery still backfills. A channel no route has a checkpoint for starts at
+    its attach point (nothing to backfill), unless ``read_seed``: it was
+    discovered (active before the poll that found it), or this is not the
+    first backfill of its first attachment, so it is read from ``seed``.
     """
     positions: list[Position] = []
     missing: list[str] = []
@@ -73,7 +74,7 @@ def gap_messages(
         for route_id in missing:
             checkpoints.advance(route_id, channel, seed)
     if not positions:
-        if not discovered:
+        if not read_seed:
             return []  # first time on this channel: start at the attach point
         positions.append(seed)
     oldest = min(positions, key=lambda p: p.timestamp)

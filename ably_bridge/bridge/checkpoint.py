@@ -22,14 +22,13 @@ that lost its lease cannot move a checkpoint past events it never wrote.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
+from ably_bridge.bridge.core.position import Position
 from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 
 if TYPE_CHECKING:
@@ -81,34 +80,6 @@ if fenced(KEYS[2], ARGV[6]) then return -1 end
 """
     + _ADVANCE_LUA
 )
-
-
-@dataclass(slots=True)
-class Position:
-    """Where a channel's delivery got to: the last confirmed event.
-
-    Made for every event, so not a frozen dataclass (three times as costly to
-    make); never changed once made.
-    """
-
-    timestamp: int
-    id: str | None = None
-    serial: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"id": self.id, "serial": self.serial, "timestamp": self.timestamp},
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Position:
-        raw: Any = json.loads(text)
-        return cls(
-            timestamp=int(raw.get("timestamp") or 0),
-            id=raw.get("id") if isinstance(raw.get("id"), str) else None,
-            serial=raw.get("serial") if isinstance(raw.get("serial"), str) else None,
-        )
 
 
 class CheckpointStore:

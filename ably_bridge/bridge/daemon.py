@@ -23,9 +23,12 @@ Per channel (:class:`ChannelTrack`), phases::
 * **Gap-free**: on every attach without continuity the daemon reads history
   from the oldest checkpoint of the channel's routes up to the attach serial
   (``untilAttach``) and submits it, in order, before the live events that
-  arrived meanwhile. A channel seen for the first time (no checkpoint) starts
-  at its attach point; a seed checkpoint is written then, so a crash before
-  the first delivery still backfills.
+  arrived meanwhile. A channel without a checkpoint starts at its start point
+  (:mod:`.core.start_points`), fixed once when the channel is first seen (a
+  configured channel: its first attach; a discovered one: a poll interval
+  before it was found) and written as a seed checkpoint before anything of the
+  channel is delivered, so a crash before the first delivery still backfills;
+  while Redis is down it is kept in memory, never recomputed.
 * **Epochs**: each attach of a channel gets a new epoch; its listeners carry
   it, so events of an abandoned attachment (paused, detached, reloaded) are
   dropped instead of interleaving with the next one's backfill.
@@ -55,8 +58,9 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from ably_bridge.bridge.backfill import gap_messages
-from ably_bridge.bridge.checkpoint import CheckpointStore, Position
+from ably_bridge.bridge.checkpoint import CheckpointStore
 from ably_bridge.bridge.config import BridgeConfig
+from ably_bridge.bridge.core.start_points import StartPlan, StartPoints
 from ably_bridge.bridge.discovery import DiscoverySchedule, discovery_prefixes
 from ably_bridge.bridge.dispatch import Dispatcher
 from ably_bridge.bridge.envelope import LIFECYCLE_EVENTS
@@ -140,6 +144,8 @@ class Daemon:
         self._carry: Any = None  # an inbox item taken but not handled yet: handled first
         self._discovered: dict[str, set[str]] = {}
         self._lookback: dict[str, float] = {}  # discovered channel -> seconds to backfill
+        self.starts = StartPoints(self.options.seed_skew_ms)
+        self._attachments = 0  # numbers each attach request (start points tell them apart)
         self._schedule = DiscoverySchedule(
             discovery_prefixes(self.router.routes), self.clock.monotonic()
         )
@@ -385,8 +391,10 @@ class Daemon:
             self._safe_detach(name)
             logger.info("channel %s detached: no route wants it", name, extra={"channel": name})
         for name in sorted(desired - set(self.tracks)):
-            track = ChannelTrack(name, lookback=self._lookback.get(name, 0.0))
+            lookback = self._lookback.get(name, 0.0)
+            track = ChannelTrack(name, lookback=lookback)
             self.tracks[name] = track
+            self.starts.see(name, self.clock.time_ms(), lookback)  # (fixed the first time)
             self._attach(track)
 
     def _attach(self, track: ChannelTrack) -> None:
@@ -398,6 +406,8 @@ class Daemon:
         track.attach_serial = None
         track.backfill_seq += 1
         track.attach_started = self.clock.monotonic()
+        self._attachments += 1
+        track.attachment = self._attachments
         name, epoch = track.name, track.epoch
         put = self.inbox.put
 
@@ -563,7 +573,9 @@ class Daemon:
     def _message_routes(self, channel: str) -> list[str]:
         return [r.id for r in self.router.routes_for(channel, "message")]
 
-    def _start_backfill(self, track: ChannelTrack, attach_serial: str | None) -> None:
+    def _start_backfill(
+        self, track: ChannelTrack, attach_serial: str | None, retry: bool = False
+    ) -> None:
         track.phase = "backfilling"
         track.retry_at = None
         track.attach_serial = attach_serial
@@ -575,21 +587,20 @@ class Daemon:
             self._drain(track)
             return
         epoch, seq, name = track.epoch, track.backfill_seq, track.name
-        future = self.executor.submit(
-            self._backfill_job, name, routes, attach_serial, track.lookback
-        )
+        self.starts.see(name, self.clock.time_ms(), track.lookback)
+        plan = self.starts.plan(name, track.attachment, retry)
+        future = self.executor.submit(self._backfill_job, name, routes, attach_serial, plan)
         future.add_done_callback(lambda f: self.inbox.put(BackfillDone(name, epoch, seq, f)))
 
     def _backfill_job(
-        self, channel: str, routes: list[str], attach_serial: str | None, lookback: float = 0.0
+        self, channel: str, routes: list[str], attach_serial: str | None, plan: StartPlan
     ) -> list[Message]:
-        """Runs on an executor thread (:func:`~.backfill.gap_messages`)."""
-        seed = Position(
-            timestamp=self.clock.time_ms() - self.options.seed_skew_ms - int(lookback * 1000)
-        )
+        """Runs on an executor thread (:func:`~.backfill.gap_messages`), from the
+        channel's fixed start point where a route has no checkpoint yet."""
         return gap_messages(
-            self.checkpoints, self.history, channel, routes, attach_serial, seed, lookback > 0
-        )
+            self.checkpoints, self.history, channel, routes, attach_serial, plan.seed,
+            plan.read_seed,
+        )  # fmt: skip
 
     def _on_backfill(self, done: BackfillDone) -> None:
         track = self.tracks.get(done.channel)
@@ -613,6 +624,7 @@ class Daemon:
             )
             return
         track.backfill_failures = 0
+        self.starts.saved(track.name)
         if messages:
             logger.info(
                 "backfilling %d message(s) on %s", len(messages), done.channel,
@@ -700,7 +712,7 @@ class Daemon:
                 continue
             track.retry_at = None
             if track.phase == "backfilling":
-                self._start_backfill(track, track.attach_serial)
+                self._start_backfill(track, track.attach_serial, retry=True)
             elif track.phase in ("failed", "attaching"):
                 self._attach(track)
         if self.directory is not None and not self.stopped:

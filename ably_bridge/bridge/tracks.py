@@ -80,6 +80,7 @@ class ChannelTrack:
     source_state: str = "initialized"
     live_once: bool = False  # went live in this epoch (a resumed re-attach needs no backfill)
     lookback: float = 0.0  # discovered: backfill this far before a first attach (seconds)
+    attachment: int = 0  # the daemon's number of the current attach request
 
     def clear(self) -> None:
         """Forget waiting events (they are after the checkpoint: history replays them)."""

@@ -33,7 +33,7 @@ def test_a_first_attach_starts_at_the_attach_point_and_seeds_every_route() -> No
 
 def test_a_discovered_channel_is_read_from_the_seed() -> None:
     history = History()
-    got = gap_messages(MemoryCheckpoints(), history, "ch", ["r1"], None, SEED, discovered=True)
+    got = gap_messages(MemoryCheckpoints(), history, "ch", ["r1"], None, SEED, read_seed=True)
     assert len(got) == 3 and history.asked == [("ch", SEED, None)]
 
 

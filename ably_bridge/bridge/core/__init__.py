@@ -1,0 +1,9 @@
+"""The bridge's sans-I/O core: decisions about channels, positions and deliveries.
+
+Nothing in this package opens a socket, starts a thread, reads a clock or talks
+to Redis: callers pass the time and the facts in, and get decisions back. The
+daemon (:mod:`ably_bridge.bridge.daemon`) is the driver that performs them.
+
+* :mod:`.start_points` - where a channel's delivery starts when no checkpoint
+  says so, fixed once when the channel is first seen.
+"""
