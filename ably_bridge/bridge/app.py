@@ -40,6 +40,8 @@ from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sharding import LeaseShards, ShardView, build_shards
 from ably_bridge.bridge.sinks.base import Sink, SinkOptions, create_sink
 from ably_bridge.bridge.source import ChannelSource, HistorySource
+from ably_bridge.bridge.status import BridgeStatus, StatusSources
+from ably_bridge.bridge.status_history import RateHistory, RecentErrors
 from ably_bridge.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -133,6 +135,14 @@ class SinkPool:
                         extra={"sink": label})  # fmt: skip
         return sink
 
+    def peek(self, target: Target) -> MeteredSink | None:
+        """The sink ``target`` delivers to, if made already (never makes one)."""
+        if isinstance(target, CeleryTarget):
+            secret = target.broker_url or self._config.celery_broker_url
+        else:
+            secret = target.url or self._config.redis_url
+        return None if secret is None else self.sinks.get((target.kind, secret.reveal()))
+
     def healthy(self) -> list[str]:
         """Labels of sinks whose probe fails."""
         return [s.label for s in self.sinks.values() if not s.healthy()]
@@ -210,6 +220,9 @@ class BridgeApp:
             reload_config=reload_config,
             shards=self.shards,
         )
+        self.history = RateHistory(self.metrics, clock=self.clock)
+        self.recent_errors = RecentErrors()
+        self.status = BridgeStatus(self._status_sources())
         self.health: HealthServer | None = None
         if config.health.enabled if health is None else health:
             self.health = HealthServer(
@@ -218,7 +231,41 @@ class BridgeApp:
                 alive=self._alive,
                 ready=self._ready,
                 metrics=self.metrics.render,
+                status=self.status,
+                token=config.health.token,
             )
+
+    def _status_sources(self) -> StatusSources:
+        """What /status reads (issue 19): snapshots of the daemon, dispatcher, sinks and
+        connections, each safe to take from a health-server thread."""
+        source = self.source
+        rows = getattr(source, "connections_status", None)
+
+        def connections() -> list[tuple[int, str, int, float]]:
+            if rows is not None:
+                return rows()  # type: ignore[no-any-return]
+            return [(0, source.connection_state(), len(self.daemon.tracks), 0.0)]
+
+        shards = self.shards
+        replica = getattr(shards, "replica", None)
+        if replica is None and getattr(shards, "index", None) is not None:
+            replica = f"{shards.index} of {shards.replicas}"  # type: ignore[union-attr]
+        return StatusSources(
+            config=lambda: self.daemon.config,
+            daemon=self.daemon,
+            dispatcher=self.dispatcher,
+            sink_for=self.sinks.peek,
+            ready=self._ready,
+            connections=connections,
+            connection_errors=self.connection_watch.last_errors,
+            placement=getattr(source, "placement", None),
+            shards=shards,
+            replica=replica,
+            history=self.history.samples,
+            recent_errors=self.recent_errors.lines,
+            monotonic=self.clock.monotonic,
+            time_ms=self.clock.time_ms,
+        )
 
     def _realtime_source(self) -> ChannelSource:
         # Hook (issue 17, item 7): every realtime connection is watched, so a FAILED one
@@ -283,6 +330,8 @@ class BridgeApp:
     # -- running ------------------------------------------------------------------------
     def run(self) -> None:
         """Serve health, run the daemon until stopped, then close everything."""
+        self.recent_errors.install()
+        self.history.start()
         if self.health is not None:
             self.health.start()
         if self.shards is not None:
@@ -298,6 +347,8 @@ class BridgeApp:
             self.shards.close()  # ... then hands the leases over
         if self.health is not None:
             self.health.stop()
+        self.history.stop()
+        self.recent_errors.uninstall()
         self.sinks.close()
         self.rest.close()
         self.redis.close()

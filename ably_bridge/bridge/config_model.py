@@ -115,6 +115,8 @@ class HealthSettings:
     host: str = "127.0.0.1"
     port: int = 8081
     enabled: bool = True
+    # Required as a bearer token by /status (ABLY_BRIDGE_HEALTH_TOKEN or health.token_file).
+    token: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)

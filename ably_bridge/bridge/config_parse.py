@@ -56,6 +56,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "ABLY_BRIDGE_KEY_PREFIX": "redis.key_prefix",
     "ABLY_BRIDGE_HEALTH_HOST": "health.host",
     "ABLY_BRIDGE_HEALTH_PORT": "health.port",
+    "ABLY_BRIDGE_HEALTH_TOKEN": "health.token (secret; health.token_file)",
     "ABLY_BRIDGE_LOG_LEVEL": "log_level",
     "ABLY_BRIDGE_SHARDING": "sharding.mode",
     "ABLY_BRIDGE_REPLICA_INDEX": "sharding.replica_index",
@@ -381,7 +382,11 @@ class Parser(RouteParser):
         )
 
     def health(self, raw: Mapping[str, Any]) -> HealthSettings:
-        self.known(raw, {"host", "port", "enabled"}, "health")
+        advice = {
+            "token": "a token must not be written in the config file; "
+            "set ABLY_BRIDGE_HEALTH_TOKEN or health.token_file"
+        }
+        self.known(raw, {"host", "port", "enabled", "token_file"}, "health", advice)
         port = self.port(raw, "port", "health.port", 8081, minimum=0)
         env_port = self.env.get("ABLY_BRIDGE_HEALTH_PORT")
         if env_port:
@@ -393,4 +398,23 @@ class Parser(RouteParser):
             host=self.health_hosts(raw),
             port=port,
             enabled=self.boolean(raw, "enabled", "health.enabled", True),
+            token=self.health_token(raw),
         )
+
+    def health_token(self, raw: Mapping[str, Any]) -> Secret | None:
+        """``ABLY_BRIDGE_HEALTH_TOKEN`` or ``health.token_file``: 16 to 256 printable ASCII
+        characters without spaces."""
+        path, text = "ABLY_BRIDGE_HEALTH_TOKEN", self.env.get("ABLY_BRIDGE_HEALTH_TOKEN")
+        if not text and raw.get("token_file") is not None:
+            path, text = (
+                "health.token_file",
+                self.read_secret_file(raw["token_file"], "health.token_file"),
+            )
+        if not text:
+            return None
+        if not (
+            16 <= len(text) <= 256 and text.isascii() and text.isprintable() and " " not in text
+        ):
+            self.fail(path, "a token of 16 to 256 printable ASCII characters without spaces")
+            return None
+        return Secret(text)  # (scrubbed from logs from now on)

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
+
+from ably_bridge.bridge.secret import redact_text
 
 __all__ = ["ConnectionWatch", "is_credential_error"]
 
@@ -42,6 +45,7 @@ class ConnectionWatch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failed: dict[int, tuple[int | None, str]] = {}
+        self._last: dict[int, tuple[int | None, str, int]] = {}  # the last reason given
         self._logged: set[tuple[str, int | None]] = set()
 
     def observe(self, number: int, connection: Any) -> None:
@@ -55,6 +59,8 @@ class ConnectionWatch:
         code = getattr(reason, "code", None)
         message = str(getattr(reason, "message", "") or reason or "no reason given")
         with self._lock:
+            if reason is not None:
+                self._last[number] = (code, redact_text(message)[:500], int(time.time() * 1000))
             if state == "failed":
                 self._failed[number] = (code, message)
             elif state in ("connected", "closed", "initialized"):
@@ -76,6 +82,12 @@ class ConnectionWatch:
                 "realtime connection %d is %s: Ably error %s (%s); retrying%s",
                 number, state, code, message, _advice(code), extra=fields,
             )  # fmt: skip
+
+    def last_errors(self) -> dict[int, tuple[int | None, str, int]]:
+        """Connection number -> (Ably code, message, epoch ms) of the last state change
+        that gave a reason (for ``/status``)."""
+        with self._lock:
+            return dict(self._last)
 
     def failures(self) -> list[str]:
         """One line per FAILED connection (empty when none is), for the health probes."""

@@ -220,6 +220,13 @@ class ConnectionPool:
         with self._lock:
             return len(self._connections)
 
+    def connections_status(self) -> list[tuple[int, str, int, float]]:
+        """(number, state, channels, inbound messages/s) of each connection, for /status."""
+        with self._lock:
+            rows = [(c.number, c.source, len(c.channels), c.load(self._placed))
+                    for c in self._connections]  # fmt: skip
+        return [(n, source.connection_state(), count, rate) for n, source, count, rate in rows]
+
     def rates(self) -> list[float]:
         """Inbound messages/s per connection (as of the last :meth:`maintain`)."""
         with self._lock:

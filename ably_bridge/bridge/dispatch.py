@@ -65,9 +65,11 @@ from ably_bridge.errors import AblyException
 if TYPE_CHECKING:
     from ably_bridge.encoding.crypto import ChannelCipher
 
-__all__ = ["DispatchStats", "Dispatcher"]
+__all__ = ["LAST_SETTLED_MAX", "DispatchStats", "Dispatcher"]
 
 logger = logging.getLogger(__name__)
+
+LAST_SETTLED_MAX = 100_000  # (route, channel) pairs whose last settled event is kept
 
 
 def _label(sink: Sink) -> str:
@@ -157,6 +159,9 @@ class Dispatcher:
         self._checkpoint_interval = checkpoint_interval
         self._next_save = 0.0  # monotonic time before which no save starts (interval > 0)
         self._ciphers: dict[Secret, ChannelCipher] = {}
+        # (route id, channel) -> the last event settled in order and when (epoch ms);
+        # read by the status endpoint (:mod:`.status`), bounded by LAST_SETTLED_MAX.
+        self.last_settled: dict[tuple[str, str], tuple[Position, int]] = {}
 
     # -- intake ---------------------------------------------------------------------
     def submit_messages(self, channel: str, messages: Sequence[MessageLike]) -> bool:
@@ -313,6 +318,17 @@ class Dispatcher:
             return 0.0
         return max(0.0, (now_ms - oldest) / 1000.0)
 
+    def backlog(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(route id, channel) -> (events not settled yet, timestamp of the oldest) for
+        every pair with some; safe to call from another thread (a copy, read once)."""
+        out: dict[tuple[str, str], tuple[int, int]] = {}
+        for key, order in list(self._order.items()):
+            try:
+                out[key] = (len(order), order[0].envelope.timestamp)
+            except IndexError:  # settled meanwhile
+                continue
+        return out
+
     def unsettled_channels(self) -> set[str]:
         """Channels with events not yet confirmed or checkpoints not yet saved."""
         out = {channel for (_, channel), order in self._order.items() if order}
@@ -333,6 +349,8 @@ class Dispatcher:
             dropped += buffer.discard(lambda job: job.delivery.envelope.channel in channels)
         for key in [k for k in self._order if k[1] in channels]:
             del self._order[key]
+        for key in [k for k in self.last_settled if k[1] in channels]:
+            del self.last_settled[key]
         for route_id, positions in self._unsaved.items():
             for channel in channels & positions.keys():
                 del positions[channel]
@@ -540,6 +558,7 @@ class Dispatcher:
     def _advance_checkpoints(
         self, touched: Iterable[tuple[str, str]], *, force: bool = False
     ) -> None:
+        settled_at = 0
         for route_id, channel in touched:
             order = self._order.get((route_id, channel))
             last: _Event | None = None
@@ -551,6 +570,8 @@ class Dispatcher:
                 del self._order[(route_id, channel)]
             if last is not None and last.position is not None:
                 self._unsaved.setdefault(route_id, {})[channel] = last.position
+                settled_at = settled_at or self._clock.time_ms()
+                self._note_settled((route_id, channel), last.position, settled_at)
                 if last.fence is not None:
                     self._unsaved_fences[(route_id, channel)] = last.fence
         if self._checkpoints is None or not self._unsaved:
@@ -584,6 +605,14 @@ class Dispatcher:
                 continue
             self.stats.checkpoints += len(positions)
             del self._unsaved[route_id]
+
+    def _note_settled(self, key: tuple[str, str], position: Position, at_ms: int) -> None:
+        known = self.last_settled
+        known.pop(key, None)  # (re-inserted last: the oldest pairs are dropped past the bound)
+        known[key] = (position, at_ms)
+        if len(known) > LAST_SETTLED_MAX:
+            for old in list(known)[: len(known) - LAST_SETTLED_MAX // 2]:
+                del known[old]
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         if not letters:

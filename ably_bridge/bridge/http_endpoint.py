@@ -21,9 +21,11 @@ be able to tie up the process, fill its log, or keep a probe from answering.
 * Every answer closes the connection (``Connection: close``): no keep-alive, so
   no idle timeout beyond the header timeout is needed.
 
-The handler is ``(method, path) -> (status, body, content type)``; the path has
-its query string removed. The server may listen on several addresses at once
-(e.g. loopback and a pod IP), all on the same port.
+The handler takes a :class:`Request` (method, path without its query string,
+the raw query string, the header fields with lower-case names) and returns a
+:class:`Response` or a ``(status, body, content type)`` tuple. The server may
+listen on several addresses at once (e.g. loopback and a pod IP), all on the
+same port.
 """
 
 from __future__ import annotations
@@ -35,17 +37,47 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
-__all__ = ["MAX_HEADER_BYTES", "EndpointServer", "EndpointStats", "Handler", "bind_address"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "EndpointServer",
+    "EndpointStats",
+    "Handler",
+    "Request",
+    "Response",
+    "bind_address",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 8192
-Handler = Callable[[str, str], tuple[int, bytes, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as the handler sees it (the body is never read)."""
+
+    method: str
+    path: str  # without the query string
+    query: str = ""  # the raw query string (after "?"), percent-encoded
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An answer: status, body, content type and extra header fields."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Handler = Callable[[Request], Response | tuple[int, bytes, str]]
 
 
 @dataclass
@@ -240,33 +272,45 @@ class EndpointServer:
 
     def _dispatch(self, sock: socket.socket, head: bytes | None) -> None:
         """Answer a complete request head (None: too large) or hand it to a worker."""
-        request = self._request_line(head) if head is not None else None
+        request = self._parse(head) if head is not None else None
         if head is None:
             self._reject(sock, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
         elif request is None:
             self._reject(sock, HTTPStatus.BAD_REQUEST)
-        elif request[0] not in ("GET", "HEAD"):
+        elif request.method not in ("GET", "HEAD"):
             self._reject(sock, HTTPStatus.METHOD_NOT_ALLOWED)
         elif not self._slots.acquire(blocking=False):
             self._count("busy")
             self._answer_now(sock, HTTPStatus.SERVICE_UNAVAILABLE, b'{"error":"busy"}')
         else:
             try:
-                self._pool.submit(self._serve, sock, *request)
+                self._pool.submit(self._serve, sock, request)
             except RuntimeError:  # shutting down
                 self._slots.release()
                 sock.close()
 
     @staticmethod
-    def _request_line(head: bytes) -> tuple[str, str] | None:
+    def _parse(head: bytes) -> Request | None:
+        """The request line and header fields (a field that is not ASCII is left out)."""
+        lines = head.split(b"\n")
         try:
-            line = head.split(b"\n", 1)[0].decode("ascii").strip()
+            line = lines[0].decode("ascii").strip()
         except UnicodeDecodeError:
             return None
         parts = line.split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/") or not parts[1].startswith("/"):
             return None
-        return parts[0], parts[1].split("?", 1)[0]
+        headers: dict[str, str] = {}
+        for raw in lines[1:]:
+            name, sep, value = raw.partition(b":")
+            if not sep or not name.strip():
+                continue
+            try:
+                headers[name.strip().decode("ascii").lower()] = value.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+        path, _, query = parts[1].partition("?")
+        return Request(parts[0], path, query, headers)
 
     def _reject(self, sock: socket.socket, status: HTTPStatus) -> None:
         self._count("bad_requests")
@@ -279,14 +323,22 @@ class EndpointServer:
         sock.close()
 
     # -- workers ------------------------------------------------------------------------
-    def _serve(self, sock: socket.socket, method: str, path: str) -> None:
+    def _serve(self, sock: socket.socket, request: Request) -> None:
         try:
             try:
-                status, body, content_type = self._handler(method, path)
+                answer = self._handler(request)
+                if not isinstance(answer, Response):
+                    answer = Response(*answer)
             except Exception:  # the handler's own bug: logged, answered 500, server lives on
-                logger.exception("%s: %s %s failed", self._name, method, path)
-                status, body, content_type = 500, b'{"error":"internal"}', "application/json"
-            self._send_all(sock, _response(status, body, content_type, head_only=method == "HEAD"))
+                logger.exception("%s: %s %s failed", self._name, request.method, request.path)
+                answer = Response(500, b'{"error":"internal"}', "application/json")
+            self._send_all(
+                sock,
+                _response(
+                    answer.status, answer.body, answer.content_type,
+                    head_only=request.method == "HEAD", extra=answer.headers,
+                ),
+            )  # fmt: skip
             self._count("served")
         except TimeoutError:
             self._count("timeouts")
@@ -312,11 +364,20 @@ class EndpointServer:
             view = view[sent:]
 
 
-def _response(status: int, body: bytes, content_type: str, *, head_only: bool) -> bytes:
+def _response(
+    status: int,
+    body: bytes,
+    content_type: str,
+    *,
+    head_only: bool,
+    extra: Sequence[tuple[str, str]] = (),
+) -> bytes:
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Unknown"
+    fields = "".join(f"{name}: {value}\r\n" for name, value in extra)
     head = (
         f"HTTP/1.0 {status} {phrase}\r\n"
         f"Server: ably-bridge\r\n"
+        f"{fields}"
         f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Cache-Control: no-store\r\n"

@@ -141,6 +141,11 @@ class Counter(_Metric):
         with self._lock:
             return self._values.get(self._key(labels), 0.0)
 
+    def total(self) -> float:
+        """The sum over every label set."""
+        with self._lock:
+            return sum(self._values.values())
+
     def render(self) -> list[str]:
         with self._lock:
             items = sorted(self._values.items())
@@ -213,6 +218,16 @@ class Histogram(_Metric):
     def count(self, *labels: str) -> int:
         with self._lock:
             return sum(self._counts.get(self._key(labels), []))
+
+    def bucket_totals(self) -> list[int]:
+        """Observations per bucket (not cumulative; the last is past every bound),
+        summed over every label set."""
+        out = [0] * (len(self.buckets) + 1)
+        with self._lock:
+            for counts in self._counts.values():
+                for i, n in enumerate(counts):
+                    out[i] += n
+        return out
 
     def render(self) -> list[str]:
         out: list[str] = []
@@ -340,6 +355,10 @@ class MeteredSink:
     It also says, once, when the sink was first reached and when it is reached
     again after failures: a sink connects on its first delivery, so "set up"
     is not "reachable".
+
+    It also keeps, for the status endpoint, the count of each outcome
+    (:attr:`outcomes`, by :class:`~.sinks.base.Outcome` value) and the last
+    error (:attr:`last_error`: redacted message, Ably or sink code, epoch ms).
     """
 
     def __init__(
@@ -350,6 +369,8 @@ class MeteredSink:
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._reached: bool | None = None  # None: not tried yet
+        self.outcomes: dict[str, int] = {}
+        self.last_error: tuple[str, int | None, int] | None = None
 
     def __repr__(self) -> str:
         return f"sink {self.label}"
@@ -362,12 +383,17 @@ class MeteredSink:
         self._reached = reached
 
     def deliver(self, batch: Sequence[Delivery]) -> list[Result]:
-        results = self.inner.deliver(batch)
+        try:
+            results = self.inner.deliver(batch)
+        except Exception as exc:
+            self._note_error(exc, self._clock.time_ms())
+            raise
         now_ms = self._clock.time_ms()
         m = self._metrics
         retried = False
         delivered = duplicates = 0
         latencies: list[float] = []
+        other: dict[str, int] | None = None
         for delivery, result in zip(batch, results, strict=False):
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
@@ -377,8 +403,21 @@ class MeteredSink:
                     latencies.append(max(0.0, (now_ms - ts) / 1000.0))
             elif outcome is Outcome.DUPLICATE:
                 duplicates += 1
-            elif outcome is Outcome.RETRY:
-                retried = True
+            else:  # retry, rejected, fenced: rare, counted one by one
+                other = other if other is not None else {}
+                other[outcome.value] = other.get(outcome.value, 0) + 1
+                if result.error is not None:
+                    self._note_error(result.error, now_ms)
+                if outcome is Outcome.RETRY:
+                    retried = True
+        tally = self.outcomes
+        if delivered:
+            tally["delivered"] = tally.get("delivered", 0) + delivered
+        if duplicates:
+            tally["duplicate"] = tally.get("duplicate", 0) + duplicates
+        if other:
+            for name, n in other.items():
+                tally[name] = tally.get(name, 0) + n
         # One lock per metric and batch, not per delivery.
         if delivered:
             m.delivered.inc(delivered, self.label, "delivered")
@@ -393,6 +432,11 @@ class MeteredSink:
         elif retried:
             self._reached = False if self._reached is not None else None
         return results
+
+    def _note_error(self, error: BaseException, now_ms: int) -> None:
+        code = getattr(error, "code", None)
+        text = redact_text(f"{type(error).__name__}: {error}")
+        self.last_error = (text[:500], code if isinstance(code, int) else None, now_ms)
 
     def retryable(self, exc: BaseException) -> bool:
         return self.inner.retryable(exc)

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from ably_bridge.bridge.health import HealthServer, is_loopback
-from ably_bridge.bridge.http_endpoint import MAX_HEADER_BYTES, EndpointServer
+from ably_bridge.bridge.http_endpoint import MAX_HEADER_BYTES, EndpointServer, Request
 from ably_bridge.bridge.jsonlog import configure_logging
 from tests.bridge.log_support import root_logging_restored
 
@@ -33,7 +33,8 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0, what: object = 
 BIG = b"x" * 8_000_000
 
 
-def handler(method: str, path: str) -> tuple[int, bytes, str]:
+def handler(request: Request) -> tuple[int, bytes, str]:
+    path = request.path
     if path == "/big":
         return 200, BIG, "text/plain"
     if path == "/boom":
@@ -162,7 +163,7 @@ def test_requests_past_the_queue_are_answered_503_at_once(
     release = threading.Event()
     entered = threading.Event()
 
-    def blocking(method: str, path: str) -> tuple[int, bytes, str]:
+    def blocking(request: Request) -> tuple[int, bytes, str]:
         entered.set()
         release.wait(10)
         return 200, b"{}", "application/json"
