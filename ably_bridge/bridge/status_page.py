@@ -30,6 +30,7 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:10px 16px;display:flex;gap:16px;flex-wrap:wrap}
 header b{font-size:16px}
+#process{display:flex;gap:14px;flex-wrap:wrap}
 main{padding:12px 16px;display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(420px,1fr))}
 section{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:8px 12px;overflow:auto}
 section.wide{grid-column:1/-1}
@@ -38,7 +39,8 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:3px 6px;border-bottom:1px solid #eceef2;vertical-align:top}
 th{font-weight:600;color:#4b5565}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.name{font-family:ui-monospace,monospace;word-break:break-all}
+.name{font-family:ui-monospace,monospace;word-break:break-word}
+td:first-child{white-space:nowrap}
 .ok{color:#1a7f37}.warn{color:#9a6700}.bad{color:#cf222e}.muted{color:#6e7781}
 .pill{display:inline-block;padding:0 6px;border-radius:8px;background:#eceef2}
 .pill.live,.pill.connected{background:#dafbe1}.pill.paused,.pill.backfilling,.pill.attaching,
@@ -151,7 +153,7 @@ function render(s) {
   $("next").dataset.cursor = s.channels.next_cursor || "";
   $("prev").disabled = !state.cursors.length;
   fill("deadletters", Object.entries(t.dead_letters_by_reason).map(([k, v]) => row([k, v])), "no dead letters since start");
-  fill("errors", s.recent_errors.slice(0, 15).map((e) => row([new Date(e.at).toLocaleTimeString(), e.level, el("span", e.message, "name")])), "no warnings or errors");
+  fill("errors", s.recent_errors.slice(0, 8).map((e) => row([new Date(e.at).toLocaleTimeString(), e.level, el("span", e.message, "name")])), "no warnings or errors");
   const h = s.history;
   plot("rates", [{values: h.map((x) => x.received_per_s)}, {values: h.map((x) => x.delivered_per_s)}], "events/s");
   plot("latency", [{values: h.map((x) => x.latency_p50)}, {values: h.map((x) => x.latency_p95)}], "s");
@@ -206,8 +208,8 @@ _BODY = """<header><span id="process">loading...</span><span id="updated" class=
 <div class="legend"><span class="l0">&#9472; received/s</span><span class="l1">&#9472; delivered/s</span></div>
 <h2>Delivery latency</h2><svg id="latency" width="400" height="90" role="img"></svg>
 <div class="legend"><span class="l0">&#9472; p50</span><span class="l1">&#9472; p95</span></div></section>
-<section><h2>Dead letters by reason</h2><table><tbody id="deadletters"></tbody></table>
-<h2>Recent warnings and errors</h2><table><tbody id="errors"></tbody></table></section>
+<section><h2>Dead letters by reason</h2><table><tbody id="deadletters"></tbody></table></section>
+<section class="wide"><h2>Recent warnings and errors</h2><table><tbody id="errors"></tbody></table></section>
 <section class="wide"><h2>Routes and targets</h2><table><thead><tr><th>route</th><th>channels</th>
 <th>buffered</th><th>lag (s)</th><th>target</th><th>delivered</th><th>duplicate</th><th>retry</th>
 <th>rejected</th><th>last error</th></tr></thead><tbody id="routes"></tbody></table></section>
