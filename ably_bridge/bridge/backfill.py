@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ably_bridge.bridge.checkpoint import Position
-from ably_bridge.bridge.source import after_position
+from ably_bridge.bridge.source import PresenceHistoryUnavailable, after_position
 from ably_bridge.errors import AblyException
-from ably_bridge.protocol.models import Message
+from ably_bridge.protocol.models import Message, PresenceMessage
 
 if TYPE_CHECKING:
     from ably_bridge.bridge.checkpoint import CheckpointStore
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ably_bridge.rest.client import AblyRest
     from ably_bridge.rest.pagination import HttpPaginatedResponse
 
-__all__ = ["RestHistory", "check_response", "gap_messages"]
+__all__ = ["RestHistory", "check_response", "gap_messages", "gap_presence"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,38 @@ def gap_messages(
         positions.append(seed)
     oldest = min(positions, key=lambda p: p.timestamp)
     return history.since(channel, oldest, attach_serial)
+
+
+def gap_presence(
+    checkpoints: CheckpointStore | None,
+    history: HistorySource,
+    channel: str,
+    tracks: list[str],
+    seed: Position,
+    read_seed: bool = False,
+) -> list[PresenceMessage]:
+    """The presence events ``channel`` missed, for its routes' presence ``tracks``
+    (:func:`~.core.position.presence_track`): from the oldest of their presence
+    checkpoints up to now (presence history has no attach point; the daemon drops
+    the live copies by id). Seeded and started like :func:`gap_messages`;
+    raises :class:`~.source.PresenceHistoryUnavailable` when it cannot be read."""
+    positions: list[Position] = []
+    missing: list[str] = []
+    for track in tracks:
+        pos = checkpoints.load(track, channel) if checkpoints else None
+        if pos is None:
+            missing.append(track)
+        else:
+            positions.append(pos)
+    if checkpoints is not None:
+        for track in missing:
+            checkpoints.advance(track, channel, seed)
+    if not positions:
+        if not read_seed:
+            return []
+        positions.append(seed)
+    oldest = min(positions, key=lambda p: p.timestamp)
+    return history.presence_since(channel, oldest)
 
 
 def check_response(response: HttpPaginatedResponse, what: str) -> None:
@@ -133,7 +165,38 @@ class RestHistory:
             page = page.next() if page.has_next() else None  # type: ignore[assignment]
         return _oldest_first(newest_first)
 
+    def presence_since(self, channel: str, position: Position | None) -> list[PresenceMessage]:
+        """Presence history (RSP4) after ``position``, oldest first; read backwards so
+        the walk stops at the checkpoint. A 4xx answer other than 429 (history not
+        kept or not allowed) is :class:`~.source.PresenceHistoryUnavailable`."""
+        params: dict[str, Any] = {"direction": "backwards", "limit": self._page_limit}
+        if position is not None and position.timestamp > 0:
+            params["start"] = position.timestamp
+        path = "/channels/" + quote(channel, safe="") + "/presence/history"
+        newest_first: list[PresenceMessage] = []
+        page: HttpPaginatedResponse | None = self._rest.request("GET", path, params=params)
+        while page is not None:
+            status = page.status_code or 0
+            if not page.success and 400 <= status < 500 and status != 429:
+                raise PresenceHistoryUnavailable(
+                    f"presence history of {channel}: {page.error_message or status}"
+                )
+            check_response(page, f"presence history of {channel}")
+            for raw in page.items:
+                event = PresenceMessage.from_dict(raw)
+                if position is not None and after_position(event, position) is False:
+                    return _oldest_first(newest_first)
+                newest_first.append(event)
+                if len(newest_first) >= self._max:
+                    logger.error(
+                        "presence backfill of %s cut at %d events", channel, self._max,
+                        extra={"channel": channel},
+                    )  # fmt: skip
+                    return _oldest_first(newest_first)
+            page = page.next() if page.has_next() else None  # type: ignore[assignment]
+        return _oldest_first(newest_first)
 
-def _oldest_first(newest_first: list[Message]) -> list[Message]:
+
+def _oldest_first(newest_first: list[Any]) -> list[Any]:
     newest_first.reverse()
     return newest_first

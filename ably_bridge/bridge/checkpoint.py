@@ -2,7 +2,9 @@
 
 This module owns the checkpoint store in Redis: one hash per route
 (``<prefix>:checkpoint:<route>``) whose fields are channel names and whose
-values are the JSON position ``{"id", "serial", "timestamp"}``. The daemon
+values are the JSON position ``{"id", "serial", "timestamp"}``, and one per
+route for its presence events (``<prefix>:presence-checkpoint:<route>``, the
+route's presence track: they are read back from presence history). The daemon
 advances a checkpoint only after every target of an event confirmed it, and
 reads it on (re)attach to replay history back to it.
 
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
-from ably_bridge.bridge.core.position import Position
+from ably_bridge.bridge.core.position import Position, route_of_track
 from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 
 if TYPE_CHECKING:
@@ -100,7 +102,12 @@ class CheckpointStore:
         self.fenced = 0  # advances refused by a stale fencing token
 
     def key(self, route_id: str) -> str:
-        return f"{self._prefix}:checkpoint:{route_id}"
+        """The hash of a route's message checkpoints, or (for its presence track,
+        :func:`~.core.position.presence_track`) of its presence checkpoints."""
+        route, presence = route_of_track(route_id)
+        if presence:
+            return f"{self._prefix}:presence-checkpoint:{route}"
+        return f"{self._prefix}:checkpoint:{route}"
 
     def load(self, route_id: str, channel: str) -> Position | None:
         """The checkpoint of ``channel`` on ``route_id``, or None if never delivered."""

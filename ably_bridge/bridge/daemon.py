@@ -57,9 +57,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from ably_bridge.bridge.backfill import gap_messages
+from ably_bridge.bridge.backfill import gap_messages, gap_presence
 from ably_bridge.bridge.checkpoint import CheckpointStore
 from ably_bridge.bridge.config import BridgeConfig
+from ably_bridge.bridge.core.position import presence_track
 from ably_bridge.bridge.core.start_points import StartPlan, StartPoints
 from ably_bridge.bridge.discovery import DiscoverySchedule, discovery_prefixes
 from ably_bridge.bridge.dispatch import Dispatcher
@@ -71,6 +72,7 @@ from ably_bridge.bridge.source import (
     ChannelDirectory,
     ChannelSource,
     HistorySource,
+    PresenceHistoryUnavailable,
     SourceHandlers,
     StateChange,
 )
@@ -81,6 +83,7 @@ from ably_bridge.bridge.tracks import (
     ChannelTrack,
     DaemonOptions,
     Discovered,
+    Gap,
     InlineExecutor,
     Live,
 )
@@ -145,6 +148,7 @@ class Daemon:
         self._discovered: dict[str, set[str]] = {}
         self._lookback: dict[str, float] = {}  # discovered channel -> seconds to backfill
         self.starts = StartPoints(self.options.seed_skew_ms)
+        self._no_presence_history: set[str] = set()  # channels logged once for it
         self._attachments = 0  # numbers each attach request (start points tell them apart)
         self._schedule = DiscoverySchedule(
             discovery_prefixes(self.router.routes), self.clock.monotonic()
@@ -581,7 +585,8 @@ class Daemon:
         track.attach_serial = attach_serial
         track.backfill_seq += 1
         routes = self._message_routes(track.name)
-        if not routes:
+        presence = [presence_track(r.id) for r in self.router.routes_for(track.name, "presence")]
+        if not routes and not presence:
             track.phase = "live"
             track.live_once = True
             self._drain(track)
@@ -589,18 +594,38 @@ class Daemon:
         epoch, seq, name = track.epoch, track.backfill_seq, track.name
         self.starts.see(name, self.clock.time_ms(), track.lookback)
         plan = self.starts.plan(name, track.attachment, retry)
-        future = self.executor.submit(self._backfill_job, name, routes, attach_serial, plan)
+        future = self.executor.submit(
+            self._backfill_job, name, routes, presence, attach_serial, plan
+        )
         future.add_done_callback(lambda f: self.inbox.put(BackfillDone(name, epoch, seq, f)))
 
     def _backfill_job(
-        self, channel: str, routes: list[str], attach_serial: str | None, plan: StartPlan
-    ) -> list[Message]:
-        """Runs on an executor thread (:func:`~.backfill.gap_messages`), from the
-        channel's fixed start point where a route has no checkpoint yet."""
-        return gap_messages(
-            self.checkpoints, self.history, channel, routes, attach_serial, plan.seed,
-            plan.read_seed,
-        )  # fmt: skip
+        self,
+        channel: str,
+        routes: list[str],
+        presence_tracks: list[str],
+        attach_serial: str | None,
+        plan: StartPlan,
+    ) -> Gap:
+        """Runs on an executor thread (:func:`~.backfill.gap_messages` and
+        :func:`~.backfill.gap_presence`), from the channel's fixed start point
+        where a route has no checkpoint yet."""
+        messages: list[Message] = []
+        if routes:
+            messages = gap_messages(
+                self.checkpoints, self.history, channel, routes, attach_serial, plan.seed,
+                plan.read_seed,
+            )  # fmt: skip
+        if not presence_tracks:
+            return Gap(messages)
+        try:
+            events = gap_presence(
+                self.checkpoints, self.history, channel, presence_tracks, plan.seed,
+                plan.read_seed,
+            )  # fmt: skip
+        except PresenceHistoryUnavailable:
+            return Gap(messages, presence_unavailable=True)
+        return Gap(messages, events)
 
     def _on_backfill(self, done: BackfillDone) -> None:
         track = self.tracks.get(done.channel)
@@ -609,7 +634,7 @@ class Daemon:
         if track.phase != "backfilling":
             return
         try:
-            messages = done.future.result()
+            gap = done.future.result()
         except Exception as exc:
             track.backfill_failures += 1
             delay = self.options.backfill_retry.delay(track.backfill_failures, 0.5)
@@ -625,13 +650,25 @@ class Daemon:
             return
         track.backfill_failures = 0
         self.starts.saved(track.name)
-        if messages:
+        messages = gap.messages
+        if messages or gap.presence:
             logger.info(
-                "backfilling %d message(s) on %s", len(messages), done.channel,
+                "backfilling %d message(s) and %d presence event(s) on %s",
+                len(messages), len(gap.presence), done.channel,
                 extra={"channel": done.channel},
             )  # fmt: skip
             self.metrics.backfilled.inc(len(messages))
-        track.put_gap_first(messages, self._chunk_size(track.name))
+        if gap.presence_unavailable:
+            self.metrics.presence_history_unavailable.inc()
+            if track.name not in self._no_presence_history:
+                self._no_presence_history.add(track.name)
+                logger.warning(
+                    "presence history of %s is not available: presence events missed while "
+                    "not attached are not replayed (the member snapshot is rebuilt by SYNC)",
+                    track.name,
+                    extra={"channel": track.name},
+                )
+        track.put_gap_first(messages, self._chunk_size(track.name), gap.presence)
         self._waiting.add(track.name)
         track.phase = "live"
         track.live_once = True

@@ -9,7 +9,10 @@ needs no realtime connection::
 * **At-least-once**: an event counts as done only when every target of its
   route confirmed it (delivered or already there) or it was dead-lettered; the
   (route, channel) checkpoint advances over the longest *contiguous* run of
-  done events, so a slow or failing target holds it back. With a
+  done events, so a slow or failing target holds it back. A route's presence
+  events have a checkpoint of their own (its presence track,
+  :func:`~.core.position.presence_track`): they are replayed from presence
+  history, messages from message history. With a
   ``checkpoint_interval`` the saves are spaced at least that far apart while
   events keep being confirmed (:meth:`Dispatcher.next_wakeup` includes the
   next save; :meth:`Dispatcher.flush_checkpoints` saves at once).
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.config import BridgeConfig, Route, Source, Target
+from ably_bridge.bridge.core.position import presence_track
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.dedup import DedupWindow
 from ably_bridge.bridge.envelope import (
@@ -90,6 +94,7 @@ class _Event:
     envelope: Envelope
     position: Position | None
     remaining: int
+    track: str  # the checkpoint track: the route id, or its presence track
     done: bool = False
     fenced: bool = False  # a target refused it (stale shard lease): not delivered by us
     fence: Fence | None = None  # the shard token when accepted (shard leases only)
@@ -425,7 +430,8 @@ class Dispatcher:
             position = None
             if source != "lifecycle":
                 position = Position(timestamp=env.timestamp, id=env.event_id, serial=env.serial)
-            event = _Event(env, position, remaining=0, fence=fence)
+            track = presence_track(route.id) if source == "presence" else route.id
+            event = _Event(env, position, 0, track, fence=fence)
             for target in route.targets:
                 target_id = id(target)
                 if target_id in targets:
@@ -454,7 +460,7 @@ class Dispatcher:
             buffers[key].offer(jobs)
         orders = self._order
         for event in events:
-            order_key = (event.envelope.rule_id, channel)
+            order_key = (event.track, channel)
             order = orders.get(order_key)
             if order is None:
                 order = orders[order_key] = deque()
@@ -540,7 +546,7 @@ class Dispatcher:
         event.remaining -= 1
         if event.remaining <= 0 and not event.done:
             self._settle(event)
-            touched.add((event.envelope.rule_id, event.envelope.channel))
+            touched.add((event.track, event.envelope.channel))
 
     def _settle(self, event: _Event) -> None:
         event.done = True

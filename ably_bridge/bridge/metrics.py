@@ -5,27 +5,28 @@ This module owns the text exposition (format 0.0.4) without a dependency:
 :class:`Registry` that renders them, and :class:`BridgeMetrics`, the metrics
 of the daemon:
 
-==============================================  =========  ==========================
-``ably_bridge_events_received_total``           counter    ``source``
-``ably_bridge_events_delivered_total``          counter    ``sink``, ``outcome``
-``ably_bridge_duplicates_skipped_total``        counter    (in-memory and sink-side)
-``ably_bridge_events_backfilled_total``         counter
-``ably_bridge_dead_letters_total``              counter    ``reason``
-``ably_bridge_sink_retries_total``              counter    ``sink``
-``ably_bridge_backpressure_pauses_total``       counter
-``ably_bridge_buffer_depth``                    gauge
-``ably_bridge_checkpoint_lag_seconds``          gauge      age of the oldest unconfirmed event
-``ably_bridge_connection_state``                gauge      ``state`` (1 for the current one)
-``ably_bridge_channels``                        gauge      ``phase``
-``ably_bridge_delivery_latency_seconds``        histogram  event timestamp -> sink confirmed
-``ably_bridge_connections``                     gauge      ``state``: realtime connections
-``ably_bridge_shards_owned``                    gauge      shards this replica bridges
-``ably_bridge_shard_lease_renewals_total``      counter    successful lease renewal rounds
-``ably_bridge_shard_leases_acquired_total``     counter    shards claimed
-``ably_bridge_shard_leases_released_total``     counter    shards handed over (rebalance, stop)
-``ably_bridge_shard_lease_losses_total``        counter    shards lost (lease expired/taken)
-``ably_bridge_fenced_total``                    counter    writes refused by a shard fence
-==============================================  =========  ==========================
+==================================================  =========  ==========================
+``ably_bridge_events_received_total``               counter    ``source``
+``ably_bridge_events_delivered_total``              counter    ``sink``, ``outcome``
+``ably_bridge_duplicates_skipped_total``            counter    (in-memory and sink-side)
+``ably_bridge_events_backfilled_total``             counter
+``ably_bridge_presence_history_unavailable_total``  counter    backfills without presence history
+``ably_bridge_dead_letters_total``                  counter    ``reason``
+``ably_bridge_sink_retries_total``                  counter    ``sink``
+``ably_bridge_backpressure_pauses_total``           counter
+``ably_bridge_buffer_depth``                        gauge
+``ably_bridge_checkpoint_lag_seconds``              gauge      age of the oldest unconfirmed event
+``ably_bridge_connection_state``                    gauge      ``state`` (1 for the current one)
+``ably_bridge_channels``                            gauge      ``phase``
+``ably_bridge_delivery_latency_seconds``            histogram  event timestamp -> sink confirmed
+``ably_bridge_connections``                         gauge      ``state``: realtime connections
+``ably_bridge_shards_owned``                        gauge      shards this replica bridges
+``ably_bridge_shard_lease_renewals_total``          counter    successful lease renewal rounds
+``ably_bridge_shard_leases_acquired_total``         counter    shards claimed
+``ably_bridge_shard_leases_released_total``         counter    shards handed over (rebalance, stop)
+``ably_bridge_shard_lease_losses_total``            counter    shards lost (lease expired/taken)
+``ably_bridge_fenced_total``                        counter    writes refused by a shard fence
+==================================================  =========  ==========================
 
 Counters owned by the dispatcher are copied in by :meth:`BridgeMetrics.sync_dispatch`
 (on the delivery thread), so the hot path never takes a metrics lock for them.
@@ -283,6 +284,12 @@ class BridgeMetrics:
         )
         self.backfilled = r.register(
             Counter(p + "events_backfilled_total", "Messages read from history to close gaps.")
+        )
+        self.presence_history_unavailable = r.register(
+            Counter(
+                p + "presence_history_unavailable_total",
+                "Backfills that could not read the channel's presence history.",
+            )
         )
         self.dead_letters = r.register(
             Counter(

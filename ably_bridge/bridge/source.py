@@ -9,7 +9,9 @@ underneath it:
   detach it, report the connection state, close. Handlers may be called from
   any thread; the daemon only enqueues from them.
 * :class:`HistorySource` - the messages of a channel after a checkpoint, up to
-  an attach point (``untilAttach``), oldest first (see :mod:`.backfill`).
+  an attach point (``untilAttach``), oldest first (see :mod:`.backfill`), and
+  its presence events after a presence checkpoint (up to now), or
+  :class:`PresenceHistoryUnavailable`.
 * :class:`ChannelDirectory` - active channel names under a prefix (see
   :mod:`.discovery`).
 * :class:`StateChange` - a channel state change as the daemon needs it
@@ -36,6 +38,7 @@ __all__ = [
     "ChannelSource",
     "FakeSource",
     "HistorySource",
+    "PresenceHistoryUnavailable",
     "SourceHandlers",
     "StateChange",
     "after_position",
@@ -128,6 +131,16 @@ class HistorySource(Protocol):
         """
         ...
 
+    def presence_since(self, channel: str, position: Position | None) -> list[PresenceMessage]:
+        """Presence events (enter/update/leave, as they happened) after ``position`` up
+        to now, oldest first, still encoded; :class:`PresenceHistoryUnavailable` when
+        the channel's presence history cannot be read."""
+        ...
+
+
+class PresenceHistoryUnavailable(Exception):
+    """The channel's presence history cannot be read (not kept, or not allowed)."""
+
 
 class ChannelDirectory(Protocol):
     """Active channels of the app (REST channel enumeration)."""
@@ -137,7 +150,7 @@ class ChannelDirectory(Protocol):
         ...
 
 
-def after_position(message: Message, position: Position) -> bool | None:
+def after_position(message: Message | PresenceMessage, position: Position) -> bool | None:
     """Whether ``message`` comes after ``position``: True, False, or None (cannot tell yet).
 
     Serials decide when both have one; a matching id means "not after"; else
@@ -145,8 +158,9 @@ def after_position(message: Message, position: Position) -> bool | None:
     """
     if message.id is not None and message.id == position.id:
         return False
-    if message.serial and position.serial:
-        return message.serial > position.serial
+    serial = getattr(message, "serial", None)  # (presence messages have none)
+    if serial and position.serial:
+        return bool(serial > position.serial)
     ts = message.timestamp
     if ts is None:
         return None
@@ -163,6 +177,7 @@ class _FakeChannel:
     name: str
     history: list[Message] = field(default_factory=list)
     members: dict[str, PresenceMessage] = field(default_factory=dict)
+    presence_history: list[PresenceMessage] = field(default_factory=list)
     handlers: SourceHandlers | None = None
     state: str = "initialized"
     attaches: int = 0
@@ -190,6 +205,8 @@ class FakeSource:
         self.detached: list[str] = []
         self.history_calls: list[tuple[str, Position | None, str | None]] = []
         self.history_error: Exception | None = None
+        self.presence_history_kept = True  # False: presence_since says unavailable
+        self.presence_calls: list[tuple[str, Position | None]] = []
         self.active: set[str] = set()  # what list_channels reports (plus attached ones)
 
     # -- helpers for tests --------------------------------------------------------
@@ -225,7 +242,11 @@ class FakeSource:
             handlers.messages([msg])
         return msg
 
-    def presence_event(self, channel: str, action: int, client_id: str, data: Any = None) -> None:
+    def presence_event(
+        self, channel: str, action: int, client_id: str, data: Any = None, *, deliver: bool = True
+    ) -> PresenceMessage:
+        """Store a presence event (in presence history) and deliver it
+        live when attached and ``deliver``; the member map follows it."""
         with self._lock:
             ch = self.channel(channel)
             self._counter += 1
@@ -237,10 +258,15 @@ class FakeSource:
             if action == 3:
                 ch.members.pop(key, None)
             else:
-                ch.members[key] = msg
-            handlers = ch.handlers if ch.state == "attached" else None
+                ch.members[key] = PresenceMessage(
+                    1, data=data, id=msg.id, client_id=client_id, connection_id="conn1",
+                    timestamp=msg.timestamp,
+                )  # fmt: skip
+            ch.presence_history.append(msg)
+            handlers = ch.handlers if ch.state == "attached" and deliver else None
         if handlers is not None:
             handlers.presence([msg])
+        return msg
 
     def _set_state(self, name: str, change: StateChange) -> None:
         with self._lock:
@@ -330,6 +356,18 @@ class FakeSource:
             items = list(self.channel(channel).history)
         if until_serial is not None:
             items = [m for m in items if (m.serial or "") <= until_serial]
+        if position is None:
+            return items
+        return [m for m in items if after_position(m, position) is not False]
+
+    def presence_since(self, channel: str, position: Position | None) -> list[PresenceMessage]:
+        with self._lock:
+            self.presence_calls.append((channel, position))
+            if not self.presence_history_kept:
+                raise PresenceHistoryUnavailable(f"no presence history for {channel}")
+            if self.history_error is not None:
+                raise self.history_error
+            items = list(self.channel(channel).presence_history)
         if position is None:
             return items
         return [m for m in items if after_position(m, position) is not False]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ably_bridge.bridge.retry import RetryPolicy
-from ably_bridge.protocol.models import Message
+from ably_bridge.protocol.models import Message, PresenceMessage
 
 __all__ = [
     "PHASES",
@@ -27,6 +27,7 @@ __all__ = [
     "ChannelTrack",
     "DaemonOptions",
     "Discovered",
+    "Gap",
     "InlineExecutor",
     "Live",
 ]
@@ -87,22 +88,35 @@ class ChannelTrack:
         self.pending.clear()
         self.held_live = 0
 
-    def put_gap_first(self, messages: list[Message], chunk: int) -> None:
-        """Queue a backfill ahead of the live events held meanwhile, ``chunk`` at a time.
+    def put_gap_first(
+        self, messages: list[Message], chunk: int, presence: list[PresenceMessage] | None = None
+    ) -> None:
+        """Queue a backfill (messages, then presence events) ahead of the live events
+        held meanwhile, ``chunk`` at a time.
 
-        A live event below the attach point (a late listener) is in the history
-        too: the history's copy, which is in order, is kept and the live one dropped.
+        A live event that is in the history too (a message below the attach point
+        from a late listener; a presence event, whose history reads up to now) is
+        dropped: the history's copy, which is in order, is kept.
         """
-        in_gap = {m.id for m in messages if m.id}
-        for item in self.pending:
-            if item.kind == "messages" and any(m.id in in_gap for m in item.payload):
-                kept = [m for m in item.payload if m.id not in in_gap]
-                if item.epoch >= 0:
-                    self.held_live -= len(item.payload) - len(kept)
-                item.payload[:] = kept
+        presence = presence or []
+        gaps = (("messages", {m.id for m in messages if m.id}),
+                ("presence", {p.id for p in presence if p.id}))  # fmt: skip
+        for kind, in_gap in gaps:
+            if not in_gap:
+                continue
+            for item in self.pending:
+                if item.kind == kind and any(m.id in in_gap for m in item.payload):
+                    kept = [m for m in item.payload if m.id not in in_gap]
+                    if item.epoch >= 0:
+                        self.held_live -= len(item.payload) - len(kept)
+                    item.payload[:] = kept
         gap = [
             Live(self.name, -1, "messages", messages[i : i + chunk])
             for i in range(0, len(messages), chunk)
+        ]
+        gap += [
+            Live(self.name, -1, "presence", presence[i : i + chunk])
+            for i in range(0, len(presence), chunk)
         ]
         self.pending.extendleft(reversed(gap))  # epoch -1: not counted as held live
 
@@ -121,13 +135,22 @@ class Live:
 
 
 @dataclass(frozen=True, slots=True)
+class Gap:
+    """What a backfill read: missed messages and presence events, oldest first."""
+
+    messages: list[Message]
+    presence: list[PresenceMessage] = field(default_factory=list)
+    presence_unavailable: bool = False  # the channel's presence history could not be read
+
+
+@dataclass(frozen=True, slots=True)
 class BackfillDone:
-    """A backfill job finished (its future holds the messages or the error)."""
+    """A backfill job finished (its future holds the :class:`Gap` or the error)."""
 
     channel: str
     epoch: int
     seq: int
-    future: Future[list[Message]]
+    future: Future[Gap]
 
 
 @dataclass(frozen=True, slots=True)

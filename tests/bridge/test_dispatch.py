@@ -10,6 +10,7 @@ import pytest
 
 from ably_bridge.bridge.checkpoint import Position
 from ably_bridge.bridge.config import BridgeConfig, RetrySettings, Target, parse_config
+from ably_bridge.bridge.core.position import presence_track
 from ably_bridge.bridge.deadletter import DeadLetter, Reason
 from ably_bridge.bridge.dispatch import Dispatcher
 from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
@@ -206,8 +207,10 @@ def test_presence_and_lifecycle() -> None:
     h.dispatcher.drain()
     sources = [r.envelope.source for r in h.celery.records]
     assert sources == ["channel.presence", "channel.lifecycle"]
-    # Lifecycle events are not in history, so they never move a checkpoint.
-    assert h.checkpoints.saved[("chat", "chat:1")] == Position(5, "conn:5:0")
+    # Lifecycle events are not in history, so they never move a checkpoint; presence
+    # events move the route's presence checkpoint, not its message checkpoint.
+    assert h.checkpoints.saved[(presence_track("chat"), "chat:1")] == Position(5, "conn:5:0")
+    assert ("chat", "chat:1") not in h.checkpoints.saved
 
 
 def test_retries_exhausted_go_to_dead_letters() -> None:

@@ -10,7 +10,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Position"]
+__all__ = ["PRESENCE_TRACK", "Position", "presence_track", "route_of_track"]
+
+# A route's presence events are checkpointed apart from its messages (they are
+# read back from a different history): under the route id with this suffix,
+# a "track" of the route. (A NUL cannot come from a configuration file.)
+PRESENCE_TRACK = "\x00presence"
+
+
+def presence_track(route_id: str) -> str:
+    """The checkpoint track of ``route_id``'s presence events."""
+    return route_id + PRESENCE_TRACK
+
+
+def route_of_track(track: str) -> tuple[str, bool]:
+    """``(route id, is the presence track)`` of a checkpoint track."""
+    if track.endswith(PRESENCE_TRACK):
+        return track[: -len(PRESENCE_TRACK)], True
+    return track, False
 
 
 @dataclass(slots=True)
