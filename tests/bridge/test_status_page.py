@@ -172,3 +172,45 @@ def test_the_page_shows_what_status_says_through_an_outage(
     rest.close()
     for name in ("1-flowing", "2-redis-stopped", "3-caught-up"):
         assert (shots / f"status-page-{name}.png").stat().st_size > 10_000
+
+
+def test_with_a_token_the_page_asks_for_it_and_then_shows_the_status(
+    emulator: Emulator, key: str, prefix: str, rclient: redis.Redis, browser: Chromium,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    token = "page-token-0123456789abcdef"
+    config = bridge_config(
+        emulator, key, prefix, env={"ABLY_BRIDGE_HEALTH_TOKEN": token},
+        routes=[{"id": "orders", "channels": ["orders"],
+                 "targets": [{"type": "redis_stream", "key": prefix + ":s:{channel}"}]}],
+    )  # fmt: skip
+    with Running(config) as run:
+        run.wait_live()
+        assert run.app.health is not None
+        browser.navigate(run.app.health.url + "/")
+        browser.wait_for(
+            "document.querySelector('#status')?.textContent === 'a token is required'",
+            what="the token prompt",
+        )
+        assert browser.evaluate("getComputedStyle(document.querySelector('#auth')).display") == (
+            "flex"
+        )
+        assert (
+            browser.evaluate("document.querySelectorAll('#channels tr[data-channel]').length") == 0
+        )
+        browser.evaluate(
+            f"document.querySelector('#token').value = {json.dumps(token)};"
+            "document.querySelector('#auth').requestSubmit(); true"
+        )
+        browser.wait_for(
+            "document.querySelector('#channels tr[data-channel=\"orders\"]')?.dataset.phase"
+            " === 'live'",
+            what="the status after the token",
+        )  # fmt: skip
+        assert browser.evaluate("getComputedStyle(document.querySelector('#auth')).display") == (
+            "none"
+        )
+        # Kept for this tab only, never in the page's address or markup.
+        assert browser.evaluate("sessionStorage.getItem('ably-bridge-token')") == token
+        assert token not in browser.evaluate("location.href + document.documentElement.outerHTML")
+        browser.screenshot(artifacts_dir(tmp_path / "artifacts") / "status-page-4-token.png")
