@@ -36,6 +36,7 @@ from ably_bridge.bridge.fencing import Fencing
 from ably_bridge.bridge.health import HealthServer
 from ably_bridge.bridge.metrics import BridgeMetrics, MeteredSink
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
+from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sharding import LeaseShards, ShardView, build_shards
 from ably_bridge.bridge.sinks.base import Sink, SinkOptions, create_sink
@@ -173,7 +174,7 @@ class BridgeApp:
         self.config = config
         self.clock = clock or SystemClock()
         self.metrics = BridgeMetrics()
-        self.redis = redis.Redis.from_url(
+        self.redis = open_redis(
             config.redis_url.reveal(),
             socket_timeout=5.0,
             socket_connect_timeout=5.0,
@@ -289,7 +290,7 @@ class BridgeApp:
     def _lease_client(self) -> redis.Redis:
         """A Redis client for lease rounds: its timeouts stay well inside the lease TTL."""
         timeout = min(5.0, self.config.sharding.lease_ttl / 3.0)
-        return redis.Redis.from_url(
+        return open_redis(
             self.config.redis_url.reveal(),
             socket_timeout=timeout,
             socket_connect_timeout=timeout,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ably_bridge.bridge.redis_connect import SENTINEL_SCHEME, parse_sentinel_url
 from ably_bridge.bridge.secret import url_credentials
 
 __all__ = [
@@ -138,12 +139,26 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None
 
 
+def _sentinel_url_problem(url: str) -> str | None:
+    try:
+        spec = parse_sentinel_url(url)
+    except ValueError as exc:
+        return str(exc)
+    for host, _ in spec.sentinels:
+        problem = host_problem(host)
+        if problem is not None:
+            return f"Sentinel host {problem}"
+    return None
+
+
 def _one_url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in schemes:
         return f"URL scheme must be one of {', '.join(schemes)}"
     if any(c.isspace() for c in url):
         return "must not contain spaces"
+    if scheme == SENTINEL_SCHEME:
+        return _sentinel_url_problem(url)
     try:
         parts = urlsplit(url)
         port = parts.port

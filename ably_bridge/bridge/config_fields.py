@@ -27,7 +27,7 @@ from ably_bridge.bridge.secret import Secret, url_credentials
 
 __all__ = ["BROKER_SCHEMES", "STREAM_SCHEMES", "FieldReader", "check_cipher_key"]
 
-STREAM_SCHEMES = ("redis", "rediss", "unix", "memory")
+STREAM_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "memory")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
 
 MAX_SECRET_FILE_BYTES = 65_536

@@ -44,9 +44,9 @@ class Context:
         self.stream: str = args.stream or default_stream
         self.where = f"{self.stream} on {redact_url(url)}"
         self._secrets = _secrets(args, url, self.config)
-        import redis
+        from ably_bridge.bridge.redis_connect import open_redis
 
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        client = open_redis(url, socket_timeout=10, socket_connect_timeout=5)
         self.store = DeadLetterStore(client, self.stream)
 
     def redact(self, text: str) -> str:

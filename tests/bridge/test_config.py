@@ -343,7 +343,9 @@ def test_redis_url_required_and_scheme_checked() -> None:
         "redis.url: required (set the REDIS_URL environment variable or url or url_file)"
     ]
     raw["redis"] = {"url": "http://h/"}
-    assert problems(raw) == ["redis.url: URL scheme must be one of redis, rediss, unix, memory"]
+    assert problems(raw) == [
+        "redis.url: URL scheme must be one of redis, rediss, unix, redis+sentinel, memory"
+    ]
 
 
 def test_presence_snapshot_template_placeholders() -> None:

@@ -184,7 +184,10 @@ def test_a_bad_endpoint_is_refused_by_name() -> None:
         ("redis://127.0.0.1:0/0", "port must be 1-65535"),
         ("redis://127.0.0.1:6379/zero", "the path must be a database number such as /0"),
         ("redis://127.0.0.1 :6379/0", "must not contain spaces"),
-        ("http://127.0.0.1:6379/0", "URL scheme must be one of redis, rediss, unix, memory"),
+        (
+            "http://127.0.0.1:6379/0",
+            "URL scheme must be one of redis, rediss, unix, redis+sentinel, memory",
+        ),
         ("unix://", "needs the path of the socket"),
     ],
 )  # fmt: skip

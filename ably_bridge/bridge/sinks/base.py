@@ -148,6 +148,7 @@ _REGISTRY: dict[str, dict[str, str | SinkFactory]] = {
         "redis": "ably_bridge.bridge.sinks.redis_streams:RedisStreamSink",
         "rediss": "ably_bridge.bridge.sinks.redis_streams:RedisStreamSink",
         "unix": "ably_bridge.bridge.sinks.redis_streams:RedisStreamSink",
+        "redis+sentinel": "ably_bridge.bridge.sinks.redis_streams:RedisStreamSink",
         "memory": "ably_bridge.bridge.sinks.base:MemorySink",
     },
     "celery": {

@@ -45,6 +45,7 @@ from redis.retry import Retry
 from ably_bridge.bridge.config import StreamTarget
 from ably_bridge.bridge.dedup import stream_dedup_field, stream_dedup_keys
 from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
+from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
 
@@ -195,7 +196,7 @@ class RedisStreamSink:
     ) -> None:
         self.options = options or SinkOptions()
         self._where = redact_url(url)
-        self._client = client or redis.Redis.from_url(
+        self._client = client or open_redis(
             url,
             socket_timeout=self.options.socket_timeout,
             socket_connect_timeout=self.options.socket_timeout,
@@ -254,14 +255,18 @@ class RedisStreamSink:
             return False
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(RedisError, OSError):
-                conn.disconnect()
-            with contextlib.suppress(RedisError, OSError, KeyError, ValueError):
-                self._client.connection_pool.release(conn)
+        if self._conn is not None:
+            self._drop_connection(self._conn)
         with contextlib.suppress(RedisError):
             self._client.close()
+
+    def _drop_connection(self, conn: Any) -> None:
+        """Disconnect the sink's connection and give it back to the client's pool."""
+        self._conn = None
+        with contextlib.suppress(RedisError, OSError):
+            conn.disconnect()
+        with contextlib.suppress(RedisError, OSError, KeyError, ValueError):
+            self._client.connection_pool.release(conn)
 
     # -- internals -----------------------------------------------------------------
     def _plan(
@@ -367,7 +372,10 @@ class RedisStreamSink:
                         replies.append(exc)
                 return replies
             except _RECONNECT as exc:
-                conn.disconnect()  # (the next send connects again)
+                # Back to the pool: the next call takes a connection from it, and the pool
+                # connects it afresh - through a Sentinel pool, to the primary it names now
+                # (a held connection would reconnect to the address it had before).
+                self._drop_connection(conn)
                 if attempt == 2:
                     raise
                 logger.debug("redis stream sink %s: reconnecting: %r", self._where, exc)
