@@ -24,6 +24,7 @@ from pathlib import Path
 
 import redis
 
+from ably_bridge.bridge.sinks.celery_redis import sent_mark
 from ably_bridge.devstack.layout import DevLayout, redacted
 from ably_bridge.devstack.processes import Child
 
@@ -70,13 +71,15 @@ def ping(url: str, timeout: float = 2.0) -> str | None:
     return None
 
 
-def _broker_keys(queue: str) -> list[str]:
-    """The Redis keys (patterns) kombu makes for one queue: the list, priority lists, bindings."""
+def _broker_keys(queue: str, prefix: str) -> list[str]:
+    """The Redis keys (patterns) kombu makes for one queue: the list, priority lists,
+    bindings; and the bridge's push-once marks of its tasks on that queue."""
     return [
         queue,
         f"{queue}\x06\x16*",  # kombu's priority sub-queues
         f"_kombu.binding.{queue}",
         f"_kombu.binding_permanent.{queue}",
+        sent_mark(prefix, queue, "*"),
     ]
 
 
@@ -102,7 +105,7 @@ class DevRedis:
         deleted = 0
         for url, patterns in (
             (layout.data_url, [f"{layout.prefix}:*"]),
-            (layout.broker_url, _broker_keys(layout.queue)),
+            (layout.broker_url, _broker_keys(layout.queue, layout.prefix)),
         ):
             client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
             try:

@@ -101,10 +101,15 @@ def send_task_reference(sink: CelerySink, target: CeleryTarget, env: Envelope) -
             options[name] = getattr(target, name)
     if target.headers:
         options["headers"] = dict(target.headers)
+    task_id = celery_task_id(env.rule_id, target.task, env.dedup_key)
+    url = str(sink.app.conf.broker_url)
+    if url.startswith("redis"):  # the sink pushed this task id once: let it go again
+        client = redis.Redis.from_url(url)
+        client.delete(*client.keys(f"{sink.options.key_prefix}:celery:sent:*:{task_id}"))
     sink.app.send_task(
         target.task,
         args=(env.to_dict(),),
-        task_id=celery_task_id(env.rule_id, target.task, env.dedup_key),
+        task_id=task_id,
         add_to_parent=False,
         ignore_result=True,
         **options,

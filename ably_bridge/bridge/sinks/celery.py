@@ -13,6 +13,10 @@ Delivery guarantees:
 * the task id is :func:`ably_bridge.bridge.dedup.celery_task_id` (uuid5 of
   route, task name and event id), so a re-sent event carries the same id and
   the worker-side :class:`~ably_bridge.bridge.dedup.WorkerGuard` runs it once;
+* on a Redis broker a task id is pushed once: a mark set in the same Lua step
+  as the ``LPUSH`` (:mod:`.celery_redis`, kept ``delivery.dedup_ttl`` seconds)
+  makes a re-sent event - read again after a crash, or in a batch retried after
+  a broken pipeline - a no-op, reported as delivered;
 * on AMQP, publisher confirms are on, so ``deliver`` returns only after the
   broker accepted each message;
 * kombu's own publish retry is limited to one quick reconnect, so a broker
@@ -72,20 +76,33 @@ from ably_bridge.bridge.sinks.amqp_wire import (
 )
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP, TaskTemplate, publish_signals
+from ably_bridge.bridge.sinks.celery_redis import transport_conf
 
 __all__ = ["CelerySink", "make_sender_app"]
 
 logger = logging.getLogger(__name__)
 
 _AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+_REDIS_SCHEMES = ("redis", "rediss")
 _TEMPLATE_CACHE_LIMIT = 4096
 
 
-def make_sender_app(url: str, *, timeout: float = 5.0) -> Celery:
-    """A Celery app that only sends tasks: JSON, no result backend, fail-fast broker."""
+def make_sender_app(
+    url: str, *, timeout: float = 5.0, push_once: tuple[str, float] | None = None
+) -> Celery:
+    """A Celery app that only sends tasks: JSON, no result backend, fail-fast broker.
+
+    ``push_once`` = (key prefix, mark ttl in seconds): on a Redis broker, a task id
+    already pushed is not pushed again (:mod:`.celery_redis`). Without it (the
+    dead-letter replay, which must re-send a task id) every send is pushed.
+    """
     scheme = url.split("://", 1)[0].lower()
     app = Celery("ably-bridge-sender", broker=url, set_as_current=False, amqp=SenderAMQP)
     transport_options: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if push_once is not None and scheme in _REDIS_SCHEMES:
+        extra = transport_conf(url, *push_once)
+        transport_options.update(extra.pop("broker_transport_options"))
     if scheme in _AMQP_SCHEMES:
         transport_options["confirm_publish"] = True
         transport_options["connect_timeout"] = timeout
@@ -105,6 +122,7 @@ def make_sender_app(url: str, *, timeout: float = 5.0) -> Celery:
         broker_transport_options=transport_options,
         broker_pool_limit=4,
         task_create_missing_queues=True,
+        **extra,
     )
     return app
 
@@ -117,7 +135,11 @@ class CelerySink:
     ) -> None:
         self.options = options or SinkOptions()
         self._where = redact_url(url)
-        self._app = app or make_sender_app(url, timeout=self.options.socket_timeout)
+        self._app = app or make_sender_app(
+            url,
+            timeout=self.options.socket_timeout,
+            push_once=(self.options.key_prefix, self.options.dedup_ttl),
+        )
         self._retry_policy = {
             "max_retries": 1,
             "interval_start": 0,
