@@ -11,7 +11,9 @@ visibility timeout sized to the retry policy (longer than the longest retry
 countdown, short enough that a publish lost with a crashed worker is
 redelivered inside Ably's idempotent-publish window), frequent recovery of
 unacknowledged Redis messages, and long-running tasks cancelled when the
-broker connection is lost (they will be redelivered).
+broker connection is lost (they will be redelivered), and a worker consumer
+that survives losing the broker while it holds unacknowledged messages
+(:mod:`workers.broker_loss`: a Celery 5.7.0 bug).
 
 Environment variables
 ---------------------
@@ -132,6 +134,9 @@ def configure_app(app: Celery, settings: WorkerSettings) -> None:
             "socket_connect_timeout": timeout,
             "unacked_restore_interval": settings.restore_interval,
             "unacked_restore_throttle": 1,
+            # kombu's reliable fetch: a delivered message stays in the unacked index
+            # until acked, and is restored after visibility_timeout if its worker died.
+            "ack_emulation": True,
         }
         if settings.redis_key_prefix:
             transport["global_keyprefix"] = settings.redis_key_prefix
@@ -154,6 +159,8 @@ def configure_app(app: Celery, settings: WorkerSettings) -> None:
         "redis_socket_connect_timeout": timeout,
         "result_expires": int(settings.result_expires),
         "task_track_started": False,
+        # survives broker loss with unacked messages (Celery 5.7.0; see workers.broker_loss)
+        "worker_consumer": "workers.broker_loss:Consumer",
     }
     if settings.queue:
         conf["task_default_queue"] = settings.queue

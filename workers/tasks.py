@@ -37,6 +37,7 @@ from ably_bridge.protocol.tokens import TokenParams
 from ably_bridge.rest import AblyRest, BatchPublishSpec
 from ably_bridge.rest.channels import Channel, history_params
 from ably_bridge.rest.pagination import parse_links
+from workers.arguments import bind
 from workers.client import ClientProvider
 from workers.errors import task_error
 from workers.retry import classify
@@ -416,17 +417,20 @@ def register_tasks(
         "serializer": "json",
     }
 
+    def checked(task: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return bind(name, args, kwargs)
+        except AblyException as exc:
+            log.warning("%s[%s] refused: %s", name, task.request.id, exc.message)
+            raise task_error(exc) from None
+
     @app.task(name=TASK_PUBLISH, **options)  # type: ignore[untyped-decorator]
-    def publish_task(
-        self: Any,
-        channel: str,
-        messages: list[dict[str, Any]],
-        params: dict[str, Any] | None = None,
-        first_attempt_ms: int | None = None,
-    ) -> dict[str, Any]:
-        first = first_attempt_ms or _now_ms()
-        batch = with_ids(messages, str(self.request.id))
-        kwargs = {
+    def publish_task(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        call = checked(self, TASK_PUBLISH, args, kwargs)
+        channel, params = call["channel"], call.get("params")
+        first = call.get("first_attempt_ms") or _now_ms()
+        batch = with_ids(call["messages"], str(self.request.id))
+        retry_kwargs = {
             "channel": channel,
             "messages": batch,
             "params": params,
@@ -434,52 +438,56 @@ def register_tasks(
         }
         deadline = first + int(settings.publish_deadline * 1000)
         return runner.run(
-            self, lambda rest: publish(rest, channel, batch, params), kwargs, deadline_ms=deadline
+            self,
+            lambda rest: publish(rest, channel, batch, params),
+            retry_kwargs,
+            deadline_ms=deadline,
         )
 
     @app.task(name=TASK_PUBLISH_BATCH, **options)  # type: ignore[untyped-decorator]
-    def publish_batch_task(
-        self: Any, specs: list[dict[str, Any]], first_attempt_ms: int | None = None
-    ) -> list[dict[str, Any]]:
-        first = first_attempt_ms or _now_ms()
+    def publish_batch_task(self: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        call = checked(self, TASK_PUBLISH_BATCH, args, kwargs)
+        first = call.get("first_attempt_ms") or _now_ms()
         task_id = str(self.request.id)
         fixed = [
             {**spec, "messages": with_ids(spec.get("messages") or [], f"{task_id}/{i}")}
-            for i, spec in enumerate(specs)
+            for i, spec in enumerate(call["specs"])
         ]
-        kwargs = {"specs": fixed, "first_attempt_ms": first}
+        retry_kwargs = {"specs": fixed, "first_attempt_ms": first}
         deadline = first + int(settings.publish_deadline * 1000)
         return runner.run(
-            self, lambda rest: publish_batch(rest, fixed), kwargs, deadline_ms=deadline
+            self, lambda rest: publish_batch(rest, fixed), retry_kwargs, deadline_ms=deadline
         )
 
     @app.task(name=TASK_HISTORY, **options)  # type: ignore[untyped-decorator]
-    def history_task(self: Any, channel: str, **query: Any) -> Page:
-        return runner.run(
-            self, lambda rest: history(rest, channel, **query), {"channel": channel, **query}
-        )
+    def history_task(self: Any, *args: Any, **kwargs: Any) -> Page:
+        call = checked(self, TASK_HISTORY, args, kwargs)
+        return runner.run(self, lambda rest: history(rest, **call), call)
 
     @app.task(name=TASK_PRESENCE_GET, **options)  # type: ignore[untyped-decorator]
-    def presence_get_task(self: Any, channel: str, **query: Any) -> Page:
-        return runner.run(
-            self, lambda rest: presence_get(rest, channel, **query), {"channel": channel, **query}
-        )
+    def presence_get_task(self: Any, *args: Any, **kwargs: Any) -> Page:
+        call = checked(self, TASK_PRESENCE_GET, args, kwargs)
+        return runner.run(self, lambda rest: presence_get(rest, **call), call)
 
     @app.task(name=TASK_STATS, **options)  # type: ignore[untyped-decorator]
-    def stats_task(self: Any, **query: Any) -> Page:
-        return runner.run(self, lambda rest: stats(rest, **query), dict(query))
+    def stats_task(self: Any, *args: Any, **kwargs: Any) -> Page:
+        call = checked(self, TASK_STATS, args, kwargs)
+        return runner.run(self, lambda rest: stats(rest, **call), call)
 
     @app.task(name=TASK_TIME, **options)  # type: ignore[untyped-decorator]
-    def time_task(self: Any) -> int:
+    def time_task(self: Any, *args: Any, **kwargs: Any) -> int:
+        checked(self, TASK_TIME, args, kwargs)
         return runner.run(self, lambda rest: rest.time(), {})
 
     @app.task(name=TASK_CHANNEL_STATUS, **options)  # type: ignore[untyped-decorator]
-    def channel_status_task(self: Any, channel: str) -> dict[str, Any]:
-        return runner.run(self, lambda rest: channel_status(rest, channel), {"channel": channel})
+    def channel_status_task(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        call = checked(self, TASK_CHANNEL_STATUS, args, kwargs)
+        return runner.run(self, lambda rest: channel_status(rest, call["channel"]), call)
 
     @app.task(name=TASK_TOKEN_REQUEST, **options)  # type: ignore[untyped-decorator]
-    def token_request_task(self: Any, **params: Any) -> dict[str, Any]:
-        return runner.run(self, lambda rest: token_request(rest, **params), dict(params))
+    def token_request_task(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        call = checked(self, TASK_TOKEN_REQUEST, args, kwargs)
+        return runner.run(self, lambda rest: token_request(rest, **call), call)
 
     return {
         TASK_PUBLISH: publish_task,

@@ -1,0 +1,104 @@
+"""The worker survives a 20 s broker outage and consumes again, with the prefork and threads pools.
+
+The broker is a redis-server this test owns (:class:`tests.workers.owned.OwnedRedis`):
+it is killed while the worker holds an unacknowledged message (a publish with a
+countdown, which a worker keeps unacked until its time comes), stays down for
+20 s, and starts again on the same port. The worker must stay alive through the
+outage (Celery 5.7.0 died here with ``AttributeError ... 'hostname'``, see
+:mod:`workers.broker_loss`), run a publish sent after the outage, and the held
+publish must still reach Ably exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from ably_bridge.emulator.server import Emulator
+from tests.workers.conftest import rest_client, unique
+from tests.workers.owned import OwnedRedis, celery_worker, owned_redis, wait_until
+from workers import WorkerSettings, create_app, producers
+
+__all__ = ["owned_redis"]
+
+OUTAGE = 20.0
+
+
+def _env(emulator: Emulator, key: str, broker: str) -> dict[str, str]:
+    return {
+        "ABLY_KEY": key,
+        "ABLY_ENDPOINT": "127.0.0.1",
+        "ABLY_PORT": str(emulator.port),
+        "ABLY_TLS": "false",
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": broker,
+        "ABLY_WORKER_BROKER_TIMEOUT": "2",
+        "ABLY_WORKER_VISIBILITY_TIMEOUT": "5",
+        "ABLY_WORKER_RESTORE_INTERVAL": "1",
+        "ABLY_WORKER_RETRY_BASE_DELAY": "0.05",
+        "ABLY_WORKER_RETRY_MAX_DELAY": "0.5",
+    }
+
+
+def _history_ids(emulator: Emulator, key: str, channel: str) -> list[str]:
+    with rest_client(emulator, key) as rest:
+        return [str(m.id) for m in rest.channels.get(channel).history()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_worker_survives_a_20s_broker_outage(
+    pool: str,
+    owned_redis: OwnedRedis,
+    emulator: Emulator,
+    ably_app: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    key = ably_app["root_key"]
+    settings = WorkerSettings(
+        broker_url=owned_redis.url, result_backend=owned_redis.url, broker_timeout=2.0
+    )
+    log = tmp_path / "worker.log"
+    env = _env(emulator, key, owned_redis.url)
+    with celery_worker(env, unique("loss"), pool=pool, concurrency=2, log=log) as worker:
+        before = create_app(unique("before"), settings, register=False)
+        try:
+            first = producers.publish(unique("before"), "n", "before", app=before)
+            assert first.get(timeout=60)["messageIds"] == first.message_ids
+            held_channel = unique("held")
+            held = producers.publish(held_channel, "n", "held", app=before, countdown=8)
+            broker = redis.Redis.from_url(owned_redis.url)
+            wait_until(lambda: broker.hlen("unacked") >= 1, 30, "the worker to hold the message")
+            broker.close()
+        finally:
+            before.close()
+
+        owned_redis.kill()
+        outage_end = time.monotonic() + OUTAGE
+        while time.monotonic() < outage_end:  # the outage itself: the worker must not exit
+            assert worker.poll() is None, f"the worker exited during the outage:\n{_tail(log)}"
+            time.sleep(0.5)
+        owned_redis.start()
+
+        after = create_app(unique("after"), settings, register=False)
+        try:
+            later = producers.publish(unique("after"), "n", "after", app=after)
+            assert later.get(timeout=90)["messageIds"] == later.message_ids, _tail(log)
+        finally:
+            after.close()
+        assert worker.poll() is None, _tail(log)
+        wait_until(
+            lambda: _history_ids(emulator, key, held_channel) == held.message_ids,
+            60,
+            "the held publish to reach Ably once",
+            interval=0.5,
+        )
+    assert "Unrecoverable error" not in log.read_text(errors="replace")
+
+
+def _tail(log: Path) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-30:])

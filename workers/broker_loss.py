@@ -1,0 +1,65 @@
+"""A worker consumer that survives losing a Redis broker while it holds unacknowledged messages.
+
+This module owns :class:`Consumer`, which :func:`workers.app.configure_app`
+installs as the app's ``worker_consumer``.
+
+The bug it works around (Celery 5.7.0 with kombu's Redis transport; Celery
+5.6.3 and earlier do not close the connection at this point): when the broker
+connection is lost, ``Consumer.on_connection_error_after_connected`` first
+*collects* the connection, which detaches its transport (the transport's
+``client`` becomes ``None``), and then *closes* it. If the worker held an
+unacknowledged message (a running ``acks_late`` task, or one waiting for its
+countdown), closing the Redis channel tries to restore that message through a
+new connection built from the detached transport's ``client``, and raises
+``AttributeError: 'NoneType' object has no attribute 'hostname'``. That error is
+not a connection error, so the worker stops with "Unrecoverable error"
+(prefork) or stops consuming (threads).
+
+The consumer here makes that close tolerant: an ``AttributeError`` of a
+connection that is already detached is logged and ignored. Nothing is lost by
+skipping the restore: with ``acks_late`` the message stays in the Redis
+transport's unacked index (kombu's reliable-fetch emulation, ``ack_emulation``)
+and is redelivered after ``visibility_timeout`` by whichever worker restores it
+first; a publish redelivered this way reuses its message ids, so Ably keeps one
+copy. On other Celery versions the wrapper changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.worker.consumer import Consumer as CeleryConsumer
+
+__all__ = ["Consumer"]
+
+log = logging.getLogger(__name__)
+
+
+class _TolerantClose:
+    """``connection.close`` that ignores the detached-transport AttributeError."""
+
+    def __init__(self, connection: Any) -> None:
+        self._close = connection.close
+
+    def __call__(self) -> None:
+        try:
+            self._close()
+        except AttributeError as exc:
+            # kombu restoring unacked messages through a detached transport: they stay
+            # in the unacked index and come back after the visibility timeout.
+            log.warning(
+                "broker connection lost with unacknowledged messages; they are "
+                "redelivered after the visibility timeout (%s)",
+                type(exc).__name__,
+            )
+
+
+class Consumer(CeleryConsumer):  # type: ignore[misc]
+    """Celery's consumer, with a broker-loss cleanup that cannot crash the worker."""
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        connection = self.connection
+        if connection is not None:
+            connection.close = _TolerantClose(connection)
+        super().on_connection_error_after_connected(exc)
