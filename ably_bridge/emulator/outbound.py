@@ -9,6 +9,12 @@ pending frames with a single ``transport.write`` per loop iteration, so a
 burst of events costs one system call per subscriber rather than one
 coroutine and one ``send`` per frame.
 
+Writing pre-built frames into the transport is the ``aiohttp.raw_frames``
+shortcut (:mod:`ably_bridge.shortcuts`). When it is off, a :class:`PublicSender`
+takes the same frames apart again and sends each through aiohttp's public
+``WebSocketResponse.send_str`` / ``send_bytes`` / ``ping``, in order: the same
+frames reach the client (the emulator never compresses).
+
 Faults sit in front of that: ``delay`` holds every frame for a fixed time
 (measured on the emulator's clock, so a ``FakeClock`` drives it), ``stall``
 holds frames until released; both keep frame order. A subscriber whose kernel
@@ -23,9 +29,15 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ably_bridge.clock import Clock, Timer
+from ably_bridge.transports.wsframes import (
+    OPCODE_BINARY,
+    OPCODE_PING,
+    OPCODE_TEXT,
+    FrameReader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +67,46 @@ class Transport(Protocol):
     def is_closing(self) -> bool: ...
 
     def get_write_buffer_size(self) -> int: ...
+
+
+class PublicSender:
+    """Frames built by :func:`ws_frame` sent through aiohttp's public API, in order."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws  # an aiohttp WebSocketResponse
+        self._reader = FrameReader()
+        self._pending: deque[bytes] = deque()
+        self.buffered = 0  # bytes not yet handed to aiohttp
+        self._task: asyncio.Task[None] | None = None
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self.buffered += len(data)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def drained(self) -> None:
+        """Wait until every frame written so far was handed to aiohttp."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _pump(self) -> None:
+        ws = self._ws
+        try:
+            while self._pending:
+                data = self._pending.popleft()
+                self.buffered -= len(data)
+                for opcode, payload in self._reader.feed(data):
+                    if opcode == OPCODE_TEXT:
+                        await ws.send_str(payload.decode("utf-8"))
+                    elif opcode == OPCODE_BINARY:
+                        await ws.send_bytes(payload)
+                    elif opcode == OPCODE_PING:
+                        await ws.ping(payload)
+        except (ConnectionError, RuntimeError) as exc:  # the socket is gone: drop the rest
+            log.debug("public send ended: %r", exc)
+            self._pending.clear()
+            self.buffered = 0
 
 
 class Flusher:
@@ -92,8 +144,10 @@ class Outbound:
         schedule: Callable[[float, Callable[[], None]], Timer],
         on_close: Callable[[], None],
         on_overflow: Callable[[], None],
+        public: PublicSender | None = None,
     ) -> None:
         self._transport = transport
+        self.public = public  # the shortcut's public path, when it is off
         self._flusher = flusher
         self._clock = clock
         self._schedule = schedule
@@ -167,8 +221,14 @@ class Outbound:
         transport = self._transport()
         if transport is None or transport.is_closing():
             return
-        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-        if transport.get_write_buffer_size() > MAX_BUFFERED:
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        public = self.public
+        if public is None:
+            transport.write(data)
+        else:
+            public.write(data)
+        queued = 0 if public is None else public.buffered
+        if transport.get_write_buffer_size() + queued > MAX_BUFFERED:
             log.warning("subscriber too slow: %d bytes buffered; disconnecting", MAX_BUFFERED)
             self._on_overflow()
 

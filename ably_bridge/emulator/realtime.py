@@ -29,11 +29,12 @@ from ably_bridge.emulator import auth, channel_ops, wire
 from ably_bridge.emulator import proto as p
 from ably_bridge.emulator.channels import Channel
 from ably_bridge.emulator.meta import MetaEvents
-from ably_bridge.emulator.outbound import WS_PING, Flusher, Outbound, ws_frame
+from ably_bridge.emulator.outbound import WS_PING, Flusher, Outbound, PublicSender, ws_frame
 from ably_bridge.emulator.runtime import RUNTIME, Runtime
 from ably_bridge.emulator.state import Connection, Credentials
 from ably_bridge.emulator.vcdiff import DeltaStream
 from ably_bridge.errors import AblyException
+from ably_bridge.shortcuts import enabled as shortcut_enabled
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class Session:
             self.state.schedule,
             self._start_close,
             self.abort,
+            None if shortcut_enabled("aiohttp.raw_frames") else PublicSender(ws),
         )
         self.heartbeats_stopped = False
         self.heartbeat_timer: Timer | None = None
@@ -186,6 +188,8 @@ class Session:
 
     async def _close_ws(self) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
+            if self.out.public is not None:  # the frames before the close go first
+                await self.out.public.drained()
             await self.ws.close()
 
     def _heartbeat(self) -> None:

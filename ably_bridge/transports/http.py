@@ -29,6 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3 import exceptions as u3
 from urllib3.connectionpool import HTTPConnectionPool
 
+from ably_bridge.shortcuts import enabled as shortcut_enabled
 from ably_bridge.transports.failures import describe_failure, origin_of
 
 __all__ = [
@@ -139,12 +140,15 @@ class RequestsTransport:
     ``HTTPAdapter.send`` would pick - without building a ``PreparedRequest``, a
     ``Response`` and a cookie jar for every call: none of them carries anything
     an Ably request uses, and together they cost more CPU than the rest of a
-    publish (bench/README.md). Proxied origins go through ``HTTPAdapter.send``.
+    publish (bench/README.md). Proxied origins go through ``HTTPAdapter.send``,
+    and so does every origin when the ``requests.urllib3_pool`` shortcut is off
+    (:mod:`ably_bridge.shortcuts`): the same request on the wire either way.
     """
 
     def __init__(self, session: requests.Session | None = None, *, pool_maxsize: int = 16) -> None:
         self._owns_session = session is None
         self._adapter: HTTPAdapter | None = None
+        self._direct = shortcut_enabled("requests.urllib3_pool")  # the pool's urlopen
         if session is None:
             session = requests.Session()
             session.trust_env = False  # environment read once per origin, below
@@ -199,7 +203,7 @@ class RequestsTransport:
         cut = url.find("/", url.find("//") + 2)
         origin, target = (url, "/") if cut < 0 else (url[:cut], url[cut:])
         route = self._route(origin)
-        if route.proxies:
+        if route.proxies or not self._direct:
             return self._via_adapter(adapter, route, method, url, headers, body, timeout)
         for attempt in (1, 2):
             pool = self._pool(adapter, origin, route)

@@ -1,6 +1,7 @@
 """Writing to a non-blocking socket without ever waiting: a bounded backlog.
 
-This module owns :class:`Outbound`, the write side of a websocket transport.
+This module owns :class:`Outbound`, the write side of a websocket transport
+(and :class:`ThreadedOutbound`, its stand-in on the library's public path).
 :meth:`Outbound.write` puts what the kernel takes at once on the wire and keeps
 the rest, in order, in a backlog that the process's reactor flushes when the
 socket has room again (:meth:`~.reactor.Reactor.want_write`). No caller waits
@@ -28,12 +29,13 @@ import contextlib
 import socket
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.transports.reactor import Reactor
 
-__all__ = ["SEND_BACKLOG_LIMIT", "Outbound"]
+__all__ = ["SEND_BACKLOG_LIMIT", "Outbound", "ThreadedOutbound"]
 
 SEND_BACKLOG_LIMIT = 16 * 1024 * 1024  # bytes queued behind a socket that does not drain
 _FLUSH_CHUNK = 256 * 1024  # backlog bytes offered to the socket per send
@@ -158,3 +160,99 @@ class Outbound:
         if reactor is not None:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 reactor.want_write(self._sock, None)
+
+
+class ThreadedOutbound:
+    """The write side of a websocket used through its library's public ``send``.
+
+    When the ``websocket.raw_socket`` shortcut is off (:mod:`ably_bridge.shortcuts`),
+    the transport cannot write the socket itself, and ``WebSocket.send`` blocks
+    while the peer does not read. Frames are therefore handed to a writer thread
+    of their own, in order, and a caller never waits: as with :class:`Outbound`,
+    a write that would take the frames waiting past ``limit`` bytes raises
+    :class:`~ably_bridge.errors.AblyException` 80003, and a failed send is
+    reported through ``on_error``.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[bytes | str, int], object],
+        on_error: Callable[[BaseException], None],
+        limit: int = SEND_BACKLOG_LIMIT,
+        name: str = "ably-ws-writer",
+    ) -> None:
+        self._send = send
+        self._on_error = on_error
+        self.limit = limit
+        self._ready = threading.Condition()
+        self._frames: deque[tuple[bytes | str, int]] = deque()
+        self._waiting = 0  # bytes queued or being sent
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the library's ``send``."""
+        return self._waiting
+
+    def write(self, payload: bytes | str, opcode: int) -> None:
+        """Queue one frame's payload after everything before it; never waits."""
+        size = len(payload)
+        with self._ready:
+            if self._closed:
+                raise OSError("socket closed")
+            if self._waiting and self._waiting + size > self.limit:
+                raise AblyException(
+                    f"outbound data is not draining: {self._waiting + size} bytes "
+                    f"would be queued (limit {self.limit})",
+                    ErrorCode.CONNECTION_DISCONNECTED,
+                    400,
+                )
+            self._frames.append((payload, opcode))
+            self._waiting += size
+            self._ready.notify_all()
+
+    def after_read(self) -> None:
+        """(Nothing waits for a read here; the library handles TLS.)"""
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until what was queued is sent; True if it was."""
+        with self._ready:
+            return self._ready.wait_for(lambda: self._closed or not self._waiting, timeout)
+
+    def close(self) -> None:
+        """Drop what is queued; the thread ends (a send under way ends with the socket)."""
+        with self._ready:
+            self._closed = True
+            self._frames.clear()
+            self._waiting = 0
+            self._ready.notify_all()
+
+    def _stop(self) -> bool:
+        """Close after a failed send; False if it was closed already (nothing to report)."""
+        with self._ready:
+            was_open = not self._closed
+            self._closed = True
+            self._frames.clear()
+            self._waiting = 0
+            self._ready.notify_all()
+        return was_open
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._frames and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                payload, opcode = self._frames.popleft()
+            try:
+                self._send(payload, opcode)
+            except Exception as exc:  # the socket failed: the transport ends
+                if self._stop():
+                    self._on_error(exc)
+                return
+            with self._ready:
+                self._waiting = max(0, self._waiting - len(payload))
+                self._ready.notify_all()

@@ -21,7 +21,12 @@ ends the connection. A local :meth:`~WebSocketTransport.close` sends a close
 frame and lets the reader see the server's reply (3 s at most) before the
 socket is shut.
 Other objects (a custom dialer's) are read through their ``recv_data``, always
-by a thread of their own.
+by a thread of their own. Reading and writing ``WebSocket.sock`` is the
+``websocket.raw_socket`` shortcut (:mod:`ably_bridge.shortcuts`): when it is
+off, a websocket-client socket is used through its public API - ``recv_frame``
+on a reader thread of its own (answered as above), ``send`` on a writer thread
+(:class:`~.outbound.ThreadedOutbound`, with the same bound) - and the same
+frames go out.
 
 The socket is non-blocking. With a reactor, the reactor calls
 :meth:`~WebSocketTransport._on_readable` when data is there, which reads until
@@ -60,8 +65,9 @@ from urllib.parse import urlsplit
 import websocket
 
 from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.shortcuts import enabled as shortcut_enabled
 from ably_bridge.transports.failures import describe_failure, origin_of
-from ably_bridge.transports.outbound import SEND_BACKLOG_LIMIT, Outbound
+from ably_bridge.transports.outbound import SEND_BACKLOG_LIMIT, Outbound, ThreadedOutbound
 from ably_bridge.transports.reactor import Reactor, shared_reactor
 from ably_bridge.transports.wsframes import (
     OPCODE_BINARY,
@@ -85,6 +91,7 @@ _CLOSE_NORMAL = b"\x03\xe8"  # status 1000
 # costs more (two page faults) than the whole rest of a small frame's reading.
 _READ_SIZE = 64 * 1024
 _CLOSE_TIMEOUT = 3.0  # seconds a local close waits for the server's close frame
+_DRAIN_TIMEOUT = 1.0  # seconds the public path's writer gets to send what is queued at the end
 _READS_PER_WAKE = 8  # reads of one socket per reactor call, before the others get a turn
 
 
@@ -173,6 +180,8 @@ class WebSocketTransport:
         self._reactor = reactor
         self._sock: socket.socket | None = None  # set when the reactor reads it
         self._outbound: Outbound | None = None  # the write side of a socket we dialed
+        self._writer: ThreadedOutbound | None = None  # the same, on the public path
+        self._raw = shortcut_enabled("websocket.raw_socket")
         self._send_limit = send_limit
         self._read_ws: WebSocketLike | None = None  # the websocket the reactor reads
         self.close_answered = False  # a local close saw the server's close frame
@@ -195,7 +204,11 @@ class WebSocketTransport:
                     "transport closed while connecting", ErrorCode.CONNECTION_FAILED, 400
                 )
             self._ws = ws
-            sock = getattr(ws, "sock", None) if isinstance(ws, websocket.WebSocket) else None
+            sock = self._raw_socket(ws)
+            if sock is None and isinstance(ws, websocket.WebSocket):
+                self._writer = ThreadedOutbound(
+                    ws.send, self._write_failed, self._send_limit, self._name + "-writer"
+                )
             if sock is not None:
                 # Writes never wait for the peer (module docstring), nor do the
                 # reactor's reads: the socket is non-blocking.
@@ -251,11 +264,22 @@ class WebSocketTransport:
         assert ws is not None
         error: AblyException | None = None
         try:
-            sock = getattr(ws, "sock", None) if isinstance(ws, websocket.WebSocket) else None
-            error = self._read_socket(ws, sock) if sock is not None else self._read_frames(ws)
+            sock = self._raw_socket(ws)
+            if sock is not None:
+                error = self._read_socket(ws, sock)
+            elif isinstance(ws, websocket.WebSocket):
+                error = self._read_library(ws)
+            else:
+                error = self._read_frames(ws)
         except Exception as exc:
             error = self._read_error(exc)
         self._shutdown(error)
+
+    def _raw_socket(self, ws: WebSocketLike) -> socket.socket | None:
+        """The socket of a websocket-client connection, when the shortcut may use it."""
+        if not self._raw or not isinstance(ws, websocket.WebSocket):
+            return None
+        return getattr(ws, "sock", None)
 
     def _read_error(self, exc: Exception) -> AblyException | None:
         """How a read that raised ``exc`` ends the connection (None during a local close)."""
@@ -336,6 +360,12 @@ class WebSocketTransport:
             messages = self._frame_reader.feed(chunk, self.read_limit)
         except FrameError as exc:  # deliver what came before it, then end
             messages, fault = exc.frames, exc
+        return self._hand_on(ws, messages, fault)
+
+    def _hand_on(
+        self, ws: WebSocketLike, messages: list[tuple[int, bytes]], fault: FrameError | None
+    ) -> AblyException | _Reading | None:
+        """:meth:`_consume` after the parsing: answer, hand on, or end."""
         frames: list[Frame] = []
         closing = False
         for opcode, payload in messages:
@@ -360,6 +390,18 @@ class WebSocketTransport:
             self._send_control(ws, _CLOSE_NORMAL, OPCODE_CLOSE)  # answer (RFC 6455 5.5.1)
             return _closed_by_server()
         return _MORE
+
+    def _read_library(self, ws: websocket.WebSocket) -> AblyException | None:
+        """Read a websocket-client connection through its public ``recv_frame``, a frame
+        at a time (the ``websocket.raw_socket`` shortcut is off), answering as
+        :meth:`_consume` does: the same frames go out either way."""
+        assemble = self._frame_reader.assemble
+        while True:
+            got = ws.recv_frame()  # type: ignore[no-untyped-call]
+            messages = assemble(got.opcode, bool(got.fin), bytes(got.data), self.read_limit)
+            end = self._hand_on(ws, messages, None)
+            if end is not _MORE:
+                return end
 
     def _read_frames(self, ws: WebSocketLike) -> AblyException | None:
         """Read any other websocket object (a custom dialer's) a frame at a time."""
@@ -388,6 +430,8 @@ class WebSocketTransport:
         outbound = self._outbound
         if outbound is not None:
             outbound.write(websocket.ABNF.create_frame(payload, opcode).format())
+        elif self._writer is not None:
+            self._writer.write(payload, opcode)
         else:
             with self._send_lock:  # (a custom dialer's object may not be thread-safe)
                 ws.send(payload, opcode)
@@ -396,6 +440,8 @@ class WebSocketTransport:
         # Before the descriptor is closed: a backlog's watch must not outlive it.
         if self._outbound is not None:
             self._outbound.close()
+        if self._writer is not None:
+            self._writer.close()
 
     def _write_reactor(self) -> Reactor:
         # The reactor that flushes a backlog: the one reading us, else the process's.
@@ -428,8 +474,10 @@ class WebSocketTransport:
                 # A local close: send ours, let the reader see the server's (RFC 6455 7.1.2).
                 self._send_control(ws, _CLOSE_NORMAL, OPCODE_CLOSE)
                 reader.join(_CLOSE_TIMEOUT)
+            if self._writer is not None:  # (a close frame just answered is still queued)
+                self._writer.drain(_DRAIN_TIMEOUT)
             self._drop_outbound()
-            _abort(ws)
+            _abort(ws, raw=self._raw)
         elif ws is not None:
             _quiet_close(ws)
         if report:
@@ -477,14 +525,23 @@ def _closed_by_server() -> AblyException:
     return AblyException("websocket closed by the server", ErrorCode.CONNECTION_DISCONNECTED, 400)
 
 
-def _abort(ws: websocket.WebSocket) -> None:
+def _abort(ws: websocket.WebSocket, *, raw: bool = True) -> None:
     # Shut the socket down first: that wakes a reader blocked in recv (close alone does not).
-    sock = ws.sock
-    if sock is not None:
-        with contextlib.suppress(Exception):
-            sock.shutdown(socket.SHUT_RDWR)
+    # (On the public path through a duplicate of its descriptor: the same connection.)
+    with contextlib.suppress(Exception):
+        if raw:
+            sock = ws.sock
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        else:
+            with socket.fromfd(_fileno(ws), socket.AF_INET, socket.SOCK_STREAM) as dup:
+                dup.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(Exception):
         ws.shutdown()  # type: ignore[no-untyped-call]  # closes the socket
+
+
+def _fileno(ws: websocket.WebSocket) -> int:
+    return int(ws.fileno())  # type: ignore[no-untyped-call]
 
 
 def _quiet_close(ws: WebSocketLike) -> None:

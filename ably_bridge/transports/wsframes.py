@@ -102,6 +102,19 @@ class FrameReader:
             self._frame(b1 & 0x0F, bool(b1 & 0x80), payload, out)
         self._buffer = buf[pos:] if pos < end else b""
 
+    def assemble(
+        self, opcode: int, fin: bool, payload: bytes, limit: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        """What one frame already parsed (by the websocket library) completes, as
+        :meth:`feed` gives it: a control frame, a whole message, or nothing yet."""
+        if limit is not None and len(payload) + self._fragment_size() > limit:
+            raise FrameError(
+                f"inbound frame of {len(payload)} bytes exceeds the read limit of {limit}"
+            )
+        out: list[tuple[int, bytes]] = []
+        self._frame(opcode, fin, payload, out)
+        return out
+
     def _fragment_size(self) -> int:
         return sum(len(part) for part in self._fragments)
 

@@ -22,6 +22,7 @@ import redis
 from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 
+from ably_bridge import shortcuts
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import WorkerGuard, celery_task_id
 from ably_bridge.bridge.envelope import Envelope, EnvelopeBuilder
@@ -164,7 +165,8 @@ def test_fast_message_is_what_send_task_sends(
             assert result.outcome is Outcome.DELIVERED
             assert result.detail == celery_task_id("r", target.task, env.dedup_key)
             send_task_reference(sink, target, env)
-        assert sink._template(target) is not None  # the sink did use a template
+        # the sink did use a template (unless the shortcut is off: send_task each time)
+        assert (sink._template(target) is not None) is shortcuts.enabled("celery.task_template")
     finally:
         sink.close()
     messages = raw_messages(broker, queue, 2 * len(envs))
@@ -196,7 +198,10 @@ def test_batches_are_built_from_one_template(broker: str, queue: str) -> None:
             assert [r.outcome for r in results] == [Outcome.DELIVERED] * 20
     finally:
         sink.close()
-    assert calls == ["bridge_test.tpl"]  # the template's sample, once; no send_task per event
+    if shortcuts.enabled("celery.task_template"):
+        assert calls == ["bridge_test.tpl"]  # the template's sample, once; none per event
+    else:
+        assert calls == ["bridge_test.tpl"] * 60  # the public path: send_task per event
     messages = raw_messages(broker, queue, 60)
     assert [m["headers"]["id"] for m in messages] == [
         celery_task_id("r", target.task, e.dedup_key) for e in envs
@@ -265,7 +270,7 @@ def test_a_worker_runs_the_templated_tasks(
                 results = sink.deliver([Delivery(e, target) for e in envs[start : start + 10]])
                 assert [r.outcome for r in results] == [Outcome.DELIVERED] * 10
             received.wait_for(30, timeout=30)
-        assert sink._template(target) is not None
+        assert (sink._template(target) is not None) is shortcuts.enabled("celery.task_template")
     finally:
         sink.close()
     by_id = {task_id: body for task_id, body, _ in received.items}

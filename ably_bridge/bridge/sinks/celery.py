@@ -45,6 +45,12 @@ template cannot reproduce - a non-JSON serializer, compression, sent events,
 ``before/after_task_publish`` signal receivers, an envelope that is not
 JSON-safe - goes through ``send_task`` itself.
 
+The wire-level speed-ups above (pipelined confirms, buffered frames, the
+property encoder, the message template) reach into py-amqp, kombu and Celery
+internals: each is a shortcut of :mod:`ably_bridge.shortcuts`, checked when the
+sink is built, and when it is off the public path runs (every publish waits
+for its confirm; py-amqp writes and encodes; ``send_task`` builds every message).
+
 Retryable errors are the transport's declared connection and channel errors
 (kombu style), socket errors, timeouts and publish NACKs; an encoding error
 for one event is permanent and that event is dead-lettered.
@@ -77,6 +83,7 @@ from ably_bridge.bridge.sinks.amqp_wire import (
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP, TaskTemplate, publish_signals
 from ably_bridge.bridge.sinks.celery_redis import transport_conf
+from ably_bridge.shortcuts import enabled as shortcut_enabled
 
 __all__ = ["CelerySink", "make_sender_app"]
 
@@ -150,7 +157,12 @@ class CelerySink:
         self._channels: weakref.WeakKeyDictionary[Any, Confirms] = weakref.WeakKeyDictionary()
         # id(target) -> (target, its template or None: send_task each time)
         self._templates: dict[int, tuple[CeleryTarget, TaskTemplate | None]] = {}
-        self._encoder = PropertyEncoder() if ENCODABLE else None
+        self._encoder = (
+            PropertyEncoder() if ENCODABLE and shortcut_enabled("amqp.property_encoder") else None
+        )
+        self._pipelined = shortcut_enabled("amqp.pipelined_confirms")
+        self._buffered = shortcut_enabled("amqp.frame_writer")
+        self._templated = shortcut_enabled("celery.task_template")
 
     def __repr__(self) -> str:
         return f"CelerySink({self._where!r})"
@@ -208,7 +220,7 @@ class CelerySink:
         channel = producer.channel
         rest = batch[start:]
         declared: set[str] = set()
-        buffered = self._declare_for(rest, producer, declared)
+        buffered = self._declare_for(rest, producer, declared) and self._buffered
         # Every earlier publish on this channel is settled, so the next ones get
         # the tags after ``base``.
         base = confirms.settled
@@ -293,6 +305,8 @@ class CelerySink:
     def _confirms_of(self, channel: Any) -> Confirms | None:
         """The confirm bookkeeping of an AMQP channel in confirm mode, else None."""
         connection = getattr(channel, "connection", None)
+        if not self._pipelined:  # (public path: each publish waits for its own confirm)
+            return None
         if not getattr(connection, "confirm_publish", False) or not hasattr(
             channel, "basic_publish_confirm"
         ):
@@ -410,6 +424,8 @@ class CelerySink:
 
     def _template(self, target: CeleryTarget) -> TaskTemplate | None:
         """The message template of ``target`` (built on first use), or None: send_task."""
+        if not self._templated:
+            return None
         entry = self._templates.get(id(target))
         if entry is not None and entry[0] is target:
             return entry[1]

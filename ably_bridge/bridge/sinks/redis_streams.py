@@ -16,7 +16,10 @@ channel now and delivers it from the checkpoint; see :mod:`..fencing`). A script
 atomically, so an event replayed in the same batch, in a later batch or from
 another thread or process is written exactly once while its mark lives.
 All the per-stream calls of a batch go out in one write on the sink's own
-connection: one round trip.
+connection: one round trip. (That write is packed here and sent on a connection
+held from redis-py's pool - the ``redis.raw_pipeline`` shortcut of
+:mod:`ably_bridge.shortcuts`; when it is off, the same calls go through
+``Redis.pipeline(transaction=False)``: the same commands, the same entries.)
 
 Field layouts: ``envelope`` (one field, ``envelope`` = the Integrations JSON)
 or ``flat`` (:meth:`Envelope.flat_fields`).
@@ -48,6 +51,7 @@ from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
+from ably_bridge.shortcuts import enabled as shortcut_enabled
 
 __all__ = ["XADD_DEDUP_FENCED_LUA", "XADD_DEDUP_LUA", "RedisStreamSink", "retryable_redis_error"]
 
@@ -206,6 +210,7 @@ class RedisStreamSink:
         )
         self._sha: str | None = None
         self._conn: Any = None  # held from the client's pool for the script calls
+        self._raw = shortcut_enabled("redis.raw_pipeline")
         self._fencing = self.options.fencing
         self._script = XADD_DEDUP_LUA if self._fencing is None else XADD_DEDUP_FENCED_LUA
         self._ttl = max(1.0, float(self.options.dedup_ttl))
@@ -358,6 +363,8 @@ class RedisStreamSink:
         sent once more (as the client's retry would: the scripts are idempotent).
         """
         commands = [("EVALSHA", sha, len(keys), *keys, *argv) for keys, _, argv in calls]
+        if not self._raw:
+            return self._public_pipeline(commands)
         for attempt in (1, 2):
             conn = self._conn
             if conn is None:
@@ -379,6 +386,27 @@ class RedisStreamSink:
                 if attempt == 2:
                     raise
                 logger.debug("redis stream sink %s: reconnecting: %r", self._where, exc)
+        raise AssertionError("unreachable")
+
+    def _public_pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """:meth:`_pipeline` through redis-py's public ``Pipeline`` (the shortcut is off).
+
+        A broken connection is sent to once more, as the raw path does (and as
+        the client's own retry may: the scripts are idempotent); an error reply
+        stays in its place.
+        """
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            try:
+                for command in commands:
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+                return list(pipe.execute(raise_on_error=False))
+            except _RECONNECT as exc:
+                if attempt == 2:
+                    raise
+                logger.debug("redis stream sink %s: reconnecting: %r", self._where, exc)
+            finally:
+                pipe.reset()
         raise AssertionError("unreachable")
 
     def _collect(
