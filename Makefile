@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install interop dev test lint core-coverage services ci clean
+.PHONY: install interop dev test lint core-coverage services ci clean simulate
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) scripts/setup_venv.py $(VENV) dev
@@ -42,6 +42,12 @@ core-coverage: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/protocol tests/encoding tests/test_sans_io.py \
 		--cov=ably_bridge.protocol --cov=ably_bridge.encoding --cov-branch \
 		--cov-report=term:skip-covered --cov-fail-under=97
+
+## The bridge's deterministic simulation (tests/bridge/sim): SEEDS seeds through overlapping
+## faults; a failing seed prints a one-line reproduction. CI runs 2,000 (in the test suite).
+SEEDS ?= 10000
+simulate: install
+	$(BIN)/python -m tests.bridge.sim --seeds $(SEEDS)
 
 ci: lint core-coverage test
 

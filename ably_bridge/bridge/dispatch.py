@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.config import BridgeConfig, Route, Source, Target
-from ably_bridge.bridge.core.position import presence_track
+from ably_bridge.bridge.core.position import presence_track, route_of_track
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.dedup import DedupWindow
 from ably_bridge.bridge.envelope import (
@@ -72,6 +72,8 @@ if TYPE_CHECKING:
 __all__ = ["LAST_SETTLED_MAX", "DispatchStats", "Dispatcher"]
 
 logger = logging.getLogger(__name__)
+
+SAVE_RETRY = 0.5  # seconds between attempts to save checkpoints while the store fails
 
 LAST_SETTLED_MAX = 100_000  # (route, channel) pairs whose last settled event is kept
 
@@ -163,6 +165,9 @@ class Dispatcher:
         # > 0: checkpoints are saved at most this often (seconds); 0: on every pump.
         self._checkpoint_interval = checkpoint_interval
         self._next_save = 0.0  # monotonic time before which no save starts (interval > 0)
+        # A save failed (the store is down): the positions are kept and saved again
+        # SAVE_RETRY later even if nothing else is confirmed meanwhile.
+        self._save_failed = False
         self._ciphers: dict[Secret, ChannelCipher] = {}
         # (route id, channel) -> the last event settled in order and when (epoch ms);
         # read by the status endpoint (:mod:`.status`), bounded by LAST_SETTLED_MAX.
@@ -297,7 +302,7 @@ class Dispatcher:
         """Seconds until some buffer is ready or a deferred checkpoint save is due (0: now),
         or None when there is nothing to do."""
         waits = [w for b in self._buffers.values() if (w := b.seconds_until_ready()) is not None]
-        if self._unsaved and self._checkpoint_interval > 0:
+        if self._unsaved and (self._checkpoint_interval > 0 or self._save_failed):
             waits.append(max(0.0, self._next_save - self._clock.monotonic()))
         return min(waits) if waits else None
 
@@ -583,13 +588,14 @@ class Dispatcher:
         if self._checkpoints is None or not self._unsaved:
             self._unsaved.clear()
             return
-        if self._checkpoint_interval > 0 and not force:
+        if (self._checkpoint_interval > 0 or self._save_failed) and not force:
             # Under load every pump confirms something: one save per interval, not per
             # pump (a later save only moves further; a crash replays a little more).
             now = self._clock.monotonic()
             if now < self._next_save:
                 return  # next_wakeup() tells the daemon when
             self._next_save = now + self._checkpoint_interval
+        self._save_failed = False
         for route_id in list(self._unsaved):
             positions = self._unsaved[route_id]
             fences = None
@@ -604,10 +610,16 @@ class Dispatcher:
                     self._checkpoints.advance_many(route_id, positions, fences)
                 else:  # (stores without fencing take two arguments)
                     self._checkpoints.advance_many(route_id, positions)
-            except Exception as exc:  # kept and retried on the next pump
-                logger.warning("checkpoints of route %s not saved: %s", route_id, exc)
+            except Exception as exc:  # kept and saved again SAVE_RETRY later
+                route, presence = route_of_track(route_id)
+                logger.warning(
+                    "%scheckpoints of route %s not saved: %s",
+                    "presence " if presence else "", route, exc,
+                )  # fmt: skip
                 if fences:
                     self._unsaved_fences.update({(route_id, c): f for c, f in fences.items()})
+                self._save_failed = True
+                self._next_save = max(self._next_save, self._clock.monotonic() + SAVE_RETRY)
                 continue
             self.stats.checkpoints += len(positions)
             del self._unsaved[route_id]
