@@ -113,6 +113,8 @@ class SinkPool:
             dedup_ttl=config.delivery.dedup_ttl,
             clock=clock,
             fencing=fencing,
+            wait_replicas=config.redis_wait_replicas,
+            wait_timeout=config.redis_wait_timeout,
         )
         self.sinks: dict[tuple[str, str], MeteredSink] = {}
 

@@ -222,6 +222,10 @@ class BridgeConfig:
     routes: tuple[Route, ...]
     celery_broker_url: Secret | None = None
     key_prefix: str = "ably-bridge"
+    # redis.wait_replicas: a stream write counts as delivered once this many replicas
+    # have it (WAIT), so a failover to one of them loses nothing delivered.
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: float = 1.0
     site: str = "ably-bridge"
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

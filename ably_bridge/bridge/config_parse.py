@@ -83,7 +83,16 @@ class Parser(RouteParser):
         )  # fmt: skip
         ably, key_app_id = self.ably(self.section(raw, "ably", "ably"))
         redis_raw = self.section(raw, "redis", "redis")
-        self.known(redis_raw, {"url", "url_file", "key_prefix"}, "redis")
+        self.known(
+            redis_raw, {"url", "url_file", "key_prefix", "wait_replicas", "wait_timeout"}, "redis"
+        )
+        wait_replicas = self.integer(
+            redis_raw, "wait_replicas", "redis.wait_replicas", 0, minimum=0, maximum=16
+        )
+        wait_timeout = self.number(
+            redis_raw, "wait_timeout", "redis.wait_timeout", 1.0, minimum=0.0, maximum=60.0,
+            exclusive=True,
+        )  # fmt: skip
         redis_url = self.url(
             redis_raw, "url", "redis.url", "REDIS_URL", STREAM_SCHEMES, required=True
         )
@@ -128,6 +137,8 @@ class Parser(RouteParser):
             routes=routes,
             celery_broker_url=broker,
             key_prefix=key_prefix,
+            redis_wait_replicas=wait_replicas,
+            redis_wait_timeout=wait_timeout,
             site=site,
             log_level=log_level.upper(),
             log_format=log_format,  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,11 +111,13 @@ class Group:
         self.exe = exe
         self.workdir = workdir
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.args: dict[int, list[str]] = {}
         self.primary = self._server()
         self.replica = self._server("--replicaof", "127.0.0.1", str(self.primary))
         self.sentinels = [self._sentinel(i) for i in range(3)]
 
     def _spawn(self, port: int, *args: str) -> None:
+        self.args[port] = list(args)
         self.procs[port] = subprocess.Popen(
             [self.exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -125,8 +128,26 @@ class Group:
         data = self.workdir / str(port)
         data.mkdir()
         self._spawn(port, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", str(data), *extra)  # fmt: skip
+                    "--appendonly", "no", "--dir", str(data),
+                    "--repl-diskless-sync-delay", "0", *extra)  # fmt: skip
         return port
+
+    def restart_as_replica(self, port: int, of: int) -> None:
+        """Start a killed server again on its port as a replica of ``of``.
+
+        (The Sentinels would reconfigure it too, after about ten seconds; an
+        operator's restarted node comes back with the configuration they rewrote.)
+        """
+        self._spawn(port, *self.args[port], "--replicaof", "127.0.0.1", str(of))
+
+    def replica_online(self, primary: int) -> bool:
+        client = redis.Redis(port=primary, socket_timeout=2)
+        try:
+            return bool(client.info("replication").get("slave0", {}).get("state") == "online")
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     def _sentinel(self, index: int) -> int:
         port = free_port()
@@ -191,9 +212,7 @@ def group(tmp_path: Path) -> Iterator[Group]:
     found = Group(tmp_path)
     try:
         _until(lambda: found.current_primary() == found.primary, "the Sentinels to agree")
-        primary = redis.Redis(port=found.primary)
-        _until(lambda: primary.info("replication")["connected_slaves"] == 1, "the replica")
-        primary.close()
+        _until(lambda: found.replica_online(found.primary), "the replica in sync")
         _until(found.sentinels_know_each_other, "the Sentinels to find each other and the replica")
         yield found
     finally:
@@ -226,23 +245,92 @@ def _deliver_until_done(sink: RedisStreamSink, batch: list[Delivery]) -> list[Ou
     return [outcomes[i] for i in range(len(batch))]
 
 
-def test_delivery_follows_a_failover_and_loses_nothing_replicated(group: Group) -> None:
-    sink = RedisStreamSink(group.url, SinkOptions(socket_timeout=2.0))
+def _stream_ids(url: str) -> list[str]:
+    client = open_redis(url)
     try:
-        assert _deliver_until_done(sink, _deliveries(1, 50)) == [Outcome.DELIVERED] * 50
-        old = redis.Redis(port=group.primary)
-        assert old.wait(1, 5000) == 1  # replicated: what a failover must keep
-        old.close()
+        entries = client.xrange("orders")
+    finally:
+        client.close()
+    return [json.loads(f[b"envelope"])["messages"][0]["id"] for _, f in entries]
+
+
+def test_delivery_follows_a_failover_and_loses_nothing_delivered(group: Group) -> None:
+    """With ``wait_replicas: 1`` every delivery the sink confirmed survives the failover.
+
+    Deliveries run on a thread while the primary is SIGKILLed in the middle of
+    them: whatever the sink had called DELIVERED or DUPLICATE by then was on the
+    replica (WAIT), which the Sentinels promote. The promoted replica has no
+    replica of its own, so deliveries wait (retried, not confirmed) until the
+    old primary is back as its replica.
+    """
+    options = SinkOptions(socket_timeout=2.0, wait_replicas=1, wait_timeout=2.0)
+    sink = RedisStreamSink(group.url, options)
+    confirmed: list[int] = []
+    killed = threading.Event()
+    failures: list[BaseException] = []
+
+    def deliver_all() -> None:
+        try:
+            for first in range(1, 201, 10):
+                batch = _deliveries(first, first + 9)
+                outcomes = _deliver_until_done(sink, batch)
+                assert set(outcomes) <= {Outcome.DELIVERED, Outcome.DUPLICATE}, outcomes
+                confirmed.extend(range(first, first + 10))
+                if first == 51:
+                    killed.wait(WAIT)  # the rest go to the promoted replica
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=deliver_all)
+    worker.start()
+    try:
+        _until(lambda: len(confirmed) >= 50 or bool(failures), "the first deliveries")
         group.procs[group.primary].send_signal(signal.SIGKILL)
-        # The sink reaches the promoted replica by itself, asking the Sentinels.
-        assert _deliver_until_done(sink, _deliveries(51, 100)) == [Outcome.DELIVERED] * 50
+        group.procs[group.primary].wait(WAIT)
+        killed.set()
+        _until(lambda: group.current_primary() == group.replica, "the failover")
+        group.restart_as_replica(group.primary, of=group.replica)
+        _until(lambda: group.replica_online(group.replica), "the old primary as a replica")
+        worker.join(WAIT * 3)
+        assert not worker.is_alive() and not failures, failures
         assert group.current_primary() == group.replica
         # Delivered again (a bridge restart re-reads from its checkpoint): the marks survived.
-        assert _deliver_until_done(sink, _deliveries(1, 100)) == [Outcome.DUPLICATE] * 100
-        new = open_redis(group.url)
-        entries = new.xrange("orders")
-        ids = [json.loads(f[b"envelope"])["messages"][0]["id"] for _, f in entries]
-        new.close()
-        assert ids == [f"conn:{i}:0" for i in range(1, 101)]
+        assert _deliver_until_done(sink, _deliveries(1, 200)) == [Outcome.DUPLICATE] * 200
+        assert _stream_ids(group.url) == [f"conn:{i}:0" for i in range(1, 201)]
+    finally:
+        killed.set()
+        sink.close()
+
+
+def test_unconfirmed_replication_is_retried_not_delivered(group: Group) -> None:
+    """Asking for more replicas than answer: the batch is written but not confirmed."""
+    options = SinkOptions(socket_timeout=2.0, wait_replicas=2, wait_timeout=0.2)
+    sink = RedisStreamSink(group.url, options)
+    try:
+        (result,) = sink.deliver(_deliveries(1, 1))
+        assert result.outcome is Outcome.RETRY
+        assert "1 of 2 replica(s) confirmed the batch within 200 ms" in str(result.error)
+        # Once fewer replicas are asked for, the retry confirms it and writes it once.
+        relaxed = RedisStreamSink(group.url, SinkOptions(wait_replicas=1))
+        try:
+            (again,) = relaxed.deliver(_deliveries(1, 1))
+        finally:
+            relaxed.close()
+        assert again.outcome is Outcome.DUPLICATE
+        assert _stream_ids(group.url) == ["conn:1:0"]
     finally:
         sink.close()
+
+
+def test_wait_replicas_is_read_bounded_and_named() -> None:
+    route = {"id": "r", "channels": ["a"], "targets": [{"type": "redis_stream", "key": "s"}]}
+    env = {"ABLY_KEY": "app.key:secret", "REDIS_URL": "redis://127.0.0.1:6379/0"}
+    config = parse_config(
+        {"redis": {"wait_replicas": 1, "wait_timeout": 0.5}, "routes": [route]}, env
+    )
+    assert (config.redis_wait_replicas, config.redis_wait_timeout) == (1, 0.5)
+    assert parse_config({"routes": [route]}, env).redis_wait_replicas == 0
+    with pytest.raises(ConfigError, match=r"redis.wait_replicas: must be <= 16"):
+        parse_config({"redis": {"wait_replicas": 17}, "routes": [route]}, env)
+    with pytest.raises(ConfigError, match=r"redis.wait_timeout: must be > 0"):
+        parse_config({"redis": {"wait_timeout": 0}, "routes": [route]}, env)

@@ -138,6 +138,8 @@ class SinkOptions:
     socket_timeout: float = 5.0
     clock: Clock = field(default_factory=SystemClock)
     fencing: Fencing | None = None  # shard leases on: sinks that can, check Delivery.fence
+    wait_replicas: int = 0  # Redis sinks: delivered only once this many replicas have it
+    wait_timeout: float = 1.0  # seconds the WAIT for them may take before the batch is retried
 
 
 SinkFactory = Callable[[str, SinkOptions], Sink]

@@ -128,10 +128,20 @@ return table.concat(out, ',')
 """
 )
 
+
+class ReplicationNotConfirmed(RedisError):
+    """Fewer replicas than ``wait_replicas`` confirmed a batch within ``wait_timeout``.
+
+    The batch is retried: its writes are idempotent (dedup marks), and the next
+    WAIT covers them too, since WAIT waits for everything the connection wrote.
+    """
+
+
 _RETRYABLE_REPLIES = ("BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS")
 _RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # includes BusyLoadingError, AuthenticationError
     redis.exceptions.TimeoutError,
+    ReplicationNotConfirmed,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.MasterDownError,
@@ -200,9 +210,15 @@ class RedisStreamSink:
     ) -> None:
         self.options = options or SinkOptions()
         self._where = redact_url(url)
+        self._wait = self.options.wait_replicas
+        self._wait_ms = max(1, round(self.options.wait_timeout * 1000))
+        # A WAIT blocks up to its timeout: the socket must outlast it.
+        socket_timeout = self.options.socket_timeout
+        if self._wait:
+            socket_timeout = max(socket_timeout, self.options.wait_timeout + 2.0)
         self._client = client or open_redis(
             url,
-            socket_timeout=self.options.socket_timeout,
+            socket_timeout=socket_timeout,
             socket_connect_timeout=self.options.socket_timeout,
             # Fail fast: the bridge's own retry buffer does backoff, not the client.
             retry=Retry(NoBackoff(), 1),
@@ -355,16 +371,34 @@ class RedisStreamSink:
         return replies
 
     def _pipeline(self, sha: str, calls: list[tuple[list[str], list[int], list[Any]]]) -> list[Any]:
-        """The calls as one pipelined write and their replies (an error reply in its place).
+        """The calls' replies (an error reply in its place), replicated if configured.
 
-        On the sink's own connection, without redis-py's ``Pipeline`` (whose
-        per-call bookkeeping costs as much CPU as the round trip itself when a
-        batch is one event); a broken connection is reconnected and the calls
-        sent once more (as the client's retry would: the scripts are idempotent).
+        With ``wait_replicas`` a WAIT follows the calls in the same write; fewer
+        confirmations than asked raise :class:`ReplicationNotConfirmed` (retried).
         """
         commands = [("EVALSHA", sha, len(keys), *keys, *argv) for keys, _, argv in calls]
-        if not self._raw:
-            return self._public_pipeline(commands)
+        if self._wait:  # in the same write: it costs the replication delay, not a round trip
+            commands.append(("WAIT", self._wait, self._wait_ms))
+        replies = self._send(commands) if self._raw else self._public_pipeline(commands)
+        if self._wait:
+            confirmed = replies.pop()
+            if isinstance(confirmed, Exception):
+                raise confirmed
+            if int(confirmed) < self._wait:
+                raise ReplicationNotConfirmed(
+                    f"{confirmed} of {self._wait} replica(s) confirmed the batch "
+                    f"within {self._wait_ms} ms (redis.wait_replicas)"
+                )
+        return replies
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` as one pipelined write on the sink's own connection.
+
+        Without redis-py's ``Pipeline`` (whose per-call bookkeeping costs as
+        much CPU as the round trip itself when a batch is one event); a broken
+        connection is replaced and the commands sent once more (as the client's
+        retry would: the scripts are idempotent).
+        """
         for attempt in (1, 2):
             conn = self._conn
             if conn is None:
