@@ -1,8 +1,10 @@
 """The emulator's own HTTP API under ``/_emulator``: health, apps, connections, faults.
 
-Not part of Ably's API; no authentication (the emulator is a loopback dev
-server). Fault endpoints take a JSON object of keyword arguments for the
-matching :class:`~ably_bridge.emulator.faults.Faults` method, e.g.
+Not part of Ably's API; no credentials (the emulator is a loopback dev
+server), but requests from other web sites are refused (:mod:`.origin`) and
+fault arguments are checked before anything is scheduled (:mod:`.fault_args`).
+Fault endpoints take a JSON object of keyword arguments for the matching
+:class:`~ably_bridge.emulator.faults.Faults` method, e.g.
 ``POST /_emulator/faults/fail_rest {"count": 2, "status": 503, "code": 50300}``,
 and answer ``{"affected": n}`` where that method counts something.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import wire
+from ably_bridge.emulator import fault_args, wire
 from ably_bridge.emulator.proto import error
 from ably_bridge.emulator.rest_util import respond
 from ably_bridge.emulator.runtime import RUNTIME
@@ -89,10 +91,8 @@ async def fault(request: web.Request) -> web.Response:
     if not isinstance(kwargs, dict):
         raise error(40001, "fault arguments must be a JSON object")
     method = getattr(request.app[RUNTIME].faults, name)
-    try:
-        result = method(**kwargs)
-    except TypeError as exc:
-        raise error(40003, f"bad arguments for {name}: {exc}") from exc
+    fault_args.check(method, kwargs)
+    result = method(**kwargs)
     log.info("fault %s injected", name)
     return respond(request, {"affected": result if isinstance(result, int) else None})
 

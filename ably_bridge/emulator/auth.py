@@ -246,7 +246,30 @@ def request_token(
             ceiling = caller.capability
             if caller.client_id not in (None, "*") and client_id != caller.client_id:
                 raise error(40102, "token may not request a token for another clientId")
+            ttl = _within_parent(state, caller.token, ttl, requested)
     log.debug("issuing token for %s", key_name)
     return state.issue_token(
         key, ttl_ms=ttl, capability=requested, client_id=client_id, ceiling=ceiling
     )
+
+
+def _within_parent(
+    state: EmulatorState, parent: Token, ttl: int | None, requested: caps.Capability | None
+) -> int:
+    """A token asking for a token gets no more than it holds (issue 17 item 4).
+
+    The capability must lie inside the parent's: a wider one is refused with
+    40160, never silently narrowed. The lifetime ends no later than the
+    parent's: an explicit ``ttl`` past it is refused (40003); the default ttl
+    is cut to what the parent has left.
+    """
+    if requested is not None and not caps.covers(parent.capability, requested):
+        raise error(40160, "requested capability exceeds the capability of the token in use")
+    remaining = parent.expires_ms - state.now_ms()
+    if remaining <= 0:
+        raise error(40142, "token expired")
+    if ttl is None:
+        return min(state.config.default_token_ttl_ms, remaining)
+    if ttl > remaining:
+        raise error(40003, "ttl exceeds the remaining lifetime of the token in use")
+    return ttl

@@ -6,6 +6,7 @@ Pure functions over ``Capability`` values (resource -> set of operations):
 * :func:`resource_matches` applies Ably's wildcard rules to one resource;
 * :func:`operations_for` is the union of operations a capability grants on a
   channel (``*`` expanded), :func:`allows` checks one operation;
+* :func:`covers` says whether one capability contains another;
 * :func:`intersect` narrows a requested token capability to what its key holds.
 """
 
@@ -127,6 +128,25 @@ def allows_app_wide(capability: Capability, operation: str) -> bool:
         if "*" in granted or operation in granted:
             return True
     return False
+
+
+def covers(outer: Capability, inner: Capability) -> bool:
+    """True when every operation ``inner`` grants on each of its resources ``outer`` grants too.
+
+    A resource of ``inner`` is covered by the patterns of ``outer`` that match
+    it as a name (``*`` in ``outer`` covers ``foo:*``); ``[*]*`` needs ``[*]*``.
+    """
+    for resource, ops in inner.items():
+        wanted = ALL_OPERATIONS if "*" in ops else ops
+        held: set[str] = set()
+        for pattern, granted in outer.items():
+            if resource == "[*]*" and pattern != "[*]*":
+                continue
+            if pattern == resource or resource_matches(pattern, resource):
+                held |= ALL_OPERATIONS if "*" in granted else granted
+        if not wanted <= held:
+            return False
+    return True
 
 
 def _intersect_ops(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:

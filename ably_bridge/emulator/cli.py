@@ -3,7 +3,7 @@
 ``add_arguments`` fills an argparse parser (the package CLI wires it as a
 subcommand); ``run`` starts the server, prints the endpoint and the dev root
 key (the one place a secret is printed, on purpose), optionally writes the
-keys as JSON, and serves until interrupted.
+keys as JSON (mode 0600), warns when bound beyond loopback, and serves until interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -35,7 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse Basic auth over plain HTTP with 40103, as Ably does",
     )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin allowed besides loopback pages (repeatable; 'null' for file: pages)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by the owner only (0600), also over an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(app_body, dict) and isinstance(app_body.get("post_apps"), dict):
             app_body = app_body["post_apps"]
     config = EmulatorConfig(
-        default_app=app_body, require_tls_for_basic=bool(args.require_tls_for_basic)
+        default_app=app_body,
+        require_tls_for_basic=bool(args.require_tls_for_basic),
+        allowed_origins=tuple(args.allow_origin),
     )
     emulator = Emulator(args.host, args.port, config=config, tls=args.tls, cert_dir=args.cert_dir)
     try:
@@ -68,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"CA file:  {emulator.ca_file}")
     if args.keys_file is not None:
         payload = {"appId": emulator.app_id, "endpoint": emulator.url, "keys": emulator.keys}
-        args.keys_file.write_text(json.dumps(payload, indent=2))
+        write_private(args.keys_file, json.dumps(payload, indent=2))
         print(f"keys written to {args.keys_file}")
     sys.stdout.flush()
     done = threading.Event()

@@ -43,6 +43,10 @@ class EmulatorConfig:
     # Real Ably refuses Basic auth over plain HTTP (40103); a loopback dev server need not.
     require_tls_for_basic: bool = False
 
+    # Browser pages allowed besides loopback ones and the emulator's own host, as
+    # origins (``https://app.example.test:8443``, or ``null``); see origin.py.
+    allowed_origins: tuple[str, ...] = ()
+
     # History: None keeps everything (development default).
     history_ttl_ms: int | None = None
     history_max_per_channel: int | None = None

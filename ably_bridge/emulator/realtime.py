@@ -461,7 +461,11 @@ async def handle_websocket(request: web.Request) -> web.StreamResponse:
     """``GET /`` with an Upgrade header: run a realtime session until the socket ends."""
     runtime = request.app[RUNTIME]
     ws = web.WebSocketResponse(max_msg_size=0, autoping=True, compress=False)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except (ConnectionError, RuntimeError) as exc:  # the client left during the handshake
+        log.debug("WebSocket handshake abandoned: %s", exc)
+        return ws
     session = Session(runtime, request, ws)
     await session.run()
     return ws

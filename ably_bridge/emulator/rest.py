@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import apps, auth, meta, stats, wire
+from ably_bridge.emulator import apps, auth, meta, origin, stats, wire
 from ably_bridge.emulator import capability as caps
 from ably_bridge.emulator.channels import query_history
 from ably_bridge.emulator.names import parse_channel_name
@@ -67,7 +67,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Turn every failure into Ably's error envelope; inject scheduled REST faults."""
     runtime = _runtime(request)
     try:
-        if not request.path.startswith("/_emulator"):
+        admin_api = request.path.startswith("/_emulator")
+        if admin_api or request.headers.get("Upgrade", "").lower() == "websocket":
+            origin.check(
+                host_header=request.headers.get("Host"),
+                origin=request.headers.get("Origin"),
+                fetch_site=request.headers.get("Sec-Fetch-Site"),
+                bind_host=runtime.bind_host,
+                allowed_origins=runtime.state.config.allowed_origins,
+                admin=admin_api,
+            )
+        if not admin_api:
             failure = runtime.faults.take_rest_failure(
                 request.path, request.headers.get("Authorization"), request.query
             )
@@ -85,6 +95,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(request, error(40400, f"no route for {request.path}", 404))
         if exc.status == 405:
             return error_response(request, error(40500, "method not allowed", 405))
+        if exc.status == 413:
+            return error_response(request, error(40009, "request body too large", 413))
+        if exc.status >= 400:
+            return error_response(request, error(exc.status * 100, exc.reason, exc.status))
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
@@ -356,9 +370,27 @@ async def get_stats(request: web.Request) -> web.Response:
     return respond(request, page.items, headers=link_headers(request, page.next_cursor))
 
 
+def _app_admin(request: web.Request, app_id: str | None = None) -> Credentials:
+    """Credentials allowed to administer an app: Basic auth with its admin key.
+
+    The admin key is the app's first key, the one the sandbox reply lists
+    first and SDK test harnesses delete their apps with. A token is refused
+    with 40162, another key of the app with 40160, any credential of another
+    app with 40300 (issue 17 item 3).
+    """
+    creds = _credentials(request)
+    if app_id is not None and creds.app.app_id != app_id:
+        raise error(40300, "credentials are for another app", 403)
+    if creds.token is not None:
+        raise error(40162, "app administration needs Basic auth with the app's admin key")
+    if creds.key is not creds.app.ordered_keys()[0]:
+        raise error(40160, "app administration needs the app's admin key (its first key)")
+    return creds
+
+
 async def post_stats(request: web.Request) -> web.Response:
     """Sandbox ``POST /stats``: inject nested-format fixtures keyed by intervalId (9)."""
-    creds = _credentials(request)
+    creds = _app_admin(request)
     body, _ = await read_body(request)
     fixtures = body if isinstance(body, list) else [body]
     stats.inject(creds.app, fixtures)
@@ -373,11 +405,9 @@ async def post_apps(request: web.Request) -> web.Response:
 
 
 async def delete_app(request: web.Request) -> web.Response:
-    """Sandbox ``DELETE /apps/{id}`` with credentials of that app."""
-    creds = _credentials(request)
+    """Sandbox ``DELETE /apps/{id}`` with that app's admin key."""
     app_id = request.match_info["appId"]
-    if creds.app.app_id != app_id:
-        raise error(40300, "credentials are for another app", 403)
+    _app_admin(request, app_id)
     runtime = _runtime(request)
     runtime.faults.drop_connections(app_id=app_id)
     runtime.state.delete_app(app_id)

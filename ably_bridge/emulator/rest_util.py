@@ -73,8 +73,8 @@ def respond(
 def error_response(request: web.Request, exc: AblyException) -> web.Response:
     """The error envelope ``{"error": ErrorInfo}`` plus ``X-Ably-Error*`` headers."""
     message = " ".join(exc.message.split())
-    safe = message.encode("ascii", "replace").decode("ascii")[:500]
-    headers = [("X-Ably-Errorcode", str(exc.code)), ("X-Ably-Errormessage", safe)]
+    printable = "".join(c if " " <= c < "\x7f" else "?" for c in message[:500])
+    headers = [("X-Ably-Errorcode", str(exc.code)), ("X-Ably-Errormessage", printable)]
     return respond(request, {"error": exc.to_dict()}, exc.status_code, headers)
 
 

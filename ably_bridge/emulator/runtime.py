@@ -1,7 +1,8 @@
 """The objects one running emulator shares between its REST and realtime handlers.
 
 :class:`Runtime` bundles the state, the realtime hub, the fault controller and
-transport facts (TLS or not); aiohttp handlers find it under :data:`RUNTIME`.
+transport facts (TLS or not, the address it listens on); aiohttp handlers find
+it under :data:`RUNTIME`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Runtime:
     hub: Hub
     faults: Faults
     tls: bool = False
+    bind_host: str = "127.0.0.1"
 
 
 RUNTIME = web.AppKey("ably_emulator_runtime", Runtime)

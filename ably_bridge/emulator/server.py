@@ -28,6 +28,7 @@ from ably_bridge.clock import Clock, SystemClock, Timer
 from ably_bridge.emulator import admin, apps, rest
 from ably_bridge.emulator.config import EmulatorConfig
 from ably_bridge.emulator.faults import Faults
+from ably_bridge.emulator.origin import is_loopback
 from ably_bridge.emulator.realtime import Hub, handle_websocket
 from ably_bridge.emulator.runtime import RUNTIME, Runtime
 from ably_bridge.emulator.state import EmulatorState
@@ -59,6 +60,17 @@ def build_application(runtime: Runtime) -> web.Application:
     admin.add_routes(app)
     rest.add_routes(app)
     return app
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to tell the operator when ``host`` makes the emulator reachable from elsewhere."""
+    if is_loopback(host):
+        return None
+    return (
+        f"emulator bound to {host}: reachable from other machines; its admin API (/_emulator)"
+        " has no credentials and its keys are development keys. Bind 127.0.0.1 unless other"
+        " machines must reach it, and then only on a network you trust"
+    )
 
 
 def make_self_signed(directory: Path, host: str) -> tuple[Path, Path]:
@@ -146,6 +158,9 @@ class Emulator:
         self._thread.start()
         ready.result(timeout=30)
         log.info("emulator listening on %s", self.url)
+        warning = exposure_warning(self.host)
+        if warning is not None:
+            log.warning("%s", warning)
         return self
 
     def _make_ssl(self) -> ssl.SSLContext:
@@ -181,7 +196,7 @@ class Emulator:
         loop = asyncio.get_running_loop()
         self.state.schedule = self._scheduler(loop)
         if self.runtime is None:
-            runtime = Runtime(self.state, None, Faults(), self.tls)  # type: ignore[arg-type]
+            runtime = Runtime(self.state, None, Faults(), self.tls, self.host)  # type: ignore[arg-type]
             runtime.hub = Hub(runtime)
             runtime.faults.runtime = runtime
             self.state.on_event = runtime.hub.on_event

@@ -118,6 +118,8 @@ class EmulatorState:
     def create_app(self, body: dict[str, Any] | None = None) -> App:
         """Create an app from a sandbox ``POST /apps`` body, loading its presence fixtures."""
         now = self.now_ms()
+        if body is not None and not isinstance(body, dict):
+            raise error(40001, "app body must be a JSON object")
         app = build_app(dict(body or {}), now, set(self.apps))
         for fixture in app.fixtures:
             name = fixture.get("name")
@@ -268,6 +270,8 @@ class EmulatorState:
                 40009,
                 f"message size {total} exceeds maxMessageSize {self.config.max_message_size}",
             )
+        for message in messages:
+            wire.check_fields(message)
         with_ids = [m for m in messages if m.get("id")]
         if with_ids and len(with_ids) != len(messages):
             raise error(40031, "either every message or none must carry a client-specified id")
@@ -375,6 +379,7 @@ class EmulatorState:
         for item in items:
             if not isinstance(item, dict):
                 raise error(40001, "presence item must be an object")
+            wire.check_fields(item)
             client_id = self.effective_client_id(
                 conn.client_id, conn.creds.basic, item.get("clientId")
             )

@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -29,20 +30,114 @@ log = logging.getLogger(__name__)
 Format = Literal["json", "msgpack"]
 Frame = str | bytes
 
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/x-msgpack"
 
 
+# Nesting deeper than this is refused: nothing in Ably's protocol needs it, and
+# re-encoding it could exhaust the interpreter's recursion limit.
+MAX_DEPTH = 100
+
+
+class _Refused(ValueError):
+    """A decodable value the emulator will not hold (the reason is the message)."""
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise _Refused(f"msgpack extension type {code} is not supported")
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not valid JSON")
+
+
+def _check_plain(value: Any) -> None:
+    """Only JSON's data model (plus bytes): string keys, finite numbers, bounded depth."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth >= MAX_DEPTH:
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels")
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise _Refused("map keys must be strings")
+                if isinstance(child, dict | list):
+                    stack.append((child, depth + 1))
+                else:
+                    _check_scalar(child)
+        elif isinstance(item, list):
+            if depth >= MAX_DEPTH:
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels")
+            for child in item:
+                if isinstance(child, dict | list):
+                    stack.append((child, depth + 1))
+                else:
+                    _check_scalar(child)
+        else:
+            _check_scalar(item)
+
+
+_SCALARS = (str, int, float, bool, bytes, type(None))
+# msgpack's integer range: anything outside it could not be sent to a msgpack reader.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _check_scalar(value: Any) -> None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Refused("NaN and infinite numbers are not accepted")
+    elif isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise _Refused("integers must fit in 64 bits")
+    elif not isinstance(value, _SCALARS):
+        raise _Refused(f"unsupported value of type {type(value).__name__}")
+
+
+def _check_text(value: Any) -> None:
+    """Every string (keys too) is valid Unicode: no lone surrogate from a ``\\ud800`` escape."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _Refused("strings must be valid Unicode (lone surrogate)") from exc
+
+
 def decode(raw: str | bytes, fmt: Format) -> Any:
-    """Parse a frame or body; raises an Ably 40000-family error when unreadable."""
+    """Parse a frame or body; raises 40001 when unreadable or outside JSON's data model.
+
+    Refused: msgpack extension types (including timestamps), non-string map
+    keys, NaN and infinities (JSON's ``NaN`` literal too), integers outside
+    64 bits, lone UTF-16
+    surrogates (JSON ``\\ud800`` escapes), nesting past
+    :data:`MAX_DEPTH`. What is accepted can always be written back as valid
+    JSON or msgpack.
+    """
     try:
         if fmt == "msgpack" and isinstance(raw, bytes | bytearray):
-            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-        if isinstance(raw, bytes | bytearray):
-            raw = bytes(raw).decode("utf-8")
-        return json.loads(raw)
+            value = msgpack.unpackb(
+                raw, raw=False, strict_map_key=False, ext_hook=_no_ext, timestamp=0
+            )
+        else:
+            if isinstance(raw, bytes | bytearray):
+                raw = bytes(raw).decode("utf-8")
+            value = json.loads(raw, parse_constant=_no_constant)
+            if "\\ud" in raw.lower():  # escapes of UTF-16 surrogates: lone ones are refused
+                _check_text(value)
+        _check_plain(value)
+        return value
+    except _Refused as exc:
+        raise error(40001, f"unable to decode {fmt} body: {exc}") from exc
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise error(40001, f"unable to decode {fmt} body: {exc.__class__.__name__}") from exc
     except Exception as exc:  # msgpack raises assorted errors on garbage
@@ -89,7 +184,9 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         if "data" in value and isinstance(value.get("data"), bytes):
             value = _for_json(value)
-        return {k: jsonable(v) if isinstance(v, list | dict) else v for k, v in value.items()}
+        return {
+            k: jsonable(v) if isinstance(v, list | dict | bytes) else v for k, v in value.items()
+        }
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     return value
@@ -130,6 +227,15 @@ def response_format(accept: str | None, format_param: str | None) -> Format:
     return "json"
 
 
+def check_fields(item: Mapping[str, Any]) -> None:
+    """The typed fields of a Message/PresenceMessage have their types (TM2, TP3)."""
+    for name, code in (("id", 40031), ("connectionKey", 40006), ("encoding", 40013)):
+        if not isinstance(item.get(name, ""), str | None):
+            raise error(code, f"{name} must be a string")
+    if not isinstance(item.get("extras", {}), dict | None):
+        raise error(40032, "extras must be an object")
+
+
 def data_size(item: Mapping[str, Any]) -> int:
     """Message size as Ably counts it (TM6): name + data + clientId + JSON(extras)."""
     size = 0
@@ -143,11 +249,8 @@ def data_size(item: Mapping[str, Any]) -> int:
     elif isinstance(data, bytes):
         size += len(data)
     elif data is not None:
-        size += len(json.dumps(data, separators=(",", ":")))
+        size += len(_JSON.encode(jsonable(data)))
     extras = item.get("extras")
     if extras is not None:
-        try:
-            size += len(json.dumps(extras, separators=(",", ":")))
-        except (TypeError, ValueError):
-            log.debug("extras not JSON-serialisable while sizing a message")
+        size += len(_JSON.encode(jsonable(extras)))
     return size

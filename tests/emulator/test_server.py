@@ -12,6 +12,7 @@ import requests
 import websocket
 
 from ably_bridge.emulator import Emulator
+from ably_bridge.emulator.server import exposure_warning
 
 from .conftest import basic, eventually
 
@@ -60,3 +61,40 @@ def test_cli_prints_endpoint_and_writes_keys(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_keys_file_is_private_and_loopback_quiet(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text("old")
+    keys_file.chmod(0o644)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ably_bridge.emulator",
+            "--port",
+            "0",
+            "--keys-file",
+            str(keys_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        eventually(
+            lambda: keys_file.read_text().startswith("{") and json.loads(keys_file.read_text())
+        )
+        assert keys_file.stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "reachable from other machines" not in err
+
+
+def test_exposure_warning_beyond_loopback() -> None:
+    for host in ("0.0.0.0", "::", "192.0.2.1", "devbox.example"):
+        warning = exposure_warning(host)
+        assert warning is not None and host in warning and "/_emulator" in warning
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert exposure_warning(host) is None
