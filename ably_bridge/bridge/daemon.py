@@ -11,14 +11,11 @@ and background jobs only put items in the inbox. ``step`` never sleeps when
 given ``timeout=0``, so unit tests drive it with a fake source, an inline
 executor and a :class:`~ably_bridge.clock.FakeClock`.
 
-Per channel (:class:`ChannelTrack`), phases::
-
-    attaching --ATTACHED--> backfilling --history delivered--> live
-        ^                        |  (live events queued meanwhile)   |
-        |                        +-- continuity lost (ATTACHED/UPDATE resumed=False,
-        |                            SUSPENDED, DETACHED) -----------+
-        +-- FAILED: re-attach after a delay;  buffer full: paused (detached)
-            until the buffers drain, then re-attached (and so backfilled)
+Per channel (:class:`ChannelTrack`) the phase moves as the transition table of
+:mod:`.core.lifecycle` decides (attaching, backfilling, live, paused, failed,
+stopped); this module is the driver that feeds it inputs (state changes,
+backfill outcomes, timers, back-pressure) and performs the effects it returns
+(attach, detach, backfill to an attach point, go live, retry later).
 
 * **Gap-free**: on every attach without continuity the daemon reads history
   from the oldest checkpoint of the channel's routes up to the attach serial
@@ -60,6 +57,7 @@ from typing import Any
 from ably_bridge.bridge.backfill import gap_messages, gap_presence
 from ably_bridge.bridge.checkpoint import CheckpointStore
 from ably_bridge.bridge.config import BridgeConfig
+from ably_bridge.bridge.core import lifecycle as lc
 from ably_bridge.bridge.core.position import presence_track
 from ably_bridge.bridge.core.start_points import StartPlan, StartPoints
 from ably_bridge.bridge.discovery import DiscoverySchedule, discovery_prefixes
@@ -208,9 +206,9 @@ class Daemon:
         self.stopped = True
         timeout = self.options.drain_timeout if timeout is None else timeout
         for track in self.tracks.values():
-            track.epoch += 1  # everything still in flight from the source is dropped:
-            track.phase = "stopped"  # it is after the checkpoint, so the next start replays it
-            track.clear()
+            # Everything still in flight from the source is dropped: it is after the
+            # checkpoint, so the next start replays it.
+            self._feed(track, lc.Stopping())
         try:
             self.source.close()
         except Exception as exc:
@@ -401,9 +399,52 @@ class Daemon:
             self.starts.see(name, self.clock.time_ms(), lookback)  # (fixed the first time)
             self._attach(track)
 
+    # -- the lifecycle (core/lifecycle.py decides; this driver performs) -----------------
+    def _feed(self, track: ChannelTrack, event: lc.Input) -> None:
+        """Move ``track`` as the lifecycle table says for ``event``; perform the effects."""
+        decision = lc.decide(lc.View(track.phase, track.live_once, track.attach_serial), event)
+        if decision is None:
+            return
+        track.phase = decision.phase
+        for effect in decision.effects:
+            self._perform(track, effect)
+
+    def _perform(self, track: ChannelTrack, effect: lc.Effect) -> None:
+        if isinstance(effect, lc.Backfill):
+            self._start_backfill(track, effect.attach_serial, effect.retry)
+        elif isinstance(effect, lc.GoLive):
+            track.live_once = True
+            self._waiting.add(track.name)
+            self._drain(track)
+        elif isinstance(effect, lc.NewAttachment):
+            self._new_attachment(track)
+        elif isinstance(effect, lc.DropHeld):
+            track.epoch += 1  # what the source still delivers for it is dropped
+            track.clear()
+            track.retry_at = None
+        elif isinstance(effect, lc.Detach):
+            self._safe_detach(track.name)
+        elif isinstance(effect, lc.InvalidateBackfill):
+            track.backfill_seq += 1
+        elif isinstance(effect, lc.RetryLater):
+            if effect.kind == "backfill":
+                delay = self.options.backfill_retry.delay(track.backfill_failures, 0.5)
+            else:
+                delay = self.options.reattach_delay
+            track.retry_at = self.clock.monotonic() + delay
+        elif isinstance(effect, lc.CountContinuityLoss):
+            self.metrics.continuity.inc()
+            logger.warning(
+                "continuity lost on %s: backfilling from the checkpoint",
+                track.name,
+                extra={"channel": track.name},
+            )
+
     def _attach(self, track: ChannelTrack) -> None:
+        self._feed(track, lc.AttachRequested())
+
+    def _new_attachment(self, track: ChannelTrack) -> None:
         track.epoch += 1
-        track.phase = "attaching"
         track.clear()
         track.retry_at = None
         track.live_once = False
@@ -439,17 +480,13 @@ class Daemon:
             )
         except Exception as exc:
             logger.error("attach of %s failed: %s", name, exc, extra={"channel": name})
-            self._retry_attach(track)
+            self._feed(track, lc.AttachFailed())
 
     def _safe_detach(self, name: str) -> None:
         try:
             self.source.detach(name)
         except Exception as exc:
             logger.warning("detach of %s failed: %s", name, exc, extra={"channel": name})
-
-    def _retry_attach(self, track: ChannelTrack) -> None:
-        track.phase = "failed"
-        track.retry_at = self.clock.monotonic() + self.options.reattach_delay
 
     # -- live events --------------------------------------------------------------------
     def _on_live(self, item: Live) -> None:
@@ -531,35 +568,11 @@ class Daemon:
                     "lifecycle event %s of %s refused (back-pressure)", change.event, name
                 )
         if change.current == "attached":
-            if track.phase == "live" and change.resumed:
-                return  # continuity kept (RTL12)
-            if (
-                not change.resumed
-                and change.attach_serial is not None
-                and change.attach_serial == track.attach_serial
-                and track.phase in ("backfilling", "live")
-            ):
-                return  # the same attach point reported twice: nothing new to close
-            if track.phase == "attaching" and change.resumed and track.live_once:
-                track.phase = "live"  # re-attached after SUSPENDED with continuity
-                return
-            if track.phase in ("paused", "stopped"):
-                return
-            if track.live_once or track.phase == "backfilling":
-                self.metrics.continuity.inc()
-                logger.warning(
-                    "continuity lost on %s (%s): backfilling from the checkpoint",
-                    name,
-                    change.event,
-                    extra={"channel": name},
-                )
-            self._start_backfill(track, change.attach_serial)
-        elif change.current in ("suspended", "detached"):
-            if track.phase in ("live", "backfilling", "attaching"):
-                track.phase = "attaching"  # the client re-attaches; we backfill then
-                track.backfill_seq += 1
-                if change.current == "detached":
-                    track.retry_at = self.clock.monotonic() + self.options.reattach_delay
+            self._feed(track, lc.SourceAttached(change.resumed, change.attach_serial))
+        elif change.current == "suspended":
+            self._feed(track, lc.SourceSuspended())
+        elif change.current == "detached":
+            self._feed(track, lc.SourceDetached())
         elif change.current == "failed":
             reason = change.reason
             logger.error(
@@ -569,9 +582,7 @@ class Daemon:
                 self.options.reattach_delay,
                 extra={"channel": name},
             )
-            track.epoch += 1
-            track.clear()
-            self._retry_attach(track)
+            self._feed(track, lc.SourceFailed())
 
     # -- backfill -----------------------------------------------------------------------
     def _message_routes(self, channel: str) -> list[str]:
@@ -580,16 +591,14 @@ class Daemon:
     def _start_backfill(
         self, track: ChannelTrack, attach_serial: str | None, retry: bool = False
     ) -> None:
-        track.phase = "backfilling"
+        """Perform :class:`~.core.lifecycle.Backfill`: read the gap on the executor."""
         track.retry_at = None
         track.attach_serial = attach_serial
         track.backfill_seq += 1
         routes = self._message_routes(track.name)
         presence = [presence_track(r.id) for r in self.router.routes_for(track.name, "presence")]
         if not routes and not presence:
-            track.phase = "live"
-            track.live_once = True
-            self._drain(track)
+            self._feed(track, lc.BackfillSucceeded())  # nothing to read
             return
         epoch, seq, name = track.epoch, track.backfill_seq, track.name
         self.starts.see(name, self.clock.time_ms(), track.lookback)
@@ -637,13 +646,12 @@ class Daemon:
             gap = done.future.result()
         except Exception as exc:
             track.backfill_failures += 1
-            delay = self.options.backfill_retry.delay(track.backfill_failures, 0.5)
-            track.retry_at = self.clock.monotonic() + delay
+            self._feed(track, lc.BackfillFailed())
             logger.warning(
                 "backfill of %s failed (attempt %d), retrying in %.1fs: %s",
                 done.channel,
                 track.backfill_failures,
-                delay,
+                max(0.0, (track.retry_at or 0.0) - self.clock.monotonic()),
                 exc,
                 extra={"channel": done.channel},
             )
@@ -669,10 +677,7 @@ class Daemon:
                     extra={"channel": track.name},
                 )
         track.put_gap_first(messages, self._chunk_size(track.name), gap.presence)
-        self._waiting.add(track.name)
-        track.phase = "live"
-        track.live_once = True
-        self._drain(track)
+        self._feed(track, lc.BackfillSucceeded())
 
     def _chunk_size(self, channel: str) -> int:
         """Most messages per submit: a chunk must fit a sink buffer that is not empty
@@ -686,10 +691,6 @@ class Daemon:
     def _pause(self, track: ChannelTrack, why: str) -> None:
         if track.phase == "paused":
             return
-        track.epoch += 1
-        track.phase = "paused"
-        track.clear()
-        track.retry_at = None
         self.metrics.pauses.inc()
         logger.warning(
             "pausing %s (%s); it resumes from its checkpoint when the sinks catch up",
@@ -697,7 +698,7 @@ class Daemon:
             why,
             extra={"channel": track.name},
         )
-        self._safe_detach(track.name)
+        self._feed(track, lc.Overflow())
 
     def _resume_paused(self) -> None:
         paused = [t for t in self.tracks.values() if t.phase == "paused"]
@@ -748,10 +749,7 @@ class Daemon:
             if track.retry_at is None or track.retry_at > now:
                 continue
             track.retry_at = None
-            if track.phase == "backfilling":
-                self._start_backfill(track, track.attach_serial, retry=True)
-            elif track.phase in ("failed", "attaching"):
-                self._attach(track)
+            self._feed(track, lc.RetryDue())
         if self.directory is not None and not self.stopped:
             for prefix in self._schedule.due(now):
                 future = self.executor.submit(self.directory.list_channels, prefix)

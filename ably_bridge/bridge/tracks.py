@@ -17,6 +17,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from ably_bridge.bridge.core.lifecycle import PHASES as LIFECYCLE_PHASES
 from ably_bridge.bridge.retry import RetryPolicy
 from ably_bridge.protocol.models import Message, PresenceMessage
 
@@ -34,7 +35,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PHASES = ("attaching", "backfilling", "live", "paused", "failed", "stopped")
+# The phases a channel moves through (the transition table is core/lifecycle.py's).
+PHASES = LIFECYCLE_PHASES
 
 
 @dataclass(frozen=True, slots=True)
