@@ -128,6 +128,10 @@ def make_sandbox(destination: Path) -> Path:
     """A copy of the repository whose ``.venv`` is this interpreter's environment."""
     assert copy_repository(destination) > 50
     (destination / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    # The environment is installed already: `make` in the copy must never rebuild it
+    # (through the link, with the copy's paths in its scripts) because the copy's
+    # pyproject.toml looks newer than the stamp of the environment.
+    os.utime(destination / "pyproject.toml", (0, 0))
     return destination
 
 
