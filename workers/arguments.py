@@ -22,7 +22,7 @@ from typing import Any
 
 from ably_bridge.errors import AblyException, ErrorCode
 
-__all__ = ["SIGNATURES", "bind"]
+__all__ = ["SIGNATURES", "bind", "check_message"]
 
 Check = Callable[[str, Any], None]
 
@@ -75,6 +75,9 @@ def _message(name: str, value: Any) -> None:
         raise _bad(f"{name}.extras", "an object")
     if value.get("timestamp") is not None:
         _integer(f"{name}.timestamp", value["timestamp"])
+
+
+check_message = _message
 
 
 def _messages(name: str, value: Any) -> None:

@@ -25,6 +25,7 @@ from ably_bridge.protocol.models import Message
 from ably_bridge.rest.channels import idempotent_base
 from workers import app as app_module
 from workers import tasks as t
+from workers.arguments import check_message
 
 __all__ = [
     "PublishReceipt",
@@ -69,6 +70,7 @@ def wire_message(message: MessageInput) -> dict[str, Any]:
         raw = dict(message)
         if "client_id" in raw:
             raw["clientId"] = raw.pop("client_id")
+        check_message("message", raw)  # a wrong type is refused (40003), not dropped
         out = Message.from_dict(raw).to_dict(binary=False)
     out.pop("connectionKey", None)
     return out

@@ -155,6 +155,7 @@ def publish_batch(rest: AblyRest, specs: Sequence[Mapping[str, Any]]) -> list[di
         parsed.append(BatchPublishSpec(names, [_message(m) for m in spec.get("messages") or []]))
     answer = rest.batch_publish(parsed)
     results = answer if isinstance(answer, list) else [answer]
+    _raise_retryable(results)
     return [
         {
             "successCount": r.success_count,
@@ -163,6 +164,21 @@ def publish_batch(rest: AblyRest, specs: Sequence[Mapping[str, Any]]) -> list[di
         }
         for r in results
     ]
+
+
+def _raise_retryable(results: Sequence[Any]) -> None:
+    """A channel of a batch that failed transiently (5xx, 429) makes the whole task retry.
+
+    Every message keeps its id, so the channels that succeeded keep one copy
+    when the batch is sent again. Other per-channel refusals stay in the result.
+    """
+    for result in results:
+        for entry in result.results:
+            error = entry.get("error")
+            if isinstance(error, AblyException) and (
+                error.status_code >= 500 or error.status_code == 429
+            ):
+                raise error
 
 
 def _batch_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
