@@ -133,3 +133,24 @@ def test_a_worker_runs_each_task_once_without_its_guard(own_redis: OwnRedis) -> 
     assert len(counts) == 40
     assert max(counts.values()) == 1
     assert [body["messages"][0]["data"] for _, body, _ in received.items] == list(range(40))
+
+
+def test_without_the_kombu_internals_it_pushes_as_kombu_does(
+    own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ably_bridge.bridge.sinks.celery as celery_module
+
+    monkeypatch.setattr(celery_module, "supported", lambda: False)
+    client = redis.Redis.from_url(own_redis.url)
+    target = CeleryTarget(task="t.plain", queue="qp")
+    (env,) = envelopes(1)
+    with caplog.at_level("WARNING", logger="ably_bridge.bridge.sinks.celery"):
+        sink = CelerySink(own_redis.url, SinkOptions(key_prefix=PREFIX, socket_timeout=2))
+    try:
+        for _ in range(2):
+            assert sink.deliver([Delivery(env, target)])[0].outcome is Outcome.DELIVERED
+    finally:
+        sink.close()
+    assert "push-once" in caplog.text
+    assert queued(client, "qp") == 2  # queued again: the worker guard's job
+    assert client.keys(f"{PREFIX}:celery:sent:*") == []

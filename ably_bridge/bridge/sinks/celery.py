@@ -82,7 +82,7 @@ from ably_bridge.bridge.sinks.amqp_wire import (
 )
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP, TaskTemplate, publish_signals
-from ably_bridge.bridge.sinks.celery_redis import transport_conf
+from ably_bridge.bridge.sinks.celery_redis import supported, transport_conf
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
 __all__ = ["CelerySink", "make_sender_app"]
@@ -108,7 +108,14 @@ def make_sender_app(
     transport_options: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     if push_once is not None and scheme in _REDIS_SCHEMES:
-        extra = transport_conf(url, *push_once)
+        if supported():
+            extra = transport_conf(url, *push_once)
+        else:
+            logger.warning(
+                "celery sink: this kombu's Redis transport lacks what push-once needs; "
+                "a re-sent task is queued again (use WorkerGuard in the task)"
+            )
+    if extra:
         transport_options.update(extra.pop("broker_transport_options"))
     if scheme in _AMQP_SCHEMES:
         transport_options["confirm_publish"] = True

@@ -27,6 +27,13 @@ the worker guard absorbs. RabbitMQ has no such step (a publish cannot be made
 conditional on a key), so there the worker guard is the only guard.
 
 Messages without a task id (none the bridge sends) are pushed as kombu does.
+
+This relies on kombu's Redis channel internals (``_put``, ``_q_for_pri``,
+``_get_message_priority``, ``_expires`` and the ``Producer.batch()`` command
+collector, kombu 5.7); :func:`supported` checks they exist, and without them
+the sink pushes as kombu does (the worker guard remains). It is not a
+:mod:`ably_bridge.shortcuts` entry: there is no public path with the same
+behaviour.
 """
 
 from __future__ import annotations
@@ -40,7 +47,16 @@ from kombu.utils.json import dumps
 _dumps: Any = dumps  # (untyped in kombu)
 _KOMBU_CHANNEL: Any = kombu_redis.Channel
 
-__all__ = ["PUSH_ONCE_LUA", "PushOnceChannel", "PushOnceTransport", "sent_mark", "transport_conf"]
+__all__ = [
+    "PUSH_ONCE_LUA",
+    "PushOnceChannel",
+    "PushOnceTransport",
+    "sent_mark",
+    "supported",
+    "transport_conf",
+]
+
+_INTERNALS = ("_put", "_q_for_pri", "_get_message_priority", "priority_steps")
 
 # KEYS[1] = the task's mark, KEYS[2] = the queue's list; ARGV[1] = mark ttl (ms),
 # ARGV[2] = the kombu message. 1 = pushed, 0 = already pushed (mark present).
@@ -51,6 +67,11 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
 end
 return 0
 """
+
+
+def supported() -> bool:
+    """Whether kombu's Redis channel still has what :class:`PushOnceChannel` builds on."""
+    return all(hasattr(kombu_redis.Channel, name) for name in _INTERNALS)
 
 
 def sent_mark(prefix: str, queue: str, task_id: str) -> str:
@@ -81,7 +102,8 @@ class PushOnceChannel(kombu_redis.Channel):
         mark = sent_mark(self.ably_mark_prefix, queue, task_id)
         ttl_ms = max(1, int(self.ably_mark_ttl * 1000))
         args = (PUSH_ONCE_LUA, 2, mark, key, ttl_ms, _dumps(message))
-        expires = self._expires.get(queue) if self._expires else None
+        expires_of = getattr(this, "_expires", None)
+        expires = expires_of.get(queue) if expires_of else None
         batch = kwargs.pop("_publish_batch", None)
         if batch is not None:  # kombu's Producer.batch(): one pipeline for the batch
             batch.add("eval", *args)
