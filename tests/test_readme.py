@@ -114,6 +114,10 @@ def _start_stack(sandbox: Path, block_id: str) -> DevStackProcess:
     stack = DevStackProcess(with_dev_args(command, STACK_ARGS), sandbox, clean_env())
     started = stack.wait_for(lambda e: e.get("event") == "started", 120)
     assert started["env_file"] == ".ably-dev.env"
+    page = requests.get(started["status"], timeout=30)  # the status page it printed
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    status = requests.get(started["status"] + "status", timeout=30)
+    assert status.status_code == 200 and status.json()["process"]["site"]
     return stack
 
 

@@ -111,6 +111,7 @@ class DevStack:
         self.feed: Feed | None = None
         self._env_file_text: str | None = None
         self.metrics_url = ""
+        self.status_url = ""
         self.up = False
         self.failed = False
         self._saved_signals: dict[int, Any] = {}
@@ -185,6 +186,7 @@ class DevStack:
         key = str(emulator.root_key)
         health_port = free_port()
         self.metrics_url = f"http://127.0.0.1:{health_port}/metrics"
+        self.status_url = f"http://127.0.0.1:{health_port}/"
         config_path = write_config(
             self.log_dir, layout, emulator_port=emulator.port, health_port=health_port
         )
@@ -326,6 +328,7 @@ class DevStack:
             f"  broker     {redacted(layout.broker_url)}  (Celery queue {layout.queue})",
             f"  bridge     chat:* messages + presence -> stream {layout.stream_key}"
             f" + task {TASK_NAME}; metrics {self.metrics_url}",
+            f"  status     {self.status_url}  (the bridge's live status page; JSON at /status)",
             f"  worker     celery -A ably_bridge.devstack.worker (pid {pids.get('worker')})"
             + (f", calling your handler {self.options.handler}" if self.options.handler else ""),
             (
@@ -357,6 +360,7 @@ class DevStack:
             queue=layout.queue,
             task=TASK_NAME,
             metrics=self.metrics_url,
+            status=self.status_url,
             config=str(config_path),
             log_dir=str(self.log_dir),
             pids=pids,
