@@ -32,6 +32,26 @@ log = logging.getLogger(__name__)
 
 MAX_REWIND = 100
 RECOGNISED_PARAMS = ("rewind", "rewindLimit", "delta", "occupancy", "echo")
+# Mode names in a ``modes`` channel param (lower-case, comma-separated) and their flags.
+MODE_NAMES: dict[str, int] = {
+    "presence": p.MODE_PRESENCE,
+    "publish": p.MODE_PUBLISH,
+    "subscribe": p.MODE_SUBSCRIBE,
+    "presence_subscribe": p.MODE_PRESENCE_SUBSCRIBE,
+    "annotation_publish": p.MODE_ANNOTATION_PUBLISH,
+    "annotation_subscribe": p.MODE_ANNOTATION_SUBSCRIBE,
+    "object_subscribe": p.MODE_OBJECT_SUBSCRIBE,
+    "object_publish": p.MODE_OBJECT_PUBLISH,
+}
+
+
+def _modes_param(value: str) -> list[str]:
+    """The mode names of a ``modes`` param, in order (40003 for an unknown one)."""
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODE_NAMES]
+    if unknown or not names:
+        raise p.error(40003, f"invalid modes param {value[:60]!r}")
+    return list(dict.fromkeys(names))
 
 
 def _channel_error(session: Session, name: Any, exc: AblyException) -> None:
@@ -71,11 +91,20 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
             raise p.error(40160, f"channel {name!r} denied by capability")
         flags_in = pm.get("flags")
         requested = flags_in & p.ALL_MODES if isinstance(flags_in, int) else 0
-        modes = granted_modes(conn.creds.capability, parsed.resource, requested)
         raw_params = pm.get("params")
         params = dict(parsed.params)
         if isinstance(raw_params, dict):
             params.update({str(k): str(v) for k, v in raw_params.items()})
+        mode_names: list[str] | None = None
+        if "modes" in params:  # RTL4m: a ``modes`` param wins over the flags
+            mode_names = _modes_param(params["modes"])
+            requested = 0
+            for mode_name in mode_names:
+                requested |= MODE_NAMES[mode_name]
+        modes = granted_modes(conn.creds.capability, parsed.resource, requested)
+        if mode_names is not None:
+            granted = [n for n in mode_names if modes & MODE_NAMES[n]]
+            params["modes"] = ",".join(granted)
         if "occupancy" in params and not caps.allows(
             conn.creds.capability, parsed.resource, "channel-metadata"
         ):
@@ -120,7 +149,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
     )
     session.attachments[name] = att
     session.runtime.hub.attach(channel, att)
-    accepted = {k: v for k, v in params.items() if k in RECOGNISED_PARAMS}
+    accepted = {k: v for k, v in params.items() if k in RECOGNISED_PARAMS or k == "modes"}
     attached: dict[str, Any] = {
         "action": p.ATTACHED,
         "channel": name,

@@ -43,6 +43,11 @@ class EmulatorConfig:
     # Real Ably refuses Basic auth over plain HTTP (40103); a loopback dev server need not.
     require_tls_for_basic: bool = False
 
+    # Comet (HTTP long-polling) transport: a recv with nothing to deliver answers 204
+    # after ``comet_poll_ms``; a transport nobody polls for ``comet_idle_ms`` is lost.
+    comet_poll_ms: int = 10_000
+    comet_idle_ms: int = 30_000
+
     # Browser pages allowed besides loopback ones and the emulator's own host, as
     # origins (``https://app.example.test:8443``, or ``null``); see origin.py.
     allowed_origins: tuple[str, ...] = ()

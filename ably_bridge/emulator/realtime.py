@@ -59,6 +59,7 @@ class Hub:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.sessions: dict[str, Session] = {}
+        self.comet: dict[str, Any] = {}  # connectionKey -> CometSession (comet.py)
         self.flusher = Flusher()
         self.meta = MetaEvents(runtime.state)
         self.delivered = 0
@@ -192,6 +193,10 @@ class Session:
                 await self.out.public.drained()
             await self.ws.close()
 
+    def gone(self) -> bool:
+        """Has the transport ended?"""
+        return bool(self.ws.closed)
+
     def _heartbeat(self) -> None:
         """Keepalive every heartbeat interval, on the emulator's clock (RTN23).
 
@@ -199,7 +204,7 @@ class Session:
         ping frame, which clients that can see pings count as activity (RTN23b;
         ably-js in node does, and drops an idle transport without either).
         """
-        if self.ws.closed:
+        if self.gone():
             return
         if not self.heartbeats_stopped:
             if self.heartbeats:
@@ -257,6 +262,9 @@ class Session:
                 self.state.connection_lost(conn)
         if self.close_task is not None and not self.close_task.done():
             self.close_task.cancel()
+        await self._end_transport()
+
+    async def _end_transport(self) -> None:
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
@@ -369,7 +377,7 @@ class Session:
     def _token_expired(self) -> None:
         self.expiry_timer = None
         conn = self.conn
-        if conn is None or conn.creds.token is None or self.ws.closed:
+        if conn is None or conn.creds.token is None or self.gone():
             return
         if conn.creds.token.expires_ms > self.state.now_ms():
             self._arm_expiry()  # renewed meanwhile
@@ -393,23 +401,31 @@ class Session:
                 return
             try:
                 pm = wire.decode(raw, fmt)
-                if not isinstance(pm, dict) or not isinstance(pm.get("action"), int):
-                    raise p.error(40000, "protocol message must be an object with an action")
             except AblyException as exc:
                 log.warning("malformed frame from %r: %s", self, exc.message)
                 self.send_error_and_close(exc)
                 return
-            try:
-                self.dispatch(pm, fmt)
-            except AblyException as exc:
-                self.send_error_and_close(exc)
+            if not self.handle(pm, fmt):
                 return
-            except Exception:
-                log.exception("internal error handling action %s", pm.get("action"))
-                self.send_error_and_close(p.error(50000, "internal error"))
-                return
-            if self.closed_cleanly:
-                return
+
+    def handle(self, pm: Any, fmt: wire.Format) -> bool:
+        """Act on one decoded ProtocolMessage; False when the transport is to end."""
+        if not isinstance(pm, dict) or not isinstance(pm.get("action"), int):
+            log.warning("malformed frame from %r: no action", self)
+            self.send_error_and_close(
+                p.error(40000, "protocol message must be an object with an action")
+            )
+            return False
+        try:
+            self.dispatch(pm, fmt)
+        except AblyException as exc:
+            self.send_error_and_close(exc)
+            return False
+        except Exception:
+            log.exception("internal error handling action %s", pm.get("action"))
+            self.send_error_and_close(p.error(50000, "internal error"))
+            return False
+        return not self.closed_cleanly
 
     # -- dispatch ------------------------------------------------------------
     def dispatch(self, pm: dict[str, Any], fmt: wire.Format) -> None:

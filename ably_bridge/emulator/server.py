@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ably_bridge.clock import Clock, SystemClock, Timer
-from ably_bridge.emulator import admin, apps, rest
+from ably_bridge.emulator import admin, apps, comet, rest
 from ably_bridge.emulator.config import EmulatorConfig
 from ably_bridge.emulator.faults import Faults
 from ably_bridge.emulator.origin import is_loopback
@@ -59,6 +59,7 @@ def build_application(runtime: Runtime) -> web.Application:
     app.router.add_get("/", _root)
     admin.add_routes(app)
     rest.add_routes(app)
+    comet.add_routes(app)
     return app
 
 
