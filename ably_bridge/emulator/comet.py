@@ -43,7 +43,6 @@ from ably_bridge.transports.wsframes import OPCODE_TEXT, FrameReader
 log = logging.getLogger(__name__)
 
 
-
 class _Pipe:
     """Where the session's Outbound writes: frames turned back into JSON texts, queued."""
 
