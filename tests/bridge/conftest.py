@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -130,3 +131,17 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _root_log_level_kept() -> Iterator[None]:
+    """The root logger's level is the same after each test as before it.
+
+    A Celery worker started in-process with ``loglevel="ERROR"`` sets the root
+    logger to ERROR; our loggers inherit it, so a later test that reads the
+    bridge's warnings (the status API's recent errors) would see none.
+    """
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
