@@ -137,6 +137,9 @@ def configure_app(app: Celery, settings: WorkerSettings) -> None:
             # kombu's reliable fetch: a delivered message stays in the unacked index
             # until acked, and is restored after visibility_timeout if its worker died.
             "ack_emulation": True,
+            # The restore runs under a Redis lock; a worker killed while holding it must
+            # not stop every other worker's restores for kombu's default 300 s.
+            "unacked_mutex_expire": max(5, int(settings.visibility_timeout)),
         }
         if settings.redis_key_prefix:
             transport["global_keyprefix"] = settings.redis_key_prefix

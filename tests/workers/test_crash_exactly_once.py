@@ -1,0 +1,146 @@
+"""Exactly once across worker crashes: 5,000 publishes while worker processes are SIGKILLed.
+
+The broker is a redis-server the test owns. 5,000 messages over 20 channels
+are enqueued through a :class:`workers.coalesce.Coalescer` (at most 4 messages
+a task, so about 1,250 ``acks_late`` tasks, fire-and-forget), every id fixed at
+enqueue. While they flow, a seeded schedule SIGKILLs a worker process every
+0.4-1.2 s: with the prefork pool either a pool child (the master re-queues its
+task: ``reject_on_worker_lost``) or the whole worker; with the threads pool the
+whole worker. A killed worker is replaced at once. A task a dead worker held
+stays in the Redis transport's unacked index and is redelivered after the
+visibility timeout (2 s here), so a publish Ably already accepted is sent again
+with the same ids.
+
+Then every channel's history is read in full: each id enqueued is there exactly
+once and nothing else is. That holds while a redelivered publish reaches Ably
+within its idempotency window (2 minutes for Ably; the emulator remembers the
+last 10,000 ids per channel): see docs/workers.md, "Exactly once".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ably_bridge.emulator.server import Emulator
+from tests.workers.conftest import rest_client, unique
+from tests.workers.owned import OwnedRedis, celery_worker, owned_redis, wait_until
+from workers import WorkerSettings, create_app
+from workers.coalesce import Coalescer
+
+__all__ = ["owned_redis"]
+
+TOTAL = 5_000
+CHANNELS = 20
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _history_ids(emulator: Emulator, key: str, channel: str) -> list[str]:
+    with rest_client(emulator, key) as rest:
+        return [str(m.id) for m in rest.channels.get(channel).history(limit=1000)]
+
+
+def _stored(emulator: Emulator, app_id: str, channels: list[str]) -> int:
+    def count() -> int:
+        app = emulator.state.apps[app_id]
+        return sum(len(app.channels[c].history) for c in channels if c in app.channels)
+
+    return emulator.call(count)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_sigkilled_workers_publish_every_id_exactly_once(
+    pool: str,
+    owned_redis: OwnedRedis,
+    emulator: Emulator,
+    ably_app: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    key = ably_app["root_key"]
+    env = {
+        "ABLY_KEY": key,
+        "ABLY_ENDPOINT": "127.0.0.1",
+        "ABLY_PORT": str(emulator.port),
+        "ABLY_TLS": "false",
+        "CELERY_BROKER_URL": owned_redis.url,
+        "CELERY_RESULT_BACKEND": "",
+        "ABLY_WORKER_BROKER_TIMEOUT": "3",
+        "ABLY_WORKER_VISIBILITY_TIMEOUT": "2",
+        "ABLY_WORKER_RESTORE_INTERVAL": "0.5",
+        "ABLY_WORKER_RETRY_BASE_DELAY": "0.05",
+        "ABLY_WORKER_RETRY_MAX_DELAY": "0.5",
+    }
+    rng = random.Random(f"crash-{pool}")
+    channels = [unique(f"crash{i}") for i in range(CHANNELS)]
+    settings = WorkerSettings(broker_url=owned_redis.url, result_backend=None)
+    producer = create_app(unique("producer"), settings, register=False)
+    expected: dict[str, list[str]] = {c: [] for c in channels}
+    kills: Counter[str] = Counter()
+    stack = contextlib.ExitStack()
+    log = tmp_path / "workers.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        name = unique(pool)
+        return stack.enter_context(celery_worker(env, name, pool=pool, concurrency=4, log=log))
+
+    with stack:
+        worker = start()
+        with Coalescer(producer, window=0.002, max_messages=4) as coalescer:
+            for index in range(TOTAL):
+                channel = channels[index % CHANNELS]
+                receipt = coalescer.publish(channel, "n", f"m{index}")
+                expected[channel].extend(receipt.message_ids)
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline and sum(kills.values()) < 6:
+            if _stored(emulator, ably_app["app_id"], channels) >= TOTAL:
+                break
+            time.sleep(rng.uniform(0.4, 1.2))
+            children = _children(worker.pid) if pool == "prefork" else []
+            if children and rng.random() < 0.6:
+                os.kill(rng.choice(children), signal.SIGKILL)  # the master re-queues its task
+                kills["child"] += 1
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+                kills["worker"] += 1
+                worker = start()
+        assert sum(kills.values()) >= 2, f"the publishes finished before the kills: {kills}"
+        wait_until(
+            lambda: _stored(emulator, ably_app["app_id"], channels) >= TOTAL,
+            60,
+            f"all {TOTAL} messages (kills: {dict(kills)}; "
+            f"{_stored(emulator, ably_app['app_id'], channels)} stored)",
+            interval=0.5,
+        )
+    producer.close()
+
+    missing, duplicated, unexpected = 0, 0, 0
+    for channel in channels:
+        seen = Counter(_history_ids(emulator, key, channel))
+        wanted = set(expected[channel])
+        missing += sum(1 for i in wanted if seen[i] == 0)
+        duplicated += sum(n - 1 for i, n in seen.items() if n > 1)
+        unexpected += sum(1 for i in seen if i not in wanted)
+    assert (missing, duplicated, unexpected) == (0, 0, 0), f"kills: {dict(kills)}"
+    assert sum(len(ids) for ids in expected.values()) == TOTAL
