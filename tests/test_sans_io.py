@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ably_bridge"
 SANS_IO_FILES = sorted(
     [
-        *PACKAGE.glob("protocol/*.py"),
+        *PACKAGE.glob("protocol/**/*.py"),
         *PACKAGE.glob("encoding/*.py"),
         *PACKAGE.glob("bridge/core/*.py"),
     ]
@@ -108,6 +108,11 @@ def test_the_glob_finds_the_core_modules() -> None:
         "ably_bridge.protocol.messages",
         "ably_bridge.protocol.frames",
         "ably_bridge.protocol.codec",
+        "ably_bridge.protocol.connection",
+        "ably_bridge.protocol.connection.core",
+        "ably_bridge.protocol.connection.table",
+        "ably_bridge.protocol.channel",
+        "ably_bridge.protocol.pending",
         "ably_bridge.encoding",
         "ably_bridge.encoding.crypto",
         "ably_bridge.encoding.payload",

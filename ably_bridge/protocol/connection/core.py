@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal
 from ably_bridge.errors import AblyException, ErrorCode, is_token_error
 from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.channel import ChannelCore, ReenterHandle, connection_state_error
+from ably_bridge.protocol.connection.table import ConnectionStateMachine, Trigger
 from ably_bridge.protocol.events import (
     ChannelState,
     CheckConnectivity,
@@ -92,7 +93,7 @@ class ConnectionCore:
         ping_frames_observable: bool = False,
     ) -> None:
         self.options = options
-        self.state = _S.INITIALIZED
+        self._machine = ConnectionStateMachine()  # the state; changed only by Trigger moves
         self.error_reason: AblyException | None = None
         self.details: ConnectionDetails | None = None
         self.channels: dict[str, ChannelCore] = {}
@@ -157,6 +158,11 @@ class ConnectionCore:
         }
 
     # -- properties ----------------------------------------------------------------
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state (RTN4); read-only, moved only through :mod:`.table`."""
+        return self._machine.state
+
     @property
     def id(self) -> str | None:
         """Connection id; ``None`` until connected and in CLOSED/CLOSING/FAILED (RTN8)."""
@@ -254,10 +260,10 @@ class ConnectionCore:
         effects: list[Effect] = []
         if state == _S.CONNECTED:  # RTN12a
             effects.append(SendFrame(ProtocolMessage(Action.CLOSE)))
-            self._set_state(effects, _S.CLOSING)
+            self._set_state(effects, Trigger.CLOSE)
             self._close_deadline = now + self._timeout  # RTN12b
         elif state == _S.CONNECTING and self._awaiting == "transport":  # RTN12f
-            self._set_state(effects, _S.CLOSING)
+            self._set_state(effects, Trigger.CLOSE)
             self._close_deadline = now + self._timeout
         elif state in (_S.INITIALIZED, _S.CONNECTING, _S.DISCONNECTED, _S.SUSPENDED):
             self._closed(effects)  # RTN12d
@@ -533,8 +539,7 @@ class ConnectionCore:
         self._token_refused = False
         self._suspended_mode = False
         self._last_activity = now
-        previous = self.state
-        self.state = _S.CONNECTED
+        previous = self._machine.move(Trigger.CONNECTED)
         self.error_reason = pm.error
         self._channels_dirty = True
         for ch in self.channels.values():
@@ -641,7 +646,7 @@ class ConnectionCore:
         self._connectivity_checked = False
         self._token_renewed = False
         self._retry_deadline = None
-        self._set_state(effects, _S.CONNECTING)
+        self._set_state(effects, Trigger.ATTEMPT)
         self._attempt_deadline = now + self._timeout
         if self._token_auth and self._token is None:
             self._awaiting = "token"
@@ -722,7 +727,7 @@ class ConnectionCore:
                 self._token_refused = True
                 self._disconnected(effects, error, now)
                 return
-        self._set_state(effects, _S.CONNECTING, error)
+        self._set_state(effects, Trigger.RENEW, error)
         self._awaiting = "token"
         self._attempt_deadline = now + self._timeout
         effects.append(RequestToken(force=True, reason=error))
@@ -755,7 +760,7 @@ class ConnectionCore:
         if not quick:
             self._disconnected(effects, error, now)
             return
-        self._set_state(effects, _S.DISCONNECTED, error, retry_in=0.0)
+        self._set_state(effects, Trigger.DISCONNECT, error, retry_in=0.0)
         if not self.options.queue_messages:
             effects.extend(self._publish_results(self.queue.fail_all(error)))  # RTN7d
         self._start_sequence(effects, now)
@@ -774,7 +779,7 @@ class ConnectionCore:
         delay = self._backoff.next_delay(self._rng.random())  # RTN14d, RTB1
         self._retry_deadline = now + delay
         reason = error or _error("connection failed", ErrorCode.CONNECTION_DISCONNECTED, 500)
-        self._set_state(effects, _S.DISCONNECTED, reason, retry_in=delay)
+        self._set_state(effects, Trigger.DISCONNECT, reason, retry_in=delay)
         if not self.options.queue_messages:
             effects.extend(self._publish_results(self.queue.fail_all(reason)))  # RTN7d
 
@@ -802,7 +807,7 @@ class ConnectionCore:
             400,
             cause=cause,
         )
-        self._set_state(effects, _S.SUSPENDED, error, retry_in=delay)
+        self._set_state(effects, Trigger.SUSPEND, error, retry_in=delay)
         effects.extend(self._publish_results(self.queue.fail_all(error)))  # RTN7e
         self._each_channel(effects, lambda ch: ch.on_connection_suspended(error))  # RTL3c
         effects.extend(self.pings.fail_all(error))  # RTN13b
@@ -811,7 +816,7 @@ class ConnectionCore:
         """CLOSED (RTN12): pending publishes fail (RTN7e), channels DETACHED (RTL3b)."""
         self._close_transport(effects)
         self._clear_timers()
-        self._set_state(effects, _S.CLOSED)
+        self._set_state(effects, Trigger.CLOSED)
         error = _error("connection closed", ErrorCode.CONNECTION_CLOSED, 400)
         effects.extend(self._publish_results(self.queue.fail_all(error)))
         self._each_channel(effects, lambda ch: ch.on_connection_closed())
@@ -821,7 +826,7 @@ class ConnectionCore:
         """FAILED (RTN14g, RTN15j): pending publishes fail (RTN7e), channels FAILED (RTL3a)."""
         self._close_transport(effects)
         self._clear_timers()
-        self._set_state(effects, _S.FAILED, error)
+        self._set_state(effects, Trigger.FAIL, error)
         effects.extend(self._publish_results(self.queue.fail_all(error)))
         self._each_channel(effects, lambda ch: ch.on_connection_failed(error))
         effects.extend(self.pings.fail_all(error))
@@ -850,15 +855,16 @@ class ConnectionCore:
     def _set_state(
         self,
         effects: list[Effect],
-        state: ConnectionState,
+        trigger: Trigger,
         reason: AblyException | None = None,
         *,
         retry_in: float | None = None,
     ) -> None:
-        previous = self.state
+        """Move by ``trigger`` through the transition table and emit the change."""
+        previous = self._machine.move(trigger)  # raises IllegalTransition off the table
+        state = self.state
         if previous == state:
             return  # RTN4h: never a state event equal to the current state
-        self.state = state
         if reason is not None or state in (_S.CONNECTED, _S.CLOSED):
             self.error_reason = reason  # RTN25
         self._emit(effects, previous, ConnectionEvent(state.value), reason, retry_in)
