@@ -99,7 +99,7 @@ class Harness:
 
     @property
     def tid(self) -> int:
-        return self.core._transport_id
+        return self.core.transport_id
 
     def receive(self, pm: ProtocolMessage) -> list[Effect]:
         return self.run(self.core.frame_received(self.tid, pm, self.now))

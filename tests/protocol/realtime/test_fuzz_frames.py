@@ -275,7 +275,7 @@ class Driver:
                 self.feed(attached)
 
     def feed(self, pm: ProtocolMessage) -> None:
-        self.run(self.core.frame_received(self.core._transport_id, pm, self.now))
+        self.run(self.core.frame_received(self.core.transport_id, pm, self.now))
 
     def step(self, pm: ProtocolMessage, rng: random.Random) -> None:
         core, now = self.core, self.now

@@ -140,7 +140,7 @@ def test_only_move_writes_the_connection_state() -> None:
     }
     found = {name: w for name, w in writes.items() if w}
     assert found == {
-        "core.py": ["ConnectionCore.__init__:_machine"],  # the machine is created once
+        "base.py": ["ConnectionBase.__init__:_machine"],  # the machine is created once
         "table.py": ["ConnectionStateMachine.move:_state"],  # and only move() changes it
     }
 
