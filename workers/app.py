@@ -61,6 +61,10 @@ Worker behaviour (``ABLY_WORKER_*``; durations in seconds):
 ``ABLY_WORKER_RATE_LIMIT_DELAY``
     Least delay after a 429 without ``Retry-After`` (default 1; a sent
     ``Retry-After`` is honoured, capped at 60).
+``ABLY_WORKER_BUDGET_BASE_DELAY`` / ``ABLY_WORKER_BUDGET_MAX_DELAY``
+    The per-process retry budget (:mod:`workers.budget`): after a retryable
+    failure the worker holds all its Ably requests back for a backoff growing
+    from the base (default 1) to the max (default 30), or the ``Retry-After``.
 ``ABLY_WORKER_PUBLISH_DEADLINE``
     Every retry of a publish starts within this many seconds of its first
     attempt (default 60); with the REST request budget it must fit in

@@ -138,6 +138,12 @@ SIGNATURES: dict[str, tuple[dict[str, Check], frozenset[str]]] = {
 }
 
 
+# Every task also takes ``deferrals``: how often the retry budget re-scheduled it
+# without a request (set by the runner, not by callers).
+for _checks, _required in SIGNATURES.values():
+    _checks["deferrals"] = _integer
+
+
 def bind(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments of a call of ``task`` by name, checked; ``None`` values dropped.
 
@@ -145,7 +151,7 @@ def bind(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str,
     argument and 40003 for a value of the wrong type, naming the argument.
     """
     checks, required = SIGNATURES[task]
-    names = list(checks)
+    names = [n for n in checks if n != "deferrals"]  # keyword only
     if len(args) > len(names):
         raise AblyException(
             f"{task} takes at most {len(names)} positional arguments ({len(args)} given)",

@@ -132,11 +132,17 @@ class WorkerSettings:
     dedup_redis_url: str | None = None
     dedup_prefix: str = "ably-bridge"
     dedup_ttl: float = 7 * 24 * 3600.0
+    budget_base_delay: float = 1.0
+    budget_max_delay: float = 30.0
 
     def __post_init__(self) -> None:
         queue_type_conf(self.queue_type)  # (raises on an unknown type)
         if self.queue_type != "classic" and self.redis_broker:
             raise ValueError("ABLY_WORKER_QUEUE_TYPE applies to AMQP (RabbitMQ) brokers only")
+        if not 0 < self.budget_base_delay <= self.budget_max_delay <= 600:
+            raise ValueError(
+                "ABLY_WORKER_BUDGET_BASE_DELAY / _MAX_DELAY must satisfy 0 < base <= max <= 600"
+            )
         budget = self.request_budget()
         if self.publish_deadline <= 0:
             raise ValueError("ABLY_WORKER_PUBLISH_DEADLINE must be positive")
@@ -189,6 +195,8 @@ class WorkerSettings:
             dedup_redis_url=env.get("ABLY_WORKER_DEDUP_REDIS_URL") or None,
             dedup_prefix=env.get("ABLY_WORKER_DEDUP_PREFIX") or "ably-bridge",
             dedup_ttl=_float(env, "ABLY_WORKER_DEDUP_TTL", 7 * 24 * 3600.0),
+            budget_base_delay=_float(env, "ABLY_WORKER_BUDGET_BASE_DELAY", 1.0),
+            budget_max_delay=_float(env, "ABLY_WORKER_BUDGET_MAX_DELAY", 30.0),
         )
 
     # -- derived facts -----------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -37,10 +36,9 @@ from ably_bridge.protocol.tokens import TokenParams
 from ably_bridge.rest import AblyRest, BatchPublishSpec
 from ably_bridge.rest.channels import Channel, history_params
 from ably_bridge.rest.pagination import parse_links
-from workers.arguments import bind
+from workers.budget import RetryBudget
 from workers.client import ClientProvider
-from workers.errors import task_error
-from workers.retry import classify
+from workers.runner import Runner
 from workers.settings import WorkerSettings
 
 __all__ = [
@@ -93,6 +91,7 @@ MAX_PAGE = 1000
 
 T = TypeVar("T")
 Page = dict[str, Any]
+Call = dict[str, Any]
 
 
 # -- JSON forms ------------------------------------------------------------------
@@ -331,69 +330,6 @@ def token_request(
 
 
 # -- Celery binding ------------------------------------------------------------------
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class _Runner:
-    """Runs one operation for a bound task: success, a queued retry, or a failure."""
-
-    def __init__(self, settings: WorkerSettings, provider: ClientProvider) -> None:
-        self.settings = settings
-        self.provider = provider
-
-    def run(
-        self,
-        task: Any,
-        op: Callable[[AblyRest], T],
-        kwargs: dict[str, Any],
-        *,
-        deadline_ms: int | None = None,
-    ) -> T:
-        try:
-            return op(self.provider.get())
-        except Exception as exc:
-            raise self._retry_or_fail(task, exc, kwargs, deadline_ms) from None
-
-    def _retry_or_fail(
-        self, task: Any, exc: Exception, kwargs: dict[str, Any], deadline_ms: int | None
-    ) -> BaseException:
-        decision = classify(exc, self.provider.take_retry_after())
-        retries = int(task.request.retries or 0)
-        policy = self.settings.retry
-        if not decision.retryable:
-            log.warning("%s[%s] failed: %s", task.name, task.request.id, decision.reason)
-            return task_error(exc)
-        if retries >= policy.max_retries:
-            log.warning("%s[%s] gave up after %d retries", task.name, task.request.id, retries)
-            return task_error(exc, retryable=True, note=f"gave up after {retries} retries")
-        countdown = policy.countdown(retries, decision)
-        if deadline_ms is not None and _now_ms() + countdown * 1000 > deadline_ms:
-            log.warning(
-                "%s[%s] not retried: the idempotent-publish window would be exceeded",
-                task.name,
-                task.request.id,
-            )
-            return task_error(exc, retryable=True, note="retry window exhausted")
-        log.info(
-            "%s[%s] retry %d in %.2fs: %s",
-            task.name,
-            task.request.id,
-            retries + 1,
-            countdown,
-            decision.reason,
-        )
-        retry: BaseException = task.retry(
-            args=(),
-            kwargs=kwargs,
-            countdown=countdown,
-            max_retries=policy.max_retries,
-            exc=task_error(exc, retryable=True),
-            throw=False,
-        )
-        return retry
-
-
 class _RedactSecretResults(logging.Filter):
     """Keeps token results out of Celery's "Task succeeded" log line."""
 
@@ -412,15 +348,21 @@ def register_tasks(
     settings: WorkerSettings | None = None,
     *,
     provider: ClientProvider | None = None,
+    budget: RetryBudget | None = None,
 ) -> dict[str, Any]:
     """Register the ``ably.*`` tasks on ``app`` (any Celery app); returns them by name.
 
     ``settings`` default to :meth:`WorkerSettings.from_env`. The tasks ack late,
-    are re-queued if their worker dies, and retry through the broker.
+    are re-queued if their worker dies, and retry through the broker; all
+    tasks of the app share one REST client per process (``provider``) and one
+    retry budget (``budget``, default from ``settings``).
     """
     settings = settings or WorkerSettings.from_env()
     provider = provider or ClientProvider(settings)
-    runner = _Runner(settings, provider)
+    budget = budget or RetryBudget(
+        base_delay=settings.budget_base_delay, max_delay=settings.budget_max_delay
+    )
+    runner = Runner(settings, provider, budget)
     trace_logger = logging.getLogger("celery.app.trace")
     if _REDACTOR not in trace_logger.filters:
         trace_logger.addFilter(_REDACTOR)
@@ -433,77 +375,70 @@ def register_tasks(
         "serializer": "json",
     }
 
-    def checked(task: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        try:
-            return bind(name, args, kwargs)
-        except AblyException as exc:
-            log.warning("%s[%s] refused: %s", name, task.request.id, exc.message)
-            raise task_error(exc) from None
-
     @app.task(name=TASK_PUBLISH, **options)  # type: ignore[untyped-decorator]
     def publish_task(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        call = checked(self, TASK_PUBLISH, args, kwargs)
-        channel, params = call["channel"], call.get("params")
-        first = call.get("first_attempt_ms") or _now_ms()
-        batch = with_ids(call["messages"], str(self.request.id))
-        retry_kwargs = {
-            "channel": channel,
-            "messages": batch,
-            "params": params,
-            "first_attempt_ms": first,
-        }
-        deadline = first + int(settings.publish_deadline * 1000)
-        return runner.run(
+        def fix_ids(call: Call) -> Call:
+            return {**call, "messages": with_ids(call["messages"], str(self.request.id))}
+
+        return runner.execute(
             self,
-            lambda rest: publish(rest, channel, batch, params),
-            retry_kwargs,
-            deadline_ms=deadline,
+            TASK_PUBLISH,
+            args,
+            kwargs,
+            lambda rest, c: publish(rest, c["channel"], c["messages"], c.get("params")),
+            prepare=fix_ids,
+            publish=True,
         )
 
     @app.task(name=TASK_PUBLISH_BATCH, **options)  # type: ignore[untyped-decorator]
     def publish_batch_task(self: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        call = checked(self, TASK_PUBLISH_BATCH, args, kwargs)
-        first = call.get("first_attempt_ms") or _now_ms()
-        task_id = str(self.request.id)
-        fixed = [
-            {**spec, "messages": with_ids(spec.get("messages") or [], f"{task_id}/{i}")}
-            for i, spec in enumerate(call["specs"])
-        ]
-        retry_kwargs = {"specs": fixed, "first_attempt_ms": first}
-        deadline = first + int(settings.publish_deadline * 1000)
-        return runner.run(
-            self, lambda rest: publish_batch(rest, fixed), retry_kwargs, deadline_ms=deadline
+        def fix_ids(call: Call) -> Call:
+            task_id = str(self.request.id)
+            specs = [
+                {**spec, "messages": with_ids(spec.get("messages") or [], f"{task_id}/{i}")}
+                for i, spec in enumerate(call["specs"])
+            ]
+            return {**call, "specs": specs}
+
+        return runner.execute(
+            self,
+            TASK_PUBLISH_BATCH,
+            args,
+            kwargs,
+            lambda rest, c: publish_batch(rest, c["specs"]),
+            prepare=fix_ids,
+            publish=True,
         )
 
     @app.task(name=TASK_HISTORY, **options)  # type: ignore[untyped-decorator]
     def history_task(self: Any, *args: Any, **kwargs: Any) -> Page:
-        call = checked(self, TASK_HISTORY, args, kwargs)
-        return runner.run(self, lambda rest: history(rest, **call), call)
+        return runner.execute(self, TASK_HISTORY, args, kwargs, lambda r, c: history(r, **c))
 
     @app.task(name=TASK_PRESENCE_GET, **options)  # type: ignore[untyped-decorator]
     def presence_get_task(self: Any, *args: Any, **kwargs: Any) -> Page:
-        call = checked(self, TASK_PRESENCE_GET, args, kwargs)
-        return runner.run(self, lambda rest: presence_get(rest, **call), call)
+        return runner.execute(
+            self, TASK_PRESENCE_GET, args, kwargs, lambda r, c: presence_get(r, **c)
+        )
 
     @app.task(name=TASK_STATS, **options)  # type: ignore[untyped-decorator]
     def stats_task(self: Any, *args: Any, **kwargs: Any) -> Page:
-        call = checked(self, TASK_STATS, args, kwargs)
-        return runner.run(self, lambda rest: stats(rest, **call), call)
+        return runner.execute(self, TASK_STATS, args, kwargs, lambda r, c: stats(r, **c))
 
     @app.task(name=TASK_TIME, **options)  # type: ignore[untyped-decorator]
     def time_task(self: Any, *args: Any, **kwargs: Any) -> int:
-        checked(self, TASK_TIME, args, kwargs)
-        return runner.run(self, lambda rest: rest.time(), {})
+        return runner.execute(self, TASK_TIME, args, kwargs, lambda r, c: r.time())
 
     @app.task(name=TASK_CHANNEL_STATUS, **options)  # type: ignore[untyped-decorator]
     def channel_status_task(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        call = checked(self, TASK_CHANNEL_STATUS, args, kwargs)
-        return runner.run(self, lambda rest: channel_status(rest, call["channel"]), call)
+        return runner.execute(
+            self, TASK_CHANNEL_STATUS, args, kwargs, lambda r, c: channel_status(r, c["channel"])
+        )
 
     @app.task(name=TASK_TOKEN_REQUEST, **options)  # type: ignore[untyped-decorator]
     def token_request_task(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        call = checked(self, TASK_TOKEN_REQUEST, args, kwargs)
-        return runner.run(self, lambda rest: token_request(rest, **call), call)
+        return runner.execute(
+            self, TASK_TOKEN_REQUEST, args, kwargs, lambda r, c: token_request(r, **c)
+        )
 
     return {
         TASK_PUBLISH: publish_task,

@@ -100,6 +100,8 @@ def make_settings(emulator: Emulator, ably_app: dict[str, Any]) -> Callable[...,
             dedup_redis_url=REDIS_DB14,
             dedup_prefix=tag,
             result_expires=600,
+            budget_base_delay=0.02,
+            budget_max_delay=0.2,
         )
         return base.replace(**changes)
 
