@@ -76,9 +76,7 @@ def test_an_outage_gets_a_bounded_request_rate_and_a_full_recovery(
                 f"every message of {channel} after the outage",
                 interval=0.25,
             )
-    burst = max(
-        (b - a for t0, a in samples for t1, b in samples if 0 <= t1 - t0 <= 1.0), default=0
-    )
+    burst = max((b - a for t0, a in samples for t1, b in samples if 0 <= t1 - t0 <= 1.0), default=0)
     assert refused <= CONCURRENCY + 20, f"{refused} requests during the outage"
     assert burst <= CONCURRENCY + 6, f"{burst} requests in one second"
     assert refused >= 2  # the outage was seen (and probed again)
