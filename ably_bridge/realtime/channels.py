@@ -14,12 +14,12 @@ import base64
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ably_bridge.channel_registry import ChannelRegistry
 from ably_bridge.encoding.payload import DeltaContext
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.realtime.channel import ChannelOptions, RealtimeChannel
 from ably_bridge.realtime.delivery import ChannelEvents
+from ably_bridge.rest.channel_registry import ChannelRegistry
 
 if TYPE_CHECKING:
     from ably_bridge.protocol.channel import ChannelCore

@@ -23,12 +23,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ably_bridge.channel_registry import ChannelRegistry
 from ably_bridge.encoding.crypto import ChannelCipher, CipherParams, get_cipher
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.models import Message, PresenceMessage
 from ably_bridge.protocol.publish_rules import check_client_ids, check_total_size
 from ably_bridge.protocol.stats import ChannelDetails
+from ably_bridge.rest.channel_registry import ChannelRegistry
 from ably_bridge.rest.pagination import PaginatedResult
 
 if TYPE_CHECKING:

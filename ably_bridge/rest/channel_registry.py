@@ -1,5 +1,8 @@
 """The collection behind ``client.channels``, shared by the REST and realtime clients.
 
+It lives with the REST client, the lower of its two users: the realtime client
+builds on ``ably_bridge.rest`` already (its channels extend the REST ones).
+
 :class:`ChannelRegistry` holds channels by name under a lock and answers the
 read side of the channels API (RSN2, RTS2): ``exists`` / ``in``, ``iterate`` /
 iteration, ``len`` and ``channels[name]``. Subclasses decide how ``get``
