@@ -57,7 +57,7 @@ def main() -> int:
         "dup_exec_per_10k": round(
             sum(r.duplicate_executions for r in reports)
             * 10000
-            / max(1, sum(r.executions for r in reports)),
+            / max(1, sum(r.published for r in reports)),
             1,
         ),
     }

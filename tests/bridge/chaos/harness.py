@@ -604,6 +604,7 @@ class Report:
     executions: int
     duplicate_executions: int
     dup_exec_per_10k: float
+    celery_left_queued: int  # tasks still in the broker (queued or unacked) at the end
     seconds: float
     lost_examples: list[str] = field(default_factory=list)
 
@@ -637,6 +638,16 @@ def read_sinks(world: World) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     rows = [json.loads(raw) for raw in results.lrange(EXECUTIONS, 0, -1)]
     results.close()
     return entries, rows
+
+
+def _left_queued(world: World) -> int:
+    try:
+        client = redis.Redis.from_url(world.broker.url, socket_timeout=10)
+        left = int(client.llen(QUEUE)) + int(client.hlen("unacked"))
+        client.close()
+    except redis.RedisError:
+        return -1
+    return left
 
 
 def check(plan: Plan, published: Published, world: World, seconds: float) -> Report:
@@ -701,13 +712,15 @@ def check(plan: Plan, published: Published, world: World, seconds: float) -> Rep
         presence_lost_celery=len(markers - celery_presence),
         executions=len(rows),
         duplicate_executions=dup_exec,
-        dup_exec_per_10k=round(dup_exec * 10000 / max(1, len(rows)), 1),
+        dup_exec_per_10k=round(dup_exec * 10000 / max(1, total), 1),
+        celery_left_queued=_left_queued(world),
         seconds=round(seconds, 1),
         lost_examples=examples[:10],
     )
 
 
-def _delivered_all(world: World, published: Published) -> bool:
+def _delivered_all(world: World, published: Published) -> tuple[bool, int]:
+    """(everything arrived in both sinks, how many entries and executions there are)."""
     entries, rows = read_sinks(world)
     want = {m for ids in published.messages.values() for m in ids}
     markers = {m for events in published.presence.values() for m, _, _ in events}
@@ -723,7 +736,8 @@ def _delivered_all(world: World, published: Published) -> bool:
         for r in rows
         if r["source"] == SOURCE_PRESENCE and isinstance(r.get("data"), dict)
     }
-    return want <= got_stream and want <= got_celery and markers <= got_p and markers <= got_pc
+    done = want <= got_stream and want <= got_celery and markers <= got_p and markers <= got_pc
+    return done, len(entries) + len(rows)
 
 
 @contextlib.contextmanager
@@ -780,11 +794,16 @@ def run(plan: Plan, *, settle: float = 45.0, keep: bool = False) -> Report:
             if not world.bridge.alive():
                 world.bridge.start()
             world.note("all faults over; waiting for the sinks to settle")
+            # Wait until everything arrived, or nothing moved for 20 s (at most ``settle``).
             deadline = time.monotonic() + settle
-            while time.monotonic() < deadline:
+            moved, last = time.monotonic(), -1
+            while time.monotonic() < deadline and time.monotonic() - moved < 20:
                 with contextlib.suppress(Exception):
-                    if _delivered_all(world, published):
+                    done, count = _delivered_all(world, published)
+                    if done:
                         break
+                    if count != last:
+                        moved, last = time.monotonic(), count
                 time.sleep(1.0)
             time.sleep(3.0)  # late duplicates, if any, arrive now
             report = check(plan, published, world, time.monotonic() - started_run)

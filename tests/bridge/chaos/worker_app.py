@@ -32,6 +32,8 @@ app.conf.update(
     worker_enable_remote_control=False,
     worker_send_task_events=False,
     broker_transport_options={"visibility_timeout": 3600},
+    # survives losing the broker while holding a message (Celery 5.7.0; workers.broker_loss)
+    worker_consumer="workers.broker_loss:Consumer",
 )
 _results = redis.Redis.from_url(os.environ["CHAOS_RESULTS_URL"])
 
