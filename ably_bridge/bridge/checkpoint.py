@@ -4,7 +4,9 @@ This module owns the checkpoint store in Redis: one hash per route
 (``<prefix>:checkpoint:<route>``) whose fields are channel names and whose
 values are the JSON position ``{"id", "serial", "timestamp"}``, and one per
 route for its presence events (``<prefix>:presence-checkpoint:<route>``, the
-route's presence track: they are read back from presence history). The daemon
+route's presence track: they are read back from presence history). It also
+keeps the start watermark (``<prefix>:start-watermark``, one field per scope:
+``all``, or a shard): see :mod:`.core.start_points`. The daemon
 advances a checkpoint only after every target of an event confirmed it, and
 reads it on (re)attach to replay history back to it.
 
@@ -73,6 +75,17 @@ return 1
 """
 
 
+# KEYS[1] = the start-watermark hash; ARGV = scope, ms. Only raises it.
+_RAISE_WATERMARK_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > cur then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 # The fenced variant: KEYS[2] = the shard's token key, ARGV[6] = the token held;
 # returns -1 (nothing written) when the token is stale.
 _FENCED_ADVANCE_LUA = (
@@ -98,6 +111,7 @@ class CheckpointStore:
         self._prefix = prefix
         self._advance = client.register_script(_ADVANCE_LUA)
         self._fenced_advance = client.register_script(_FENCED_ADVANCE_LUA)
+        self._raise_watermark = client.register_script(_RAISE_WATERMARK_LUA)
         self.fencing = fencing
         self.fenced = 0  # advances refused by a stale fencing token
 
@@ -108,6 +122,20 @@ class CheckpointStore:
         if presence:
             return f"{self._prefix}:presence-checkpoint:{route}"
         return f"{self._prefix}:checkpoint:{route}"
+
+    def watermark_key(self) -> str:
+        return f"{self._prefix}:start-watermark"
+
+    def load_watermark(self, scope: str) -> int | None:
+        """The start watermark of ``scope`` (ms): every start point decided up to it was
+        persisted (:mod:`.core.start_points`); None if never written."""
+        raw = self._client.hget(self.watermark_key(), scope)
+        return None if raw is None else int(raw)
+
+    def raise_watermark(self, scope: str, ms: int) -> bool:
+        """Move the start watermark of ``scope`` up to ``ms`` (never down)."""
+        reply = self._raise_watermark(keys=[self.watermark_key()], args=[scope, int(ms)])
+        return bool(reply)
 
     def load(self, route_id: str, channel: str) -> Position | None:
         """The checkpoint of ``channel`` on ``route_id``, or None if never delivered."""

@@ -85,6 +85,7 @@ from ably_bridge.bridge.tracks import (
     InlineExecutor,
     Live,
 )
+from ably_bridge.bridge.watermark import UNKNOWN, StartWatermark
 from ably_bridge.clock import Clock, SystemClock
 from ably_bridge.protocol.models import Message, PresenceMessage
 
@@ -147,6 +148,12 @@ class Daemon:
         self._lookback: dict[str, float] = {}  # discovered channel -> seconds to backfill
         self.starts = StartPoints(self.options.seed_skew_ms)
         self._no_presence_history: set[str] = set()  # channels logged once for it
+        self.watermark = StartWatermark(
+            checkpoints, self.starts, run_started_ms=self.clock.time_ms(),
+            skew_ms=self.options.seed_skew_ms, grace_s=self.options.start_floor_grace,
+            max_age_s=self.options.start_floor_max_age,
+            interval_s=self.options.watermark_interval,
+        )  # fmt: skip
         self._attachments = 0  # numbers each attach request (start points tell them apart)
         self._schedule = DiscoverySchedule(
             discovery_prefixes(self.router.routes), self.clock.monotonic()
@@ -603,10 +610,18 @@ class Daemon:
         epoch, seq, name = track.epoch, track.backfill_seq, track.name
         self.starts.see(name, self.clock.time_ms(), track.lookback)
         plan = self.starts.plan(name, track.attachment, retry)
+        scope = self._scope(name)
+        floor = (scope, self.watermark.submit(scope))
         future = self.executor.submit(
-            self._backfill_job, name, routes, presence, attach_serial, plan
+            self._backfill_job, name, routes, presence, attach_serial, plan, floor
         )
-        future.add_done_callback(lambda f: self.inbox.put(BackfillDone(name, epoch, seq, f)))
+        future.add_done_callback(lambda f: self.inbox.put(BackfillDone(name, epoch, seq, f, floor)))
+
+    def _scope(self, channel: str) -> str:
+        """The start watermark's scope of ``channel``: its shard, or ``all``."""
+        if self.shards is None:
+            return "all"
+        return str(shard_of(channel, self.shards.shards))
 
     def _backfill_job(
         self,
@@ -615,10 +630,16 @@ class Daemon:
         presence_tracks: list[str],
         attach_serial: str | None,
         plan: StartPlan,
+        floor: tuple[str, Any] = ("all", None),
     ) -> Gap:
         """Runs on an executor thread (:func:`~.backfill.gap_messages` and
         :func:`~.backfill.gap_presence`), from the channel's fixed start point
-        where a route has no checkpoint yet."""
+        (floored by the start watermark) where a route has no checkpoint yet."""
+        scope, known = floor
+        value = self.watermark.job_floor(scope, known)
+        loaded = value if known is UNKNOWN else UNKNOWN
+        plan = self.watermark.job_seed(channel, plan, value, self.clock.time_ms())
+        seed_ms = plan.seed.timestamp
         messages: list[Message] = []
         if routes:
             messages = gap_messages(
@@ -626,17 +647,21 @@ class Daemon:
                 plan.read_seed,
             )  # fmt: skip
         if not presence_tracks:
-            return Gap(messages)
+            return Gap(messages, seed_ms=seed_ms, loaded_floor=loaded)
         try:
             events = gap_presence(
                 self.checkpoints, self.history, channel, presence_tracks, plan.seed,
                 plan.read_seed,
             )  # fmt: skip
         except PresenceHistoryUnavailable:
-            return Gap(messages, presence_unavailable=True)
-        return Gap(messages, events)
+            return Gap(messages, [], True, seed_ms, loaded)
+        return Gap(messages, events, False, seed_ms, loaded)
 
     def _on_backfill(self, done: BackfillDone) -> None:
+        if done.floor is not None:  # (every result, stale or not, settles its watermark load)
+            failed = done.future.exception() is not None
+            loaded = UNKNOWN if failed else done.future.result().loaded_floor
+            self.watermark.done(done.floor[0], done.floor[1], loaded)
         track = self.tracks.get(done.channel)
         if track is None or track.epoch != done.epoch or track.backfill_seq != done.seq:
             return
@@ -657,6 +682,8 @@ class Daemon:
             )
             return
         track.backfill_failures = 0
+        if gap.seed_ms is not None:
+            self.starts.lower(track.name, gap.seed_ms)
         self.starts.saved(track.name)
         messages = gap.messages
         if messages or gap.presence:
@@ -750,10 +777,20 @@ class Daemon:
                 continue
             track.retry_at = None
             self._feed(track, lc.RetryDue())
+        if not self.stopped:
+            self.watermark.tick(
+                now, self.clock.time_ms(), self._scopes(),
+                lambda ch, scope: self._scope(ch) == scope, self.executor, self.call_soon,
+            )  # fmt: skip
         if self.directory is not None and not self.stopped:
             for prefix in self._schedule.due(now):
                 future = self.executor.submit(self.directory.list_channels, prefix)
                 future.add_done_callback(self._discovery_done(prefix))
+
+    def _scopes(self) -> list[str]:
+        if self.shards is None:
+            return ["all"]
+        return [str(s) for s in self._shard_tokens]
 
     def _discovery_done(self, prefix: str) -> Callable[[Future[list[str]]], None]:
         def done(future: Future[list[str]]) -> None:

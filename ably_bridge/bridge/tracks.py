@@ -56,6 +56,12 @@ class DaemonOptions:
     seed_skew_ms: int = 5000  # a first-attach seed checkpoint is this far in the past
     drain_timeout: float = 30.0
     maintain_interval: float = 5.0  # connection pool: rate measurement and moves
+    # The start watermark (core/start_points.py): raised this often; a start point
+    # decided within start_floor_grace of the start is floored with the previous
+    # run's, at most start_floor_max_age back.
+    watermark_interval: float = 1.0
+    start_floor_grace: float = 120.0
+    start_floor_max_age: float = 900.0
     # Checkpoints are saved at most this often (seconds) while events keep being
     # confirmed, instead of after every sink call; the first save after a quiet
     # spell is immediate, shutdown flushes. 0: save after every pump.
@@ -143,6 +149,8 @@ class Gap:
     messages: list[Message]
     presence: list[PresenceMessage] = field(default_factory=list)
     presence_unavailable: bool = False  # the channel's presence history could not be read
+    seed_ms: int | None = None  # the start point used (floored by the start watermark)
+    loaded_floor: Any = None  # what the job loaded of the start watermark (watermark.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +161,7 @@ class BackfillDone:
     epoch: int
     seq: int
     future: Future[Gap]
+    floor: tuple[str, Any] | None = None  # (scope, what the watermark said at submit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ class MemoryCheckpoints:
 
     def __init__(self) -> None:
         self.data: dict[tuple[str, str], Position] = {}
+        self.watermarks: dict[str, int] = {}
         self.fail = False
 
     def load(self, route_id: str, channel: str) -> Position | None:
@@ -66,6 +67,19 @@ class MemoryCheckpoints:
             ):
                 return False
         self.data[(route_id, channel)] = position
+        return True
+
+    def load_watermark(self, scope: str) -> int | None:
+        if self.fail:
+            raise ConnectionError("redis down")
+        return self.watermarks.get(scope)
+
+    def raise_watermark(self, scope: str, ms: int) -> bool:
+        if self.fail:
+            raise ConnectionError("redis down")
+        if ms <= self.watermarks.get(scope, -1):
+            return False
+        self.watermarks[scope] = ms
         return True
 
     def advance_many(self, route_id: str, positions: Mapping[str, Position]) -> dict[str, bool]:

@@ -50,6 +50,23 @@ def test_checkpoint_prefers_serial_order(rclient: redis.Redis, prefix: str) -> N
     assert store.load("r", "ch") == Position(4000, "y", "01700000000005-001@a:000")
 
 
+def test_presence_checkpoints_and_the_start_watermark_have_their_own_keys(
+    rclient: redis.Redis, prefix: str
+) -> None:
+    from ably_bridge.bridge.core.position import presence_track
+
+    store = CheckpointStore(rclient, prefix=prefix)
+    assert store.advance(presence_track("r"), "ch", Position(5, "c:1:0"))
+    assert store.load("r", "ch") is None  # the message checkpoint is apart
+    assert rclient.hget(f"{prefix}:presence-checkpoint:r", "ch") is not None
+    assert store.load_watermark("all") is None
+    assert store.raise_watermark("all", 100) and store.load_watermark("all") == 100
+    assert not store.raise_watermark("all", 50)  # never down
+    assert store.load_watermark("all") == 100
+    assert store.raise_watermark("all", 101) and store.load_watermark("all") == 101
+    assert rclient.hget(f"{prefix}:start-watermark", "all") == b"101"
+
+
 def test_checkpoint_load_all_and_batched_advance(rclient: redis.Redis, prefix: str) -> None:
     store = CheckpointStore(rclient, prefix=prefix)
     store.advance("r", "old", Position(50))

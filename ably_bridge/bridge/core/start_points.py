@@ -18,15 +18,26 @@ once recomputed as "now - interval - margin" on each retry, which skipped the
 messages published while Redis was down: issue 16). The driver persists it as
 the seed checkpoint of each route without one (before anything about the
 channel is checkpointed) and reports that with :meth:`StartPoints.saved`.
+
+**The start watermark** covers a crash before that: per scope (the whole
+bridge, or one shard) the driver keeps raising a persisted watermark ``W`` to
+:meth:`StartPoints.settled_until` - a time before which every start point
+decided was persisted. A run that dies with unsaved start points (Redis down)
+leaves ``W`` before all of them, so the next run, which finds such a channel
+without a checkpoint, starts it no later than ``W`` minus its look-back and
+the margin (:func:`floored`): before the start point it lost. The floor is
+bounded (``max_age_ms``) so that a new route after a long downtime does not
+replay days of history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ably_bridge.bridge.core.position import Position
 
-__all__ = ["StartPlan", "StartPoint", "StartPoints"]
+__all__ = ["StartPlan", "StartPoint", "StartPoints", "floored"]
 
 
 @dataclass(slots=True)
@@ -37,6 +48,8 @@ class StartPoint:
     discovered: bool
     first_attachment: int | None = None  # the attachment whose live events were all held
     saved: bool = False  # persisted as the seed checkpoint of every route that needed one
+    decided_at: int = 0  # ms: when it was decided (the watermark waits for it until saved)
+    lookback_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,7 @@ class StartPoints:
     def __init__(self, skew_ms: int) -> None:
         self._skew = skew_ms
         self._points: dict[str, StartPoint] = {}
+        self._unsaved: set[str] = set()
 
     def __contains__(self, channel: str) -> bool:
         return channel in self._points
@@ -66,8 +80,11 @@ class StartPoints:
         ``lookback_s`` > 0 marks a discovered channel (read that far back)."""
         point = self._points.get(channel)
         if point is None:
-            position = Position(timestamp=now_ms - self._skew - int(lookback_s * 1000))
-            point = self._points[channel] = StartPoint(position, discovered=lookback_s > 0)
+            lookback_ms = int(lookback_s * 1000)
+            position = Position(timestamp=now_ms - self._skew - lookback_ms)
+            point = StartPoint(position, lookback_s > 0, decided_at=now_ms, lookback_ms=lookback_ms)
+            self._points[channel] = point
+            self._unsaved.add(channel)
         return point
 
     def plan(self, channel: str, attachment: int, retry: bool) -> StartPlan:
@@ -90,6 +107,38 @@ class StartPoints:
         point = self._points.get(channel)
         if point is not None:
             point.saved = True
+        self._unsaved.discard(channel)
 
-    def forget(self, channel: str) -> None:
-        self._points.pop(channel, None)
+    def lower(self, channel: str, timestamp: int) -> None:
+        """Move an unsaved start point earlier (the watermark floor of :func:`floored`)."""
+        point = self._points.get(channel)
+        if point is not None and not point.saved and timestamp < point.position.timestamp:
+            point.position = Position(timestamp=timestamp)
+            point.discovered = True  # its history is read from there
+
+    def settled_until(self, now_ms: int, in_scope: Callable[[str], bool] | None = None) -> int:
+        """A time (ms) before which every start point decided (in scope) is persisted:
+        the watermark may be raised to it."""
+        pending = [
+            self._points[ch].decided_at for ch in self._unsaved if in_scope is None or in_scope(ch)
+        ]
+        return min(pending) - 1 if pending else now_ms
+
+    def unsaved_before(self, ms: int, in_scope: Callable[[str], bool] | None = None) -> bool:
+        """Whether a start point decided at or before ``ms`` (in scope) is unsaved."""
+        return any(
+            self._points[ch].decided_at <= ms
+            for ch in self._unsaved
+            if in_scope is None or in_scope(ch)
+        )
+
+
+def floored(
+    seed_ms: int, watermark: int | None, lookback_ms: int, skew_ms: int, now_ms: int,
+    max_age_ms: int,
+) -> int:  # fmt: skip
+    """A channel's seed no later than the start point a crashed run may have lost:
+    ``watermark - lookback - skew``, but not before ``now - max_age``."""
+    if watermark is None:
+        return seed_ms
+    return max(min(seed_ms, watermark - lookback_ms - skew_ms), min(seed_ms, now_ms - max_age_ms))

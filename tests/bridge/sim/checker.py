@@ -8,10 +8,10 @@
   target of its route exactly once after the sink's de-duplication, in the
   channel's order (messages and presence events each in their own order).
 
-Required events are those after the channel's start point as first decided
-by the run that persisted it (the run that wrote its first seed checkpoint; a
-run that crashed before that left nothing behind): a configured channel's from
-its first attach on, a discovered one's from its look-back on (see
+Required events are those after the channel's start point as the bridge first
+decided it, in any run (a run that crashed before persisting it is covered by
+the start watermark): a configured channel's from its first attach on, a
+discovered one's from its look-back on (see
 :mod:`ably_bridge.bridge.core.start_points`). Events published before that
 predate the bridge seeing the channel and are not required.
 """
@@ -55,7 +55,7 @@ class Checker:
         kind = "presence" if presence else "messages"
         if (track, channel) not in self.required_after:
             # The first checkpoint of a track is its seed; events from the start point
-            # the persisting run decided first for the channel on are required.
+            # the bridge first decided for the channel on are required.
             point = self.start_of(channel)
             start = point.position.timestamp if point is not None else position.timestamp
             skew = 0 if point is not None and point.discovered else self.skew_ms

@@ -109,6 +109,7 @@ class Sim:
         self.checker.confirmed = self._confirmed
         self.checkpoints = SimCheckpoints(self.checker.on_advance)
         self.discovered: list[str] = []
+        self.first_seen: dict[str, StartPoint] = {}
         self.stats = {"crashes": 0, "published": 0, "presence": 0, "faults": 0}
         self.daemon = self._start()
 
@@ -144,9 +145,9 @@ class Sim:
             clock=self.clock,
             options=DaemonOptions(seed_skew_ms=SKEW_MS, reattach_delay=1.0, attach_watchdog=10.0),
         )
-        # What this run decided first for each channel: the checker holds the bridge
-        # to it (a start point recomputed later would pass unnoticed otherwise).
-        self.first_seen: dict[str, StartPoint] = {}
+        # What the bridge decided first for each channel, in any run: the checker
+        # holds it to that (a start point recomputed later, or lost in a crash
+        # while the store was down, would pass unnoticed otherwise).
         see = daemon.starts.see
 
         def first_see(channel: str, now_ms: int, lookback_s: float = 0.0) -> StartPoint:
@@ -217,6 +218,13 @@ class Sim:
         self.stats["faults"] += 1
 
     def crash(self) -> None:
+        if not self.checkpoints.watermarks:
+            # Nothing about the bridge's start points was ever persisted: the next
+            # run is a first run again (what this one saw first is not held to).
+            self.first_seen = {
+                ch: p for ch, p in self.first_seen.items()
+                if any(c == ch for (_, c) in self.checkpoints.data)
+            }  # fmt: skip
         self.ably.crash()
         self.stats["crashes"] += 1
         self.daemon = self._start()
@@ -268,8 +276,7 @@ class Sim:
         d = self.daemon
         wanted = set(STATIC) | set(self.discovered)
         return (
-            not self.executor.jobs
-            and set(d.tracks) >= wanted
+            set(d.tracks) >= wanted
             and all(t.phase == "live" and not t.pending for t in d.tracks.values())
             and d.dispatcher.pending() == 0
             and not d.dispatcher.unsettled_channels()

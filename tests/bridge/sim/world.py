@@ -175,6 +175,7 @@ class SimCheckpoints:
 
     def __init__(self, on_advance: Callable[[str, str, Position], None]) -> None:
         self.data: dict[tuple[str, str], Position] = {}
+        self.watermarks: dict[str, int] = {}
         self.down = False
         self.on_advance = on_advance
 
@@ -197,6 +198,19 @@ class SimCheckpoints:
                 return False
         self.on_advance(route_id, channel, position)
         self.data[(route_id, channel)] = position
+        return True
+
+    def load_watermark(self, scope: str) -> int | None:
+        if self.down:
+            raise ConnectionError("checkpoint store down")
+        return self.watermarks.get(scope)
+
+    def raise_watermark(self, scope: str, ms: int) -> bool:
+        if self.down:
+            raise ConnectionError("checkpoint store down")
+        if ms <= self.watermarks.get(scope, -1):
+            return False
+        self.watermarks[scope] = ms
         return True
 
     def advance_many(
