@@ -136,6 +136,9 @@ class SessionLoop:
         self._real_clock = isinstance(self.clock, SystemClock)
         self._wake_timer: Timer | None = None
         self._wake_deadline: float | None = None
+        # Written by the loop thread only; read them to see how often it woke.
+        self.steps = 0  # rounds of the loop thread (a command, a wake-up or a timer)
+        self.wakeups = 0  # rounds begun by a wake-up alone (a reader's frame moved a deadline)
         self._handlers: dict[type, Callable[[Any], None]] = {
             SendFrame: self._send,
             DeliverMessages: self.delivery.messages,
@@ -288,6 +291,9 @@ class SessionLoop:
         Runs holding the session; False once the stop marker is reached.
         """
         inbox = self._inbox
+        self.steps += 1
+        if item is _WAKE:
+            self.wakeups += 1
         for _ in range(_BATCH):
             if item is None:
                 break

@@ -16,10 +16,19 @@ import pytest
 
 from ably_bridge.emulator import Emulator, EmulatorConfig
 from ably_bridge.realtime import AblyRealtime
+from ably_bridge.realtime.dispatcher import CallbackDispatcher
 
 FORMATS = ["json", "msgpack"]
 
 MakeClient = Callable[..., AblyRealtime]
+
+
+@pytest.fixture
+def dispatcher() -> Iterator[CallbackDispatcher]:
+    """A private callback pool of four threads, closed (its queued work cancelled) after."""
+    d = CallbackDispatcher(max_workers=4)
+    yield d
+    d.close(wait=True, cancel=True)
 
 
 @pytest.fixture(scope="session")

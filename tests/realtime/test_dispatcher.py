@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -16,13 +16,6 @@ from ably_bridge.realtime.emitter import EventEmitter, OrderedQueue
 from .conftest import Collector, MakeClient, eventually
 
 WAIT = 5.0  # seconds any wait below may take before the test fails
-
-
-@pytest.fixture
-def dispatcher() -> Iterator[CallbackDispatcher]:
-    d = CallbackDispatcher(max_workers=4)
-    yield d
-    d.close(wait=True, cancel=True)
 
 
 def _join_all(threads: list[threading.Thread]) -> None:

@@ -18,7 +18,7 @@ from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.realtime import AblyRealtime
-from ably_bridge.realtime.loop import _WAKE, SessionLoop
+from ably_bridge.realtime.loop import SessionLoop
 
 from .conftest import Collector, MakeClient, eventually
 
@@ -29,24 +29,17 @@ def _session(client: AblyRealtime) -> SessionLoop:
     return loop
 
 
-def _record_steps(loop: SessionLoop) -> tuple[list[tuple[Any, str]], list[int]]:
-    """Wrap the core's frame entry and the loop's step: (action, thread name) pairs, step count."""
-    frames: list[tuple[Any, str]] = []
-    steps = [0]
+def _record_frames(loop: SessionLoop) -> list[tuple[Any, str, int]]:
+    """Wrap the core's frame entry: (action, thread name, the loop's wake-ups so far)."""
+    frames: list[tuple[Any, str, int]] = []
     frame_received = loop.core.frame_received
-    step = loop._step
 
     def recording_frame(tid: int, pm: Any, now: float) -> Any:
-        frames.append((pm.action, threading.current_thread().name))
+        frames.append((pm.action, threading.current_thread().name, loop.wakeups))
         return frame_received(tid, pm, now)
 
-    def counting_step(item: Any, deadline: float | None) -> bool:
-        steps[0] += 1
-        return step(item, deadline)
-
     loop.core.frame_received = recording_frame  # type: ignore[method-assign]
-    loop._step = counting_step  # type: ignore[method-assign]
-    return frames, steps
+    return frames
 
 
 @pytest.mark.parametrize(("shared_reader", "reader"), [(True, "ably-reactor"), (False, "ably-ws-")])
@@ -59,7 +52,9 @@ def test_inbound_messages_are_stepped_on_the_reader_thread(
     received = Collector()
     channel.subscribe(received)
     channel.attach()
-    frames, steps = _record_steps(_session(subscriber))
+    loop = _session(subscriber)
+    frames = _record_frames(loop)
+    steps_before = loop.steps
 
     out = publisher.channels.get("driving")
     for i in range(40):
@@ -67,11 +62,11 @@ def test_inbound_messages_are_stepped_on_the_reader_thread(
     messages = received.wait_for(40)
     assert [m.data for m in messages] == [str(i) for i in range(40)]
 
-    inbound = [name for action, name in frames if action == Action.MESSAGE]
+    inbound = [name for action, name, _wakeups in frames if action == Action.MESSAGE]
     assert len(inbound) == 40
     assert all(name.startswith(reader) for name in inbound), set(inbound)
     # The loop thread woke for heartbeats at most, never once per message.
-    assert steps[0] < 20, steps[0]
+    assert loop.steps - steps_before < 20, loop.steps - steps_before
 
 
 def test_a_control_frame_wakes_the_loop_for_its_timers(
@@ -87,23 +82,10 @@ def test_a_control_frame_wakes_the_loop_for_its_timers(
     channel.on(states)
     emulator.faults.stop_heartbeats(app_id=app_id)  # no other control frames meanwhile
     loop = _session(client)
-    events: list[tuple[str, Any]] = []
-    frame_received = loop.core.frame_received
-    step = loop._step
-
-    def recording_frame(tid: int, pm: Any, now: float) -> Any:
-        events.append(("frame", pm.action))
-        return frame_received(tid, pm, now)
-
-    def recording_step(item: Any, deadline: float | None) -> bool:
-        events.append(("step", item is _WAKE))
-        return step(item, deadline)
-
-    loop.core.frame_received = recording_frame  # type: ignore[method-assign]
-    loop._step = recording_step  # type: ignore[method-assign]
+    frames = _record_frames(loop)
     assert emulator.faults.channel_fault(app_id, "woken", action="detached", code=90198) == 1
     got = states.wait_for(2)
     assert [c.current for c in got] == [ChannelState.ATTACHING, ChannelState.ATTACHED]
-    detached = events.index(("frame", Action.DETACHED))
+    wakeups_then = next(w for action, _name, w in frames if action == Action.DETACHED)
     # (the loop thread takes the wake-up on its own time: the ATTACHED may come first)
-    eventually(lambda: ("step", True) in events[detached:], message=repr(events))
+    eventually(lambda: loop.wakeups > wakeups_then, message=repr(frames))

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
 
 import pytest
 
 from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter
 
-
-@pytest.fixture
-def dispatcher() -> Iterator[CallbackDispatcher]:
-    d = CallbackDispatcher(max_workers=4)
-    yield d
-    d.close()
-
-
-def _wait_for(predicate: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.001)
+from .conftest import eventually
 
 
 def test_one_listener_sees_events_in_order_one_at_a_time(dispatcher: CallbackDispatcher) -> None:
@@ -42,7 +27,7 @@ def test_one_listener_sees_events_in_order_one_at_a_time(dispatcher: CallbackDis
     emitter.on("message", listener)
     for n in range(1000):
         emitter.emit("message", n)
-    _wait_for(lambda: len(seen) == 1000)
+    eventually(lambda: len(seen) == 1000)
     assert seen == list(range(1000))
     assert overlap == []
 
@@ -57,7 +42,7 @@ def test_slow_listener_does_not_block_others_or_the_emitter(
     emitter.on("x", fast.append)
     emitter.emit("x", "a")  # returns at once although the first listener blocks
     emitter.emit("x", "b")
-    _wait_for(lambda: fast == ["a", "b"])
+    eventually(lambda: fast == ["a", "b"])
     release.set()
 
 
@@ -73,8 +58,8 @@ def test_event_filters_all_events_once_and_off(dispatcher: CallbackDispatcher) -
     emitter.once("b", first.append)
     for event in ("a", "b", "c", "b"):
         emitter.emit(event, event)
-    _wait_for(lambda: len(everything) == 4)
-    _wait_for(lambda: len(a_or_b) == 3)
+    eventually(lambda: len(everything) == 4)
+    eventually(lambda: len(a_or_b) == 3)
     assert only_a == ["a"]
     assert a_or_b == ["a", "b", "b"]
     assert first == ["b"]
@@ -102,7 +87,7 @@ def test_off_with_several_events(dispatcher: CallbackDispatcher) -> None:
     emitter.off([])
     assert emitter.listener_count() == 2
     emitter.emit("c", "c")
-    _wait_for(lambda: mine == ["c"] and theirs == ["c"])
+    eventually(lambda: mine == ["c"] and theirs == ["c"])
 
 
 def test_unsubscribe_callable_and_off_by_listener(dispatcher: CallbackDispatcher) -> None:
@@ -110,13 +95,13 @@ def test_unsubscribe_callable_and_off_by_listener(dispatcher: CallbackDispatcher
     got: list[int] = []
     remove = emitter.on("e", got.append)
     emitter.emit("e", 1)
-    _wait_for(lambda: got == [1])
+    eventually(lambda: got == [1])
     remove()
     emitter.emit("e", 2)
     marker: list[int] = []
     emitter.on("e", marker.append)
     emitter.emit("e", 3)
-    _wait_for(lambda: marker == [3])
+    eventually(lambda: marker == [3])
     assert got == [1]
 
 
@@ -134,7 +119,7 @@ def test_listener_exception_is_contained(
     emitter.on("e", bad)
     for n in (1, 2, 3):
         emitter.emit("e", n)
-    _wait_for(lambda: got == [2, 3])
+    eventually(lambda: got == [2, 3])
     assert "handler bug" in caplog.text
 
 
