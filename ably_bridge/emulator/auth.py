@@ -2,8 +2,9 @@
 
 * :func:`from_key` / :func:`from_token` turn a key string or a token (Ably
   token or HS256 JWT, 6.7) into :class:`~ably_bridge.emulator.state.Credentials`,
-  with the error Ably would give (40005 malformed, 40101 bad secret, 40142
-  expired, 40143 unknown token, 40144 bad JWT ...);
+  with the error Ably would give (40005 malformed, 40101 bad secret or unknown
+  app, 40142 expired, 40143 unknown token, 40144 bad JWT, 40400 a JWT of no
+  app ...);
 * :func:`from_rest_request` reads ``Authorization: Basic|Bearer`` (raw or
   base64 token), ``?key=`` and ``?access_token=``/``?accessToken=``;
 * :func:`connection_identity` applies the realtime clientId rules (RSA7, RSA15);
@@ -33,14 +34,14 @@ log = logging.getLogger(__name__)
 
 
 def from_key(state: EmulatorState, key_str: str, client_id: str | None = None) -> Credentials:
-    """Basic-auth credentials for ``appId.keyId:secret`` (40005 / 40400 / 40101)."""
+    """Basic-auth credentials for ``appId.keyId:secret`` (40005 malformed, else 40101)."""
     name, sep, secret = key_str.partition(":")
     app_id, dot, key_id = name.partition(".")
     if not sep or not dot or not app_id or not key_id or not secret:
         raise error(40005, "invalid key: expected appId.keyId:secret")
     app = state.apps.get(app_id)
-    if app is None:
-        raise error(40400, f"no application found with id {app_id}")
+    if app is None:  # Ably answers an unknown app's key like a wrong secret
+        raise error(40101, f"invalid credentials: no application {app_id}")
     key = app.keys.get(key_id)
     if key is None or not hmac.compare_digest(key.secret.encode(), secret.encode()):
         raise error(40101, f"invalid credentials for key {name}")
@@ -66,6 +67,8 @@ def _from_jwt(state: EmulatorState, token: str) -> Token:
         raise error(40144, "invalid JWT: HS256 with kid=keyName required")
     key = state.find_key(header["kid"])
     if key is None:
+        if header["kid"].partition(".")[0] not in state.apps:
+            raise error(40400, "invalid JWT: no application for its kid", 404)
         raise error(40144, "invalid JWT: unknown kid")
     expected = hmac.new(
         key.secret.encode(), f"{head_b64}.{body_b64}".encode(), hashlib.sha256

@@ -55,6 +55,16 @@ def parse(capability: str | Mapping[str, Any] | None) -> Capability:
     except Exception as exc:
         raise error(40000, f"invalid capability: {exc}") from exc
     parsed: dict[str, list[str]] = json.loads(text)
+    for resource, ops in parsed.items():
+        if not ops:
+            raise error(40000, f"invalid capability: no operations for {resource[:40]!r}", 400)
+        unknown = [op for op in ops if op != "*" and op not in ALL_OPERATIONS]
+        if unknown:
+            raise error(40000, f"invalid capability: unknown operation {unknown[0][:40]!r}", 400)
+        if "*" in ops and len(ops) > 1:
+            raise error(
+                40000, f"invalid capability: '*' with other operations on {resource[:40]!r}", 400
+            )
     return {resource: frozenset(ops) for resource, ops in parsed.items()}
 
 

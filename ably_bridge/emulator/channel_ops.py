@@ -146,6 +146,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         filter_expr=parsed.filter_expr,
         params=params,
         deltas=DeltaStream() if params.get("delta") == "vcdiff" else None,
+        requested=requested,
     )
     session.attachments[name] = att
     session.runtime.hub.attach(channel, att)
@@ -228,6 +229,8 @@ def publish(session: Session, pm: dict[str, Any], fmt: wire.Format) -> None:
             raise p.error(40001, f"{field_name} must be a list")
         att = session.attachments.get(name) if isinstance(name, str) else None
         needed = p.MODE_PUBLISH if action == p.MESSAGE else p.MODE_PRESENCE
+        operation = "publish" if action == p.MESSAGE else "presence"
+        session.state.resolve_channel(conn.creds, name, operation)  # 40160 before 40165
         if att is not None and not att.modes & needed:
             raise p.error(40165, f"channel mode not granted for {field_name} on {name!r}")
         ingested = [wire.ingest(i, fmt) if isinstance(i, dict) else i for i in items]
@@ -261,7 +264,8 @@ def publish(session: Session, pm: dict[str, Any], fmt: wire.Format) -> None:
 
 
 def recheck_capabilities(session: Session) -> None:
-    """After AUTH: channels the new capability no longer covers get ERROR 40160 (RTC8a1)."""
+    """After AUTH: modes granted again from the new capability; channels it no longer
+    covers get ERROR 40160 (RTC8a1)."""
     conn = session.conn
     assert conn is not None
     for name, att in list(session.attachments.items()):
@@ -270,8 +274,8 @@ def recheck_capabilities(session: Session) -> None:
             session.attachments.pop(name, None)
             session.runtime.hub.detach(conn.creds.app.channels.get(att.base), conn.id, name)
             _channel_error(session, name, p.error(40160, f"capability for {name!r} revoked"))
-        else:
-            att.modes &= granted_modes(conn.creds.capability, resource, p.ALL_MODES)
+        else:  # RTC8a1: an upgrade grants modes asked for before, a downgrade removes them
+            att.modes = granted_modes(conn.creds.capability, resource, att.requested)
 
 
 _CLAUSE = re.compile(r"\s*([A-Za-z_][\w.]*|`[^`]*`)\s*(==|!=)\s*('(?:[^'\\]|\\.)*'|`[^`]*`)\s*")

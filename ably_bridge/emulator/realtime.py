@@ -51,6 +51,7 @@ class Attachment:
     filter_expr: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     deltas: DeltaStream | None = None  # params delta=vcdiff (PC3)
+    requested: int = 0  # the modes asked for (0: the defaults), granted again after AUTH
 
 
 class Hub:

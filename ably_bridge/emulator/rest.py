@@ -93,8 +93,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status == 404:
             return error_response(request, error(40400, f"no route for {request.path}", 404))
-        if exc.status == 405:
-            return error_response(request, error(40500, "method not allowed", 405))
+        if exc.status == 405:  # Ably answers a known path with another method as not found
+            return error_response(
+                request, error(40400, f"no route for {request.method} {request.path}", 404)
+            )
         if exc.status == 413:
             return error_response(request, error(40009, "request body too large", 413))
         if exc.status >= 400:
@@ -366,6 +368,7 @@ async def get_stats(request: web.Request) -> web.Response:
         limit=limit_param(query),
         cursor=query.get("cursor"),
         modern=protocol_version(request) >= 3,
+        now_ms=_runtime(request).state.now_ms(),
     )
     return respond(request, page.items, headers=link_headers(request, page.next_cursor))
 

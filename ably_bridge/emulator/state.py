@@ -19,6 +19,7 @@ thread (the server's loop), so nothing is locked.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from ably_bridge.emulator.proto import (
 )
 
 log = logging.getLogger(__name__)
+
+_KEY_PART = re.compile(r"[A-Za-z0-9]{1,64}")  # connection ids and key secrets (random_id)
 
 EventListener = Callable[[Channel, int, list[dict[str, Any]], "str | None"], None]
 Scheduler = Callable[[float, Callable[[], None]], Timer]
@@ -493,8 +496,8 @@ class EmulatorState:
     def find_resumable(self, connection_key: str, app_id: str) -> Connection:
         """The connection a resume/recover key names, or 80018 (malformed) / 80008 (gone)."""
         conn_id, sep, secret = connection_key.partition("!")
-        if not sep or not conn_id or not secret:
-            raise error(80018, "invalid connection key")
+        if not sep or not _KEY_PART.fullmatch(conn_id) or not _KEY_PART.fullmatch(secret):
+            raise error(80018, "invalid connection key")  # not a key this server could issue
         conn = self.connections.get(conn_id)
         if conn is None or conn.key != connection_key or conn.app_id != app_id:
             raise error(80008, "unable to recover connection: not found or expired")

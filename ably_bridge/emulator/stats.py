@@ -2,7 +2,8 @@
 
 Counters live in ``App.stats`` as ``{"yyyy-mm-dd:hh:mm": {"dotted.entry": n}}``.
 :func:`query` aggregates them by unit (minute/hour/day/month) and renders the
-v3+ ``entries`` form or, for older protocol versions, the legacy nested form;
+v3+ ``entries`` form (with the ``all`` totals derived and ``inProgress`` on an
+interval that has not ended, TS12) or, for older protocol versions, the legacy nested form;
 :func:`inject` accepts the sandbox's nested fixtures (``POST /stats``).
 """
 
@@ -42,6 +43,16 @@ def _bound(value: str | None) -> int | None:
     return interval_ms(value)
 
 
+def _interval_end(interval_id: str) -> int:
+    """The last millisecond of the interval ``interval_id`` names (an ``end`` bound)."""
+    start = interval_ms(interval_id)
+    if len(interval_id) == 7:
+        year, month = int(interval_id[:4]), int(interval_id[5:7])
+        return interval_ms(f"{year + month // 12:04d}-{month % 12 + 1:02d}") - 1
+    span = {16: 60_000, 13: 3_600_000, 10: 86_400_000}[len(interval_id)]
+    return start + span - 1
+
+
 def _nested(entries: Mapping[str, int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dotted, value in entries.items():
@@ -59,6 +70,49 @@ def _nested(entries: Mapping[str, int]) -> dict[str, Any]:
     return out
 
 
+def _rollup(entries: Mapping[str, int]) -> dict[str, int]:
+    """``entries`` plus the ``all`` totals Ably derives from them; explicit values win.
+
+    ``messages.<inbound|outbound>.<transport>.<type>.<metric>`` adds into the
+    same path with ``all`` as transport, as type and as both, and into
+    ``messages.all.<type>.<metric>`` and ``messages.all.all.<metric>``;
+    ``messages.persisted.<type>.<metric>`` into ``messages.persisted.all``.
+    """
+    derived: dict[str, int] = {}
+
+    def add(key: str, value: int) -> None:
+        derived[key] = derived.get(key, 0) + value
+
+    for key, value in entries.items():
+        parts = key.split(".")
+        if len(parts) == 5 and parts[0] == "messages" and parts[1] in ("inbound", "outbound"):
+            _, direction, transport, kind, metric = parts
+            if transport == "all" or kind == "all":
+                continue
+            add(f"messages.{direction}.all.{kind}.{metric}", value)
+            add(f"messages.{direction}.{transport}.all.{metric}", value)
+            add(f"messages.{direction}.all.all.{metric}", value)
+            add(f"messages.all.{kind}.{metric}", value)
+        elif len(parts) == 4 and parts[:2] == ["messages", "persisted"] and parts[2] != "all":
+            add(f"messages.persisted.all.{parts[3]}", value)
+    merged = {**derived, **entries}
+    totals: dict[str, int] = {}
+    for key, value in merged.items():
+        parts = key.split(".")
+        if len(parts) == 4 and parts[:2] == ["messages", "all"] and parts[2] != "all":
+            totals[f"messages.all.all.{parts[3]}"] = (
+                totals.get(f"messages.all.all.{parts[3]}", 0) + value
+            )
+    return {**totals, **merged}
+
+
+def _in_progress(interval: str, latest_minute: str, now_ms: int) -> str | None:
+    """The last sub-interval included when ``interval`` has not ended yet (TS12t)."""
+    if now_ms > _interval_end(interval):
+        return None
+    return f"{latest_minute}:00"
+
+
 def query(
     app: App,
     *,
@@ -69,17 +123,21 @@ def query(
     limit: int,
     cursor: str | None,
     modern: bool,
+    now_ms: int | None = None,
 ) -> Page:
     if unit not in _UNIT_LEN:
         raise error(40003, f"invalid unit {unit[:20]!r}")
     width = _UNIT_LEN[unit]
-    lo, hi = _bound(start), _bound(end)
+    lo = _bound(start)
+    hi = None if end in (None, "") else int(end) if end.isdigit() else _interval_end(end)
     merged: dict[str, dict[str, int]] = {}
+    latest: dict[str, str] = {}
     for minute, counters in app.stats.items():
         at = interval_ms(minute)
         if (lo is not None and at < lo) or (hi is not None and at > hi):
             continue
         bucket = merged.setdefault(minute[:width], {})
+        latest[minute[:width]] = max(latest.get(minute[:width], minute), minute)
         for entry, value in counters.items():
             bucket[entry] = bucket.get(entry, 0) + value
     ids = sorted(merged, reverse=backwards)
@@ -90,7 +148,10 @@ def query(
     for interval in page:
         item: dict[str, Any] = {"intervalId": interval, "unit": unit}
         if modern:
-            item.update(schema=SCHEMA, appId=app.app_id, entries=dict(merged[interval]))
+            item.update(schema=SCHEMA, appId=app.app_id, entries=_rollup(merged[interval]))
+            progress = _in_progress(interval, latest[interval], now_ms or 0)
+            if now_ms is not None and progress is not None:
+                item["inProgress"] = progress
         else:
             item.update(_nested(merged[interval]))
         items.append(item)

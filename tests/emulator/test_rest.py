@@ -232,7 +232,7 @@ def test_apps_fixture_and_delete(emulator: Emulator) -> None:
     assert rest_get(emulator, "/channels/[meta]x/messages", key["keyStr"]).status_code == 200
     gone = requests.delete(f"{emulator.url}/apps/{created['appId']}", auth=basic(root), timeout=5)
     assert gone.status_code == 204
-    assert rest_get(emulator, "/channels/x/messages", root).json()["error"]["code"] == 40400
+    assert rest_get(emulator, "/channels/x/messages", root).json()["error"]["code"] == 40101
 
 
 def test_channel_status_and_enumeration(emulator: Emulator, root_key: str) -> None:

@@ -57,7 +57,12 @@ def test_intersection_narrows_to_key() -> None:
     got = caps.intersect(caps.parse('{"channel2":["subscribe","presence"]}'), key)
     assert got == {"channel2": frozenset({"subscribe"})}
     assert caps.intersect(caps.parse('{"nope":["publish"]}'), key) == {}
-    assert caps.to_json(caps.parse('{ "b":["x","a"], "a":["z"] }')) == '{"a":["z"],"b":["a","x"]}'
+    text = '{ "b":["subscribe","history"], "a":["publish"] }'
+    assert caps.to_json(caps.parse(text)) == '{"a":["publish"],"b":["history","subscribe"]}'
+    for bad in ('{"a":["publish_"]}', '{"a":["*","publish"]}', '{"a":[]}'):
+        with pytest.raises(AblyException) as info:
+            caps.parse(bad)
+        assert (info.value.code, info.value.status_code) == (40000, 400)
 
 
 def test_token_request_mac_worked_examples() -> None:
