@@ -88,6 +88,7 @@ TASK_NAMES = (
 _SECRET_RESULTS = frozenset({TASK_TOKEN_REQUEST})
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_RESULT_ITEMS = 5000  # items one task result may hold
 
 T = TypeVar("T")
 Page = dict[str, Any]
@@ -212,8 +213,14 @@ def read_pages(
     ``cursor`` (the ``next`` of an earlier answer) replaces ``params``; it is
     only ever sent to ``path``, so a cursor cannot redirect the request.
     """
-    if max_items is not None and max_items < 1:
-        raise AblyException("max_items must be positive", ErrorCode.INVALID_PARAMETER_VALUE, 400)
+    if max_items is not None and not 1 <= max_items <= MAX_RESULT_ITEMS:
+        # One task result stays small: page through more with the cursor
+        # (workers.paging.iter_history / iter_presence do it for you).
+        raise AblyException(
+            f"max_items must be between 1 and {MAX_RESULT_ITEMS}",
+            ErrorCode.INVALID_PARAMETER_VALUE,
+            400,
+        )
     query: dict[str, Any] = dict(parse_qsl(cursor)) if cursor else dict(params)
     page_size = int(query.get("limit") or DEFAULT_PAGE)
     items: list[dict[str, Any]] = []
