@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install interop dev test lint core-coverage services ci clean simulate
+.PHONY: install interop dev test test-lowest lint core-coverage services ci clean simulate
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) scripts/setup_venv.py $(VENV) dev
@@ -37,6 +37,11 @@ lint: install
 test: install interop services
 	$(BIN)/python -m pytest -q
 
+## The sink and transport tests in a second venv (.venv-lowest) holding the lowest versions
+## pyproject.toml declares, with the library shortcuts and with each on its public path.
+test-lowest: services
+	bash scripts/test-lowest.sh
+
 ## The sans-I/O core (protocol/, encoding/) must be near-totally branch-covered by its own tests.
 core-coverage: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/protocol tests/encoding tests/test_sans_io.py \
@@ -52,4 +57,4 @@ simulate: install
 ci: lint core-coverage test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-lowest .mypy_cache .pytest_cache .ruff_cache build *.egg-info

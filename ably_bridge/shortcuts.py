@@ -101,7 +101,7 @@ SHORTCUTS: dict[str, Shortcut] = {
         ),
         Shortcut(
             "amqp.pipelined_confirms",
-            {"amqp": _range("5.1.1", "5.5"), "kombu": _range("5.3.0", "5.8")},
+            {"amqp": _range("5.1.1", "5.5"), "kombu": _range("5.5.2", "5.8")},
             "ably_bridge.bridge.sinks.celery",
             "publishes with channel._basic_publish (no wait for the confirm) and predicts "
             "each publish's delivery tag from the channel's acks",
@@ -118,7 +118,7 @@ SHORTCUTS: dict[str, Shortcut] = {
         ),
         Shortcut(
             "celery.task_template",
-            {"celery": _range("5.3.0", "5.8"), "kombu": _range("5.3.0", "5.8")},
+            {"celery": _range("5.5.3", "5.8"), "kombu": _range("5.5.2", "5.8")},
             "ably_bridge.bridge.sinks.celery_message",
             "captures send_task's message once into a recording producer (stubbing "
             "connection._reraise_as_library_errors) and fills in the per-task fields",
@@ -126,7 +126,7 @@ SHORTCUTS: dict[str, Shortcut] = {
         ),
         Shortcut(
             "redis.raw_pipeline",
-            {"redis": _range("5.0.0", "8.3")},
+            {"redis": _range("5.3.0", "8.3")},
             "ably_bridge.bridge.sinks.redis_streams",
             "holds a pool connection and writes the script calls with its own RESP "
             "packing (send_packed_command, read_response)",

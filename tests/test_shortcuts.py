@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -34,13 +35,22 @@ def test_a_range_holds_its_low_end_and_stops_before_its_high_end() -> None:
     assert "garbage" not in tested and str(tested) == ">=5.1.1,<5.5"
 
 
+def in_range() -> dict[str, bool]:
+    """Each shortcut: whether every library it names is installed within its range."""
+    return {name: not shortcuts.mismatches(name) for name in SHORTCUTS}
+
+
 def test_the_table_names_each_library_with_a_range_that_holds_what_is_installed() -> None:
-    """This venv runs the differential tests, so every shortcut must be on in it."""
+    """The project's venv (the newest tested releases) runs the differential tests, so
+    every shortcut must be on in it; a library upgraded past the table shows up here.
+    (make test-lowest sets ABLY_BRIDGE_LOWEST=1: there a shortcut whose range starts
+    above a declared lower bound is off, and its public path is what is tested.)"""
     assert len(SHORTCUTS) >= 8
     for name, shortcut in SHORTCUTS.items():
         assert shortcut.name == name and shortcut.libraries and shortcut.public_path
-        assert shortcuts.mismatches(name) == [], name
-    assert all(shortcuts.check().values())
+    assert shortcuts.check() == in_range()
+    if os.environ.get("ABLY_BRIDGE_LOWEST") != "1":
+        assert all(in_range().values()), shortcuts.check()
 
 
 def test_a_version_outside_the_table_turns_the_shortcut_off_and_logs_once(
@@ -55,7 +65,7 @@ def test_a_version_outside_the_table_turns_the_shortcut_off_and_logs_once(
     lines = [r.getMessage() for r in caplog.records if "redis.raw_pipeline" in r.getMessage()]
     assert len(lines) == 1
     (line,) = lines
-    assert "redis 99.1.0" in line and ">=5.0.0,<8.3" in line and "public path" in line
+    assert "redis 99.1.0" in line and ">=5.3.0,<8.3" in line and "public path" in line
 
 
 def test_a_missing_library_turns_its_shortcuts_off(
@@ -105,7 +115,7 @@ def test_the_environment_switches_every_shortcut_or_the_named_ones(
     assert not taken["redis.raw_pipeline"] and not taken["amqp.frame_writer"]
     assert taken["websocket.raw_socket"] and taken["celery.task_template"]
     monkeypatch.setenv(shortcuts.ENV_VAR, "0")
-    assert all(shortcuts.check().values())
+    assert shortcuts.check() == in_range()
 
 
 def test_public_paths_switches_every_shortcut_within_the_block() -> None:
@@ -114,7 +124,7 @@ def test_public_paths_switches_every_shortcut_within_the_block() -> None:
         with shortcuts.public_paths():  # nests
             pass
         assert not shortcuts.enabled("redis.raw_pipeline")
-    assert all(shortcuts.check().values())
+    assert shortcuts.check() == in_range()
 
 
 def test_an_unknown_shortcut_is_a_programming_error() -> None:

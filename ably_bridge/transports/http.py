@@ -205,6 +205,7 @@ class RequestsTransport:
         route = self._route(origin)
         if route.proxies or not self._direct:
             return self._via_adapter(adapter, route, method, url, headers, body, timeout)
+        body, headers = _with_length(method, body, headers)
         for attempt in (1, 2):
             pool = self._pool(adapter, origin, route)
             try:
@@ -271,6 +272,23 @@ class RequestsTransport:
 
     def __repr__(self) -> str:
         return f"RequestsTransport(owns_session={self._owns_session})"
+
+
+def _with_length(
+    method: str, body: bytes | None, headers: Mapping[str, str]
+) -> tuple[bytes | None, Mapping[str, str]]:
+    """The body and headers as ``PreparedRequest`` sends them: ``Content-Length`` last,
+    and ``0`` for an empty or absent body of a method other than GET and HEAD (so the
+    direct path writes the very bytes ``HTTPAdapter.send`` would)."""
+    if not body:
+        body = None
+        if method in ("GET", "HEAD"):
+            return body, headers
+    if any(name.lower() == "content-length" for name in headers):
+        return body, headers
+    sized = dict(headers)
+    sized["Content-Length"] = str(len(body)) if body else "0"
+    return body, sized
 
 
 @dataclass

@@ -14,12 +14,15 @@ when every task must go through ``send_task`` (publish-signal receivers).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery, signals
 from celery.app.amqp import AMQP
-from celery.utils.time import add_seconds_to_datetime, maybe_make_aware
+from celery.utils import time as celery_time
+from celery.utils.time import maybe_make_aware
 from kombu.serialization import dumps as kombu_dumps
 
 from ably_bridge.bridge.config import CeleryTarget
@@ -30,6 +33,16 @@ __all__ = ["SenderAMQP", "TaskTemplate", "args_repr", "publish_signals", "short_
 
 _SAMPLE_ID = "00000000-0000-4000-8000-0a1b1eb71d6e"  # the task id of a template's sample
 _SAMPLE_ARG: dict[str, Any] = {"ably-bridge": "template sample"}
+
+
+def _plus_seconds(when: datetime, seconds: float) -> datetime:
+    return when + timedelta(seconds=seconds)  # (how Celery before 5.7 adds ``expires``)
+
+
+# ``expires`` as the installed Celery's send_task computes it (5.7 added this helper).
+_add_seconds: Callable[[datetime, float], datetime] = (
+    getattr(celery_time, "add_seconds_to_datetime", None) or _plus_seconds
+)
 
 
 def short_repr(value: Any, limit: int) -> str:
@@ -198,7 +211,7 @@ class TaskTemplate:
         headers["argsrepr"] = args_repr(env, self.repr_limit)
         if self.expires is not None:
             headers["expires"] = maybe_make_aware(
-                add_seconds_to_datetime(app.now(), self.expires), tz=app.timezone
+                _add_seconds(app.now(), self.expires), tz=app.timezone
             ).isoformat()
         if self.overrides:  # (Celery lets a header given to send_task override its own)
             headers.update(self.overrides)
