@@ -15,8 +15,11 @@ The daemon (``ably-bridge run``): :mod:`.source` (the seam to Ably: a channel
 source, history, directory, and an in-memory fake), :mod:`.realtime_source`
 (the source over the realtime client), :mod:`.backfill` (REST history with
 ``untilAttach``), :mod:`.discovery` (REST channel enumeration, polled),
-:mod:`.daemon` (the delivery thread: channel phases, backfill, back-pressure,
-reload, drain), :mod:`.metrics` (Prometheus text), :mod:`.health`
+:mod:`.core` (the sans-I/O decisions: channel lifecycle table, start
+points, positions), :mod:`.daemon` (the delivery thread that performs them,
+with its parts :mod:`.daemon_channels`, :mod:`.daemon_live`,
+:mod:`.daemon_backfill`, :mod:`.daemon_ops`), :mod:`.watermark` (the start
+watermark), :mod:`.metrics` (Prometheus text), :mod:`.health`
 (``/healthz``, ``/readyz``, ``/metrics``), :mod:`.jsonlog` (JSON log lines) and
 :mod:`.app` (wiring a configuration into a running bridge).
 """
