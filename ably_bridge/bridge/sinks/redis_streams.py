@@ -49,7 +49,7 @@ from ably_bridge.bridge.config import StreamTarget
 from ably_bridge.bridge.dedup import stream_dedup_field, stream_dedup_keys
 from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 from ably_bridge.bridge.redis_connect import open_redis
-from ably_bridge.bridge.secret import redact_url
+from ably_bridge.bridge.secret import redact_text, redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
@@ -251,12 +251,16 @@ class RedisStreamSink:
                 replies = self._run(calls)
             except Exception as exc:  # whole batch: the server is unreachable or refusing
                 retry = self.retryable(exc)
-                logger.warning(
-                    "redis stream sink %s: batch of %d failed (%s): %s",
+                # A retry is logged by the dispatcher (with its delay and attempt); say it
+                # here too only when it is permanent, which the dispatcher dead-letters.
+                logger.log(
+                    logging.DEBUG if retry else logging.WARNING,
+                    "redis stream sink %s: batch of %d failed (%s): %s: %s",
                     self._where,
                     len(batch),
                     "will retry" if retry else "permanent",
                     type(exc).__name__,
+                    redact_text(" ".join(str(exc).split())),
                 )
                 outcome = Outcome.RETRY if retry else Outcome.REJECTED
                 for _, indexes, _ in calls:
