@@ -50,6 +50,8 @@ class Channel:
     # Serials at or below this one can no longer be resumed from: the messages
     # after them are gone (retention) or continuity was expired by a fault.
     resume_floor: str = field(default_factory=lambda: make_serial(0))
+    # serial -> every version of a message changed since (mutations.py), oldest first
+    versions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     # -- serials -------------------------------------------------------
     def next_serial(self) -> str:

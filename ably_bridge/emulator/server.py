@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ably_bridge.clock import Clock, SystemClock, Timer
-from ably_bridge.emulator import admin, apps, comet, rest
+from ably_bridge.emulator import admin, apps, comet, rest, rest_messages
 from ably_bridge.emulator.config import EmulatorConfig
 from ably_bridge.emulator.faults import Faults
 from ably_bridge.emulator.origin import is_loopback
@@ -43,7 +43,10 @@ DEFAULT_APP: dict[str, Any] = {
         {"capability": '{"[*]*":["*"]}'},
         {"capability": '{"*":["subscribe","history","presence"]}'},
     ],
-    "namespaces": [{"id": "persisted", "persisted": True}],
+    "namespaces": [
+        {"id": "persisted", "persisted": True},
+        {"id": "mutable", "mutableMessages": True},
+    ],
 }
 
 
@@ -60,6 +63,7 @@ def build_application(runtime: Runtime) -> web.Application:
     admin.add_routes(app)
     rest.add_routes(app)
     comet.add_routes(app)
+    rest_messages.add_routes(app)
     return app
 
 

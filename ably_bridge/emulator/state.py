@@ -28,7 +28,7 @@ from typing import Any
 
 from ably_bridge.clock import Clock, SystemClock, Timer
 from ably_bridge.emulator import capability as caps
-from ably_bridge.emulator import wire
+from ably_bridge.emulator import mutations, wire
 from ably_bridge.emulator.apps import App, Key, Token, build_app, random_id
 from ably_bridge.emulator.channels import Channel
 from ably_bridge.emulator.config import EmulatorConfig
@@ -275,6 +275,14 @@ class EmulatorState:
             )
         for message in messages:
             wire.check_fields(message)
+        if any(mutations.is_operation(m) for m in messages):  # updates, deletes, appends
+            if identity is None:
+                identity = conn.client_id if conn is not None else creds.client_id
+            version_serials: list[str | None] = [
+                mutations.apply(self, creds, channel_name, m, conn=conn, identity=identity)
+                for m in messages
+            ]
+            return PublishResult("", version_serials)
         with_ids = [m for m in messages if m.get("id")]
         if with_ids and len(with_ids) != len(messages):
             raise error(40031, "either every message or none must carry a client-specified id")
@@ -358,6 +366,10 @@ class EmulatorState:
         if conn is None or conn.key != key or conn.app_id != app_id:
             raise error(40006, "invalid connectionKey in message")
         return conn
+
+    def emit_message(self, channel: Channel, item: dict[str, Any], origin: str | None) -> None:
+        """Announce one message (a new version of a changed message) to subscribers."""
+        self._emit(channel, MESSAGE, [item], origin)
 
     def _emit(
         self, channel: Channel, action: int, items: list[dict[str, Any]], origin: str | None

@@ -1,0 +1,82 @@
+"""REST routes for one message of a channel: get it, change it, list its versions (RSL11-15).
+
+``GET /channels/<ch>/messages/<serial>`` answers the latest version,
+``PATCH`` the same path applies an update, delete or append (the body is a
+Message whose ``action`` says which; default update) and answers
+``{"versionSerial": ...}``, ``GET .../versions`` pages through every version,
+oldest first. The rules live in :mod:`.mutations`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ably_bridge.emulator import mutations, wire
+from ably_bridge.emulator.channels import Page
+from ably_bridge.emulator.names import parse_channel_name
+from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.rest import _credentials, _require
+from ably_bridge.emulator.rest_util import channel_param, link_headers, read_body, respond
+from ably_bridge.emulator.runtime import RUNTIME
+
+
+def _serial(request: web.Request) -> str:
+    return request.match_info["serial"]
+
+
+async def get_message(request: web.Request) -> web.Response:
+    creds = _credentials(request)
+    parsed = parse_channel_name(channel_param(request))
+    _require(creds, parsed.resource, "history")
+    channel = creds.app.channels.get(parsed.base)
+    if channel is None:
+        raise error(40400, "no such message", 404)
+    return respond(request, mutations.latest(channel, _serial(request)))
+
+
+async def change_message(request: web.Request) -> web.Response:
+    creds = _credentials(request)
+    name = channel_param(request)
+    body, fmt = await read_body(request)
+    if not isinstance(body, dict):
+        raise error(40001, "the body must be one message")
+    item: dict[str, Any] = wire.ingest(body, fmt)
+    wire.check_fields(item)
+    item["serial"] = _serial(request)
+    item.setdefault("action", mutations.UPDATE)
+    version_serial = mutations.apply(
+        request.app[RUNTIME].state, creds, name, item, conn=None, identity=creds.client_id
+    )
+    return respond(request, {"versionSerial": version_serial})
+
+
+async def message_versions(request: web.Request) -> web.Response:
+    creds = _credentials(request)
+    parsed = parse_channel_name(channel_param(request))
+    _require(creds, parsed.resource, "history")
+    channel = creds.app.channels.get(parsed.base)
+    if channel is None:
+        raise error(40400, "no such message", 404)
+    versions = mutations.versions_of(channel, _serial(request))
+    query = request.query
+    try:
+        limit = max(1, min(1000, int(query.get("limit", "100"))))
+        start = int(query.get("cursor", "0"))
+    except ValueError as exc:
+        raise error(40003, "invalid limit or cursor") from exc
+    if query.get("direction") == "backwards":
+        versions = versions[::-1]
+    page = Page(
+        versions[start : start + limit],
+        str(start + limit) if start + limit < len(versions) else None,
+    )
+    return respond(request, page.items, headers=link_headers(request, page.next_cursor))
+
+
+def add_routes(app: web.Application) -> None:
+    one = "/channels/{channel:[^/]+}/messages/{serial:[^/]+}"
+    app.router.add_get(one, get_message)
+    app.router.add_patch(one, change_message)
+    app.router.add_get(f"{one}/versions", message_versions)
