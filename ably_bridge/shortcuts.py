@@ -21,6 +21,8 @@ A shortcut is off when:
   ``ABLY_BRIDGE_NO_SHORTCUTS=name,name`` (those ones);
 * :func:`public_paths` is active (tests force the mismatch with it).
 
+``python -m ably_bridge.check_shortcuts`` prints :func:`report`: the table with
+the versions installed and whether each shortcut is taken.
 docs/dependencies.md says how to check and widen the table after an upgrade.
 """
 
@@ -264,3 +266,16 @@ def reset() -> None:
     """Forget the decisions made so far (tests that change what is installed or logged)."""
     with _lock:
         _decided.clear()
+
+
+def report() -> list[str]:
+    """The table as lines: shortcut, taken or not, and each library's version and range."""
+    lines = []
+    for name, shortcut in SHORTCUTS.items():
+        taken = "taken" if enabled(name) else "OFF (public path)"
+        libraries = ", ".join(
+            f"{library} {installed_version(library) or '(not installed)'} (tested {tested})"
+            for library, tested in shortcut.libraries.items()
+        )
+        lines.append(f"{name:<24} {taken:<18} {libraries}")
+    return lines

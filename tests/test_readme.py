@@ -50,6 +50,7 @@ STACK_ARGS = "--port 0 --json --no-publisher"
 
 # Which test runs each block (a test of this module, or another file).
 RUN_BY = {
+    "shortcuts-check": "tests/test_check_shortcuts.py",
     "quickstart": "tests/devstack/test_readme_quickstart.py (make dev); make test is CI itself",
     "publish-your-own": "test_the_newcomer_path",
     "my-handler": "test_the_newcomer_path",

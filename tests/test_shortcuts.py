@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -125,6 +126,20 @@ def test_public_paths_switches_every_shortcut_within_the_block() -> None:
             pass
         assert not shortcuts.enabled("redis.raw_pipeline")
     assert shortcuts.check() == in_range()
+
+
+def test_the_documented_table_is_the_table_in_code() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dependencies.md").read_text()
+    table = text.split("<!-- shortcuts-table: start -->")[1].split("<!-- shortcuts-table: end -->")[
+        0
+    ]
+    rows = [line.split("|")[1:3] for line in table.splitlines() if line.startswith("| `")]
+    documented = {name.strip().strip("`"): libs.strip() for name, libs in rows}
+    in_code = {
+        name: "; ".join(f"{lib} {tested}" for lib, tested in s.libraries.items())
+        for name, s in SHORTCUTS.items()
+    }
+    assert documented == in_code
 
 
 def test_an_unknown_shortcut_is_a_programming_error() -> None:
