@@ -118,6 +118,7 @@ def test_the_glob_finds_the_core_modules() -> None:
         "ably_bridge.protocol.connection.auth",
         "ably_bridge.protocol.connection.routing",
         "ably_bridge.protocol.channel",
+        "ably_bridge.protocol.channel_presence",
         "ably_bridge.protocol.pending",
         "ably_bridge.encoding",
         "ably_bridge.encoding.crypto",

@@ -6,6 +6,10 @@ and its channel-level presence queue (RTP16b). It is driven by
 :class:`~ably_bridge.protocol.connection.ConnectionCore`, which routes frames to
 it, tells it about connection state changes (RTL3) and sends what it asks for.
 
+Its presence half - the presence maps, queued presence, PRESENCE and SYNC
+frames, re-entries - is :class:`~.channel_presence.ChannelPresence`, which it
+extends.
+
 Every method returns a list of effects (see :mod:`.events`) and never reads a
 clock: ``now`` comes in, :attr:`ChannelCore.deadline` goes out. Incoming
 MESSAGE frames take a fast path (:meth:`ChannelCore.on_message`) that allocates
@@ -19,25 +23,21 @@ from typing import Literal
 
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.actions import Action, ChannelMode, Flag, modes_from_flags
+from ably_bridge.protocol.channel_presence import ChannelPresence, ReenterHandle
 from ably_bridge.protocol.events import (
     ChannelEvent,
     ChannelState,
     ChannelStateChange,
     CompleteAttach,
     CompleteDetach,
-    CompletePublish,
     ConnectionState,
     DeliverMessages,
-    DeliverPresence,
     Effect,
     EmitChannelState,
     Handle,
-    PresenceSynced,
     SendFrame,
 )
-from ably_bridge.protocol.models import PresenceMessage, ProtocolMessage
-from ably_bridge.protocol.pending import PendingPublish
-from ably_bridge.protocol.presence_map import LocalPresenceMap, PresenceMap
+from ably_bridge.protocol.models import ProtocolMessage
 from ably_bridge.protocol.retry import RetryPolicy
 
 __all__ = ["ChannelCore", "ReenterHandle", "connection_state_error"]
@@ -71,20 +71,7 @@ def _channel_error(message: str, code: int = ErrorCode.CHANNEL_OPERATION_FAILED)
     )
 
 
-class ReenterHandle:
-    """Handle of an automatic presence re-entry (RTP17i); its failure is an UPDATE (RTP17e)."""
-
-    __slots__ = ("channel", "client_id")
-
-    def __init__(self, channel: str, client_id: str | None) -> None:
-        self.channel = channel
-        self.client_id = client_id
-
-    def __repr__(self) -> str:
-        return f"ReenterHandle({self.channel!r}, {self.client_id!r})"
-
-
-class ChannelCore:
+class ChannelCore(ChannelPresence):
     """One channel's state machine; see the module docstring."""
 
     def __init__(
@@ -98,7 +85,7 @@ class ChannelCore:
         modes: int = 0,
         channel_serial: str | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(name)
         self.state = _CS.INITIALIZED
         self.error_reason: AblyException | None = None
         self.channel_serial = channel_serial  # RTL15b (RTN16j: may come from a recovery key)
@@ -107,9 +94,6 @@ class ChannelCore:
         self.modes = ChannelMode(0)  # granted (RTL4m)
         self.requested_params = dict(params or {})
         self.requested_modes = modes
-        self.presence = PresenceMap()
-        self.local_presence = LocalPresenceMap()
-        self.presence_queue: list[PendingPublish] = []  # RTP16b
         self.deadline: float | None = None
         self._request_timeout = request_timeout
         self._retry = retry_policy
@@ -119,7 +103,6 @@ class ChannelCore:
         self._detach_waiters: list[Handle] = []
         self._queued: Literal["attach", "detach"] | None = None  # RTL4h / RTL5i
         self._before_detach = _CS.ATTACHED  # RTL5f
-        self._reenter_due = False
 
     def __repr__(self) -> str:
         return f"ChannelCore({self.name!r}, state={self.state.value})"
@@ -234,27 +217,6 @@ class ChannelCore:
         """ANNOTATION / OBJECT: only the serial matters to this core (RTL15b)."""
         if pm.channel_serial is not None:
             self.channel_serial = pm.channel_serial
-
-    def on_presence(self, pm: ProtocolMessage, connection_id: str | None) -> list[Effect]:
-        """PRESENCE: update both maps (RTP2, RTP17b) and emit what changed."""
-        if pm.channel_serial is not None:
-            self.channel_serial = pm.channel_serial
-        if self.state is not _CS.ATTACHED:
-            return []
-        self._apply_local(pm.presence, connection_id)
-        events = self.presence.apply(pm.presence)
-        return [DeliverPresence(self.name, events)] if events else []
-
-    def on_sync(self, pm: ProtocolMessage, connection_id: str | None) -> list[Effect]:
-        """SYNC: one page of the presence set (RTP18, RTP19); the serial is a cursor, not RTL15b."""
-        if self.state is not _CS.ATTACHED:
-            return []
-        self._apply_local(pm.presence, connection_id)
-        events, ended = self.presence.apply_sync(pm.channel_serial, pm.presence, pm.timestamp)
-        effects: list[Effect] = [DeliverPresence(self.name, events)] if events else []
-        if ended:
-            effects.append(PresenceSynced(self.name))
-        return effects
 
     def on_attached(self, pm: ProtocolMessage, now: float) -> list[Effect]:
         """ATTACHED: an attach confirmed, an UPDATE (RTL12), or a stray while detaching (RTL5k)."""
@@ -392,55 +354,7 @@ class ChannelCore:
         self.error_reason = None
         return effects
 
-    # -- presence (RTP16b, RTP17) -----------------------------------------------------------
-    def take_outbound(self, connection_id: str | None) -> list[PendingPublish]:
-        """Presence to publish now that the channel is ATTACHED: re-entries, then queued.
-
-        Re-entries (RTP17g) restore what the server lost; presence the caller queued
-        while the channel re-attached (RTP5b) is newer, so it goes after them and
-        wins - an update or leave made during the re-attach is never undone.
-        """
-        if self.state != _CS.ATTACHED:
-            return []
-        out: list[PendingPublish] = []
-        if self._reenter_due:
-            self._reenter_due = False
-            for msg in self.local_presence.reentries(connection_id):  # RTP17g
-                frame = ProtocolMessage(Action.PRESENCE, channel=self.name, presence=[msg])
-                out.append(PendingPublish(frame, ReenterHandle(self.name, msg.client_id)))
-        out.extend(self.presence_queue)
-        self.presence_queue = []
-        return out
-
-    def reenter_failed(self, client_id: str | None, cause: AblyException | None) -> list[Effect]:
-        """RTP17e: an automatic re-enter was refused - UPDATE with resumed=True and 91004."""
-        error = AblyException(
-            f"automatic re-enter of presence failed for clientId {client_id!r}",
-            ErrorCode.UNABLE_TO_AUTOMATICALLY_RE_ENTER_PRESENCE,
-            400,
-            cause=cause,
-        )
-        effects: list[Effect] = []
-        self._emit(effects, self.state, ChannelEvent.UPDATE, error, True, False)
-        return effects
-
     # -- internals ----------------------------------------------------------------------
-    def _apply_local(self, messages: list[PresenceMessage], connection_id: str | None) -> None:
-        local = self.local_presence
-        for msg in messages:
-            local.apply(msg, connection_id)
-
-    def _on_presence_attached(
-        self, effects: list[Effect], has_presence: bool, ts: int | None
-    ) -> None:
-        if has_presence:
-            self.presence.start_sync()  # RTP1: a SYNC follows
-            return
-        leaves = self.presence.leave_all(ts)  # RTP19a
-        if leaves:
-            effects.append(DeliverPresence(self.name, leaves))
-        effects.append(PresenceSynced(self.name))
-
     def _begin_attach(
         self, effects: list[Effect], conn: ConnectionState, now: float, reason: AblyException | None
     ) -> None:
@@ -488,10 +402,6 @@ class ChannelCore:
     def _finish_detach(self, effects: list[Effect], error: AblyException | None) -> None:
         waiters, self._detach_waiters = self._detach_waiters, []
         effects.extend(CompleteDetach(handle, error) for handle in waiters)
-
-    def _fail_presence_queue(self, effects: list[Effect], error: AblyException) -> None:
-        queue, self.presence_queue = self.presence_queue, []
-        effects.extend(CompletePublish(entry.handle, error) for entry in queue)  # RTL11
 
     def _set_state(
         self,
