@@ -154,3 +154,26 @@ def test_without_the_kombu_internals_it_pushes_as_kombu_does(
     assert "push-once" in caplog.text
     assert queued(client, "qp") == 2  # queued again: the worker guard's job
     assert client.keys(f"{PREFIX}:celery:sent:*") == []
+
+
+def test_a_batch_holding_one_task_twice_and_a_restarted_broker(own_redis: OwnRedis) -> None:
+    """Within one pipelined batch the second copy is skipped; after a broker restart (its
+    scripts gone) the batch's one script call is loaded again and works."""
+    options = SinkOptions(key_prefix=PREFIX, socket_timeout=2)
+    target = CeleryTarget(task="t.twice", queue="qt")
+    a, b = envelopes(2)
+    sink = CelerySink(own_redis.url, options)
+    try:
+        results = sink.deliver([Delivery(a, target), Delivery(a, target), Delivery(b, target)])
+        assert [r.outcome for r in results] == [Outcome.DELIVERED] * 3
+        assert queued(redis.Redis.from_url(own_redis.url), "qt") == 2
+        own_redis.stop()
+        own_redis.start()  # an empty server: no marks, no scripts
+        for _ in range(20):  # the pool's old connections fail once, then reconnect
+            results = sink.deliver([Delivery(a, target), Delivery(b, target)])
+            if all(r.outcome is Outcome.DELIVERED for r in results):
+                break
+        assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2
+    finally:
+        sink.close()
+    assert queued(redis.Redis.from_url(own_redis.url), "qt") == 2

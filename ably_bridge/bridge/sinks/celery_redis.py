@@ -4,7 +4,7 @@ This module owns :class:`PushOnceTransport`, the kombu Redis transport the
 Celery sink's private app uses for ``redis://`` and ``rediss://`` brokers, and
 the Lua script it pushes with. kombu's Redis transport delivers a message by
 ``LPUSH``-ing its JSON onto the queue's list; here that ``LPUSH`` runs inside
-one script together with ``SET mark NX PX ttl``:
+one script together with ``SET mark NX PX ttl`` (:data:`PUSH_ONCE_LUA`):
 
 * the mark is ``<prefix>:celery:sent:<queue>:<task id>`` (``prefix`` is the
   bridge's ``key_prefix``, the task id the deterministic
@@ -28,9 +28,12 @@ conditional on a key), so there the worker guard is the only guard.
 
 Messages without a task id (none the bridge sends) are pushed as kombu does.
 
+Within a ``Producer.batch()`` (the sink's pipelined batches) the pushes of the
+batch are written by one call of the script at flush, in order.
+
 This relies on kombu's Redis channel internals (``_put``, ``_q_for_pri``,
-``_get_message_priority``, ``_expires`` and the ``Producer.batch()`` command
-collector, kombu 5.7); :func:`supported` checks they exist, and without them
+``_get_message_priority``, ``_expires``, ``create_publish_batch`` and its
+``PublishBatch``, kombu 5.7); :func:`supported` checks they exist, and without them
 the sink pushes as kombu does (the worker guard remains). It is not a
 :mod:`ably_bridge.shortcuts` entry: there is no public path with the same
 behaviour.
@@ -45,6 +48,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
 _dumps: Any = dumps  # (untyped in kombu)
+_BATCH_BASE: Any = getattr(kombu_redis, "PublishBatch", object)  # kombu 5.7's batch
 _KOMBU_CHANNEL: Any = kombu_redis.Channel
 
 __all__ = [
@@ -56,27 +60,69 @@ __all__ = [
     "transport_conf",
 ]
 
-_INTERNALS = ("_put", "_q_for_pri", "_get_message_priority", "priority_steps")
+_INTERNALS = ("_put", "_q_for_pri", "_get_message_priority", "create_publish_batch")
 
-# KEYS[1] = the task's mark, KEYS[2] = the queue's list; ARGV[1] = mark ttl (ms),
-# ARGV[2] = the kombu message. 1 = pushed, 0 = already pushed (mark present).
+# KEYS = (mark, queue list) per message; ARGV[1] = mark ttl (ms), ARGV[1 + i] = the i-th
+# kombu message. Each message is pushed only if its mark could be set; one call covers a
+# whole batch (one script invocation instead of one per message). Returns how many were pushed.
 PUSH_ONCE_LUA = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  return 1
+local pushed = 0
+for i = 2, #ARGV do
+  local k = 2 * (i - 1)
+  if redis.call('SET', KEYS[k - 1], '1', 'NX', 'PX', ARGV[1]) then
+    redis.call('LPUSH', KEYS[k], ARGV[i])
+    pushed = pushed + 1
+  end
 end
-return 0
+return pushed
 """
 
 
 def supported() -> bool:
     """Whether kombu's Redis channel still has what :class:`PushOnceChannel` builds on."""
-    return all(hasattr(kombu_redis.Channel, name) for name in _INTERNALS)
+    return _BATCH_BASE is not object and all(
+        hasattr(kombu_redis.Channel, name) for name in _INTERNALS
+    )
 
 
 def sent_mark(prefix: str, queue: str, task_id: str) -> str:
     """The key marking ``task_id`` as pushed onto ``queue``."""
     return f"{prefix}:celery:sent:{queue}:{task_id}"
+
+
+class _PushOnceBatch(_BATCH_BASE):  # type: ignore[misc]
+    """kombu's batch of one ``Producer.batch()``, whose task pushes go in one script call.
+
+    The pushes of the batch are collected in order and written at flush as one
+    ``EVALSHA`` (redis-py loads the script into the pipeline's server when missing).
+    """
+
+    def __init__(self, channel: Any, max_size: int) -> None:
+        super().__init__(channel, max_size)
+        self._once_keys: list[str] = []
+        self._once_messages: list[str] = []
+
+    def push_once(self, mark: str, key: str, payload: str) -> None:
+        self._check_usable()
+        self._once_keys += (mark, key)
+        self._once_messages.append(payload)
+        if len(self._once_messages) >= self.max_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._once_messages:
+            self._check_usable()
+            this: Any = self.channel
+            script = this.push_once_script()
+            script(keys=self._once_keys, args=[this.mark_ttl_ms(), *self._once_messages],
+                   client=self.pipeline)  # fmt: skip
+            self._buffered += 1
+            self._once_keys, self._once_messages = [], []
+        super().flush()
+
+    def discard(self) -> None:
+        self._once_keys, self._once_messages = [], []
+        super().discard()
 
 
 class PushOnceChannel(kombu_redis.Channel):
@@ -90,36 +136,43 @@ class PushOnceChannel(kombu_redis.Channel):
         "ably_mark_prefix",
         "ably_mark_ttl",
     )
+    _once_script: Any = None
+
+    def push_once_script(self) -> Any:
+        if self._once_script is None:
+            this: Any = self
+            self._once_script = this.client.register_script(PUSH_ONCE_LUA)
+        return self._once_script
+
+    def mark_ttl_ms(self) -> int:
+        return max(1, int(self.ably_mark_ttl * 1000))
+
+    def create_publish_batch(self, max_size: int) -> Any:
+        return _PushOnceBatch(self, max_size)
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         this: Any = self  # (kombu's channel methods are untyped)
         headers = message.get("headers") or {}
         task_id = headers.get("id") if isinstance(headers, dict) else None
-        if not isinstance(task_id, str) or not task_id:
+        expires_of = getattr(this, "_expires", None)
+        if (
+            not isinstance(task_id, str)
+            or not task_id
+            or (expires_of and queue in expires_of)  # (a queue with x-expires: kombu's way)
+        ):
             _KOMBU_CHANNEL._put(this, queue, message, **kwargs)
             return
         key = this._q_for_pri(queue, this._get_message_priority(message, reverse=False))
         mark = sent_mark(self.ably_mark_prefix, queue, task_id)
-        ttl_ms = max(1, int(self.ably_mark_ttl * 1000))
-        args = (PUSH_ONCE_LUA, 2, mark, key, ttl_ms, _dumps(message))
-        expires_of = getattr(this, "_expires", None)
-        expires = expires_of.get(queue) if expires_of else None
+        payload = _dumps(message)
         batch = kwargs.pop("_publish_batch", None)
-        if batch is not None:  # kombu's Producer.batch(): one pipeline for the batch
-            batch.add("eval", *args)
-            if expires is not None:
-                for p in self.priority_steps:
-                    batch.add("pexpire", this._q_for_pri(queue, p), expires)
+        if isinstance(batch, _PushOnceBatch):  # kombu's Producer.batch(): one script call
+            batch.push_once(mark, key, payload)
             return
         with self.conn_or_acquire() as client:
-            if expires is None:
-                client.eval(*args)
-                return
-            with client.pipeline() as pipe:
-                pipe.eval(*args)
-                for p in self.priority_steps:
-                    pipe.pexpire(this._q_for_pri(queue, p), expires)
-                pipe.execute()
+            self.push_once_script()(
+                keys=[mark, key], args=[self.mark_ttl_ms(), payload], client=client
+            )
 
 
 class PushOnceTransport(kombu_redis.Transport):
