@@ -127,6 +127,7 @@ def test_the_glob_finds_the_core_modules() -> None:
         "ably_bridge.bridge.core.position",
         "ably_bridge.bridge.core.start_points",
         "ably_bridge.bridge.core.lifecycle",
+        "ably_bridge.bridge.core.backfill_plan",
     } <= names
 
 

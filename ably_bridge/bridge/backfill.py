@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ably_bridge.bridge.checkpoint import Position
+from ably_bridge.bridge.core.backfill_plan import plan_gap
 from ably_bridge.bridge.source import PresenceHistoryUnavailable, after_position
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.models import Message, PresenceMessage
@@ -62,22 +63,14 @@ def gap_messages(
     discovered (active before the poll that found it), or this is not the
     first backfill of its first attachment, so it is read from ``seed``.
     """
-    positions: list[Position] = []
-    missing: list[str] = []
-    for route_id in routes:
-        pos = checkpoints.load(route_id, channel) if checkpoints else None
-        if pos is None:
-            missing.append(route_id)
-        else:
-            positions.append(pos)
+    loaded = {r: checkpoints.load(r, channel) if checkpoints else None for r in routes}
+    plan = plan_gap(loaded, seed, read_seed)
     if checkpoints is not None:
-        for route_id in missing:
+        for route_id in plan.seed_tracks:
             checkpoints.advance(route_id, channel, seed)
-    if not positions:
-        if not read_seed:
-            return []  # first time on this channel: start at the attach point
-        positions.append(seed)
-    oldest = min(positions, key=lambda p: p.timestamp)
+    if plan.read_from is None:
+        return []  # first time on this channel: start at the attach point
+    oldest = plan.read_from
     return history.since(channel, oldest, attach_serial)
 
 
@@ -94,22 +87,14 @@ def gap_presence(
     checkpoints up to now (presence history has no attach point; the daemon drops
     the live copies by id). Seeded and started like :func:`gap_messages`;
     raises :class:`~.source.PresenceHistoryUnavailable` when it cannot be read."""
-    positions: list[Position] = []
-    missing: list[str] = []
-    for track in tracks:
-        pos = checkpoints.load(track, channel) if checkpoints else None
-        if pos is None:
-            missing.append(track)
-        else:
-            positions.append(pos)
+    loaded = {t: checkpoints.load(t, channel) if checkpoints else None for t in tracks}
+    plan = plan_gap(loaded, seed, read_seed)
     if checkpoints is not None:
-        for track in missing:
+        for track in plan.seed_tracks:
             checkpoints.advance(track, channel, seed)
-    if not positions:
-        if not read_seed:
-            return []
-        positions.append(seed)
-    oldest = min(positions, key=lambda p: p.timestamp)
+    if plan.read_from is None:
+        return []
+    oldest = plan.read_from
     return history.presence_since(channel, oldest)
 
 

@@ -7,6 +7,8 @@ daemon (:mod:`ably_bridge.bridge.daemon`) is the driver that performs them.
 * :mod:`.lifecycle` - a channel's phases as one transition table: inputs in
   (source state changes, backfill outcomes, timers, back-pressure), the next
   phase and the effects out (attach, detach, backfill to X, go live, retry).
+* :mod:`.backfill_plan` - where a gap starts (the oldest checkpoint of the
+  channel's tracks, or its start point) and which tracks are seeded first.
 * :mod:`.start_points` - where a channel's delivery starts when no checkpoint
   says so, fixed once when the channel is first seen.
 * :mod:`.position` - positions (what a checkpoint holds) and checkpoint tracks
