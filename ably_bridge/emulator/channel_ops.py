@@ -5,6 +5,7 @@
   known ``channelSerial`` with RESUMED and replays what was missed (RTL15b,
   RTN15c6), honours ``rewind`` (HAS_BACKLOG) and sends a paged presence SYNC
   (RTP18, RTP19) when members exist;
+* :func:`sync` answers a client's SYNC request with the presence set (RTP19);
 * :func:`detach` answers DETACHED and leaves the connection's members;
 * :func:`publish` handles MESSAGE and PRESENCE with ACK/NACK, mode checks
   (40165) and msgSerial de-duplication (RTN7, RTN19a);
@@ -123,7 +124,11 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
             continuity_error = p.error(
                 90003, "channel continuity lost: messages since the serial expired", 404
             ).to_dict()
-        elif "rewind" in params and name not in session.attachments:
+        elif (
+            "rewind" in params
+            and name not in session.attachments
+            and not (isinstance(flags_in, int) and flags_in & p.ATTACH_RESUME)
+        ):  # RTL4j: an ATTACH_RESUME attach gets no rewind backlog again
             backlog = _rewind(channel, params["rewind"], now)
             if backlog:
                 flags |= p.HAS_BACKLOG
@@ -167,13 +172,15 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
                 continue
             if att.filter_expr is not None and not filter_matches(att.filter_expr, message):
                 continue
+            # RTL18: a delta channel's replay continues the delta chain from scratch.
+            sent = att.deltas.messages([message], session.fmt) if att.deltas else [message]
             session.send_pm(
                 {
                     "action": p.MESSAGE,
                     "channel": name,
                     "channelSerial": message["serial"],
                     "timestamp": message.get("timestamp"),
-                    "messages": [message],
+                    "messages": sent,
                 }
             )
     if flags & p.HAS_PRESENCE:
@@ -183,7 +190,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
 def _send_sync(session: Session, name: str, members: list[dict[str, Any]], sync_id: str) -> None:
     """Presence SYNC in pages; ``syncId:cursor`` with an empty cursor on the last (RTP18)."""
     size = max(1, session.state.config.sync_page_size)
-    pages = [members[i : i + size] for i in range(0, len(members), size)]
+    pages = [members[i : i + size] for i in range(0, len(members), size)] or [[]]
     for index, page in enumerate(pages):
         cursor = "" if index == len(pages) - 1 else str(index + 1)
         session.send_pm(
@@ -194,6 +201,19 @@ def _send_sync(session: Session, name: str, members: list[dict[str, Any]], sync_
                 "presence": page,
             }
         )
+
+
+def sync(session: Session, pm: dict[str, Any]) -> None:
+    """A SYNC the client asks for (RTP19): the whole presence set again, even when empty."""
+    conn = session.conn
+    assert conn is not None
+    name = pm.get("channel")
+    att = session.attachments.get(name) if isinstance(name, str) else None
+    if att is None or not isinstance(name, str):
+        _channel_error(session, name, p.error(90001, "SYNC on a channel that is not attached", 400))
+        return
+    channel = conn.creds.app.channel(att.base)
+    _send_sync(session, name, list(channel.presence.values()), channel.current_serial)
 
 
 def detach(session: Session, pm: dict[str, Any]) -> None:

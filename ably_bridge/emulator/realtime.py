@@ -450,6 +450,8 @@ class Session:
             channel_ops.publish(self, pm, fmt)
         elif action == p.AUTH:
             self._reauth(pm)
+        elif action == p.SYNC:
+            channel_ops.sync(self, pm)
         else:
             log.debug("ignoring action %s from %r", action, self)
 

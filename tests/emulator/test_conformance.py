@@ -111,3 +111,64 @@ def test_known_path_other_method_is_404(emulator: Emulator, root_key: str) -> No
         timeout=5,
     )
     assert r.status_code == 404 and r.headers["X-Ably-Errorcode"] == "40400"
+
+
+ATTACH_RESUME = 1 << 5
+MESSAGE, SYNC = 15, 16
+
+
+def test_attach_resume_gets_no_rewind_backlog(
+    root_key: str, rt_factory: Callable[..., RT], fmt: str
+) -> None:
+    pub = rt_factory(fmt, key=root_key)
+    pub.connected()
+    pub.publish("rewound", [{"name": "old"}])
+    fresh = rt_factory(fmt, key=root_key)
+    fresh.connected()
+    fresh.attach("rewound", params={"rewind": "1"})
+    assert fresh.expect(MESSAGE, channel="rewound")["messages"][0]["name"] == "old"
+    resumed = rt_factory(fmt, key=root_key)
+    resumed.connected()
+    attached = resumed.attach("rewound", params={"rewind": "1"}, flags=ATTACH_RESUME)
+    assert not attached["flags"] & (1 << 1)  # no HAS_BACKLOG
+    resumed.send({"action": 0, "id": "marker"})
+    resumed.expect(0, id="marker")
+    assert not [pm for pm in resumed.backlog if pm.get("action") == MESSAGE]
+
+
+def test_replay_on_reattach_restarts_the_delta_chain(
+    root_key: str, rt_factory: Callable[..., RT], fmt: str
+) -> None:
+    pub = rt_factory(fmt, key=root_key)
+    pub.connected()
+    serials = [
+        pub.publish("deltas", [{"name": str(i), "data": f"payload number {i} " * 8}])["res"][0][
+            "serials"
+        ][0]
+        for i in range(3)
+    ]
+    sub = rt_factory(fmt, key=root_key)
+    sub.connected()
+    attached = sub.attach("deltas", params={"delta": "vcdiff"}, channelSerial=serials[0])
+    assert attached["flags"] & (1 << 2)  # RESUMED
+    first = sub.expect(MESSAGE, channel="deltas")["messages"][0]
+    second = sub.expect(MESSAGE, channel="deltas")["messages"][0]
+    assert first["name"] == "1" and "delta" not in (first.get("extras") or {})
+    assert second["name"] == "2" and second["extras"]["delta"]["from"] == first["id"]
+
+
+def test_client_requested_sync(
+    emulator: Emulator, root_key: str, rt_factory: Callable[..., RT], fmt: str
+) -> None:
+    rt = rt_factory(fmt, key=root_key, clientId="syncer")
+    rt.connected()
+    rt.attach("sync-me")
+    rt.send({"action": SYNC, "channel": "sync-me"})
+    empty = rt.expect(SYNC, channel="sync-me")
+    assert empty["presence"] == [] and empty["channelSerial"].endswith(":")
+    rt.presence("sync-me", [{"action": 2, "data": "here"}])
+    rt.send({"action": SYNC, "channel": "sync-me"})
+    full = rt.expect(SYNC, channel="sync-me")
+    assert [m["clientId"] for m in full["presence"]] == ["syncer"]
+    rt.send({"action": SYNC, "channel": "not-attached"})
+    assert rt.expect(9, channel="not-attached")["error"]["code"] == 90001
