@@ -9,7 +9,7 @@ import pytest
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.recovery import RecoveryKeyContext, decode_recovery_key
 
-from .helpers import Harness, options
+from .harness import Harness, options
 
 
 def test_rtn16g_encodes_key_serial_and_channels() -> None:

@@ -13,7 +13,7 @@ from ably_bridge.protocol.events import (
 from ably_bridge.protocol.models import Message, PresenceMessage, ProtocolMessage
 from ably_bridge.protocol.pending import PendingPublish
 
-from .helpers import HAS_PRESENCE, RESUMED, Harness, connected_frame, err, of, options
+from ..harness import HAS_PRESENCE, RESUMED, Harness, connected_frame, err, of, options
 
 
 def msgs(n: int = 1) -> list[Message]:

@@ -20,7 +20,7 @@ from ably_bridge.protocol.connection import (
 from ably_bridge.protocol.events import ConnectionState
 from ably_bridge.protocol.models import ProtocolMessage
 
-from .helpers import Harness, connected_frame, err
+from ..harness import Harness, connected_frame, err
 
 _S = ConnectionState
 CONNECTION_PACKAGE = Path(ably_bridge.__file__).parent / "protocol" / "connection"

@@ -41,7 +41,7 @@ from ably_bridge.protocol.events import (
 )
 from ably_bridge.protocol.models import Message, PresenceMessage, ProtocolMessage
 
-from .helpers import FixedRandom, connected_frame, options
+from ..harness import FixedRandom, connected_frame, options
 
 SEED = int(os.environ.get("ABLY_FUZZ_SEED", "1724"))
 FRAMES_PER_FORMAT = 12_000

@@ -10,7 +10,7 @@ from ably_bridge.protocol.channel import ReenterHandle
 from ably_bridge.protocol.events import DeliverPresence
 from ably_bridge.protocol.models import PresenceMessage, ProtocolMessage
 
-from .helpers import HAS_PRESENCE, Harness, of, options
+from ..harness import HAS_PRESENCE, Harness, of, options
 
 
 def test_suspended_deadline_is_the_retry() -> None:

@@ -23,7 +23,7 @@ from ably_bridge.protocol.models import ProtocolMessage
 from ably_bridge.protocol.reconnect import ReconnectBackoff
 from ably_bridge.protocol.retry import RetryPolicy
 
-from .helpers import Harness, connected_frame, err, of, options
+from .harness import Harness, connected_frame, err, of, options
 
 Server = Callable[[Harness], None]
 MAX_ATTEMPTS = 50  # far more than any backoff allows in the simulated window

@@ -8,7 +8,7 @@ from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.events import CloseTransport, OpenTransport, RequestToken
 from ably_bridge.protocol.models import ProtocolMessage
 
-from .helpers import KEY, FixedRandom, Harness, connected_frame, err, of, options
+from ..harness import KEY, FixedRandom, Harness, connected_frame, err, of, options
 
 
 def test_rtn2_query_params_for_basic_auth() -> None:

@@ -6,7 +6,7 @@ from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.models import Message, ProtocolMessage
 from ably_bridge.protocol.pending import PendingPublish, PublishQueue
 
-from .helpers import err
+from .harness import err
 
 
 def entry(handle: str, channel: str = "chat") -> PendingPublish:

@@ -16,7 +16,7 @@ from ably_bridge.protocol.events import (
 )
 from ably_bridge.protocol.models import Message, ProtocolMessage
 
-from .helpers import Harness, connected_frame, err, of, options
+from ..harness import Harness, connected_frame, err, of, options
 
 
 def test_rtn15a_transport_loss_disconnects_then_resumes() -> None:

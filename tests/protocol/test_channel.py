@@ -8,7 +8,7 @@ from ably_bridge.protocol.actions import Action, ChannelMode, Flag
 from ably_bridge.protocol.events import CompleteAttach, CompleteDetach, DeliverMessages, Effect
 from ably_bridge.protocol.models import Message, ProtocolMessage
 
-from .helpers import HAS_BACKLOG, RESUMED, Harness, connected_frame, err, of, options
+from .harness import HAS_BACKLOG, RESUMED, Harness, connected_frame, err, of, options
 
 
 def connected(ttl: float = 120.0, **kw: object) -> Harness:

@@ -1,0 +1,1 @@
+"""Tests of ``ably_bridge.protocol.connection``, one file per concern (see the package)."""
