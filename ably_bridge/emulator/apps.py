@@ -62,6 +62,7 @@ class Token:
     capability: caps.Capability
     client_id: str | None = None
     revoked: bool = False
+    revocation_key: str | None = None  # a revokeTokens target (revocation.py)
 
     def details(self) -> dict[str, Any]:
         """TokenDetails as returned by requestToken (TD1-TD7, ably-protocol.md 7.7)."""

@@ -251,9 +251,12 @@ def request_token(
                 raise error(40102, "token may not request a token for another clientId")
             ttl = _within_parent(state, caller.token, ttl, requested)
     log.debug("issuing token for %s", key_name)
-    return state.issue_token(
+    token = state.issue_token(
         key, ttl_ms=ttl, capability=requested, client_id=client_id, ceiling=ceiling
     )
+    if isinstance(body.get("revocationKey"), str):
+        token.revocation_key = body["revocationKey"]
+    return token
 
 
 def _within_parent(

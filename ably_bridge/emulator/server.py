@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ably_bridge.clock import Clock, SystemClock, Timer
-from ably_bridge.emulator import admin, apps, comet, rest, rest_messages
+from ably_bridge.emulator import admin, apps, comet, rest, rest_messages, revocation
 from ably_bridge.emulator.config import EmulatorConfig
 from ably_bridge.emulator.faults import Faults
 from ably_bridge.emulator.origin import is_loopback
@@ -64,6 +64,7 @@ def build_application(runtime: Runtime) -> web.Application:
     rest.add_routes(app)
     comet.add_routes(app)
     rest_messages.add_routes(app)
+    revocation.add_routes(app)
     return app
 
 
