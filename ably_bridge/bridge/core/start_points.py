@@ -7,10 +7,11 @@ This module owns :class:`StartPoints`. A channel's start point is decided
   starts one poll interval (plus a clock-skew margin) before it was seen, and
   that history is always read;
 * a configured channel starts at its first attach point: the backfill of that
-  very first attachment (whose live events are all held) reads nothing, and
-  any later backfill before a checkpoint exists (a pause, a lost continuity, a
-  retry after the first attachment's events were dropped) reads from the
-  margin before the first attach.
+  very first attachment (whose live events are all held) reads nothing - if
+  it attached within the margin of the first request; any later backfill
+  before a checkpoint exists (a slow or failing first attach, a pause, a lost
+  continuity, a retry after the first attachment's events were dropped) reads
+  from the margin before the first attach request.
 
 The start point is kept in memory until a checkpoint exists: while the
 checkpoint store is down, every retry and re-attach uses the same one (it was
@@ -87,7 +88,7 @@ class StartPoints:
             self._unsaved.add(channel)
         return point
 
-    def plan(self, channel: str, attachment: int, retry: bool) -> StartPlan:
+    def plan(self, channel: str, attachment: int, retry: bool, now_ms: int) -> StartPlan:
         """The seed and whether to read from it, for a backfill of ``attachment``
         (``retry``: the same backfill again, after it failed).
 
@@ -96,7 +97,10 @@ class StartPoints:
         held); every other backfill reads from the fixed start point."""
         point = self._points[channel]
         if point.first_attachment is None:
-            point.first_attachment = attachment
+            # Attached long after it was first asked for (attach failures): what was
+            # published meanwhile is before the attach point, so read it.
+            late = now_ms - point.decided_at > self._skew
+            point.first_attachment = -1 if late else attachment
         elif not (retry and point.first_attachment == attachment):
             point.first_attachment = -1  # that attach point is behind us for good
         fresh = point.first_attachment == attachment

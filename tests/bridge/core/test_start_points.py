@@ -14,20 +14,20 @@ def test_a_start_point_is_fixed_when_first_seen() -> None:
     again = starts.see("ch", 900_000, lookback_s=30)
     assert again is first and first.position == Position(timestamp=65_000)
     assert first.discovered
-    assert starts.plan("ch", 1, retry=False).read_seed  # discovered: always read
+    assert starts.plan("ch", 1, False, 100_000).read_seed  # discovered: always read
 
 
 def test_only_the_first_attachments_first_backfill_and_its_retries_start_at_the_attach() -> None:
     starts = StartPoints(skew_ms=5000)
     starts.see("ch", 100_000)
-    assert not starts.plan("ch", 1, retry=False).read_seed
-    assert not starts.plan("ch", 1, retry=True).read_seed  # the same backfill, retried
-    assert starts.plan("ch", 1, retry=False).read_seed  # a new attach point (continuity lost)
-    assert starts.plan("ch", 1, retry=True).read_seed  # ...for good
+    assert not starts.plan("ch", 1, False, 100_000).read_seed
+    assert not starts.plan("ch", 1, True, 100_000).read_seed  # the same backfill, retried
+    assert starts.plan("ch", 1, False, 100_000).read_seed  # a new attach point (continuity lost)
+    assert starts.plan("ch", 1, True, 100_000).read_seed  # ...for good
     starts.see("other", 100_000)
-    assert not starts.plan("other", 7, retry=False).read_seed
-    assert starts.plan("other", 8, retry=True).read_seed  # another attachment (a pause)
-    assert starts.plan("other", 8, retry=False).seed == Position(timestamp=95_000)
+    assert not starts.plan("other", 7, False, 100_000).read_seed
+    assert starts.plan("other", 8, True, 100_000).read_seed  # another attachment (a pause)
+    assert starts.plan("other", 8, False, 100_000).seed == Position(timestamp=95_000)
 
 
 def test_a_channel_discovered_while_checkpoints_are_down_keeps_its_start_point() -> None:

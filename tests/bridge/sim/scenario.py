@@ -96,8 +96,10 @@ class Sim:
         self.clock = FakeClock()
         self.ably = SimAbly(self.clock.time_ms, retention_ms=24 * 3600 * 1000)
         self.states = {name: SinkState() for name in SINKS}
-        self.sinks = {name: SimSink(name, random.Random(seed * 31 + i), self.states[name])
-                      for i, name in enumerate(SINKS)}  # fmt: skip
+        self.sinks = {
+            name: SimSink(name, random.Random(seed * 31 + i), self.states[name], self.clock.advance)
+            for i, name in enumerate(SINKS)
+        }
         self.config = _config(self.rng.choice([6, 12, 40]), self.rng.choice([1, 3, 10]))
         self.checkpoint_interval = self.rng.choice([0.0, 0.0, 0.05, 1.0])
         self.checker = Checker(
@@ -193,7 +195,7 @@ class Sim:
 
     def sink_fault(self) -> None:
         sink = self.sinks[self.rng.choice(SINKS)]
-        sink.mode = self.rng.choice(["up", "up", "down", "partial", "rejecting"])
+        sink.mode = self.rng.choice(["up", "up", "down", "slow", "partial", "rejecting"])
         self.stats["faults"] += 1
 
     def store_fault(self) -> None:
@@ -206,6 +208,11 @@ class Sim:
         roll = self.rng.random()
         if channel in self.ably.missed:
             self.ably.restore(channel, resumed=roll < 0.5)
+        elif roll < 0.05:
+            self.ably.refuse_attach = not self.ably.refuse_attach  # attach requests fail
+        elif roll < 0.12:
+            if self.ably.channel(channel).handlers is not None:
+                self.ably.fail(channel)  # FAILED: the bridge re-attaches after a delay
         elif roll < 0.6:
             self.ably.cut(channel)
         elif roll < 0.8:
@@ -255,6 +262,7 @@ class Sim:
             if sink.mode != "rejecting":
                 sink.mode = "up"
         self.checkpoints.down = False
+        self.ably.refuse_attach = False
         for channel in list(self.ably.missed):
             self.ably.restore(channel, resumed=False)
         for channel in [*STATIC, *self.discovered]:

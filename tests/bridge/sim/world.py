@@ -9,8 +9,9 @@ simulated clock; nothing sleeps, opens a socket or starts a thread.
   not delivered live), SUSPENDED, and discovery listings (channels with
   history). Built on :class:`~ably_bridge.bridge.source.FakeSource`.
 * :class:`SimSink` - a sink that can be up, down (every delivery RETRY),
-  rejecting (some events REJECTED for good) or partial (the tail of a batch
-  RETRY); what it wrote and its de-duplication marks persist across crashes.
+  slow (one delivery per call, each call taking simulated time), rejecting
+  (some events REJECTED for good) or partial (the tail of a batch RETRY); what
+  it wrote and its de-duplication marks persist across crashes.
 * :class:`SimCheckpoints` - forward-only checkpoints (as the Redis script),
   down or up, persisted across crashes; every advance is reported to the
   checker first.
@@ -91,15 +92,19 @@ class SimAbly(FakeSource):
             else:
                 handlers.presence([item])
 
-    def attach(self, channel: str, handlers: Any, **kw: Any) -> None:
-        self.missed.pop(channel, None)  # a new attachment: its attach point covers them
-        super().attach(channel, handlers, **kw)
-
     def list_channels(self, prefix: str) -> list[str]:
         """Active channels: any with messages or presence events."""
         with self._lock:
             names = {n for n, c in self._channels.items() if c.history or c.presence_history}
         return sorted(n for n in names if n.startswith(prefix))
+
+    def attach(self, channel: str, handlers: Any, **kw: Any) -> None:
+        if self.refuse_attach:
+            raise ConnectionError("attach refused")
+        self.missed.pop(channel, None)  # a new attachment: its attach point covers them
+        FakeSource.attach(self, channel, handlers, **kw)
+
+    refuse_attach = False
 
     def crash(self) -> None:
         """The bridge process died: its connection and attachments are gone."""
@@ -127,7 +132,11 @@ class SinkState:
 class SimSink:
     """A sink of the simulation; ``mode``: up | down | rejecting | partial."""
 
-    def __init__(self, name: str, rng: random.Random, state: SinkState) -> None:
+    def __init__(
+        self, name: str, rng: random.Random, state: SinkState,
+        advance: Callable[[float], None] = lambda seconds: None,
+    ) -> None:  # fmt: skip
+        self.advance = advance  # (simulated time a slow call takes)
         self.name = name
         self.rng = rng
         self.state = state
@@ -139,6 +148,9 @@ class SimSink:
         cut = len(batch)
         if self.mode == "partial" and batch:
             cut = self.rng.randrange(len(batch) + 1)
+        elif self.mode == "slow" and batch:
+            self.advance(0.2)
+            cut = 1
         out: list[Result] = []
         for i, d in enumerate(batch):
             env = d.envelope
