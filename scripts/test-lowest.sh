@@ -21,7 +21,9 @@ TESTS=(
     tests/bridge/test_celery_sink.py
     tests/bridge/test_celery_batching.py
     tests/bridge/test_celery_template.py
-    tests/bridge/test_celery_push_once.py
+    # Push-once needs kombu 5.7's channel internals (celery_redis.supported()); on older
+    # kombu the sink pushes as kombu does, which is what this test of it checks.
+    tests/bridge/test_celery_push_once.py::test_without_the_kombu_internals_it_pushes_as_kombu_does
 )
 constraints="$VENV/lowest-constraints.txt"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -50,7 +52,6 @@ WORKER_TESTS=(
     tests/bridge/test_celery_sink.py::test_quorum_queue_target_reaches_a_quorum_worker_that_retries
     "tests/bridge/test_celery_template.py::test_a_worker_runs_the_templated_tasks[redis]"
     "tests/bridge/test_celery_template.py::test_a_worker_runs_the_templated_tasks[amqp]"
-    tests/bridge/test_celery_push_once.py::test_a_worker_runs_each_task_once_without_its_guard
 )
 run() {
     local deselect=() test

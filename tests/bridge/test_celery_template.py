@@ -106,7 +106,9 @@ def send_task_reference(sink: CelerySink, target: CeleryTarget, env: Envelope) -
     url = str(sink.app.conf.broker_url)
     if url.startswith("redis"):  # the sink pushed this task id once: let it go again
         client = redis.Redis.from_url(url)
-        client.delete(*client.keys(f"{sink.options.key_prefix}:celery:sent:*:{task_id}"))
+        marks = client.keys(f"{sink.options.key_prefix}:celery:sent:*:{task_id}")
+        if marks:  # (none when kombu is too old for push-once: celery_redis.supported())
+            client.delete(*marks)
     sink.app.send_task(
         target.task,
         args=(env.to_dict(),),
