@@ -135,7 +135,7 @@ class EmulatorState:
                     raise error(40001, "presence fixture must be an object")
                 event = wire.ingest(member, "json")
                 event.update(
-                    action=P_PRESENT,
+                    action=P_ENTER,  # history shows the enter; the member set PRESENT
                     connectionId=conn_id,
                     id=f"{conn_id}:0:{index}",
                     timestamp=now,

@@ -172,3 +172,11 @@ def test_client_requested_sync(
     assert [m["clientId"] for m in full["presence"]] == ["syncer"]
     rt.send({"action": SYNC, "channel": "not-attached"})
     assert rt.expect(9, channel="not-attached")["error"]["code"] == 90001
+
+
+def test_presence_fixtures_enter_in_history(emulator: Emulator, root_key: str) -> None:
+    base = emulator.url + "/channels/persisted:presence_fixtures/presence"
+    members = requests.get(base, auth=basic(root_key), timeout=5).json()
+    history = requests.get(base + "/history", auth=basic(root_key), timeout=5).json()
+    assert members and {m["action"] for m in members} == {1}  # PRESENT
+    assert len(history) == len(members) and {m["action"] for m in history} == {2}  # ENTER
