@@ -313,3 +313,21 @@ def test_ably_js_applies_the_emulators_vcdiff_deltas(
         assert Counting.calls == len(payloads) - 1
     finally:
         ours.close(timeout=TIMEOUT)
+
+
+def test_ably_js_on_its_own_over_comet(
+    node: str, emulator: Emulator, key: str, channel_name: str
+) -> None:
+    """The same session over the comet (long-polling) transport only, which is JSON."""
+    config = js_config(emulator, key, False, channel=channel_name, transports=["comet"])
+    out = run_js(node, "basics.js", config, timeout=60.0)
+    received = out["received"]
+    assert [m["name"] for m in received] == ["text", "json", "binary"]
+    assert [m["data"] for m in received] == [
+        {"type": "string", "value": "hello"},
+        {"type": "json", "value": {"a": [1, 2], "b": "c"}},
+        {"type": "binary", "value": "0001feff"},
+    ]
+    conn_id = out["connectionId"]
+    assert [m["id"] for m in received] == [f"{conn_id}:{i}:0" for i in range(3)]
+    assert [m["clientId"] for m in out["members"]] == ["js-key"]

@@ -28,6 +28,7 @@ function options(cfg, extra) {
       useBinaryProtocol: Boolean(cfg.binary),
       logLevel: 1,
       logHandler: (msg) => process.stderr.write(`ably-js: ${msg}\n`),
+      ...(cfg.transports ? { transports: cfg.transports } : {}),
     },
     extra,
   );
