@@ -118,7 +118,7 @@ def test_a_timed_out_subscribe_raises_and_removes_its_listener(make_client: Make
     channel = client.channels.get("timed-out")
     dropped, kept = Collector(), Collector()
     with pytest.raises(AblyException) as raised:
-        channel.subscribe(dropped, timeout=0.2)
+        channel.subscribe(dropped, timeout=0.2, inline=True)  # inline: the check below is exact
     assert raised.value.code == ErrorCode.TIMEOUT_ERROR
     with pytest.raises(AblyException):
         channel.presence.subscribe(dropped, timeout=0.2)

@@ -33,10 +33,10 @@ class Trigger(StrEnum):
     # A connection attempt starts: connect() (RTN11, RTN11b, RTN11d), a retry timer
     # (RTN14d, RTN14f), a resume after a lost connection (RTN15a, RTN15h3), a new token (RTC8c).
     ATTEMPT = "attempt"
-    # A token was refused: fetch a new one and try again (RTN14b, RTN15h2).
-    RENEW = "renew"
     # The server's CONNECTED frame ends the attempt (RTN4b; after a resume RTN15c6, RTN15c7).
     CONNECTED = "connected"
+    # A token was refused: fetch a new one and try again (RTN14b, RTN15h2).
+    RENEW = "renew"
     # The transport or the attempt failed; retry after a delay or at once (RTN14d, RTN15a).
     DISCONNECT = "disconnect"
     # Disconnected for longer than connectionStateTtl (RTN14e) or already suspended (RTN14f).

@@ -158,3 +158,14 @@ def test_the_write_check_can_fail() -> None:
         "x.state: int = 5\n"
     )
     assert _state_writes(sample) == ["C.f:state", "C.f:_state", "C.f:setattr", ":state"]
+
+
+def test_the_architecture_document_shows_this_table() -> None:
+    # docs/architecture.md, "The connection transition table": one row per state.
+    doc = (Path(ably_bridge.__file__).parents[1] / "docs" / "architecture.md").read_text("utf-8")
+    header = "| from \\ trigger | " + " | ".join(t.name for t in Trigger) + " |"
+    assert header in doc
+    for state in ConnectionState:
+        cells = [TRANSITIONS[(state, t)].name if (state, t) in TRANSITIONS else "" for t in Trigger]
+        row = " | ".join([f"| {state.name}", *cells]) + " |"
+        assert row.replace("|  |", "| |").replace("|  |", "| |") in doc, row
