@@ -57,7 +57,10 @@ def test_presence_after_a_forgotten_connection(
             for n in range(3):
                 presence.update(f"u{n}", timeout=10)
             want = [("alice", ENTER, "hi")] + [("alice", UPDATE, f"u{n}") for n in range(3)]
-            eventually(lambda: presence_of(rclient, stream)[-3:] == want[-3:], timeout=30,
-                       what=f"the updates after the fault; got {presence_of(rclient, stream)}")  # fmt: skip
+            try:
+                eventually(lambda: presence_of(rclient, stream)[-3:] == want[-3:], timeout=30,
+                           what="the updates after the fault")  # fmt: skip
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: got {presence_of(rclient, stream)}") from None
     finally:
         alice.close()
