@@ -1,6 +1,6 @@
 """Sans-I/O protocol core: wire enums, the message model, stats and the JSON/msgpack codec.
 
-Nothing here touches a socket, a thread or a clock; see ARCHITECTURE.md.
+Nothing here touches a socket, a thread or a clock; see docs/architecture.md ("The client").
 """
 
 from ably_bridge.protocol.actions import (

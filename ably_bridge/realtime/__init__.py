@@ -5,29 +5,18 @@ Public API: :class:`AblyRealtime` (``connection``, ``channels``, ``auth``,
 :class:`RealtimeChannel` (with :class:`ChannelOptions`,
 :class:`ChannelProperties`) and :class:`RealtimePresence`.
 
-Threads (ARCHITECTURE.md, "Threads in the realtime client", with the two
-departures below): one session per client owns all protocol state
-(:mod:`.loop`), stepped under its lock by the client's loop thread or, with the
-frames it read, by the thread reading the websocket; short-lived
-dial/token/close threads post to the loop (:mod:`.links`); listeners run with
-per-listener ordering (:mod:`.emitter`, :mod:`.delivery`) on a callback pool
-that all clients in the process share unless ``shared_callback_pool=False``
+Threads: one session per client owns all protocol state (:mod:`.loop`),
+stepped under its lock by the client's loop thread or, with the frames it
+read, by the thread reading the websocket; short-lived dial/token/close
+threads post to the loop (:mod:`.links`); listeners run with per-listener
+ordering (:mod:`.emitter`, :mod:`.delivery`) on a callback pool that all
+clients in the process share unless ``shared_callback_pool=False``
 (:mod:`.dispatcher`), or inline on the reading thread when subscribed with
 ``inline=True``. Every public method may be called from any thread; blocking
-ones take a timeout.
-
-Departures from ARCHITECTURE.md, both measured (``bench/realtime_vs_official.py``):
-
-* **One reader thread per process, not per websocket**
-  (:mod:`ably_bridge.transports.reactor`; ``shared_reader=False`` restores a
-  thread per socket). With fifty connections each message woke its own reader
-  thread, and fifty readers fought over the GIL: that cost more CPU than
-  handling the message.
-* **The reading thread steps the session itself**, under the session lock,
-  instead of waking the loop thread with every read; the loop thread still
-  runs timers and every call from other threads, and nothing else holds the
-  lock. User code still never runs under it: inline listeners run after it is
-  released, pool listeners on the pool.
+ones take a timeout. docs/architecture.md ("The client") draws the layers, the
+threads, the path of a frame from the socket to a listener, and why the design
+departs from the first one (a reader thread per process, not per websocket;
+the reading thread steps the session; inline listeners).
 
 Deliberate choices:
 
