@@ -229,7 +229,11 @@ class ConnectionCore(Routing):
     def _on_disconnected(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:
         error = pm.error
         effects: list[Effect] = []
-        if error is not None and is_token_error(error.status_code, error.code):
+        if self.state == _S.CLOSING:
+            # RTN12: the user asked to close; the server ending the connection closes it,
+            # whatever the reason - even a token error does not renew and reconnect.
+            self._closed(effects)
+        elif error is not None and is_token_error(error.status_code, error.code):
             self._token_error(effects, error, now)  # RTN15h1/h2, RTN14b
         elif self.state == _S.CONNECTED:
             reason = error or simple_error(
@@ -240,8 +244,6 @@ class ConnectionCore(Routing):
             self._close_transport(effects)
             qualifies = error is not None and 500 <= error.status_code <= 504  # RTN17f1
             self._attempt_failed(effects, error, now, qualifies)  # RTN14d
-        elif self.state == _S.CLOSING:
-            self._closed(effects)
         return effects
 
     def _on_closed(self, pm: ProtocolMessage, now: float) -> Sequence[Effect]:

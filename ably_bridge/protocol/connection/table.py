@@ -74,9 +74,6 @@ TRANSITIONS: dict[tuple[ConnectionState, Trigger], ConnectionState] = {
     (_S.SUSPENDED, T.ATTEMPT): _S.CONNECTING,  # RTN14f
     (_S.SUSPENDED, T.CLOSED): _S.CLOSED,  # RTN12d
     (_S.CLOSING, T.ATTEMPT): _S.CONNECTING,  # RTN11b
-    # A token error in DISCONNECTED while closing renews and reconnects, as a token error
-    # does while connected (RTN15h2). Kept as it was; arguably RTN12 wants CLOSED here.
-    (_S.CLOSING, T.RENEW): _S.CONNECTING,
     (_S.CLOSING, T.CLOSED): _S.CLOSED,  # RTN12b, RTN12c
     (_S.CLOSING, T.FAIL): _S.FAILED,  # an ERROR frame while closing
     (_S.CLOSED, T.ATTEMPT): _S.CONNECTING,  # RTN11d

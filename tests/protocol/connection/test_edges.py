@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from ably_bridge.errors import AblyException
 from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.actions import PresenceAction as PA
 from ably_bridge.protocol.channel import ReenterHandle
-from ably_bridge.protocol.events import DeliverPresence
+from ably_bridge.protocol.events import DeliverPresence, OpenTransport, RequestToken
 from ably_bridge.protocol.models import PresenceMessage, ProtocolMessage
 
 from ..harness import HAS_PRESENCE, Harness, of, options
@@ -29,6 +30,18 @@ def test_disconnected_frame_while_closing_closes() -> None:
     h.close()
     h.receive(ProtocolMessage(Action.DISCONNECTED))
     assert h.state == "closed"
+
+
+@pytest.mark.parametrize("renewable", [True, False])
+def test_a_token_error_while_closing_closes_without_renewing(renewable: bool) -> None:
+    """RTN12: closing wins; a DISCONNECTED with 40142 neither renews nor reconnects."""
+    h = Harness() if renewable else Harness(options(key=None, token="t0"))
+    h.establish()
+    h.close()
+    expired = AblyException("token expired", 40142, 401)
+    effects = h.receive(ProtocolMessage(Action.DISCONNECTED, error=expired))
+    assert h.state == "closed"
+    assert of(RequestToken, effects) == [] and of(OpenTransport, effects) == []
 
 
 def test_leave_is_delivered_outside_a_sync() -> None:
