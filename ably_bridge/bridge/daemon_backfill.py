@@ -55,7 +55,7 @@ class BackfillMixin(DaemonState):
             return
         epoch, seq, name = track.epoch, track.backfill_seq, track.name
         self.starts.see(name, self.clock.time_ms(), track.lookback)
-        plan = self.starts.plan(name, track.attachment, retry, self.clock.time_ms())
+        plan = self.starts.plan(name)
         scope = self._scope(name)
         floor = (scope, self.watermark.submit(scope))
         future = self.executor.submit(

@@ -6,12 +6,13 @@ This module owns :class:`StartPoints`. A channel's start point is decided
 * a channel found by discovery was active before the poll that found it, so it
   starts one poll interval (plus a clock-skew margin) before it was seen, and
   that history is always read;
-* a configured channel starts at its first attach point: the backfill of that
-  very first attachment (whose live events are all held) reads nothing - if
-  it attached within the margin of the first request; any later backfill
-  before a checkpoint exists (a slow or failing first attach, a pause, a lost
-  continuity, a retry after the first attachment's events were dropped) reads
-  from the margin before the first attach request.
+* a configured channel starts at its first attach request, less the margin.
+
+Every backfill before a checkpoint exists reads history from the start point,
+the very first one included: between the attach request and ATTACHED no
+listener receives anything, so even an attach that came at once leaves a gap
+(found by the simulation; it costs one history request per channel on a
+bridge's first start).
 
 The start point is kept in memory until a checkpoint exists: while the
 checkpoint store is down, every retry and re-attach uses the same one (it was
@@ -47,7 +48,6 @@ class StartPoint:
 
     position: Position
     discovered: bool
-    first_attachment: int | None = None  # the attachment whose live events were all held
     saved: bool = False  # persisted as the seed checkpoint of every route that needed one
     decided_at: int = 0  # ms: when it was decided (the watermark waits for it until saved)
     lookback_ms: int = 0
@@ -88,23 +88,9 @@ class StartPoints:
             self._unsaved.add(channel)
         return point
 
-    def plan(self, channel: str, attachment: int, retry: bool, now_ms: int) -> StartPlan:
-        """The seed and whether to read from it, for a backfill of ``attachment``
-        (``retry``: the same backfill again, after it failed).
-
-        Only the first backfill of the first attachment (and its retries) may
-        start at the attach point (its live events since the attach are all
-        held); every other backfill reads from the fixed start point."""
-        point = self._points[channel]
-        if point.first_attachment is None:
-            # Attached long after it was first asked for (attach failures): what was
-            # published meanwhile is before the attach point, so read it.
-            late = now_ms - point.decided_at > self._skew
-            point.first_attachment = -1 if late else attachment
-        elif not (retry and point.first_attachment == attachment):
-            point.first_attachment = -1  # that attach point is behind us for good
-        fresh = point.first_attachment == attachment
-        return StartPlan(point.position, point.discovered or not fresh)
+    def plan(self, channel: str) -> StartPlan:
+        """The seed of a backfill of ``channel`` before it has a checkpoint: read from it."""
+        return StartPlan(self._points[channel].position, True)
 
     def saved(self, channel: str) -> None:
         """The seed checkpoints are persisted (a checkpoint now decides where to start)."""
