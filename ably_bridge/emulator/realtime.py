@@ -417,6 +417,13 @@ class Session:
                 p.error(40000, "protocol message must be an object with an action")
             )
             return False
+        conn = self.conn
+        if conn is not None and self.state.connections.get(conn.id) is not conn:
+            # The connection was forgotten (or closed) while frames of its transport were
+            # still queued: they belong to no connection now. Acting on them made ghost
+            # members - an ENTER with the forgotten connectionId that no LEAVE ever ends.
+            log.debug("dropping a frame from the forgotten connection %s", conn.id)
+            return False
         try:
             self.dispatch(pm, fmt)
         except AblyException as exc:

@@ -394,3 +394,30 @@ def test_bad_frames_do_not_hurt_server(
     tok = rest_post(emulator, f"/keys/{root_key.split(':')[0]}/requestToken", root_key, {})
     assert RT(emulator, "json", accessToken=b64("x")).expect(ERROR)["error"]["code"] == 40143
     assert tok.status_code == 200
+
+
+def test_late_frames_of_a_forgotten_connection_are_dropped(
+    emulator: Emulator, app: dict[str, Any], rt_factory: Callable[..., RT], fmt: str
+) -> None:
+    """A frame queued on a transport when its connection was forgotten changes nothing.
+
+    It once made a ghost member: an ENTER with the forgotten connectionId, which no
+    LEAVE ever ended (seen by ably-js in the cross-SDK presence test under load).
+    """
+    key = app["keys"][0]["keyStr"]
+    ghost = rt_factory(fmt, key=key, clientId="ghost")
+    conn_id = ghost.connected()["connectionId"]
+    ghost.attach("haunt")
+    assert ghost.presence("haunt", [{"action": 2, "data": "in"}])["action"] == ACK
+    runtime = emulator.runtime
+    assert runtime is not None
+    session = runtime.hub.sessions[conn_id]
+    late = {"action": 14, "channel": "haunt", "msgSerial": 99, "presence": [{"action": 2}]}
+
+    def forget_then_late_frame() -> bool:  # one step of the emulator's loop: no race
+        assert emulator.faults.forget_connections(connection_id=conn_id) == 1
+        return bool(session.handle(late, fmt))
+
+    assert emulator.call(forget_then_late_frame) is False
+    channel = runtime.state.apps[app["appId"]].channels["haunt"]
+    assert [m for m in channel.presence.values() if m.get("connectionId") == conn_id] == []
