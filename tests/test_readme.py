@@ -28,9 +28,9 @@ import redis
 import requests
 
 from ably_bridge import AblyRest
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.devstack.layout import DEV_APP
 from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 
 from .readme_support import (

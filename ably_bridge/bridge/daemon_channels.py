@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from ably_bridge.bridge.core import lifecycle as lc
 from ably_bridge.bridge.daemon_state import DaemonState
-from ably_bridge.bridge.envelope import LIFECYCLE_EVENTS
 from ably_bridge.bridge.sharding import shard_of
 from ably_bridge.bridge.source import (
     SourceHandlers,
@@ -26,6 +25,7 @@ from ably_bridge.bridge.tracks import (
     ChannelTrack,
     Live,
 )
+from ably_bridge.envelope import LIFECYCLE_EVENTS
 from ably_bridge.protocol.models import Message, PresenceMessage
 
 __all__ = ["ChannelsMixin"]

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from ably_bridge.bridge.envelope import Envelope, dumps
 from ably_bridge.clock import Clock, SystemClock
+from ably_bridge.envelope import Envelope, dumps
 
 if TYPE_CHECKING:
     import redis

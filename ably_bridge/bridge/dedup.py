@@ -8,38 +8,30 @@ This module owns how an event is recognised as already delivered:
   seconds (the current and the previous bucket are checked).
 * :func:`celery_task_id` - the deterministic Celery task id of an event for one
   route and task, so a re-sent event carries the same id.
-* :class:`WorkerGuard` - the worker-side guard that makes a redelivered task run
-  once: a done-marker per task id plus a short in-progress lock.
 * :class:`DedupWindow` - a bounded in-memory LRU of recently *confirmed* events,
   so the hot path skips obvious replays (history overlap after a reattach)
   without a Redis round trip. Only add keys after every target confirmed.
+
+The worker side of the scheme, the guard that runs a redelivered task once, is
+:class:`workers.guard.WorkerGuard`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import redis
+from collections.abc import Iterable
 
 __all__ = [
     "TASK_ID_NAMESPACE",
     "DedupWindow",
-    "WorkerGuard",
     "celery_task_id",
     "dedup_bucket",
     "stream_dedup_field",
     "stream_dedup_keys",
 ]
-
-logger = logging.getLogger(__name__)
 
 # uuid5 namespace of bridge task ids (a fixed, random UUID: never change it, or
 # events re-sent after an upgrade would get new ids).
@@ -133,102 +125,3 @@ class DedupWindow:
     def discard(self, key: str) -> None:
         with self._lock:
             self._keys.pop(key, None)
-
-
-# KEYS[1] = done marker, KEYS[2] = in-progress lock; ARGV[1] = lock ttl (ms), ARGV[2] = token.
-# Returns 1 = run it, 0 = already done, -1 = running elsewhere.
-_CLAIM_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[1]) then return 1 end
-return -1
-"""
-
-# KEYS[1] = done marker, KEYS[2] = lock; ARGV[1] = done ttl (s), ARGV[2] = token.
-_COMPLETE_LUA = """
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
-
-# KEYS[1] = lock; ARGV[1] = token.
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class WorkerGuard:
-    """Runs each bridged task id once, even when the broker redelivers it.
-
-    Use in a task body::
-
-        guard = WorkerGuard(redis.Redis.from_url(url))
-
-        @app.task(bind=True, name="chat.handle")
-        def handle(self, envelope):
-            with guard.once(self.request.id) as first:
-                if first:
-                    process(envelope)
-
-    A done-marker (``done_ttl``) records success; an in-progress lock
-    (``lock_ttl``) keeps a concurrent redelivery from running alongside and
-    expires if the worker dies, so a later redelivery can run it.
-    """
-
-    CLAIMED = 1
-    DONE = 0
-    BUSY = -1
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        prefix: str = "ably-bridge",
-        done_ttl: float = 7 * 24 * 3600,
-        lock_ttl: float = 300.0,
-    ) -> None:
-        self._client = client
-        self._prefix = prefix
-        self._done_ttl = max(1, int(done_ttl))
-        self._lock_ms = max(1, int(lock_ttl * 1000))
-        self._claim = client.register_script(_CLAIM_LUA)
-        self._complete = client.register_script(_COMPLETE_LUA)
-        self._release = client.register_script(_RELEASE_LUA)
-        self._token = uuid.uuid4().hex
-
-    def _keys(self, task_id: str) -> tuple[str, str]:
-        return f"{self._prefix}:task:done:{task_id}", f"{self._prefix}:task:lock:{task_id}"
-
-    def claim(self, task_id: str) -> int:
-        """:attr:`CLAIMED` (run it), :attr:`DONE` or :attr:`BUSY` (running elsewhere)."""
-        done, lock = self._keys(task_id)
-        return int(self._claim(keys=[done, lock], args=[self._lock_ms, self._token]))
-
-    def complete(self, task_id: str) -> None:
-        """Mark ``task_id`` done and drop its lock."""
-        done, lock = self._keys(task_id)
-        self._complete(keys=[done, lock], args=[self._done_ttl, self._token])
-
-    def release(self, task_id: str) -> None:
-        """Drop the lock without marking done (the task failed; a retry may run it)."""
-        _, lock = self._keys(task_id)
-        self._release(keys=[lock], args=[self._token])
-
-    def is_done(self, task_id: str) -> bool:
-        done, _ = self._keys(task_id)
-        return bool(self._client.exists(done))
-
-    @contextmanager
-    def once(self, task_id: str) -> Iterator[bool]:
-        """Yield True if this call should do the work; mark done on a clean exit."""
-        state = self.claim(task_id)
-        if state != self.CLAIMED:
-            logger.info("skipping task %s: %s", task_id, "done" if state == self.DONE else "busy")
-            yield False
-            return
-        try:
-            yield True
-        except BaseException:
-            self.release(task_id)
-            raise
-        self.complete(task_id)

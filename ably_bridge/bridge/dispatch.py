@@ -50,13 +50,6 @@ from ably_bridge.bridge.config import BridgeConfig, Route, Source, Target
 from ably_bridge.bridge.core.position import presence_track, route_of_track
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.dedup import DedupWindow
-from ably_bridge.bridge.envelope import (
-    Envelope,
-    EnvelopeBuilder,
-    MessageLike,
-    PresenceMessageLike,
-    UndecodableEvent,
-)
 from ably_bridge.bridge.fencing import Fence, Fencing
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
@@ -64,6 +57,13 @@ from ably_bridge.bridge.router import RouteMatch, Router
 from ably_bridge.bridge.secret import Secret, redact_text
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Sink
 from ably_bridge.clock import Clock, SystemClock
+from ably_bridge.envelope import (
+    Envelope,
+    EnvelopeBuilder,
+    MessageLike,
+    PresenceMessageLike,
+    UndecodableEvent,
+)
 from ably_bridge.errors import AblyException
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ably_bridge.bridge.envelope import SOURCE_PRESENCE, Envelope, dumps
+from ably_bridge.envelope import SOURCE_PRESENCE, Envelope, dumps
 
 if TYPE_CHECKING:
     import redis

@@ -28,23 +28,21 @@ the configuration. The plan of an entry depends on its origin:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ably_bridge.bridge.config import BridgeConfig, CeleryTarget, Route, StreamTarget, Target
-from ably_bridge.bridge.envelope import (
-    SOURCE_LIFECYCLE,
-    SOURCE_MESSAGE,
-    SOURCE_PRESENCE,
-    Envelope,
-    EnvelopeBuilder,
-    UndecodableEvent,
-)
 from ably_bridge.bridge.patterns import NameMatcher
 from ably_bridge.bridge.sinks import Delivery
 from ably_bridge.bridge.sinks.base import render_key
 from ably_bridge.commands.deadletter_store import Entry
+from ably_bridge.envelope import (
+    SOURCE_PRESENCE,
+    Envelope,
+    EnvelopeBuilder,
+    UndecodableEvent,
+    envelope_from_dict,
+)
 
 __all__ = [
     "ForcedTask",
@@ -255,51 +253,6 @@ def _layout_of(stream: str, envelope: Envelope, config: BridgeConfig | None) -> 
 
 
 # -- envelopes -------------------------------------------------------------------------
-_ITEMS = {SOURCE_MESSAGE: "messages", SOURCE_PRESENCE: "presence"}
-
-
-def envelope_from_dict(raw: Mapping[str, Any], event_id: str = "") -> Envelope:
-    """An :class:`Envelope` from its Integrations JSON (``ValueError`` if it is not one)."""
-    source = raw.get("source")
-    channel = raw.get("channel")
-    rule_id = raw.get("ruleId")
-    timestamp = raw.get("timestamp")
-    if not isinstance(channel, str) or not isinstance(rule_id, str):
-        raise ValueError("no channel or ruleId")
-    if not isinstance(timestamp, int):
-        raise ValueError("no timestamp")
-    name: str | None = None
-    serial: str | None = None
-    if source in _ITEMS:
-        items = raw.get(_ITEMS[str(source)])
-        if not (isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict)):
-            raise ValueError(f"{_ITEMS[str(source)]} must hold exactly one event")
-        item = dict(items[0])
-        event_id = event_id or str(item.get("id") or "")
-        name = item.get("name") if source == SOURCE_MESSAGE else None
-        serial = item.get("serial") if isinstance(item.get("serial"), str) else None
-    elif source == SOURCE_LIFECYCLE:
-        data, name = raw.get("data"), raw.get("name")
-        if not isinstance(data, dict) or not isinstance(name, str):
-            raise ValueError("a lifecycle envelope needs name and data")
-        item = dict(data)
-        event_id = event_id or f"{channel}:{name}:{timestamp}"
-    else:
-        raise ValueError(f"unknown source {source!r}")
-    if not event_id:
-        raise ValueError("the event has no id")
-    return Envelope(
-        source=str(source),
-        app_id=str(raw.get("appId") or ""),
-        channel=channel,
-        site=str(raw.get("site") or ""),
-        rule_id=rule_id,
-        timestamp=timestamp,
-        item=item,
-        event_id=event_id,
-        name=name,
-        serial=serial,
-    )
 
 
 def entry_json(plan: Plan) -> dict[str, Any]:

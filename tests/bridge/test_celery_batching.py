@@ -12,11 +12,11 @@ from celery import Celery
 from ably_bridge import shortcuts
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.sinks.amqp_wire import Confirms
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import AMQP_BROKER
 

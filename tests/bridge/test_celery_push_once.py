@@ -14,14 +14,15 @@ import redis
 from celery.contrib.testing.worker import start_worker
 
 from ably_bridge.bridge.config import CeleryTarget
-from ably_bridge.bridge.dedup import WorkerGuard, celery_task_id
-from ably_bridge.bridge.envelope import Envelope, EnvelopeBuilder
+from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink, make_sender_app
 from ably_bridge.bridge.sinks.celery_redis import sent_mark
+from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import OwnRedis
 from tests.bridge.test_celery_sink import Received, worker_app
+from workers.guard import WorkerGuard
 
 B = EnvelopeBuilder("appX", "test")
 PREFIX = "pushonce"

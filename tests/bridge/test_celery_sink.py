@@ -13,13 +13,14 @@ from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 
 from ably_bridge.bridge.config import CeleryTarget
-from ably_bridge.bridge.dedup import WorkerGuard, celery_task_id
-from ably_bridge.bridge.envelope import EnvelopeBuilder
+from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions, create_sink
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.bridge.sinks.celery_redis import supported as push_once_supported
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import AMQP_BROKER, REDIS_URL, OwnRedis, amqp_available
+from workers.guard import WorkerGuard
 from workers.settings import queue_type_conf
 
 TASK = "bridge_test.handle_event"

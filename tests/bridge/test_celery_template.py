@@ -24,12 +24,13 @@ from celery.contrib.testing.worker import start_worker
 
 from ably_bridge import shortcuts
 from ably_bridge.bridge.config import CeleryTarget
-from ably_bridge.bridge.dedup import WorkerGuard, celery_task_id
-from ably_bridge.bridge.envelope import Envelope, EnvelopeBuilder
+from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink
+from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.test_celery_sink import Received, worker_app
+from workers.guard import WorkerGuard
 
 B = EnvelopeBuilder("appX", "test")
 

@@ -386,7 +386,7 @@ def test_celery_tasks_run_once_per_message_across_a_restart(
     from celery import Celery
     from celery.contrib.testing.worker import start_worker
 
-    from ably_bridge.bridge.dedup import WorkerGuard
+    from workers.guard import WorkerGuard
 
     broker = REDIS_URL if broker_kind == "redis" else AMQP_URL
     queue = f"{prefix}:celery"
@@ -454,7 +454,7 @@ def test_celery_broker_outage_loses_and_duplicates_no_task(
     from celery import Celery
     from celery.contrib.testing.worker import start_worker
 
-    from ably_bridge.bridge.dedup import WorkerGuard
+    from workers.guard import WorkerGuard
 
     broker = persistent_redis.url
     queue = f"{prefix}:celery"

@@ -15,11 +15,11 @@ import redis
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.config import StreamTarget
 from ably_bridge.bridge.dispatch import Dispatcher
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.fencing import Fence
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
 from ably_bridge.clock import FakeClock
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import REDIS_URL
 from tests.bridge.daemon_fakes import make_config

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ably_bridge.bridge.config import StreamTarget
-from ably_bridge.bridge.envelope import EnvelopeBuilder, dumps
 from ably_bridge.bridge.metrics import BridgeMetrics, Histogram, MeteredSink
 from ably_bridge.bridge.sinks.base import Delivery, MemorySink
 from ably_bridge.clock import FakeClock
+from ably_bridge.envelope import EnvelopeBuilder, dumps
 from ably_bridge.protocol.models import Message, PresenceMessage
 
 

@@ -14,8 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.jsonlog import configure_logging
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import free_port
 from tests.bridge.log_support import root_logging_restored

@@ -24,11 +24,11 @@ import pytest
 import redis
 
 from ably_bridge.bridge.config import ConfigError, StreamTarget, parse_config
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.redis_connect import SentinelSpec, open_redis, parse_sentinel_url
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 
 from .conftest import free_port, redis_available

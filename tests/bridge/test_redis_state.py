@@ -1,4 +1,4 @@
-"""Checkpoints, dead letters, presence snapshots and the worker guard against a real Redis."""
+"""Checkpoints, dead letters and presence snapshots against a real Redis."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import threading
 import uuid
 
-import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -16,12 +15,11 @@ from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.dedup import (
     TASK_ID_NAMESPACE,
     DedupWindow,
-    WorkerGuard,
     celery_task_id,
 )
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.clock import FakeClock
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message, PresenceMessage
 from tests.bridge.conftest import OwnRedis
 
@@ -194,37 +192,7 @@ def test_presence_snapshot_tracks_members(rclient: redis.Redis, prefix: str) -> 
     assert snap.members("room", "r") == {}
 
 
-# -- worker guard and in-memory window ------------------------------------------------------------
-
-
-def test_worker_guard_runs_a_task_id_once(rclient: redis.Redis, prefix: str) -> None:
-    guard = WorkerGuard(rclient, prefix=prefix, lock_ttl=30)
-    other = WorkerGuard(rclient, prefix=prefix, lock_ttl=30)
-    task_id = celery_task_id("r", "t.x", "m:c:1:0")
-    runs = []
-    with guard.once(task_id) as first:
-        assert first
-        assert other.claim(task_id) == WorkerGuard.BUSY  # a concurrent redelivery waits out
-        runs.append(1)
-    with other.once(task_id) as again:
-        assert not again
-    assert guard.is_done(task_id) and runs == [1]
-
-
-def test_worker_guard_releases_on_failure(rclient: redis.Redis, prefix: str) -> None:
-    guard = WorkerGuard(rclient, prefix=prefix)
-
-    def failing_task() -> None:
-        with guard.once("t1") as first:
-            assert first
-            raise RuntimeError("task failed")
-
-    with pytest.raises(RuntimeError):
-        failing_task()
-    assert not guard.is_done("t1")
-    with guard.once("t1") as retry:
-        assert retry
-    assert guard.is_done("t1")
+# -- task ids and in-memory window ------------------------------------------------------------
 
 
 def test_task_ids_are_deterministic() -> None:

@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from ably_bridge.bridge.config import StreamTarget
-from ably_bridge.bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions, create_sink
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink, retryable_redis_error
 from ably_bridge.clock import FakeClock
+from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import REDIS_URL, OwnRedis
 

@@ -26,9 +26,9 @@ from celery.signals import task_postrun
 
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.bridge.sinks import Delivery, SinkOptions, create_sink
 from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from ably_bridge.rest.client import AblyRest
 from tests.bridge.conftest import amqp_available, redis_available

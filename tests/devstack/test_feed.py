@@ -6,10 +6,10 @@ import json
 
 import redis
 
-from ably_bridge.bridge.envelope import EnvelopeBuilder
 from ably_bridge.devstack.feed import Feed, Sighting, format_sighting
 from ably_bridge.devstack.handler import HandlerResult
 from ably_bridge.devstack.layout import PUBLISHER_CLIENT_ID, TASK_NAME, DevLayout
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message, PresenceMessage
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from ably_bridge.bridge.envelope import EnvelopeBuilder
+from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.workers.conftest import REDIS_DB14, unique
 from workers import StreamConfig, StreamConsumer, StreamEntry

@@ -30,9 +30,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from ably_bridge.bridge.config import CeleryTarget, StreamTarget, Target
 from ably_bridge.bridge.dedup import celery_task_id, stream_dedup_field
-from ably_bridge.bridge.envelope import Envelope
 from ably_bridge.bridge.fencing import Fence, Fencing
 from ably_bridge.clock import Clock, SystemClock
+from ably_bridge.envelope import Envelope
 
 __all__ = [
     "Delivery",

@@ -12,7 +12,7 @@ Delivery guarantees:
 
 * the task id is :func:`ably_bridge.bridge.dedup.celery_task_id` (uuid5 of
   route, task name and event id), so a re-sent event carries the same id and
-  the worker-side :class:`~ably_bridge.bridge.dedup.WorkerGuard` runs it once;
+  the worker-side :class:`~workers.guard.WorkerGuard` runs it once;
 * on a Redis broker a task id is pushed once: a mark set in the same Lua step
   as the ``LPUSH`` (:mod:`.celery_redis`, kept ``delivery.dedup_ttl`` seconds)
   makes a re-sent event - read again after a crash, or in a batch retried after
@@ -72,7 +72,6 @@ from kombu.exceptions import EncodeError, OperationalError
 
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
-from ably_bridge.bridge.envelope import Envelope
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sinks.amqp_wire import (
     ENCODABLE,
@@ -83,6 +82,7 @@ from ably_bridge.bridge.sinks.amqp_wire import (
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP, TaskTemplate, publish_signals
 from ably_bridge.bridge.sinks.celery_redis import supported, transport_conf
+from ably_bridge.envelope import Envelope
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
 __all__ = ["CelerySink", "make_sender_app"]

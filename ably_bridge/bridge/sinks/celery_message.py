@@ -26,8 +26,8 @@ from celery.utils.time import maybe_make_aware
 from kombu.serialization import dumps as kombu_dumps
 
 from ably_bridge.bridge.config import CeleryTarget
-from ably_bridge.bridge.envelope import SOURCE_MESSAGE, SOURCE_PRESENCE, Envelope
 from ably_bridge.bridge.sinks.amqp_wire import PER_TASK_HEADERS
+from ably_bridge.envelope import ITEMS_KEY, Envelope
 
 __all__ = ["SenderAMQP", "TaskTemplate", "args_repr", "publish_signals", "short_repr"]
 
@@ -50,9 +50,6 @@ def short_repr(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_ITEMS_KEY = {SOURCE_MESSAGE: "messages", SOURCE_PRESENCE: "presence"}
-
-
 @lru_cache(maxsize=4096)
 def _head_repr(source: str, app_id: str, channel: str, site: str, rule_id: str) -> str:
     """``({'source': .., 'appId': .., 'channel': .., 'site': .., 'ruleId': ..``."""
@@ -63,7 +60,7 @@ def _head_repr(source: str, app_id: str, channel: str, site: str, rule_id: str) 
 def args_repr(env: Envelope, limit: int) -> str:
     """``argsrepr`` of a task whose args are ``(env.to_dict(),)``: the same text as
     ``short_repr((env.to_dict(),), limit)``, without building the dict."""
-    items = _ITEMS_KEY.get(env.source)
+    items = ITEMS_KEY.get(env.source)
     if items is None:
         return short_repr((env.to_dict(),), limit)
     head = _head_repr(env.source, env.app_id, env.channel, env.site, env.rule_id)

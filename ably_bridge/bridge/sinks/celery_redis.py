@@ -17,7 +17,7 @@ one script together with ``SET mark NX PX ttl`` (:data:`PUSH_ONCE_LUA`):
   batch whose pipeline failed half-way may simply be sent again;
 * the mark lives ``delivery.dedup_ttl`` seconds (default 3600): a re-send more
   than that long after the first push queues the task again, and the
-  worker-side :class:`~ably_bridge.bridge.dedup.WorkerGuard` is what still makes
+  worker-side :class:`~workers.guard.WorkerGuard` is what still makes
   it run once. A Redis broker that loses its data (restarted without
   persistence) loses marks and queued tasks together.
 

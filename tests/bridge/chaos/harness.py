@@ -57,7 +57,7 @@ import redis
 import yaml
 
 from ably_bridge import AblyRealtime, AblyRest
-from ably_bridge.bridge.envelope import SOURCE_MESSAGE, SOURCE_PRESENCE
+from ably_bridge.envelope import SOURCE_MESSAGE, SOURCE_PRESENCE
 from ably_bridge.protocol.models import Message
 
 ROOT = Path(__file__).resolve().parents[3]

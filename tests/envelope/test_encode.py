@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ably_bridge.bridge.envelope import EnvelopeBuilder, UndecodableEvent
 from ably_bridge.encoding.crypto import get_cipher, get_default_params
+from ably_bridge.envelope import EnvelopeBuilder, UndecodableEvent
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.actions import PresenceAction
 from ably_bridge.protocol.models import Message, PresenceMessage
@@ -216,7 +216,7 @@ def test_json_is_cached_and_size_counts_utf8_bytes() -> None:
 
 
 def test_compact_json_is_what_json_dumps_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ably_bridge.bridge import envelope as envelope_module
+    from ably_bridge.envelope import encode as envelope_module
 
     values: list[Any] = [
         {"id": "c:1:0", "data": 'héllo \u2028 "q"', "n": 1.5, "t": True, "z": None},

@@ -1,6 +1,7 @@
-"""The envelope: one bridged event in the JSON shape of Ably's hosted integrations.
+"""Encoding envelopes: one bridged event in the JSON shape of Ably's hosted integrations.
 
-This module owns :class:`Envelope` and :class:`EnvelopeBuilder`. An envelope
+This module owns :class:`Envelope` and :class:`EnvelopeBuilder` (the bridge's
+side; :mod:`ably_bridge.envelope.decode` reads what they write). An envelope
 serialises (:meth:`Envelope.to_dict` / :meth:`Envelope.to_json`) to the
 enveloped form that Ably Queues, Firehose and webhooks deliver, so a consumer
 written for those reads it unchanged::
@@ -28,23 +29,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ably_bridge.encoding.payload import append_encoding, decode_data
+from ably_bridge.envelope.shape import (
+    ITEMS_KEY,
+    LIFECYCLE_EVENTS,
+    SOURCE_LIFECYCLE,
+    SOURCE_MESSAGE,
+    SOURCE_PRESENCE,
+)
 from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 
 if TYPE_CHECKING:
     from ably_bridge.encoding.crypto import ChannelCipher
 
 __all__ = [
-    "LIFECYCLE_EVENTS",
-    "SOURCE_LIFECYCLE",
-    "SOURCE_MESSAGE",
-    "SOURCE_PRESENCE",
     "DataMode",
     "Envelope",
     "EnvelopeBuilder",
@@ -53,21 +56,6 @@ __all__ = [
     "UndecodableEvent",
     "dumps",
 ]
-
-logger = logging.getLogger(__name__)
-
-SOURCE_MESSAGE = "channel.message"
-SOURCE_PRESENCE = "channel.presence"
-SOURCE_LIFECYCLE = "channel.lifecycle"
-# Short route-config source names -> Integrations source names.
-SOURCE_NAMES = {
-    "message": SOURCE_MESSAGE,
-    "presence": SOURCE_PRESENCE,
-    "lifecycle": SOURCE_LIFECYCLE,
-}
-LIFECYCLE_EVENTS = frozenset(
-    {"attached", "detached", "suspended", "failed", "update", "attaching", "detaching"}
-)
 
 DataMode = Literal["decoded", "encoded"]
 
@@ -252,7 +240,7 @@ class Envelope:
         return out
 
 
-_ITEMS_KEY = {SOURCE_MESSAGE: '"messages":', SOURCE_PRESENCE: '"presence":'}
+_ITEMS_KEY = {source: f'"{key}":' for source, key in ITEMS_KEY.items()}
 
 
 @lru_cache(maxsize=8192)
