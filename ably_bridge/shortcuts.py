@@ -153,7 +153,7 @@ SHORTCUTS: dict[str, Shortcut] = {
         Shortcut(
             "aiohttp.raw_frames",
             {"aiohttp": _range("3.9.0", "3.15")},
-            "ably_bridge.emulator.outbound",
+            "ably_bridge.emulator.outbox",
             "writes pre-built WebSocket frames into request.transport",
             "WebSocketResponse.send_str / send_bytes / ping",
         ),

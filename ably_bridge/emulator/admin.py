@@ -16,10 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import fault_args, wire
-from ably_bridge.emulator.proto import error
-from ably_bridge.emulator.rest_util import respond
-from ably_bridge.emulator.runtime import RUNTIME
+from ably_bridge.emulator import codec, fault_args
+from ably_bridge.emulator.context import RUNTIME
+from ably_bridge.emulator.errors import error
+from ably_bridge.emulator.rest_replies import respond
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ async def fault(request: web.Request) -> web.Response:
     if name not in FAULTS:
         raise error(40400, f"unknown fault {name!r}", 404)
     raw = await request.read()
-    fmt = wire.format_of_content_type(request.headers.get("Content-Type"))
-    kwargs = wire.decode(raw, fmt) if raw else {}
+    fmt = codec.format_of_content_type(request.headers.get("Content-Type"))
+    kwargs = codec.decode(raw, fmt) if raw else {}
     if not isinstance(kwargs, dict):
         raise error(40001, "fault arguments must be a JSON object")
     method = getattr(request.app[RUNTIME].faults, name)

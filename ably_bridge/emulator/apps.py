@@ -17,7 +17,7 @@ from typing import Any
 
 from ably_bridge.emulator import capability as caps
 from ably_bridge.emulator.channels import Channel
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ably_bridge.emulator import capability as caps
 from ably_bridge.emulator.apps import Token
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.state import Credentials, EmulatorState
 from ably_bridge.protocol.tokens import token_request_mac
 

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 from ably_bridge.protocol.tokens import canonical_capability
 
 Capability = dict[str, frozenset[str]]

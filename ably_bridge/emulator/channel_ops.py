@@ -19,9 +19,10 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from ably_bridge.emulator import actions as p
 from ably_bridge.emulator import capability as caps
-from ably_bridge.emulator import proto as p
-from ably_bridge.emulator import wire
+from ably_bridge.emulator import codec, presence
+from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.names import parse_channel_name
 from ably_bridge.errors import AblyException
 
@@ -51,7 +52,7 @@ def _modes_param(value: str) -> list[str]:
     names = [n.strip().lower() for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODE_NAMES]
     if unknown or not names:
-        raise p.error(40003, f"invalid modes param {value[:60]!r}")
+        raise error(40003, f"invalid modes param {value[:60]!r}")
     return list(dict.fromkeys(names))
 
 
@@ -72,7 +73,7 @@ def _rewind(channel: Channel, value: str, now_ms: int) -> list[dict[str, Any]]:
     """Messages selected by a ``rewind`` param: a count or a ``Ns``/``Nm`` duration (3.5)."""
     match = re.fullmatch(r"(\d+)([sm]?)", value.strip())
     if match is None:
-        raise p.error(40003, f"invalid rewind value {value[:20]!r}")
+        raise error(40003, f"invalid rewind value {value[:20]!r}")
     amount, unit = int(match.group(1)), match.group(2)
     if not unit:
         return channel.history[-min(amount, MAX_REWIND) :] if amount else []
@@ -89,7 +90,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         parsed = parse_channel_name(name)
         assert isinstance(name, str)
         if not caps.operations_for(conn.creds.capability, parsed.resource):
-            raise p.error(40160, f"channel {name!r} denied by capability")
+            raise error(40160, f"channel {name!r} denied by capability")
         flags_in = pm.get("flags")
         requested = flags_in & p.ALL_MODES if isinstance(flags_in, int) else 0
         raw_params = pm.get("params")
@@ -121,7 +122,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
             backlog = channel.messages_after(serial)
         elif isinstance(serial, str) and serial:
             # The client asked to continue but cannot: attached afresh, and told so.
-            continuity_error = p.error(
+            continuity_error = error(
                 90003, "channel continuity lost: messages since the serial expired", 404
             ).to_dict()
         elif (
@@ -210,7 +211,7 @@ def sync(session: Session, pm: dict[str, Any]) -> None:
     name = pm.get("channel")
     att = session.attachments.get(name) if isinstance(name, str) else None
     if att is None or not isinstance(name, str):
-        _channel_error(session, name, p.error(90001, "SYNC on a channel that is not attached", 400))
+        _channel_error(session, name, error(90001, "SYNC on a channel that is not attached", 400))
         return
     channel = conn.creds.app.channel(att.base)
     _send_sync(session, name, list(channel.presence.values()), channel.current_serial)
@@ -227,11 +228,11 @@ def detach(session: Session, pm: dict[str, Any]) -> None:
         if channel is not None and not any(
             a.base == att.base for a in session.attachments.values()
         ):
-            session.state.leave_all(conn, att.base)
+            presence.leave_all(session.state, conn, att.base)
     session.send_pm({"action": p.DETACHED, "channel": name})
 
 
-def publish(session: Session, pm: dict[str, Any], fmt: wire.Format) -> None:
+def publish(session: Session, pm: dict[str, Any], fmt: codec.Format) -> None:
     """MESSAGE or PRESENCE from the client, answered by one ACK or NACK (11.4)."""
     conn = session.conn
     assert conn is not None
@@ -246,14 +247,14 @@ def publish(session: Session, pm: dict[str, Any], fmt: wire.Format) -> None:
         field_name = "messages" if action == p.MESSAGE else "presence"
         items = pm.get(field_name)
         if not isinstance(items, list):
-            raise p.error(40001, f"{field_name} must be a list")
+            raise error(40001, f"{field_name} must be a list")
         att = session.attachments.get(name) if isinstance(name, str) else None
         needed = p.MODE_PUBLISH if action == p.MESSAGE else p.MODE_PRESENCE
         operation = "publish" if action == p.MESSAGE else "presence"
         session.state.resolve_channel(conn.creds, name, operation)  # 40160 before 40165
         if att is not None and not att.modes & needed:
-            raise p.error(40165, f"channel mode not granted for {field_name} on {name!r}")
-        ingested = [wire.ingest(i, fmt) if isinstance(i, dict) else i for i in items]
+            raise error(40165, f"channel mode not granted for {field_name} on {name!r}")
+        ingested = [codec.ingest(i, fmt) if isinstance(i, dict) else i for i in items]
         serial_no = msg_serial if isinstance(msg_serial, int) else -1
         if action == p.MESSAGE:
             params = pm.get("params") if isinstance(pm.get("params"), dict) else None
@@ -273,13 +274,13 @@ def publish(session: Session, pm: dict[str, Any], fmt: wire.Format) -> None:
             }
             session.state.count_stat(conn.app_id, "messages.inbound.realtime.messages.count")
         else:
-            session.state.presence_update(conn, str(name), ingested, serial_no)
+            presence.update(session.state, conn, str(name), ingested, serial_no)
             reply = {"action": p.ACK, "msgSerial": msg_serial, "count": 1}
     except AblyException as exc:
         log.info("NACK msgSerial %s on %r: %s (%d)", msg_serial, name, exc.message, exc.code)
         reply = {"action": p.NACK, "msgSerial": msg_serial, "count": 1, "error": exc.to_dict()}
     if isinstance(msg_serial, int):
-        session.state.remember_result(conn, msg_serial, reply)
+        session.state.sessions.remember_result(conn, msg_serial, reply)
         session.send_pm(reply)
 
 
@@ -293,7 +294,7 @@ def recheck_capabilities(session: Session) -> None:
         if not caps.operations_for(conn.creds.capability, resource):
             session.attachments.pop(name, None)
             session.runtime.hub.detach(conn.creds.app.channels.get(att.base), conn.id, name)
-            _channel_error(session, name, p.error(40160, f"capability for {name!r} revoked"))
+            _channel_error(session, name, error(40160, f"capability for {name!r} revoked"))
         else:  # RTC8a1: an upgrade grants modes asked for before, a downgrade removes them
             att.modes = granted_modes(conn.creds.capability, resource, att.requested)
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ably_bridge.emulator.proto import P_LEAVE, P_PRESENT
+from ably_bridge.emulator.actions import P_LEAVE, P_PRESENT
 
 SERIAL_WIDTH = 16
 

@@ -32,11 +32,12 @@ from typing import cast
 
 from aiohttp import web
 
-from ably_bridge.emulator import proto as p
-from ably_bridge.emulator import wire
-from ably_bridge.emulator.outbound import Outbound
+from ably_bridge.emulator import actions as p
+from ably_bridge.emulator import codec
+from ably_bridge.emulator.context import RUNTIME, Runtime
+from ably_bridge.emulator.errors import error
+from ably_bridge.emulator.outbox import Outbox
 from ably_bridge.emulator.realtime import Session
-from ably_bridge.emulator.runtime import RUNTIME, Runtime
 from ably_bridge.errors import AblyException
 from ably_bridge.transports.wsframes import OPCODE_TEXT, FrameReader
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 class _Pipe:
-    """Where the session's Outbound writes: frames turned back into JSON texts, queued."""
+    """Where the session's Outbox writes: frames turned back into JSON texts, queued."""
 
     def __init__(self) -> None:
         self._reader = FrameReader()
@@ -79,7 +80,7 @@ class CometSession(Session):
         self.fmt = "json"  # comet is JSON only
         self.heartbeats = True  # no pings over HTTP: HEARTBEAT messages instead
         self.pipe = _Pipe()
-        self.out = Outbound(
+        self.out = Outbox(
             lambda: self.pipe,
             runtime.hub.flusher,
             self.state.clock,
@@ -150,7 +151,7 @@ class CometSession(Session):
         if not items:
             return web.Response(status=204)
         body = "[" + ",".join(items) + "]\n"
-        return web.Response(text=body, status=status, content_type=wire.JSON_TYPE)
+        return web.Response(text=body, status=status, content_type=codec.JSON_TYPE)
 
     async def wait_items(self, request: web.Request, timeout: float) -> list[str]:
         """Frames for one recv: what is queued, else the first to arrive within ``timeout``.
@@ -185,7 +186,7 @@ class CometSession(Session):
 def _session(request: web.Request) -> CometSession:
     session = request.app[RUNTIME].hub.comet.get(request.match_info["key"])
     if not isinstance(session, CometSession) or session.finished:
-        raise p.error(80008, "unknown or expired comet connection", 400)
+        raise error(80008, "unknown or expired comet connection", 400)
     return session
 
 
@@ -198,7 +199,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
     items = session.pipe.take()
     if not ok or session.ending:
         status = 200
-        first = wire.decode(items[0], "json") if items else {}
+        first = codec.decode(items[0], "json") if items else {}
         if isinstance(first, dict) and isinstance(first.get("error"), dict):
             status = int(first["error"].get("statusCode") or 400)
         await session.finish()
@@ -226,7 +227,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     session.touch()
     raw = await request.read()
     try:
-        decoded = wire.decode(raw, "json") if raw else []
+        decoded = codec.decode(raw, "json") if raw else []
     except AblyException as exc:
         session.send_error_and_close(exc)
         return web.Response(status=204)

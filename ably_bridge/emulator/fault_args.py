@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 
 # name -> (lowest, highest) for numbers; a length bound for strings.
 _RANGES: dict[str, tuple[float, float]] = {

@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ably_bridge.emulator import proto as p
+from ably_bridge.emulator import actions as p
+from ably_bridge.emulator.errors import error
 
 if TYPE_CHECKING:
+    from ably_bridge.emulator.context import Runtime
     from ably_bridge.emulator.realtime import Session
-    from ably_bridge.emulator.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class Faults:
         frame_action = p.ERROR if action == "error" else p.DISCONNECTED
         sessions = self._sessions(connection_id, app_id)
         for session in sessions:
-            session.send_error_and_close(p.error(code, message, status), frame_action)
+            session.send_error_and_close(error(code, message, status), frame_action)
         return len(sessions)
 
     def delay_frames(
@@ -250,7 +251,7 @@ class Faults:
                 app = session.state.apps.get(app_id)
                 base = app.channels.get(att.base) if app is not None else None
                 self.runtime.hub.detach(base, session.conn.id, name)
-                err = p.error(code, message, status).to_dict()
+                err = error(code, message, status).to_dict()
                 session.send_pm({"action": frame_action, "channel": name, "error": err})
                 count += 1
         return count
@@ -294,7 +295,7 @@ class Faults:
         ]
         for conn in targets:
             session = self.runtime.hub.sessions.get(conn.id)
-            state.forget_connection(conn)
+            state.sessions.forget(conn)
             if session is not None:
                 session.abort()
         return len(targets)

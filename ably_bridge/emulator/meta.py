@@ -22,8 +22,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ably_bridge.emulator import proto as p
-from ably_bridge.emulator import wire
+from ably_bridge.emulator import actions as p
+from ably_bridge.emulator import codec
 from ably_bridge.emulator.names import parse_channel_name
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class MetaEvents:
         if app is None:
             return
         details = channel_details(self.state, app, channel.name, active)
-        data = wire.encode(details, "json")  # as an SDK publishes an object (RSL4d3)
+        data = codec.encode(details, "json")  # as an SDK publishes an object (RSL4d3)
         self.state.publish_system(
             app, LIFECYCLE_CHANNEL, [{"name": event, "data": data, "encoding": "json"}]
         )
@@ -129,7 +129,7 @@ class MetaEvents:
         dirty, self._dirty = self._dirty, {}
         now = self.state.now_ms()
         for channel in dirty.values():
-            data = wire.encode({"metrics": occupancy_metrics(channel)}, "json")
+            data = codec.encode({"metrics": occupancy_metrics(channel)}, "json")
             message = {"name": OCCUPANCY_EVENT, "data": data, "encoding": "json", "timestamp": now}
             for att in list(channel.attachments.values()):
                 if _wants_occupancy(att):

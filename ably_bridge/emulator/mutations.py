@@ -24,13 +24,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.emulator import capability as caps
+from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.names import parse_channel_name
-from ably_bridge.emulator.proto import error
 
 if TYPE_CHECKING:
     from ably_bridge.emulator.apps import App
     from ably_bridge.emulator.channels import Channel
-    from ably_bridge.emulator.state import Connection, Credentials, EmulatorState
+    from ably_bridge.emulator.connections import Connection
+    from ably_bridge.emulator.state import Credentials, EmulatorState
 
 CREATE, UPDATE, DELETE, APPEND = 0, 1, 2, 5
 _NAMES = {"message.create": 0, "message.update": 1, "message.delete": 2, "message.append": 5}

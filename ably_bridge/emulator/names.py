@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 
 MAX_NAME_LENGTH = 1024
 

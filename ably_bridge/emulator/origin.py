@@ -25,7 +25,7 @@ import ipaddress
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 
 
 def _ip(hostname: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

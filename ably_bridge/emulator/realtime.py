@@ -1,7 +1,7 @@
 """Realtime protocol handler: one :class:`Session` per WebSocket, and the fan-out :class:`Hub`.
 
 A session reads ProtocolMessages, turns them into state operations and writes
-replies through its :class:`~ably_bridge.emulator.outbound.Outbound` (batched
+replies through its :class:`~ably_bridge.emulator.outbox.Outbox` (batched
 transport writes; faults can delay or stall frames there).
 It implements connect (RTN2 query parameters, CONNECTED with
 connectionDetails, resume/recover RTN15/RTN16), HEARTBEAT echo (RTN13),
@@ -25,13 +25,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ably_bridge.clock import Timer
-from ably_bridge.emulator import auth, channel_ops, wire
-from ably_bridge.emulator import proto as p
+from ably_bridge.emulator import actions as p
+from ably_bridge.emulator import auth, channel_ops, codec
 from ably_bridge.emulator.channels import Channel
+from ably_bridge.emulator.connections import Connection
+from ably_bridge.emulator.context import RUNTIME, Runtime
+from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.meta import MetaEvents
-from ably_bridge.emulator.outbound import WS_PING, Flusher, Outbound, PublicSender, ws_frame
-from ably_bridge.emulator.runtime import RUNTIME, Runtime
-from ably_bridge.emulator.state import Connection, Credentials
+from ably_bridge.emulator.outbox import WS_PING, Flusher, Outbox, PublicSender, ws_frame
+from ably_bridge.emulator.state import Credentials
 from ably_bridge.emulator.vcdiff import DeltaStream
 from ably_bridge.errors import AblyException
 from ably_bridge.shortcuts import enabled as shortcut_enabled
@@ -128,7 +130,7 @@ class Hub:
                     first_id = str(items[0].get("id", ""))
                     if first_id.count(":") >= 2:
                         pm["id"] = first_id.rsplit(":", 1)[0]
-                frame = ws_frame(wire.encode(pm, session.fmt))
+                frame = ws_frame(codec.encode(pm, session.fmt))
                 if selected is items:
                     cache[cache_key] = frame
             session.out.send(frame)
@@ -146,14 +148,14 @@ class Session:
         query = request.query
         # RTN2a: the client picks the format; without ``format`` Ably speaks JSON
         # (ably-python sends no ``format`` when use_binary_protocol is off).
-        self.fmt: wire.Format = "msgpack" if query.get("format") == "msgpack" else "json"
+        self.fmt: codec.Format = "msgpack" if query.get("format") == "msgpack" else "json"
         self.heartbeats = query.get("heartbeats") == "true"
         self.conn: Connection | None = None
         self.attachments: dict[str, Attachment] = {}
         self.replaced = False
         self.closing = False
         self.closed_cleanly = False
-        self.out = Outbound(
+        self.out = Outbox(
             lambda: request.transport,
             runtime.hub.flusher,
             self.state.clock,
@@ -173,7 +175,7 @@ class Session:
 
     # -- output ------------------------------------------------------------
     def send_pm(self, pm: dict[str, Any]) -> None:
-        self.out.send(ws_frame(wire.encode(pm, self.fmt)))
+        self.out.send(ws_frame(codec.encode(pm, self.fmt)))
 
     def close_after_pending(self) -> None:
         """Close the WebSocket once the frames queued so far are out."""
@@ -260,7 +262,7 @@ class Session:
             if self.runtime.hub.sessions.get(conn.id) is self:
                 del self.runtime.hub.sessions[conn.id]
             if not self.closed_cleanly and conn.id in self.state.connections:
-                self.state.connection_lost(conn)
+                self.state.sessions.lost(conn)
         if self.close_task is not None and not self.close_task.done():
             self.close_task.cancel()
         await self._end_transport()
@@ -284,7 +286,7 @@ class Session:
             if refusal.code is None:
                 self.abort()
             else:
-                self.send_error_and_close(p.error(refusal.code, refusal.message, refusal.status))
+                self.send_error_and_close(error(refusal.code, refusal.message, refusal.status))
             return False
         try:
             creds, identity = self._authenticate(query)
@@ -298,9 +300,9 @@ class Session:
         conn: Connection | None = None
         if resume_key:
             try:
-                conn = self.state.find_resumable(resume_key, creds.app.app_id)
+                conn = self.state.sessions.find_resumable(resume_key, creds.app.app_id)
                 if conn.client_id != identity:
-                    raise p.error(80008, "unable to resume: clientId differs")
+                    raise error(80008, "unable to resume: clientId differs")
             except AblyException as exc:
                 resume_error, conn = exc, None
         if conn is not None:
@@ -308,10 +310,10 @@ class Session:
             if old is not None:
                 old.replaced = True
                 old.abort()
-            self.state.resume(conn, creds)  # RTN15c6: same id, fresh key
+            self.state.sessions.resume(conn, creds)  # RTN15c6: same id, fresh key
             conn.echo = echo
         else:
-            conn = self.state.new_connection(creds, identity, echo)
+            conn = self.state.sessions.open(creds, identity, echo)
         self.conn = conn
         self.runtime.hub.sessions[conn.id] = self
         connected = self._connected_pm()
@@ -327,17 +329,17 @@ class Session:
         if version is not None:
             try:
                 if int(version) < 2:
-                    raise p.error(40017, f"unsupported protocol version {version}")
+                    raise error(40017, f"unsupported protocol version {version}")
             except ValueError as exc:
-                raise p.error(40017, "invalid protocol version") from exc
+                raise error(40017, "invalid protocol version") from exc
         if query.get("key"):
             if self.runtime.state.config.require_tls_for_basic and not self.runtime.tls:
-                raise p.error(40103, "cannot use Basic auth over non-TLS connections")
+                raise error(40103, "cannot use Basic auth over non-TLS connections")
             creds = auth.from_key(self.state, query["key"])
         else:
             token = query.get("accessToken") or query.get("access_token")
             if not token:
-                raise p.error(40101, "no key or token supplied", 401)
+                raise error(40101, "no key or token supplied", 401)
             creds = auth.from_token(self.state, token)
         return creds, auth.connection_identity(creds, query.get("clientId"))
 
@@ -384,24 +386,24 @@ class Session:
             self._arm_expiry()  # renewed meanwhile
             return
         log.info("token of connection %s expired", conn.id)
-        self.send_error_and_close(p.error(40142, "token expired", 401), p.DISCONNECTED)
+        self.send_error_and_close(error(40142, "token expired", 401), p.DISCONNECTED)
 
     async def _read_loop(self) -> None:
         max_frame = self.state.config.max_frame_size
         async for msg in self.ws:
             if msg.type == WSMsgType.TEXT:
                 raw: str | bytes = msg.data
-                fmt: wire.Format = "json"
+                fmt: codec.Format = "json"
             elif msg.type == WSMsgType.BINARY:
                 raw, fmt = msg.data, "msgpack"
             else:
                 break
             if len(raw) > max_frame:
                 log.warning("frame of %d bytes from %r exceeds maxFrameSize", len(raw), self)
-                self.send_error_and_close(p.error(40009, "frame exceeds maxFrameSize"))
+                self.send_error_and_close(error(40009, "frame exceeds maxFrameSize"))
                 return
             try:
-                pm = wire.decode(raw, fmt)
+                pm = codec.decode(raw, fmt)
             except AblyException as exc:
                 log.warning("malformed frame from %r: %s", self, exc.message)
                 self.send_error_and_close(exc)
@@ -409,12 +411,12 @@ class Session:
             if not self.handle(pm, fmt):
                 return
 
-    def handle(self, pm: Any, fmt: wire.Format) -> bool:
+    def handle(self, pm: Any, fmt: codec.Format) -> bool:
         """Act on one decoded ProtocolMessage; False when the transport is to end."""
         if not isinstance(pm, dict) or not isinstance(pm.get("action"), int):
             log.warning("malformed frame from %r: no action", self)
             self.send_error_and_close(
-                p.error(40000, "protocol message must be an object with an action")
+                error(40000, "protocol message must be an object with an action")
             )
             return False
         conn = self.conn
@@ -431,12 +433,12 @@ class Session:
             return False
         except Exception:
             log.exception("internal error handling action %s", pm.get("action"))
-            self.send_error_and_close(p.error(50000, "internal error"))
+            self.send_error_and_close(error(50000, "internal error"))
             return False
         return not self.closed_cleanly
 
     # -- dispatch ------------------------------------------------------------
-    def dispatch(self, pm: dict[str, Any], fmt: wire.Format) -> None:
+    def dispatch(self, pm: dict[str, Any], fmt: codec.Format) -> None:
         action = pm["action"]
         if action == p.HEARTBEAT:
             reply: dict[str, Any] = {"action": p.HEARTBEAT}
@@ -446,7 +448,7 @@ class Session:
         elif action == p.CLOSE:
             self.closed_cleanly = True
             assert self.conn is not None
-            self.state.connection_closed(self.conn)
+            self.state.sessions.closed(self.conn)
             self.send_pm({"action": p.CLOSED})
             self.close_after_pending()
         elif action == p.ATTACH:
@@ -469,14 +471,14 @@ class Session:
         body = pm.get("auth")
         token = body.get("accessToken") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise p.error(40101, "AUTH needs auth.accessToken")
+            raise error(40101, "AUTH needs auth.accessToken")
         creds = auth.from_token(self.state, token)
         if creds.app is not conn.creds.app:
-            raise p.error(40102, "new token is for a different app")
+            raise error(40102, "new token is for a different app")
         if creds.client_id not in ("*", conn.client_id) and not (
             conn.client_id is None and conn.creds.basic
         ):
-            raise p.error(40102, "new token's clientId is incompatible with the connection")
+            raise error(40102, "new token's clientId is incompatible with the connection")
         conn.creds = creds
         self._arm_expiry()
         self.send_pm(self._connected_pm())

@@ -3,8 +3,8 @@
 Time, token requests, channel publish/history (also at ``/history``),
 presence and presence history, channel status and enumeration, batch
 publish/presence, stats and ``/apps``. Authentication, error envelopes and
-formats come from :mod:`.auth` and :mod:`.rest_util`; the logic lives in
-:mod:`.state`.
+formats come from :mod:`.auth`, :mod:`.rest_replies` and :mod:`.rest_params`;
+the logic lives in :mod:`.state`.
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import apps, auth, meta, origin, stats, wire
+from ably_bridge.emulator import apps, auth, codec, meta, origin, stats
 from ably_bridge.emulator import capability as caps
 from ably_bridge.emulator.channels import query_history
+from ably_bridge.emulator.context import RUNTIME, Runtime
+from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.names import parse_channel_name
-from ably_bridge.emulator.proto import error
-from ably_bridge.emulator.rest_util import (
+from ably_bridge.emulator.rest_params import (
     backwards_param,
     channel_param,
-    error_response,
     int_param,
     limit_param,
     link_headers,
-    protocol_version,
-    read_body,
-    respond,
 )
-from ably_bridge.emulator.runtime import RUNTIME, Runtime
+from ably_bridge.emulator.rest_replies import error_response, protocol_version, read_body, respond
 from ably_bridge.emulator.state import Credentials
 from ably_bridge.errors import AblyException
 
@@ -144,11 +141,11 @@ def unenveloped_message(request: web.Request, raw: bytes) -> dict[str, Any]:
     if ctype.startswith("text/"):
         data = raw.decode("utf-8", "replace")
     elif "json" in ctype or "msgpack" in ctype:
-        value = wire.decode(raw, wire.format_of_content_type(ctype))
+        value = codec.decode(raw, codec.format_of_content_type(ctype))
         if isinstance(value, str | bytes) or value is None:
             data = value
         else:
-            data, encoding = wire.encode(value, "json"), "json"
+            data, encoding = codec.encode(value, "json"), "json"
 
     def meta(field: str) -> str | None:
         return request.headers.get(f"X-Ably-{field}") or request.query.get(
@@ -169,7 +166,7 @@ def unenveloped_message(request: web.Request, raw: bytes) -> dict[str, Any]:
         message["encoding"] = encoding
     if declared and isinstance(data, bytes):
         message["data"] = data.decode("utf-8", "replace")  # encoded text, e.g. base64
-    return wire.ingest(message, "json")
+    return codec.ingest(message, "json")
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -180,7 +177,7 @@ async def publish(request: web.Request) -> web.Response:
         items: list[Any] = [unenveloped_message(request, await request.read())]
     else:
         body, fmt = await read_body(request)
-        items = [wire.ingest(m, fmt) if isinstance(m, dict) else m for m in _publish_items(body)]
+        items = [codec.ingest(m, fmt) if isinstance(m, dict) else m for m in _publish_items(body)]
     result = _runtime(request).state.publish(creds, name, items, params=dict(request.query))
     _runtime(request).state.count_stat(creds.app.app_id, "messages.inbound.rest.messages.count")
     return respond(
@@ -294,7 +291,7 @@ async def batch_publish(request: web.Request) -> web.Response:
         results: list[dict[str, Any]] = []
         for name in channels:
             try:
-                items = [wire.ingest(m, fmt) if isinstance(m, dict) else m for m in messages]
+                items = [codec.ingest(m, fmt) if isinstance(m, dict) else m for m in messages]
                 result = state.publish(creds, name, items)
                 results.append(
                     {"channel": name, "messageId": result.message_id, "serials": result.serials}

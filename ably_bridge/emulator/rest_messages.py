@@ -13,13 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import mutations, wire
+from ably_bridge.emulator import codec, mutations
 from ably_bridge.emulator.channels import Page
+from ably_bridge.emulator.context import RUNTIME
+from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.names import parse_channel_name
-from ably_bridge.emulator.proto import error
 from ably_bridge.emulator.rest import _credentials, _require
-from ably_bridge.emulator.rest_util import channel_param, link_headers, read_body, respond
-from ably_bridge.emulator.runtime import RUNTIME
+from ably_bridge.emulator.rest_params import channel_param, link_headers
+from ably_bridge.emulator.rest_replies import read_body, respond
 
 
 def _serial(request: web.Request) -> str:
@@ -42,8 +43,8 @@ async def change_message(request: web.Request) -> web.Response:
     body, fmt = await read_body(request)
     if not isinstance(body, dict):
         raise error(40001, "the body must be one message")
-    item: dict[str, Any] = wire.ingest(body, fmt)
-    wire.check_fields(item)
+    item: dict[str, Any] = codec.ingest(body, fmt)
+    codec.check_fields(item)
     item["serial"] = _serial(request)
     item.setdefault("action", mutations.UPDATE)
     version_serial = mutations.apply(

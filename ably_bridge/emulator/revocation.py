@@ -19,11 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import proto as p
+from ably_bridge.emulator import actions as p
 from ably_bridge.emulator.apps import Token
+from ably_bridge.emulator.context import RUNTIME, Runtime
+from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.rest import _credentials
-from ably_bridge.emulator.rest_util import read_body, respond
-from ably_bridge.emulator.runtime import RUNTIME, Runtime
+from ably_bridge.emulator.rest_replies import read_body, respond
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def revoke(runtime: Runtime, tokens: list[Token]) -> int:
     for session in list(runtime.hub.sessions.values()):
         conn = session.conn
         if conn is not None and conn.creds.token is not None and conn.creds.token in tokens:
-            session.send_error_and_close(p.error(40141, "token revoked", 401), p.DISCONNECTED)
+            session.send_error_and_close(error(40141, "token revoked", 401), p.DISCONNECTED)
             dropped += 1
     return dropped
 
@@ -55,26 +56,26 @@ async def revoke_tokens(request: web.Request) -> web.Response:
     state = runtime.state
     creds = _credentials(request)
     if creds.token is not None:
-        raise p.error(40162, "token revocation needs Basic auth with the issuing key", 401)
+        raise error(40162, "token revocation needs Basic auth with the issuing key", 401)
     key_name = request.match_info["keyName"]
     if creds.key.key_name != key_name:
-        raise p.error(40133, "tokens can only be revoked with the key that issued them", 401)
+        raise error(40133, "tokens can only be revoked with the key that issued them", 401)
     if not creds.key.revocable_tokens:
-        raise p.error(40163, "revocable tokens are not enabled for this key", 401)
+        raise error(40163, "revocable tokens are not enabled for this key", 401)
     body, _ = await read_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("targets"), list):
-        raise p.error(40001, "revokeTokens needs a list of targets")
+        raise error(40001, "revokeTokens needs a list of targets")
     now = state.now_ms()
     issued_before = body.get("issuedBefore", now)
     if not isinstance(issued_before, int) or isinstance(issued_before, bool):
-        raise p.error(40003, "issuedBefore must be a time in milliseconds")
+        raise error(40003, "issuedBefore must be a time in milliseconds")
     margin = body.get("allowReauthMargin") is True
     applies_at = now + (REAUTH_MARGIN_MS if margin else 0)
     results: list[dict[str, Any]] = []
     for target in body["targets"]:
         kind, _, value = str(target).partition(":")
         if kind not in TARGET_TYPES or not value:
-            err = p.error(40003, f"invalid revocation target {str(target)[:60]!r}", 400)
+            err = error(40003, f"invalid revocation target {str(target)[:60]!r}", 400)
             results.append({"target": str(target)[:200], "error": err.to_dict()})
             continue
         matched = [

@@ -27,10 +27,10 @@ from aiohttp import web
 from ably_bridge.clock import Clock, SystemClock, Timer
 from ably_bridge.emulator import admin, apps, comet, rest, rest_messages, revocation
 from ably_bridge.emulator.config import EmulatorConfig
+from ably_bridge.emulator.context import RUNTIME, Runtime
 from ably_bridge.emulator.faults import Faults
 from ably_bridge.emulator.origin import is_loopback
 from ably_bridge.emulator.realtime import Hub, handle_websocket
-from ably_bridge.emulator.runtime import RUNTIME, Runtime
 from ably_bridge.emulator.state import EmulatorState
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class Emulator:
             assert self.runtime is not None
             await self._shutdown()
             for conn in list(self.state.connections.values()):
-                self.state.forget_connection(conn)
+                self.state.sessions.forget(conn)
             await self._listen(self.runtime)
 
         self._run(bounce())

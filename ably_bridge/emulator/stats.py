@@ -16,7 +16,7 @@ from typing import Any
 
 from ably_bridge.emulator.apps import App
 from ably_bridge.emulator.channels import Page
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 
 SCHEMA = "https://schemas.ably.com/json/app-stats-0.0.5.json"
 _UNIT_LEN = {"minute": 16, "hour": 13, "day": 10, "month": 7}

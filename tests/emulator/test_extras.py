@@ -24,7 +24,7 @@ import requests
 import websocket
 
 from ably_bridge.emulator import Emulator
-from ably_bridge.emulator.outbound import ws_frame
+from ably_bridge.emulator.outbox import ws_frame
 
 from .conftest import RT, basic, rest_get, rest_post
 
@@ -389,9 +389,9 @@ class _Transport:
         return self.buffered
 
 
-def test_outbound_batches_delays_and_stalls_in_order() -> None:
+def test_outbox_batches_delays_and_stalls_in_order() -> None:
     from ably_bridge.clock import FakeClock
-    from ably_bridge.emulator.outbound import Flusher, Outbound
+    from ably_bridge.emulator.outbox import Flusher, Outbox
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -402,7 +402,7 @@ def test_outbound_batches_delays_and_stalls_in_order() -> None:
         def schedule(delay: float, callback: Callable[[], None]) -> Any:
             return clock.call_later(delay, callback)
 
-        out = Outbound(
+        out = Outbox(
             lambda: transport,
             Flusher(),
             clock,
@@ -439,15 +439,15 @@ def test_outbound_batches_delays_and_stalls_in_order() -> None:
     asyncio.run(scenario())
 
 
-def test_outbound_disconnects_a_consumer_that_falls_behind() -> None:
+def test_outbox_disconnects_a_consumer_that_falls_behind() -> None:
     from ably_bridge.clock import FakeClock
-    from ably_bridge.emulator.outbound import MAX_BUFFERED, Flusher, Outbound
+    from ably_bridge.emulator.outbox import MAX_BUFFERED, Flusher, Outbox
 
     async def scenario() -> list[str]:
         transport = _Transport()
         events: list[str] = []
         clock = FakeClock()
-        out = Outbound(
+        out = Outbox(
             lambda: transport,
             Flusher(),
             clock,

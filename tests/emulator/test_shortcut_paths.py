@@ -1,9 +1,9 @@
 """The emulator's ``aiohttp.raw_frames`` shortcut against aiohttp's public send, byte for byte.
 
 An aiohttp server sends the same frames through the emulator's
-:class:`~ably_bridge.emulator.outbound.Outbound` - written into the transport
+:class:`~ably_bridge.emulator.outbox.Outbox` - written into the transport
 as pre-built frames (the shortcut), or handed to ``send_str``/``send_bytes``/
-``ping`` by a :class:`~ably_bridge.emulator.outbound.PublicSender` (the public
+``ping`` by a :class:`~ably_bridge.emulator.outbox.PublicSender` (the public
 path) - and closes; a raw client reads every byte after the handshake. Both
 byte streams must be the same.
 """
@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from ably_bridge.clock import SystemClock
-from ably_bridge.emulator.outbound import WS_PING, Flusher, Outbound, PublicSender, ws_frame
+from ably_bridge.emulator.outbox import WS_PING, Flusher, Outbox, PublicSender, ws_frame
 
 PAYLOADS: list[str | bytes | None] = [
     '{"action":4,"connectionId":"c"}',
@@ -56,7 +56,7 @@ class FrameServer:
         await ws.prepare(request)
         closing = asyncio.Event()
         loop = asyncio.get_running_loop()
-        out = Outbound(
+        out = Outbox(
             lambda: request.transport,
             Flusher(),
             SystemClock(),

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ably_bridge.emulator import capability as caps
-from ably_bridge.emulator import vcdiff, wire
+from ably_bridge.emulator import codec, vcdiff
 from ably_bridge.emulator.channels import query_history
 from ably_bridge.emulator.names import parse_channel_name
 from ably_bridge.errors import AblyException
@@ -99,13 +99,13 @@ def test_qualified_names() -> None:
 
 
 def test_transcoding_rules() -> None:
-    stored = wire.ingest({"data": "AAEC", "encoding": "utf-8/cipher+aes-128-cbc/base64"}, "json")
+    stored = codec.ingest({"data": "AAEC", "encoding": "utf-8/cipher+aes-128-cbc/base64"}, "json")
     assert stored == {"data": b"\x00\x01\x02", "encoding": "utf-8/cipher+aes-128-cbc"}
-    assert wire.ingest({"data": "AAEC", "encoding": "base64"}, "json") == {"data": b"\x00\x01\x02"}
-    assert wire.ingest({"data": "AAEC", "encoding": "base64"}, "msgpack")["data"] == "AAEC"
-    out = wire.jsonable({"messages": [{"data": b"\x00\x01\x02", "encoding": "json"}]})
+    assert codec.ingest({"data": "AAEC", "encoding": "base64"}, "json") == {"data": b"\x00\x01\x02"}
+    assert codec.ingest({"data": "AAEC", "encoding": "base64"}, "msgpack")["data"] == "AAEC"
+    out = codec.jsonable({"messages": [{"data": b"\x00\x01\x02", "encoding": "json"}]})
     assert out == {"messages": [{"data": "AAEC", "encoding": "json/base64"}]}
-    assert wire.jsonable({"data": b"\x00\x01\x02"}) == {"data": "AAEC", "encoding": "base64"}
+    assert codec.jsonable({"data": b"\x00\x01\x02"}) == {"data": "AAEC", "encoding": "base64"}
 
 
 def test_history_query_pages_both_ways() -> None:

@@ -113,10 +113,10 @@ class Flusher:
     """Writes the pending frames of every session that has some, once per loop iteration."""
 
     def __init__(self) -> None:
-        self._dirty: list[Outbound] = []
+        self._dirty: list[Outbox] = []
         self._scheduled = False
 
-    def mark(self, out: Outbound) -> None:
+    def mark(self, out: Outbox) -> None:
         self._dirty.append(out)
         if not self._scheduled:
             self._scheduled = True
@@ -129,7 +129,7 @@ class Flusher:
             out.flush()
 
 
-class Outbound:
+class Outbox:
     """Frames on their way to one WebSocket, in order: delay stage, stall stage, batch.
 
     ``on_close`` is called (instead of writing) when the :data:`CLOSE` marker

@@ -1,18 +1,14 @@
-"""Protocol constants and error construction used by the emulator.
+"""The protocol vocabulary as plain ints: actions, flags, channel modes, presence actions.
 
-The action/flag/presence-action vocabulary (ably-protocol.md 1.4, 1.5, 4.1;
-spec TR2, TR3, TP2) comes from :mod:`ably_bridge.protocol.actions`, the one
-place the package defines it; this module re-exports the values as plain
-``int`` constants because the fan-out hot path compares and packs them per
-frame, and enum members are slower at both. It also holds the
-capability-operation to channel-mode mapping (TB2d, RTL4m) and :func:`error`,
-which builds an :class:`AblyException` with the HTTP status Ably pairs with
-each code (ably-protocol.md section 10).
+The values (ably-protocol.md 1.4, 1.5, 4.1; spec TR2, TR3, TP2) come from
+:mod:`ably_bridge.protocol.actions`, the one place the package defines them;
+this module re-exports them as ``int`` constants because the fan-out hot path
+compares and packs them per frame, and enum members are slower at both. It
+also holds the capability-operation to channel-mode mapping (TB2d, RTL4m).
 """
 
 from __future__ import annotations
 
-from ably_bridge.errors import AblyException
 from ably_bridge.protocol.actions import Action, Flag, PresenceAction
 
 # -- actions (TR2) ---------------------------------------------------------
@@ -87,33 +83,3 @@ P_PRESENT = PresenceAction.PRESENT.value
 P_ENTER = PresenceAction.ENTER.value
 P_LEAVE = PresenceAction.LEAVE.value
 P_UPDATE = PresenceAction.UPDATE.value
-
-# HTTP statuses that do not follow the "first three digits" rule.
-_STATUS: dict[int, int] = {
-    40009: 413,
-    40171: 403,
-    80002: 400,
-    80006: 400,
-    80008: 400,
-    80016: 410,
-    80017: 400,
-    80018: 400,
-    80019: 401,
-    80022: 410,
-    90001: 400,
-    91000: 400,
-    91005: 400,
-}
-
-
-def status_for(code: int) -> int:
-    """The HTTP status Ably pairs with ``code``."""
-    if code in _STATUS:
-        return _STATUS[code]
-    head = code // 100
-    return head if 400 <= head <= 599 else 500
-
-
-def error(code: int, message: str, status: int | None = None) -> AblyException:
-    """An Ably error with the status that goes with ``code`` unless one is given."""
-    return AblyException(message, code, status if status is not None else status_for(code))

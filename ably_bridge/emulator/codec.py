@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import msgpack
 
-from ably_bridge.emulator.proto import error
+from ably_bridge.emulator.errors import error
 
 log = logging.getLogger(__name__)
 

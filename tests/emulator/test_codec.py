@@ -1,7 +1,7 @@
 """Input outside JSON's data model gets a clear 4xx and is never stored (issue 17.9).
 
 msgpack extension types (timestamps too), non-string map keys, NaN and
-infinities, and nesting past ``wire.MAX_DEPTH`` are refused with 40001 on REST
+infinities, and nesting past ``codec.MAX_DEPTH`` are refused with 40001 on REST
 (HTTP 400) and with an ERROR frame on realtime; nothing already stored can
 come back out as invalid JSON.
 """
@@ -15,7 +15,7 @@ import msgpack
 import pytest
 import requests
 
-from ably_bridge.emulator import Emulator, wire
+from ably_bridge.emulator import Emulator, codec
 
 from .conftest import RT, basic, rest_get
 
@@ -53,7 +53,7 @@ def _nest(depth: int) -> Any:
     return value
 
 
-MSGPACK_BODIES["deep"] = msgpack.packb({"data": "x", "extras": _nest(wire.MAX_DEPTH + 5)})
+MSGPACK_BODIES["deep"] = msgpack.packb({"data": "x", "extras": _nest(codec.MAX_DEPTH + 5)})
 
 
 @pytest.mark.parametrize("case", sorted(MSGPACK_BODIES))
