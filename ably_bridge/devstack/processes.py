@@ -8,7 +8,10 @@ reverse order of their start).
 Every child runs in a session of its own, so a Ctrl-C in the terminal reaches
 only ``ably-bridge dev``, which then stops the children in a deliberate order
 (publisher first, the redis-server last). Stopping is SIGTERM, a bounded
-wait, then SIGKILL of the child's whole process group.
+wait, then SIGKILL of the child's whole process group. A supervisor made
+with ``reaper=True`` also tells a :class:`~ably_bridge.devstack.reaper.Reaper`
+about each child, so that the children stop even when the dev stack itself is
+killed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+from ably_bridge.devstack.reaper import Reaper
 
 __all__ = ["Child", "Supervisor"]
 
@@ -132,11 +137,18 @@ class Child:
 class Supervisor:
     """The children of one run, in start order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reaper: bool = False) -> None:
         self.children: list[Child] = []
+        self._want_reaper = reaper
+        self._reaper: Reaper | None = None
 
     def add(self, child: Child) -> Child:
+        """Supervise ``child`` (started already, or started later through :meth:`start`)."""
         self.children.append(child)
+        if child.pid is not None and self._want_reaper:
+            if self._reaper is None:
+                self._reaper = Reaper()
+            self._reaper.watch(child.pid)  # its own session: the pid is the group id
         return child
 
     def start(self, child: Child) -> Child:
@@ -150,6 +162,11 @@ class Supervisor:
             if not child.stopping and child.exited() is not None:
                 return child
         return None
+
+    @property
+    def reaper_pid(self) -> int | None:
+        """The pid of the reaper watching the children (None before the first child)."""
+        return self._reaper.pid if self._reaper is not None else None
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.pid for c in self.children if c.pid is not None}
@@ -166,3 +183,6 @@ class Supervisor:
             started = time.monotonic()
             child.stop(timeout)
             log.debug("%s stopped in %.1fs", child.name, time.monotonic() - started)
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None

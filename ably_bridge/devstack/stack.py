@@ -103,7 +103,7 @@ class DevStack:
         self.log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="ably-dev-"))
         self.stop_requested = threading.Event()
         self.forced = False
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(reaper=True)
         self.redis: DevRedis | None = None
         self.emulator: Any = None
         self.publisher: DemoPublisher | None = None

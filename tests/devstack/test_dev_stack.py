@@ -166,6 +166,30 @@ def test_sigterm_stops_the_stack_with_status_0(tmp_path: Path) -> None:
     assert_no_children_left(start)
 
 
+@pytest.mark.usefixtures("redis_server_bin")
+def test_a_sigkilled_dev_stack_leaves_no_children(tmp_path: Path) -> None:
+    """SIGKILL reaches no handler of ``ably-bridge dev``; its reaper stops the children."""
+    proc = _spawn_dev(tmp_path)
+    try:
+        assert proc.stdout is not None
+        events: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(e["event"] == "started" for e in events):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            events += json_lines(line)
+        start = next(e for e in events if e["event"] == "started")
+        assert {"bridge", "worker", "redis"} <= set(start["pids"])
+        os.kill(proc.pid, signal.SIGKILL)  # the dev process only, not its session
+        proc.wait(timeout=10)
+        assert_no_children_left(start)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _read_events_until(
     master: int, events: list[dict[str, Any]], done: Any, timeout: float
 ) -> bytes:
