@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import redis
 
+from ably_bridge.bridge.redis_keys import keys_for
+
 __all__ = ["WorkerGuard"]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class WorkerGuard:
     ) -> None:
         self._client = client
         self._prefix = prefix
+        self._names = keys_for(client, prefix)
         self._done_ttl = max(1, int(done_ttl))
         self._lock_ms = max(1, int(lock_ttl * 1000))
         self._claim = client.register_script(_CLAIM_LUA)
@@ -82,7 +85,7 @@ class WorkerGuard:
         self._token = uuid.uuid4().hex
 
     def _keys(self, task_id: str) -> tuple[str, str]:
-        return f"{self._prefix}:task:done:{task_id}", f"{self._prefix}:task:lock:{task_id}"
+        return self._names.task_done(task_id), self._names.task_lock(task_id)
 
     def claim(self, task_id: str) -> int:
         """:attr:`CLAIMED` (run it), :attr:`DONE` or :attr:`BUSY` (running elsewhere)."""

@@ -1,7 +1,8 @@
 """Checkpoints: per (route, channel), the last event every target confirmed.
 
 This module owns the checkpoint store in Redis: one hash per route
-(``<prefix>:checkpoint:<route>``) whose fields are channel names and whose
+(``<prefix>:checkpoint:<route>``; every name from :mod:`.redis_keys`) whose
+fields are channel names and whose
 values are the JSON position ``{"id", "serial", "timestamp"}``, and one per
 route for its presence events (``<prefix>:presence-checkpoint:<route>``, the
 route's presence track: they are read back from presence history). It also
@@ -34,6 +35,7 @@ from redis.exceptions import NoScriptError
 
 from ably_bridge.bridge.core.position import Position, route_of_track
 from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
+from ably_bridge.bridge.redis_keys import keys_for
 
 if TYPE_CHECKING:
     import redis
@@ -109,6 +111,7 @@ class CheckpointStore:
     ) -> None:
         self._client = client
         self._prefix = prefix
+        self.names = keys_for(client, prefix)
         self._advance = client.register_script(_ADVANCE_LUA)
         self._fenced_advance = client.register_script(_FENCED_ADVANCE_LUA)
         self._raise_watermark = client.register_script(_RAISE_WATERMARK_LUA)
@@ -120,11 +123,11 @@ class CheckpointStore:
         :func:`~.core.position.presence_track`) of its presence checkpoints."""
         route, presence = route_of_track(route_id)
         if presence:
-            return f"{self._prefix}:presence-checkpoint:{route}"
-        return f"{self._prefix}:checkpoint:{route}"
+            return self.names.presence_checkpoint(route)
+        return self.names.checkpoint(route)
 
     def watermark_key(self) -> str:
-        return f"{self._prefix}:start-watermark"
+        return self.names.start_watermark()
 
     def load_watermark(self, scope: str) -> int | None:
         """The start watermark of ``scope`` (ms): every start point decided up to it was

@@ -24,6 +24,8 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from ably_bridge.bridge.redis_keys import RedisKeys
+
 __all__ = [
     "TASK_ID_NAMESPACE",
     "DedupWindow",
@@ -44,11 +46,14 @@ def dedup_bucket(now: float, ttl: float) -> int:
     return int(now // ttl)
 
 
-def stream_dedup_keys(prefix: str, stream: str, now: float, ttl: float) -> tuple[str, str]:
-    """The (current, previous) dedup hash keys of ``stream`` at time ``now``."""
+def stream_dedup_keys(
+    prefix: str, stream: str, now: float, ttl: float, *, cluster: bool = False
+) -> tuple[str, str]:
+    """The (current, previous) dedup hash keys of ``stream`` at time ``now``
+    (:meth:`~.redis_keys.RedisKeys.stream_dedup`)."""
     bucket = dedup_bucket(now, ttl)
-    base = f"{prefix}:dedup:{stream}:"
-    return f"{base}{bucket}", f"{base}{bucket - 1}"
+    keys = RedisKeys(prefix, cluster=cluster)
+    return keys.stream_dedup(stream, bucket), keys.stream_dedup(stream, bucket - 1)
 
 
 def stream_dedup_field(route_id: str, dedup_key: str) -> str:

@@ -14,7 +14,8 @@ A replica bridges the channels of the shards it owns:
 * :class:`LeaseShards` (``sharding.mode: lease``): shards are leased in Redis
   and rebalanced as replicas join and leave (below).
 
-Leases (:class:`RedisLeaseStore`, all operations are Lua scripts, so atomic)::
+Leases (:class:`RedisLeaseStore`, all operations are Lua scripts, so atomic;
+names from :mod:`.redis_keys`, under one hash tag on a cluster)::
 
     <prefix>:shard:members        ZSET replica -> expiry (ms, Redis server time)
     <prefix>:shard:<n>:owner      replica id, PX lease_ttl
@@ -69,6 +70,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ably_bridge.bridge.fencing import Fence
+from ably_bridge.bridge.redis_keys import keys_for
 from ably_bridge.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -273,17 +275,18 @@ class RedisLeaseStore:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._client = client
         self.prefix = prefix
-        self.members_key = f"{prefix}:shard:members"
+        self.names = keys_for(client, prefix)
+        self.members_key = self.names.shard_members()
         self._heartbeat = client.register_script(_HEARTBEAT_LUA)
         self._claim = client.register_script(_CLAIM_LUA)
         self._renew = client.register_script(_RENEW_LUA)
         self._release = client.register_script(_RELEASE_LUA)
 
     def owner_key(self, shard: int) -> str:
-        return f"{self.prefix}:shard:{shard}:owner"
+        return self.names.shard_owner(shard)
 
     def token_key(self, shard: int) -> str:
-        return f"{self.prefix}:shard:{shard}:token"
+        return self.names.shard_token(shard)
 
     def _pairs(self, shards: Sequence[int]) -> list[str]:
         keys: list[str] = []

@@ -47,6 +47,8 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
+from ably_bridge.bridge.redis_keys import RedisKeys
+
 _dumps: Any = dumps  # (untyped in kombu)
 _BATCH_BASE: Any = getattr(kombu_redis, "PublishBatch", object)  # kombu 5.7's batch
 _KOMBU_CHANNEL: Any = kombu_redis.Channel
@@ -87,7 +89,7 @@ def supported() -> bool:
 
 def sent_mark(prefix: str, queue: str, task_id: str) -> str:
     """The key marking ``task_id`` as pushed onto ``queue``."""
-    return f"{prefix}:celery:sent:{queue}:{task_id}"
+    return RedisKeys(prefix).celery_sent(queue, task_id)
 
 
 class _PushOnceBatch(_BATCH_BASE):  # type: ignore[misc]

@@ -4,7 +4,7 @@ This module owns :class:`RedisStreamSink` and its Lua script. For every target
 stream in a batch, one ``EVALSHA`` call runs a script that, per event:
 
 1. checks the event's dedup mark in the stream's current and previous dedup
-   hashes (see :func:`ably_bridge.bridge.dedup.stream_dedup_keys`);
+   hashes (named by :meth:`ably_bridge.bridge.redis_keys.RedisKeys.stream_dedup`);
 2. if unmarked, ``XADD``\\ s it (``MAXLEN ~ n`` when the target trims) and marks
    it with the new entry id;
 
@@ -46,9 +46,10 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from ably_bridge.bridge.config import StreamTarget
-from ably_bridge.bridge.dedup import stream_dedup_field, stream_dedup_keys
+from ably_bridge.bridge.dedup import dedup_bucket, stream_dedup_field
 from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 from ably_bridge.bridge.redis_connect import open_redis
+from ably_bridge.bridge.redis_keys import keys_for
 from ably_bridge.bridge.secret import redact_text, redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
 from ably_bridge.shortcuts import enabled as shortcut_enabled
@@ -224,6 +225,7 @@ class RedisStreamSink:
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
         )
+        self._names = keys_for(self._client, self.options.key_prefix)
         self._sha: str | None = None
         self._conn: Any = None  # held from the client's pool for the script calls
         self._raw = shortcut_enabled("redis.raw_pipeline")
@@ -298,8 +300,8 @@ class RedisStreamSink:
         self, batch: Sequence[Delivery], results: list[Result | None]
     ) -> list[tuple[list[str], list[int], list[Any]]]:
         """Group deliveries per stream into script calls: (keys, batch indexes, argv)."""
-        now = self.options.clock.time()
-        prefix = self.options.key_prefix
+        bucket = dedup_bucket(self.options.clock.time(), self._ttl)
+        names = self._names
         fencing = self._fencing
         head_len = 1 if fencing is None else 3  # mark [, fence index, token] before n
         fence_keys: dict[str, dict[str, int]] = {}  # stream -> token key -> index (from 1)
@@ -338,7 +340,10 @@ class RedisStreamSink:
                 argv.append(env.to_json())
         calls: list[tuple[list[str], list[int], list[Any]]] = []
         for (stream, maxlen, approx), (indexes, argv) in groups.items():
-            current, previous = stream_dedup_keys(prefix, stream, now, self._ttl)
+            current, previous = (
+                names.stream_dedup(stream, bucket),
+                names.stream_dedup(stream, bucket - 1),
+            )
             script_keys = [stream, current, previous, *fence_keys.get(stream, {})]
             head = [maxlen or 0, "1" if approx else "0", self._expiry]
             # Split long groups so one script call stays short; per-event arg runs
