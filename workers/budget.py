@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 
 from ably_bridge.bridge.metrics import Counter, Gauge, Registry
+from ably_bridge.protocol.retry import RetryPolicy
 
 __all__ = ["METRICS", "RetryBudget", "WorkerMetrics", "render_metrics"]
 
@@ -98,6 +99,7 @@ class RetryBudget:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.jitter = jitter
+        self._policy = RetryPolicy(base_delay, multiplier=2.0, max_delay=max_delay, jitter=jitter)
         self.probe_timeout = probe_timeout
         self._clock = clock
         self._rng = rng
@@ -149,10 +151,8 @@ class RetryBudget:
         """A retryable failure: open (again) for the next backoff; returns it in seconds."""
         with self._lock:
             self._failures += 1
-            backoff = min(self.max_delay, self.base_delay * 2.0 ** min(self._failures - 1, 30))
-            backoff *= 1.0 - self.jitter * self._rng()
-            if retry_after is not None:
-                backoff = max(backoff, retry_after)  # honour the server's Retry-After
+            # At least the server's Retry-After, when it sent one.
+            backoff = self._policy.delay(self._failures, self._rng(), retry_after or 0.0)
             until = self._clock() + backoff
             if self._open_until is None or until > self._open_until:
                 self._open_until = until

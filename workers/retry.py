@@ -1,9 +1,11 @@
 """The worker retry policy: which failures are retried, and after how long.
 
-This module owns :class:`RetryPolicy` (an immutable value, urllib3-Retry
-style: computing a delay is pure, sleeping is Celery's job through
-``Task.retry(countdown=...)``) and :func:`classify`, which sorts a failure into
-*retry* or *fail now*:
+This module owns :func:`classify`, which sorts a failure into *retry* or
+*fail now*, and :func:`countdown`, the delay before the next try under the
+package's one :class:`~ably_bridge.protocol.retry.RetryPolicy` (an immutable
+value, urllib3-Retry style: computing a delay is pure, sleeping is Celery's job
+through ``Task.retry(countdown=...)``; re-exported here, with the workers'
+default :data:`WORKER_RETRY`):
 
 * retried: HTTP 5xx, Ably's network codes (50002 unreachable, 50003 timeout),
   transport errors, and 429 rate limits (waiting at least the server's
@@ -11,7 +13,7 @@ style: computing a delay is pure, sleeping is Celery's job through
 * failed at once: every other 4xx (bad key, forbidden channel, oversized
   message, bad arguments) and anything that is not an Ably error.
 
-Delays grow exponentially from ``base_delay`` up to ``max_delay``, with jitter:
+Delays grow exponentially from ``base`` up to ``max_delay``, with jitter:
 the delay is drawn from ``[d * (1 - jitter), d]``. :meth:`RetryPolicy.schedule_bound`
 is the longest a full retry schedule can take, used to check that a publish's
 last retry still starts inside Ably's idempotent-publish window.
@@ -28,8 +30,9 @@ import random
 from dataclasses import dataclass
 
 from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.protocol.retry import RetryPolicy
 
-__all__ = ["Decision", "RetryPolicy", "classify"]
+__all__ = ["WORKER_RETRY", "Decision", "RetryPolicy", "classify", "countdown"]
 
 log = logging.getLogger(__name__)
 
@@ -48,47 +51,20 @@ class Decision:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """Exponential backoff with jitter, bounded by ``max_retries`` and ``max_delay``."""
+# The workers' default: 1, 2, 4, 8, 8... seconds (each less up to half), 8 retries.
+WORKER_RETRY = RetryPolicy(
+    1.0, multiplier=2.0, max_delay=8.0, jitter=0.5, max_retries=8, rate_limit_delay=1.0
+)
 
-    base_delay: float = 1.0
-    max_delay: float = 8.0
-    jitter: float = 0.5
-    max_retries: int = 8
-    rate_limit_delay: float = 1.0
 
-    def __post_init__(self) -> None:
-        if self.base_delay <= 0 or self.max_delay < self.base_delay:
-            raise ValueError("retry delays must satisfy 0 < base_delay <= max_delay")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError("retry jitter must be between 0 and 1")
-        if self.max_retries < 0 or self.rate_limit_delay < 0:
-            raise ValueError("max_retries and rate_limit_delay must not be negative")
-
-    def ceiling(self, retries: int) -> float:
-        """The un-jittered delay before retry number ``retries + 1``."""
-        return min(self.max_delay, self.base_delay * (2.0 ** min(retries, 62)))
-
-    def delay(self, retries: int, rng: random.Random | None = None, floor: float = 0.0) -> float:
-        """The countdown before the next attempt, after ``retries`` retries so far."""
-        top = self.ceiling(retries)
-        low = top * (1.0 - self.jitter)
-        drawn = (rng or random).uniform(low, top)
-        return max(drawn, floor)
-
-    def countdown(
-        self, retries: int, decision: Decision, rng: random.Random | None = None
-    ) -> float:
-        """The countdown for a retryable ``decision``: 429s wait at least what was asked."""
-        floor = 0.0
-        if decision.rate_limited:
-            floor = decision.min_delay if decision.min_delay is not None else self.rate_limit_delay
-        return self.delay(retries, rng, floor)
-
-    def schedule_bound(self) -> float:
-        """The longest the whole schedule of countdowns can add up to (no rate limits)."""
-        return sum(self.ceiling(n) for n in range(self.max_retries))
+def countdown(
+    policy: RetryPolicy, retries: int, decision: Decision, rng: random.Random | None = None
+) -> float:
+    """The countdown after ``retries`` retries so far: 429s wait at least what was asked."""
+    floor = 0.0
+    if decision.rate_limited:
+        floor = decision.min_delay if decision.min_delay is not None else policy.rate_limit_delay
+    return policy.delay(retries + 1, (rng or random).random(), floor)
 
 
 def classify(exc: BaseException, retry_after: float | None = None) -> Decision:

@@ -29,7 +29,7 @@ from workers.arguments import bind
 from workers.budget import RetryBudget
 from workers.client import ClientProvider
 from workers.errors import task_error
-from workers.retry import classify
+from workers.retry import classify, countdown
 from workers.settings import WorkerSettings
 
 __all__ = ["Runner"]
@@ -134,12 +134,12 @@ class Runner:
         if not decision.retryable:
             log.warning("%s[%s] failed: %s", task.name, task.request.id, decision.reason)
             return task_error(exc)
-        if retries >= policy.max_retries:
+        if policy.exhausted(retries + 1):
             log.warning("%s[%s] gave up after %d retries", task.name, task.request.id, retries)
             return task_error(exc, retryable=True, note=f"gave up after {retries} retries")
         # Not before the process's backoff ends: the failed task waits with the others.
-        countdown = max(policy.countdown(retries, decision), self.budget.backoff_left())
-        if deadline_ms is not None and _now_ms() + countdown * 1000 > deadline_ms:
+        wait = max(countdown(policy, retries, decision), self.budget.backoff_left())
+        if deadline_ms is not None and _now_ms() + wait * 1000 > deadline_ms:
             log.warning(
                 "%s[%s] not retried: the idempotent-publish window would be exceeded",
                 task.name,
@@ -151,15 +151,15 @@ class Runner:
             task.name,
             task.request.id,
             retries + 1,
-            countdown,
+            wait,
             decision.reason,
         )
         kwargs = {**call, "deferrals": deferrals} if deferrals else dict(call)
         retry: BaseException = task.retry(
             args=(),
             kwargs=kwargs,
-            countdown=countdown,
-            max_retries=policy.max_retries + deferrals,
+            countdown=wait,
+            max_retries=None if policy.max_retries is None else policy.max_retries + deferrals,
             exc=task_error(exc, retryable=True),
             throw=False,
         )

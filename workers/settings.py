@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ably_bridge.options import ClientOptions
-from workers.retry import RetryPolicy
+from workers.retry import WORKER_RETRY, RetryPolicy
 
 __all__ = ["DEFAULT_BROKER_URL", "QUEUE_TYPES", "WorkerSettings", "queue_type_conf"]
 
@@ -119,7 +119,7 @@ class WorkerSettings:
     client_options: Mapping[str, Any] = field(default_factory=dict)
     broker_url: str = DEFAULT_BROKER_URL
     result_backend: str | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = WORKER_RETRY
     publish_deadline: float = 60.0
     idempotency_window: float = IDEMPOTENCY_WINDOW
     visibility_timeout: float = 35.0
@@ -171,7 +171,8 @@ class WorkerSettings:
             backend = broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
         retries = _int(env, "ABLY_WORKER_MAX_RETRIES")
         policy = RetryPolicy(
-            base_delay=_float(env, "ABLY_WORKER_RETRY_BASE_DELAY", 1.0),
+            base=_float(env, "ABLY_WORKER_RETRY_BASE_DELAY", 1.0),
+            multiplier=2.0,
             max_delay=_float(env, "ABLY_WORKER_RETRY_MAX_DELAY", 8.0),
             jitter=_float(env, "ABLY_WORKER_RETRY_JITTER", 0.5),
             max_retries=8 if retries is None else retries,

@@ -1,10 +1,10 @@
 """Retry policy and the bounded per-sink buffer that rides out sink outages.
 
-This module owns :class:`RetryPolicy` (an immutable value; computing a delay
-is pure: exponential backoff capped at ``max_delay``, minus up to ``jitter`` of
-it, given a random number the caller supplies) and :class:`SinkBuffer` (a
-bounded FIFO of deliveries waiting for one sink plus that sink's backoff
-state). Sleeping and timers are the driver's job; the buffer only says when
+This module owns :class:`SinkBuffer` (a bounded FIFO of deliveries waiting for
+one sink plus that sink's backoff state, timed by the package's one
+:class:`~ably_bridge.protocol.retry.RetryPolicy`, re-exported here; the
+bridge's is exponential, built from ``delivery.retry`` by
+``RetryPolicy.from_settings``). Sleeping and timers are the driver's job; the buffer only says when
 it is next ready, reading the clock it was given.
 
 A sink has one FIFO so that retries keep per-channel order: while a sink is
@@ -19,55 +19,16 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ably_bridge.bridge.config import RetrySettings
 from ably_bridge.clock import Clock
+from ably_bridge.protocol.retry import RetryPolicy
 
 __all__ = ["RetryPolicy", "SinkBuffer"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: ``min(max_delay, initial * multiplier**(n-1))``
-    scaled by ``1 - jitter * rand`` for attempt ``n`` (1-based)."""
-
-    initial: float = 0.5
-    multiplier: float = 2.0
-    max_delay: float = 30.0
-    jitter: float = 0.5
-    max_attempts: int = 0  # 0: unlimited
-
-    @classmethod
-    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
-        return cls(
-            initial=settings.initial,
-            multiplier=settings.multiplier,
-            max_delay=settings.max_delay,
-            jitter=settings.jitter,
-            max_attempts=settings.max_attempts,
-        )
-
-    def base_delay(self, attempt: int) -> float:
-        """The un-jittered delay before retry number ``attempt`` (>= 1)."""
-        exponent = max(0, attempt - 1)
-        # Cap the exponent first: multiplier ** large overflows a float.
-        if exponent > 64:
-            return self.max_delay
-        return min(self.max_delay, self.initial * self.multiplier**exponent)
-
-    def delay(self, attempt: int, rand: float) -> float:
-        """Jittered delay; ``rand`` in [0, 1) (e.g. ``random.random()``)."""
-        return self.base_delay(attempt) * (1.0 - self.jitter * rand)
-
-    def exhausted(self, attempt: int) -> bool:
-        """Whether ``attempt`` failures used up the attempts allowed."""
-        return self.max_attempts > 0 and attempt >= self.max_attempts
 
 
 class SinkBuffer(Generic[T]):

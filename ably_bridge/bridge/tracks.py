@@ -59,7 +59,7 @@ class DaemonOptions:
     reattach_delay: float = 5.0  # after FAILED, or DETACHED without a client re-attach
     attach_watchdog: float = 60.0  # re-attach a channel stuck this long before ATTACHED
     backfill_retry: RetryPolicy = field(
-        default_factory=lambda: RetryPolicy(initial=0.5, max_delay=30.0, jitter=0.2)
+        default_factory=lambda: RetryPolicy(0.5, multiplier=2.0, max_delay=30.0, jitter=0.2)
     )
     submit_chunk: int = 50  # backfilled messages per submit (all-or-nothing each)
     max_inbox_per_step: int = 2000  # events (a live item counts its messages) per step

@@ -232,17 +232,18 @@ def test_memory_sink_via_registry_and_permanent_failure() -> None:
     assert not sink.retryable(SinkError("bad", retryable=False))
 
 
-def test_retry_policy_is_pure() -> None:
+def test_retry_policy_from_the_delivery_settings() -> None:
     policy = RetryPolicy.from_settings(RetrySettings(initial=0.5, max_delay=4, jitter=0.5))
-    assert [policy.base_delay(n) for n in (1, 2, 3, 4, 5, 100)] == [0.5, 1, 2, 4, 4, 4]
-    assert policy.delay(3, 0.0) == 2.0 and policy.delay(3, 0.999) == pytest.approx(1.001)
+    assert [policy.ceiling(n) for n in (1, 2, 3, 4, 5, 100)] == [0.5, 1, 2, 4, 4, 4]
+    assert policy.delay(3, 1.0) == 2.0 and policy.delay(3, 0.001) == pytest.approx(1.001)
     assert not policy.exhausted(10)
-    assert RetryPolicy(max_attempts=3).exhausted(3)
+    three = RetryPolicy.from_settings(RetrySettings(max_attempts=3))
+    assert not three.exhausted(2) and three.exhausted(3)  # three attempts: two retries
 
 
 def test_sink_buffer_backoff_with_fake_clock() -> None:
     clock = FakeClock()
-    buf: SinkBuffer[int] = SinkBuffer(4, RetryPolicy(initial=1, jitter=0), clock)
+    buf: SinkBuffer[int] = SinkBuffer(4, RetryPolicy(1.0, multiplier=2.0, jitter=0.0), clock)
     assert buf.offer([1, 2, 3]) and not buf.offer([4, 5]) and buf.free == 1
     assert buf.ready() and buf.take(2) == [1, 2]
     buf.put_back([1, 2])

@@ -45,7 +45,7 @@ def settings(emulator: Emulator) -> Iterator[WorkerSettings]:
         result_backend=DB,
         queue=tag,
         redis_key_prefix=f"{tag}:",
-        retry=RetryPolicy(base_delay=300, max_delay=300, jitter=0.0, max_retries=3),
+        retry=RetryPolicy(300.0, multiplier=2.0, max_delay=300, jitter=0.0, max_retries=3),
         visibility_timeout=3600,  # the retry's countdown must not trigger a redelivery
         broker_timeout=5.0,
         dedup_redis_url=DB,

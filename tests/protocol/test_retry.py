@@ -1,4 +1,4 @@
-"""RTB1 backoff and jitter (UTS connection/backoff_jitter_test)."""
+"""The one retry policy: RTB1 (UTS connection/backoff_jitter_test) and the exponential curve."""
 
 from __future__ import annotations
 
@@ -41,3 +41,28 @@ def test_policy_is_an_immutable_value() -> None:
     with pytest.raises(AttributeError):
         policy.base = 2.0  # type: ignore[misc]
     assert policy == RetryPolicy(1.0)
+
+
+def test_exponential_curve_is_capped_and_bounded_by_the_retry_limit() -> None:
+    policy = RetryPolicy(1.0, multiplier=2.0, max_delay=8.0, jitter=0.5, max_retries=8)
+    assert [policy.ceiling(n) for n in (0, 1, 2, 3, 4, 5, 1000)] == [1, 1, 2, 4, 8, 8, 8]
+    assert policy.bounds(3) == (2.0, 4.0)
+    assert policy.delay(1, 1.0, floor=3.0) == 3.0  # a server's Retry-After wins
+    assert policy.schedule_bound() == 1 + 2 + 4 + 8 * 5
+    assert not policy.exhausted(8) and policy.exhausted(9)
+    assert RetryPolicy(1.0).schedule_bound() == float("inf") and not RetryPolicy(1.0).exhausted(99)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base": 0.0},
+        {"base": 2.0, "max_delay": 1.0},
+        {"base": 1.0, "jitter": 1.5},
+        {"base": 1.0, "multiplier": 0.5},
+        {"base": 1.0, "max_retries": -1},
+    ],
+)
+def test_a_policy_that_cannot_work_is_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]

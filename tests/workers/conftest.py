@@ -30,7 +30,7 @@ STATS_FIXTURES = [
     {"intervalId": "2023-01-01:10:02", "all": {"messages": {"count": 11, "data": 1100}}},
 ]
 FAST_RETRY = RetryPolicy(
-    base_delay=0.02, max_delay=0.1, jitter=0.5, max_retries=8, rate_limit_delay=0.05
+    0.02, multiplier=2.0, max_delay=0.1, jitter=0.5, max_retries=8, rate_limit_delay=0.05
 )
 
 

@@ -69,12 +69,12 @@ def test_retry_after_is_honoured_when_longer() -> None:
 def test_waiting_tasks_are_spread_and_counted() -> None:
     clock = FakeClock()
     metrics = WorkerMetrics()
-    draws = iter([0.0, 0.0, 1.0])
+    draws = iter([1.0, 0.0, 1.0])
     budget = RetryBudget(
         base_delay=1.0, max_delay=8.0, jitter=0.5, clock=clock.monotonic,
         rng=lambda: next(draws), metrics=metrics,
     )  # fmt: skip
-    budget.record_failure()  # jitter draw 0: 1.0 s
+    budget.record_failure()  # jitter draw 1: the whole 1.0 s
     assert budget.admit() == pytest.approx(1.0)
     assert budget.admit() == pytest.approx(1.5)
     budget.defer(1.5)

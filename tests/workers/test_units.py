@@ -13,15 +13,15 @@ from workers import AblyTaskError, RetryPolicy, WorkerSettings
 from workers.app import configure_app
 from workers.client import RetryAfterTransport
 from workers.errors import task_error
-from workers.retry import classify
+from workers.retry import classify, countdown
 from workers.tasks import derived_base, with_ids
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    policy = RetryPolicy(base_delay=1, max_delay=8, jitter=0.5, max_retries=8)
+    policy = RetryPolicy(1.0, multiplier=2.0, max_delay=8, jitter=0.5, max_retries=8)
     rng = random.Random(7)
     for retries, ceiling in enumerate([1, 2, 4, 8, 8, 8]):
-        delay = policy.delay(retries, rng)
+        delay = countdown(policy, retries, classify(ConnectionError()), rng)
         assert ceiling * 0.5 <= delay <= ceiling
     assert policy.schedule_bound() == 1 + 2 + 4 + 8 * 5
 
@@ -45,10 +45,10 @@ def test_classification(exc: BaseException, retry: bool) -> None:
 
 
 def test_rate_limit_honours_retry_after_else_the_configured_floor() -> None:
-    policy = RetryPolicy(base_delay=0.01, max_delay=0.02, rate_limit_delay=0.5)
+    policy = RetryPolicy(0.01, multiplier=2.0, max_delay=0.02, rate_limit_delay=0.5)
     limited = AblyException("slow down", 42910, 429)
-    assert policy.countdown(0, classify(limited, retry_after=3.0)) == 3.0
-    assert policy.countdown(0, classify(limited)) == 0.5
+    assert countdown(policy, 0, classify(limited, retry_after=3.0)) == 3.0
+    assert countdown(policy, 0, classify(limited)) == 0.5
 
     class Inner:
         def request(self, *args: object) -> HttpResponse:
