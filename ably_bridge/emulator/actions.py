@@ -30,6 +30,7 @@ PRESENCE = Action.PRESENCE.value
 MESSAGE = Action.MESSAGE.value
 SYNC = Action.SYNC.value
 AUTH = Action.AUTH.value
+ANNOTATION = Action.ANNOTATION.value
 
 # -- flags (TR3) ------------------------------------------------------------
 HAS_PRESENCE = Flag.HAS_PRESENCE.value

@@ -7,7 +7,7 @@
   (RTP18, RTP19) when members exist;
 * :func:`sync` answers a client's SYNC request with the presence set (RTP19);
 * :func:`detach` answers DETACHED and leaves the connection's members;
-* :func:`publish` handles MESSAGE and PRESENCE with ACK/NACK, mode checks
+* :func:`publish` handles MESSAGE, PRESENCE and ANNOTATION with ACK/NACK, mode checks
   (40165) and msgSerial de-duplication (RTN7, RTN19a);
 * :func:`filter_matches` evaluates the small JMESPath subset supported for
   derived ``[filter=...]`` channels (RTS5).
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ably_bridge.emulator import actions as p
 from ably_bridge.emulator import capability as caps
-from ably_bridge.emulator import codec, presence
+from ably_bridge.emulator import codec, message_annotations, presence
 from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.names import parse_channel_name
 from ably_bridge.errors import AblyException
@@ -232,8 +232,17 @@ def detach(session: Session, pm: dict[str, Any]) -> None:
     session.send_pm({"action": p.DETACHED, "channel": name})
 
 
+# What a client may send on a channel: the items' field, the mode it needs, the
+# capability operation it needs.
+_PUBLISHED: dict[int, tuple[str, int, str]] = {
+    p.MESSAGE: ("messages", p.MODE_PUBLISH, "publish"),
+    p.PRESENCE: ("presence", p.MODE_PRESENCE, "presence"),
+    p.ANNOTATION: ("annotations", p.MODE_ANNOTATION_PUBLISH, "annotation-publish"),
+}
+
+
 def publish(session: Session, pm: dict[str, Any], fmt: codec.Format) -> None:
-    """MESSAGE or PRESENCE from the client, answered by one ACK or NACK (11.4)."""
+    """MESSAGE, PRESENCE or ANNOTATION from the client, answered by one ACK or NACK (11.4)."""
     conn = session.conn
     assert conn is not None
     msg_serial = pm.get("msgSerial")
@@ -244,13 +253,11 @@ def publish(session: Session, pm: dict[str, Any], fmt: codec.Format) -> None:
     name = pm.get("channel")
     reply: dict[str, Any]
     try:
-        field_name = "messages" if action == p.MESSAGE else "presence"
+        field_name, needed, operation = _PUBLISHED[action]
         items = pm.get(field_name)
         if not isinstance(items, list):
             raise error(40001, f"{field_name} must be a list")
         att = session.attachments.get(name) if isinstance(name, str) else None
-        needed = p.MODE_PUBLISH if action == p.MESSAGE else p.MODE_PRESENCE
-        operation = "publish" if action == p.MESSAGE else "presence"
         session.state.resolve_channel(conn.creds, name, operation)  # 40160 before 40165
         if att is not None and not att.modes & needed:
             raise error(40165, f"channel mode not granted for {field_name} on {name!r}")
@@ -273,6 +280,17 @@ def publish(session: Session, pm: dict[str, Any], fmt: codec.Format) -> None:
                 "res": [{"serials": result.serials}],
             }
             session.state.count_stat(conn.app_id, "messages.inbound.realtime.messages.count")
+        elif action == p.ANNOTATION:  # RTAN1c
+            message_annotations.publish(
+                session.state,
+                conn.creds,
+                str(name),
+                ingested,
+                conn=conn,
+                identity=conn.client_id,
+                msg_serial=serial_no,
+            )
+            reply = {"action": p.ACK, "msgSerial": msg_serial, "count": 1}
         else:
             presence.update(session.state, conn, str(name), ingested, serial_no)
             reply = {"action": p.ACK, "msgSerial": msg_serial, "count": 1}

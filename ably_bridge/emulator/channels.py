@@ -52,6 +52,8 @@ class Channel:
     resume_floor: str = field(default_factory=lambda: make_serial(0))
     # serial -> every version of a message changed since (mutations.py), oldest first
     versions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # message serial -> its annotations in the order they came (message_annotations.py)
+    annotations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     # -- serials -------------------------------------------------------
     def next_serial(self) -> str:

@@ -56,6 +56,9 @@ class Attachment:
     requested: int = 0  # the modes asked for (0: the defaults), granted again after AUTH
 
 
+_ITEMS_FIELD = {p.MESSAGE: "messages", p.PRESENCE: "presence", p.ANNOTATION: "annotations"}
+
+
 class Hub:
     """Live sessions by connectionId, and fan-out of channel events to them."""
 
@@ -83,10 +86,11 @@ class Hub:
     def on_event(
         self, channel: Channel, action: int, items: list[dict[str, Any]], origin: str | None
     ) -> None:
-        """Fan one MESSAGE/PRESENCE event out to the attached sessions (RTL7, RTP6)."""
+        """Fan one MESSAGE/PRESENCE/ANNOTATION event out to the attached sessions (RTL7,
+        RTP6, RTAN4)."""
         if not channel.attachments:
             return
-        key = "messages" if action == p.MESSAGE else "presence"
+        key = _ITEMS_FIELD[action]
         now = self.runtime.state.now_ms()
         if action == p.PRESENCE:
             self.meta.occupancy_changed(channel)
@@ -107,6 +111,12 @@ class Hub:
                     selected = [m for m in items if channel_ops.filter_matches(att.filter_expr, m)]
                     if not selected:
                         continue
+            elif action == p.ANNOTATION:
+                if not att.modes & p.MODE_ANNOTATION_SUBSCRIBE:
+                    continue
+                if own and not (att.echo and conn.echo):
+                    continue
+                selected = items
             else:
                 # RTP17a: own presence is delivered regardless of mode.
                 mine = any(i.get("connectionId") == conn.id for i in items)
@@ -122,7 +132,9 @@ class Hub:
                     "action": action,
                     "channel": att.name,
                     "timestamp": now,
-                    "channelSerial": items[-1].get("serial", channel.current_serial),
+                    # RTL15b: the channel's position after this event; a changed
+                    # message or a summary keeps its own older serial.
+                    "channelSerial": channel.current_serial,
                     key: selected,
                 }
                 if origin is not None:
@@ -455,7 +467,7 @@ class Session:
             channel_ops.attach(self, pm)
         elif action == p.DETACH:
             channel_ops.detach(self, pm)
-        elif action in (p.MESSAGE, p.PRESENCE):
+        elif action in (p.MESSAGE, p.PRESENCE, p.ANNOTATION):
             channel_ops.publish(self, pm, fmt)
         elif action == p.AUTH:
             self._reauth(pm)

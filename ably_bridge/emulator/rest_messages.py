@@ -1,10 +1,12 @@
-"""REST routes for one message of a channel: get it, change it, list its versions (RSL11-15).
+"""REST routes for one message of a channel: get, change, versions, annotations (RSL11-15, RSAN).
 
 ``GET /channels/<ch>/messages/<serial>`` answers the latest version,
 ``PATCH`` the same path applies an update, delete or append (the body is a
 Message whose ``action`` says which; default update) and answers
 ``{"versionSerial": ...}``, ``GET .../versions`` pages through every version,
-oldest first. The rules live in :mod:`.mutations`.
+oldest first. ``POST .../annotations`` publishes annotations to it and
+``GET .../annotations`` pages through them, oldest first. The rules live in
+:mod:`.mutations` and :mod:`.message_annotations`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ably_bridge.emulator import codec, mutations
+from ably_bridge.emulator import codec, message_annotations, mutations
 from ably_bridge.emulator.channels import Page
 from ably_bridge.emulator.context import RUNTIME
 from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.names import parse_channel_name
 from ably_bridge.emulator.rest import _credentials, _require
-from ably_bridge.emulator.rest_params import channel_param, link_headers
+from ably_bridge.emulator.rest_params import channel_param, int_param, limit_param, link_headers
 from ably_bridge.emulator.rest_replies import read_body, respond
 
 
@@ -76,8 +78,43 @@ async def message_versions(request: web.Request) -> web.Response:
     return respond(request, page.items, headers=link_headers(request, page.next_cursor))
 
 
+async def publish_annotations(request: web.Request) -> web.Response:
+    """RSAN1c6: one annotation or a list, for the message named in the path."""
+    creds = _credentials(request)
+    body, fmt = await read_body(request)
+    items = body if isinstance(body, list) else [body]
+    ingested = [codec.ingest(i, fmt) if isinstance(i, dict) else i for i in items]
+    message_annotations.publish(
+        request.app[RUNTIME].state,
+        creds,
+        channel_param(request),
+        ingested,
+        conn=None,
+        identity=creds.client_id,
+        message_serial=_serial(request),
+    )
+    return respond(request, {}, 201)
+
+
+async def get_annotations(request: web.Request) -> web.Response:
+    """RSAN3b: a message's annotations, oldest first, paginated."""
+    creds = _credentials(request)
+    parsed = parse_channel_name(channel_param(request))
+    _require(creds, parsed.resource, "history")
+    start = int_param(request.query, "cursor", 0) or 0
+    items, cursor = message_annotations.page(
+        creds.app.channels.get(parsed.base),
+        _serial(request),
+        limit_param(request.query),
+        max(0, start),
+    )
+    return respond(request, items, headers=link_headers(request, cursor))
+
+
 def add_routes(app: web.Application) -> None:
     one = "/channels/{channel:[^/]+}/messages/{serial:[^/]+}"
+    app.router.add_get(one + "/annotations", get_annotations)
+    app.router.add_post(one + "/annotations", publish_annotations)
     app.router.add_get(one, get_message)
     app.router.add_patch(one, change_message)
     app.router.add_get(f"{one}/versions", message_versions)

@@ -331,3 +331,41 @@ def test_ably_js_on_its_own_over_comet(
     conn_id = out["connectionId"]
     assert [m["id"] for m in received] == [f"{conn_id}:{i}:0" for i in range(3)]
     assert [m["clientId"] for m in out["members"]] == ["js-key"]
+
+
+def test_ably_js_annotations(node: str, emulator: Emulator, binary: bool) -> None:
+    """RTAN1/RTAN4/RSAN1-3: ably-js publishes, deletes, subscribes to and pages
+    annotations; summaries reach its message listener and stay on the message."""
+    created = emulator.create_app(
+        {"keys": [{}], "namespaces": [{"id": "mutable", "mutableMessages": True}]}
+    )
+    try:
+        key = str(created["keys"][0]["keyStr"])
+        config = js_config(emulator, key, binary, channel="mutable:js-annotations")
+        out = run_js(node, "annotations.js", config)
+    finally:
+        emulator.delete_app(created["appId"])
+    serial = out["messageSerial"]
+    kind = "reaction:distinct.v1"
+    assert out["viaRealtime"]["action"] == "annotation.create"
+    assert (out["viaRealtime"]["clientId"], out["viaRest"]["clientId"]) == (
+        "js-annotator",
+        "js-rest",
+    )
+    assert out["deleted"]["action"] == "annotation.delete"
+    sent = [out["viaRealtime"], out["viaRest"], out["deleted"]]
+    assert all(a["messageSerial"] == serial and a["type"] == kind for a in sent)
+    assert serial < sent[0]["serial"] < sent[1]["serial"] < sent[2]["serial"]
+
+    def up(*clients: str) -> dict[str, Any]:
+        entry = {"total": len(clients), "clientIds": list(clients), "clipped": False}
+        return {kind: {"up": entry}}
+
+    assert out["summaries"] == [
+        {"action": "message.summary", "serial": serial, "summary": up("js-annotator")},
+        {"action": "message.summary", "serial": serial, "summary": up("js-annotator", "js-rest")},
+        {"action": "message.summary", "serial": serial, "summary": up("js-rest")},
+    ]
+    assert [len(p) for p in out["pages"]] == [2, 1]
+    assert [a["serial"] for p in out["pages"] for a in p] == [a["serial"] for a in sent]
+    assert out["historySummary"] == up("js-rest")
