@@ -9,7 +9,9 @@ needs no realtime connection::
 * **At-least-once**: an event counts as done only when every target of its
   route confirmed it (delivered or already there) or it was dead-lettered; the
   (route, channel) checkpoint advances over the longest *contiguous* run of
-  done events, so a slow or failing target holds it back. A route's presence
+  done events, so a slow or failing target holds it back (the accounting is
+  the delivery ledger's, :mod:`.core.ledger`; this module saves what it
+  allows). A route's presence
   events have a checkpoint of their own (its presence track,
   :func:`~.core.position.presence_track`): they are replayed from presence
   history, messages from message history. With a
@@ -40,13 +42,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.config import BridgeConfig, Route, Source, Target
+from ably_bridge.bridge.core.ledger import LAST_SETTLED_MAX, DeliveryLedger, Entry
 from ably_bridge.bridge.core.position import presence_track, route_of_track
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.dedup import DedupWindow
@@ -56,6 +58,7 @@ from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
 from ably_bridge.bridge.router import RouteMatch, Router
 from ably_bridge.bridge.secret import Secret, redact_text
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Sink
+from ably_bridge.bridge.snapshot_upkeep import SnapshotUpkeep
 from ably_bridge.clock import Clock, SystemClock
 from ably_bridge.envelope import (
     Envelope,
@@ -75,8 +78,6 @@ logger = logging.getLogger(__name__)
 
 SAVE_RETRY = 0.5  # seconds between attempts to save checkpoints while the store fails
 
-LAST_SETTLED_MAX = 100_000  # (route, channel) pairs whose last settled event is kept
-
 
 def _label(sink: Sink) -> str:
     """The sink as the logs name it: its kind and redacted URL (``redis:redis://host:6379/0``)."""
@@ -91,15 +92,7 @@ def _why(error: BaseException | None) -> str:
     return redact_text(f"{type(error).__name__}: {text}" if text else type(error).__name__)
 
 
-@dataclass(slots=True, eq=False)
-class _Event:
-    envelope: Envelope
-    position: Position | None
-    remaining: int
-    track: str  # the checkpoint track: the route id, or its presence track
-    done: bool = False
-    fenced: bool = False  # a target refused it (stale shard lease): not delivered by us
-    fence: Fence | None = None  # the shard token when accepted (shard leases only)
+_Event = Entry[Envelope, Fence]
 
 
 @dataclass(slots=True)
@@ -150,18 +143,14 @@ class Dispatcher:
         self._sink_for = sink_for
         self._dead = dead_letters
         self._checkpoints = checkpoints
-        self._snapshot_for = snapshot_for
         self._builder = EnvelopeBuilder(config.app_id, config.site)
         self._policy = RetryPolicy.from_settings(config.delivery.retry)
         self._batch = config.delivery.batch_size
         self._max_bytes = config.delivery.max_event_bytes
         self._window = DedupWindow(config.delivery.dedup_window)
-        self._finished: list[str] = []  # window keys of events settled since the last flush
         self._sinks: dict[int, Sink] = {}
         self._buffers: dict[int, SinkBuffer[_Job]] = {}
-        self._order: dict[tuple[str, str], deque[_Event]] = {}
-        self._unsaved: dict[str, dict[str, Position]] = {}
-        self._unsaved_fences: dict[tuple[str, str], Fence] = {}
+        self._ledger: DeliveryLedger[Envelope, Fence] = DeliveryLedger()
         # > 0: checkpoints are saved at most this often (seconds); 0: on every pump.
         self._checkpoint_interval = checkpoint_interval
         self._next_save = 0.0  # monotonic time before which no save starts (interval > 0)
@@ -169,9 +158,17 @@ class Dispatcher:
         # SAVE_RETRY later even if nothing else is confirmed meanwhile.
         self._save_failed = False
         self._ciphers: dict[Secret, ChannelCipher] = {}
-        # (route id, channel) -> the last event settled in order and when (epoch ms);
-        # read by the status endpoint (:mod:`.status`), bounded by LAST_SETTLED_MAX.
-        self.last_settled: dict[tuple[str, str], tuple[Position, int]] = {}
+        self._snapshots = (
+            SnapshotUpkeep(snapshot_for, self._builder, self._cipher)
+            if snapshot_for is not None
+            else None
+        )
+
+    @property
+    def last_settled(self) -> dict[tuple[str, str], tuple[Position, int]]:
+        """(track, channel) -> the last event settled in order and when (epoch ms);
+        read by the status endpoint (:mod:`.status`), bounded by LAST_SETTLED_MAX."""
+        return self._ledger.last_settled
 
     # -- intake ---------------------------------------------------------------------
     def submit_messages(self, channel: str, messages: Sequence[MessageLike]) -> bool:
@@ -217,33 +214,14 @@ class Dispatcher:
                     continue
                 envs.append((match, env, None))
         accepted = self._accept(channel, "presence", envs)
-        if accepted:
-            self._update_snapshots(envs)
+        if accepted and self._snapshots is not None:
+            self._snapshots.apply(envs)
         return accepted
 
     def presence_synced(self, channel: str, members: Sequence[PresenceMessageLike]) -> None:
         """A presence SYNC completed: replace each snapshot of ``channel`` with ``members``."""
-        if self._snapshot_for is None:
-            return
-        for match in self.router.match(channel, "presence"):
-            snapshot = self._snapshot_for(match.route)
-            if snapshot is None:
-                continue
-            envs = []
-            for msg in members:
-                try:
-                    envs.append(
-                        self._builder.presence(
-                            channel, msg, match.route.id, mode=match.route.data,
-                            cipher=self._cipher(match.cipher_key),
-                        )
-                    )  # fmt: skip
-                except UndecodableEvent:
-                    logger.warning("undecodable presence member on %s left out", channel)
-            try:
-                snapshot.replace(channel, envs, match.route.id)
-            except Exception as exc:  # a stale snapshot must not stop delivery
-                logger.warning("presence snapshot of %s not replaced: %s", channel, exc)
+        if self._snapshots is not None:
+            self._snapshots.synced(channel, self.router.match(channel, "presence"), members)
 
     def submit_lifecycle(
         self,
@@ -270,8 +248,8 @@ class Dispatcher:
                 resumed=resumed,
             )
             envs.append((match, env, None))
-            if env.name in ("channel.detached", "channel.failed"):
-                self._clear_snapshot(match.route, channel)
+            if self._snapshots is not None and env.name in ("channel.detached", "channel.failed"):
+                self._snapshots.clear(match.route, channel)
         return self._accept(channel, "lifecycle", envs)
 
     # -- delivery -------------------------------------------------------------------
@@ -302,7 +280,7 @@ class Dispatcher:
         """Seconds until some buffer is ready or a deferred checkpoint save is due (0: now),
         or None when there is nothing to do."""
         waits = [w for b in self._buffers.values() if (w := b.seconds_until_ready()) is not None]
-        if self._unsaved and (self._checkpoint_interval > 0 or self._save_failed):
+        if self._ledger.unsaved and (self._checkpoint_interval > 0 or self._save_failed):
             waits.append(max(0.0, self._next_save - self._clock.monotonic()))
         return min(waits) if waits else None
 
@@ -320,31 +298,16 @@ class Dispatcher:
 
     def checkpoint_lag(self, now_ms: int) -> float:
         """Seconds since the oldest event that holds a checkpoint back was sent (0: none)."""
-        oldest = min(
-            (order[0].envelope.timestamp for order in self._order.values() if order),
-            default=None,
-        )
-        if oldest is None or oldest <= 0:
-            return 0.0
-        return max(0.0, (now_ms - oldest) / 1000.0)
+        return self._ledger.checkpoint_lag(now_ms)
 
     def backlog(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(route id, channel) -> (events not settled yet, timestamp of the oldest) for
         every pair with some; safe to call from another thread (a copy, read once)."""
-        out: dict[tuple[str, str], tuple[int, int]] = {}
-        for key, order in list(self._order.items()):
-            try:
-                out[key] = (len(order), order[0].envelope.timestamp)
-            except IndexError:  # settled meanwhile
-                continue
-        return out
+        return self._ledger.backlog()
 
     def unsettled_channels(self) -> set[str]:
         """Channels with events not yet confirmed or checkpoints not yet saved."""
-        out = {channel for (_, channel), order in self._order.items() if order}
-        for positions in self._unsaved.values():
-            out.update(positions)
-        return out
+        return self._ledger.unsettled_channels()
 
     def forget_channels(self, channels: set[str]) -> int:
         """Drop all queued work of ``channels`` (their shard was lost); how many deliveries.
@@ -357,14 +320,7 @@ class Dispatcher:
         dropped = 0
         for buffer in self._buffers.values():
             dropped += buffer.discard(lambda job: job.delivery.envelope.channel in channels)
-        for key in [k for k in self._order if k[1] in channels]:
-            del self._order[key]
-        for key in [k for k in self.last_settled if k[1] in channels]:
-            del self.last_settled[key]
-        for route_id, positions in self._unsaved.items():
-            for channel in channels & positions.keys():
-                del positions[channel]
-                self._unsaved_fences.pop((route_id, channel), None)
+        self._ledger.forget(channels)
         return dropped
 
     # -- internals ------------------------------------------------------------------
@@ -436,7 +392,7 @@ class Dispatcher:
             if source != "lifecycle":
                 position = Position(timestamp=env.timestamp, id=env.event_id, serial=env.serial)
             track = presence_track(route.id) if source == "presence" else route.id
-            event = _Event(env, position, 0, track, fence=fence)
+            event: _Event = Entry(env, position, 0, track, fence=fence)
             for target in route.targets:
                 target_id = id(target)
                 if target_id in targets:
@@ -463,15 +419,7 @@ class Dispatcher:
                 return False
         for key, jobs in plan.items():
             buffers[key].offer(jobs)
-        orders = self._order
-        for event in events:
-            order_key = (event.track, channel)
-            order = orders.get(order_key)
-            if order is None:
-                order = orders[order_key] = deque()
-            order.append(event)
-            if event.remaining == 0:
-                self._settle(event)
+        self._ledger.record(channel, events)
         self._remember_finished()
         self.stats.accepted += len(events)
         self._dead_letter(letters)
@@ -516,7 +464,7 @@ class Dispatcher:
                 job.event.fenced = True
             else:
                 self.stats.delivered += 1
-            self._target_done(job.event, touched)
+            self._ledger.target_done(job.event, touched)
         if retry_from is None:
             buffer.succeeded()
         else:
@@ -532,7 +480,7 @@ class Dispatcher:
                             f"{type(error).__name__}: {error}",
                         )
                     )  # fmt: skip
-                    self._target_done(job.event, touched)
+                    self._ledger.target_done(job.event, touched)
                 buffer.succeeded()
             else:
                 buffer.put_back(rest)
@@ -547,46 +495,19 @@ class Dispatcher:
         self._remember_finished()
         self._dead_letter(letters)
 
-    def _target_done(self, event: _Event, touched: set[tuple[str, str]]) -> None:
-        event.remaining -= 1
-        if event.remaining <= 0 and not event.done:
-            self._settle(event)
-            touched.add((event.track, event.envelope.channel))
-
-    def _settle(self, event: _Event) -> None:
-        event.done = True
-        if event.fenced:
-            return  # not delivered by us: a replay after regaining the shard must go out
-        env = event.envelope
-        self._finished.append(f"{env.rule_id}|{env.dedup_key}")
-
     def _remember_finished(self) -> None:
         """Put the events settled by this call into the dedup window, in one lock round."""
-        if self._finished:
-            self._window.add_many(self._finished)
-            self._finished = []
+        if self._ledger.finished:
+            envs = self._ledger.take_finished()
+            self._window.add_many([f"{env.rule_id}|{env.dedup_key}" for env in envs])
 
     def _advance_checkpoints(
         self, touched: Iterable[tuple[str, str]], *, force: bool = False
     ) -> None:
-        settled_at = 0
-        for route_id, channel in touched:
-            order = self._order.get((route_id, channel))
-            last: _Event | None = None
-            while order and order[0].done:
-                event = order.popleft()
-                if event.position is not None and not event.fenced:
-                    last = event
-            if order is not None and not order:
-                del self._order[(route_id, channel)]
-            if last is not None and last.position is not None:
-                self._unsaved.setdefault(route_id, {})[channel] = last.position
-                settled_at = settled_at or self._clock.time_ms()
-                self._note_settled((route_id, channel), last.position, settled_at)
-                if last.fence is not None:
-                    self._unsaved_fences[(route_id, channel)] = last.fence
-        if self._checkpoints is None or not self._unsaved:
-            self._unsaved.clear()
+        ledger = self._ledger
+        ledger.advance(touched, self._clock.time_ms)
+        if self._checkpoints is None or not ledger.unsaved:
+            ledger.unsaved.clear()
             return
         if (self._checkpoint_interval > 0 or self._save_failed) and not force:
             # Under load every pump confirms something: one save per interval, not per
@@ -596,15 +517,9 @@ class Dispatcher:
                 return  # next_wakeup() tells the daemon when
             self._next_save = now + self._checkpoint_interval
         self._save_failed = False
-        for route_id in list(self._unsaved):
-            positions = self._unsaved[route_id]
-            fences = None
-            if self._unsaved_fences:
-                fences = {
-                    ch: f
-                    for ch in positions
-                    if (f := self._unsaved_fences.pop((route_id, ch), None)) is not None
-                }
+        for route_id in list(ledger.unsaved):
+            positions = ledger.unsaved[route_id]
+            fences = ledger.take_fences(route_id, positions)
             try:
                 if fences:
                     self._checkpoints.advance_many(route_id, positions, fences)
@@ -617,20 +532,11 @@ class Dispatcher:
                     "presence " if presence else "", route, exc,
                 )  # fmt: skip
                 if fences:
-                    self._unsaved_fences.update({(route_id, c): f for c, f in fences.items()})
+                    ledger.save_failed(route_id, fences)
                 self._save_failed = True
                 self._next_save = max(self._next_save, self._clock.monotonic() + SAVE_RETRY)
                 continue
-            self.stats.checkpoints += len(positions)
-            del self._unsaved[route_id]
-
-    def _note_settled(self, key: tuple[str, str], position: Position, at_ms: int) -> None:
-        known = self.last_settled
-        known.pop(key, None)  # (re-inserted last: the oldest pairs are dropped past the bound)
-        known[key] = (position, at_ms)
-        if len(known) > LAST_SETTLED_MAX:
-            for old in list(known)[: len(known) - LAST_SETTLED_MAX // 2]:
-                del known[old]
+            self.stats.checkpoints += ledger.saved(route_id)
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         if not letters:
@@ -646,35 +552,3 @@ class Dispatcher:
                 logger.error(
                     "dead letter (no stream configured): %s on %s", letter.reason, letter.channel
                 )
-
-    def _update_snapshots(self, envs: list[tuple[RouteMatch, Envelope | None, Any]]) -> None:
-        if self._snapshot_for is None:
-            return
-        per_route: dict[str, tuple[PresenceSnapshot, list[Envelope]]] = {}
-        for match, env, _ in envs:
-            if env is None or match.route.presence_snapshot is None:
-                continue
-            entry = per_route.get(match.route.id)
-            if entry is None:
-                snapshot = self._snapshot_for(match.route)
-                if snapshot is None:
-                    continue
-                entry = (snapshot, [])
-                per_route[match.route.id] = entry
-            entry[1].append(env)
-        for snapshot, items in per_route.values():
-            try:
-                snapshot.apply(items)
-            except Exception as exc:  # the next SYNC repairs a snapshot
-                logger.warning("presence snapshot update failed: %s", exc)
-
-    def _clear_snapshot(self, route: Route, channel: str) -> None:
-        if self._snapshot_for is None or route.presence_snapshot is None:
-            return
-        snapshot = self._snapshot_for(route)
-        if snapshot is None:
-            return
-        try:
-            snapshot.clear(channel, route.id)
-        except Exception as exc:
-            logger.warning("presence snapshot of %s not cleared: %s", channel, exc)

@@ -11,6 +11,8 @@ daemon (:mod:`ably_bridge.bridge.daemon`) is the driver that performs them.
   channel's tracks, or its start point) and which tracks are seeded first.
 * :mod:`.start_points` - where a channel's delivery starts when no checkpoint
   says so, fixed once when the channel is first seen.
+* :mod:`.ledger` - the delivery ledger: per checkpoint track and channel,
+  which events every target settled and how far a checkpoint may move.
 * :mod:`.position` - positions (what a checkpoint holds) and checkpoint tracks
   (a route's messages, and its presence events apart).
 """

@@ -13,8 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from ably_bridge.bridge import dispatch
-from ably_bridge.bridge.core import start_points
+from ably_bridge.bridge.core import ledger, start_points
 from tests.bridge.sim.__main__ import repro
 from tests.bridge.sim.scenario import run_seed
 
@@ -56,13 +55,13 @@ def failing_seeds(count: int = 40) -> list[str]:
 
 
 def test_the_checker_catches_a_checkpoint_that_passes_an_unconfirmed_event() -> None:
-    original = dispatch.Dispatcher._target_done
+    original = ledger.DeliveryLedger.target_done
 
-    def settle_at_once(self: dispatch.Dispatcher, event: object, touched: set) -> None:
-        event.remaining = 1  # type: ignore[attr-defined]  # one target's word settles it
-        original(self, event, touched)  # type: ignore[arg-type]
+    def settle_at_once(self: ledger.DeliveryLedger, event: ledger.Entry, touched: set) -> None:  # type: ignore[type-arg]
+        event.remaining = 1  # one target's word settles it
+        original(self, event, touched)
 
-    with patched(dispatch.Dispatcher, "_target_done", settle_at_once):
+    with patched(ledger.DeliveryLedger, "target_done", settle_at_once):
         found = failing_seeds()
     assert any("past" in v and "not confirmed" in v for v in found), found
 
