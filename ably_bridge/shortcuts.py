@@ -127,6 +127,16 @@ SHORTCUTS: dict[str, Shortcut] = {
             "Celery's send_task builds and publishes every message",
         ),
         Shortcut(
+            "kombu.redis_atomic_fetch",
+            {"kombu": _range("5.7.0", "5.8")},
+            "workers.redis_fetch",
+            "subclasses kombu's Redis Channel and QoS: replaces _brpop_start/_brpop_read/_get "
+            "(fetch with a Lua script into the unacked index, wait with BLMOVE) and uses "
+            "_queue_cycle, _in_poll, connection._deliver and QoS._remove_from_indices",
+            "kombu's own Redis transport (BRPOP, then the unacked index in a second round "
+            "trip: a worker SIGKILLed between the two loses the message it was fetching)",
+        ),
+        Shortcut(
             "redis.raw_pipeline",
             {"redis": _range("5.3.0", "8.3")},
             "ably_bridge.bridge.sinks.redis_streams",

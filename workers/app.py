@@ -13,7 +13,10 @@ redelivered inside Ably's idempotent-publish window), frequent recovery of
 unacknowledged Redis messages, and long-running tasks cancelled when the
 broker connection is lost (they will be redelivered), and a worker consumer
 that survives losing the broker while it holds unacknowledged messages
-(:mod:`workers.broker_loss`: a Celery 5.7.0 bug).
+(:mod:`workers.broker_loss`: a Celery 5.7.0 bug), and, on a Redis broker,
+a transport that moves each message from its queue to the unacknowledged index
+in one step, so a worker SIGKILLed while fetching loses nothing
+(:mod:`workers.redis_fetch`).
 
 Environment variables
 ---------------------
@@ -115,11 +118,18 @@ from typing import Any
 
 from celery import Celery
 
+from ably_bridge import shortcuts
 from workers.settings import WorkerSettings, queue_type_conf
 from workers.tasks import register_tasks
 from workers.unknown_tasks import dead_letter_unknown_tasks
 
-__all__ = ["configure_app", "create_app", "default_app", "set_default_app"]
+__all__ = [
+    "atomic_fetch_transport",
+    "configure_app",
+    "create_app",
+    "default_app",
+    "set_default_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +179,29 @@ def configure_app(app: Celery, settings: WorkerSettings) -> None:
         # survives broker loss with unacked messages (Celery 5.7.0; see workers.broker_loss)
         "worker_consumer": "workers.broker_loss:Consumer",
     }
+    fetch = atomic_fetch_transport(settings.broker_url)
+    if fetch is not None:
+        conf["broker_transport"] = fetch
     if settings.queue:
         conf["task_default_queue"] = settings.queue
     conf.update(queue_type_conf(settings.queue_type))
     app.conf.update(conf)
+
+
+def atomic_fetch_transport(broker_url: str) -> str | None:
+    """The transport class that fetches a Redis broker's messages atomically, or None.
+
+    None for a broker that is not Redis, and when the shortcut
+    ``kombu.redis_atomic_fetch`` is off (kombu outside its tested range): then
+    kombu's own transport fetches, with its kill window (:mod:`workers.redis_fetch`).
+    """
+    scheme = broker_url.partition("://")[0].lower()
+    if scheme not in ("redis", "rediss", "sentinel"):
+        return None
+    if not shortcuts.enabled("kombu.redis_atomic_fetch"):
+        return None
+    name = "SentinelTransport" if scheme == "sentinel" else "Transport"
+    return f"workers.redis_fetch:{name}"
 
 
 def create_app(

@@ -94,6 +94,12 @@ def owned_redis(tmp_path: Path) -> Iterator[OwnedRedis]:
         server.kill()
 
 
+def _passed_through() -> dict[str, str]:
+    """Variables a worker inherits from the test run: the shortcut switch
+    (``ABLY_BRIDGE_NO_SHORTCUTS=... pytest`` runs the workers on the public paths too)."""
+    return {k: v for k, v in os.environ.items() if k == "ABLY_BRIDGE_NO_SHORTCUTS"}
+
+
 @contextlib.contextmanager
 def celery_worker(
     env: dict[str, str],
@@ -111,7 +117,7 @@ def celery_worker(
          "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
          "-l", "INFO" if log is not None else "WARNING", *extra],
         cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
+        env={**env, **_passed_through(), "PYTHONPATH": str(ROOT)},
         start_new_session=True,
         stdout=out,
         stderr=subprocess.STDOUT,
