@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ably_bridge.bridge.config import ConfigError, check_config, load_config, parse_config
-from ably_bridge.bridge.config_checks import MAX_DEPTH, MAX_FILE_BYTES
+from ably_bridge.bridge.config.checks import MAX_DEPTH, MAX_FILE_BYTES
 from ably_bridge.cli import main
 
 KEY = "appX.keyY:SuperSecretValue123"

@@ -8,7 +8,7 @@ written in the file); and reads secrets - a URL from the environment, a file or 
 password-free literal (:meth:`FieldReader.url`), a secret file
 (:meth:`FieldReader.read_secret_file`) and cipher keys (:func:`check_cipher_key`).
 A secret value never appears in a problem. The sections and routes are read by
-:mod:`~ably_bridge.bridge.config_parse` and :mod:`~ably_bridge.bridge.config_routes`.
+:mod:`~ably_bridge.bridge.config.parse` and :mod:`~ably_bridge.bridge.config.routes`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ably_bridge.bridge.config_checks import MAX_LIST, url_problem
+from ably_bridge.bridge.config.checks import MAX_LIST, url_problem
 from ably_bridge.bridge.patterns import PatternError, compile_pattern, is_pattern
 from ably_bridge.bridge.secret import Secret, url_credentials
 

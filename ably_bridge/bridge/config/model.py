@@ -6,7 +6,7 @@ cipher rules, discovery and presence-snapshot settings, the delivery, dead-lette
 health and sharding settings - the vocabulary they share (:data:`SOURCES`, the key
 template placeholders) and :class:`ConfigError`. It holds no parsing: reading a
 file, environment overrides and validation live in
-:mod:`~ably_bridge.bridge.config_parse` and its helpers, and the public entry points
+:mod:`~ably_bridge.bridge.config.parse` and its helpers, and the public entry points
 (:func:`~ably_bridge.bridge.config.load_config` and friends) in
 :mod:`~ably_bridge.bridge.config`, which re-exports every name here.
 """

@@ -5,8 +5,8 @@ reads ``routes[i]`` - the channel names and patterns or ``discover`` prefixes,
 ``sources``, ``names``, ``data``, per-channel ``ciphers`` (keys only from
 ``key_env`` / ``key_file``), ``presence_snapshot`` and the ``targets`` (Celery
 tasks and Redis Streams, with their key templates and optional per-target URLs) -
-into :class:`~ably_bridge.bridge.config_model.Route` values. The bridge-wide
-sections are read by :mod:`~ably_bridge.bridge.config_parse`.
+into :class:`~ably_bridge.bridge.config.model.Route` values. The bridge-wide
+sections are read by :mod:`~ably_bridge.bridge.config.parse`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from ably_bridge.bridge.config_checks import MAX_LIST
-from ably_bridge.bridge.config_fields import (
+from ably_bridge.bridge.config.checks import MAX_LIST
+from ably_bridge.bridge.config.fields import (
     BROKER_SCHEMES,
     STREAM_SCHEMES,
     FieldReader,
     check_cipher_key,
 )
-from ably_bridge.bridge.config_model import (
+from ably_bridge.bridge.config.model import (
     DEFAULT_PRESENCE_KEY,
     KEY_PLACEHOLDERS,
     PRESENCE_KEY_PLACEHOLDERS,

@@ -6,7 +6,7 @@ environment overrides, :func:`parse_config` that validates an already-parsed
 mapping, and :func:`check_config` behind ``ably-bridge check-config``. It
 re-exports the model - :class:`BridgeConfig` and everything in it (routes,
 targets, delivery, dead-letter, health and sharding settings, :class:`ConfigError`)
-from :mod:`~ably_bridge.bridge.config_model` - and :data:`ENV_OVERRIDES`; import
+from :mod:`~ably_bridge.bridge.config.model` - and :data:`ENV_OVERRIDES`; import
 them from here. Nothing here connects to anything.
 
 Rules that matter to operators:
@@ -27,9 +27,9 @@ Rules that matter to operators:
   and ``ABLY_BRIDGE_REPLICAS`` (static mode; the index defaults to the ordinal of a
   StatefulSet host name such as ``ably-bridge-2``).
 
-The validating parser lives in :mod:`~ably_bridge.bridge.config_parse` (the
-sections and environment overrides), :mod:`~ably_bridge.bridge.config_routes`
-(routes and targets) and :mod:`~ably_bridge.bridge.config_fields` (typed fields
+The validating parser lives in :mod:`~ably_bridge.bridge.config.parse` (the
+sections and environment overrides), :mod:`~ably_bridge.bridge.config.routes`
+(routes and targets) and :mod:`~ably_bridge.bridge.config.fields` (typed fields
 and secret sources).
 """
 
@@ -44,11 +44,11 @@ from typing import Any
 
 import yaml
 
-from ably_bridge.bridge.config_checks import MAX_DEPTH, MAX_FILE_BYTES
-from ably_bridge.bridge.config_model import (
+from ably_bridge.bridge.config.checks import MAX_DEPTH, MAX_FILE_BYTES
+from ably_bridge.bridge.config.model import (
     DEFAULT_PRESENCE_KEY as DEFAULT_PRESENCE_KEY,
 )
-from ably_bridge.bridge.config_model import (
+from ably_bridge.bridge.config.model import (
     KEY_PLACEHOLDERS,
     SOURCES,
     AblySettings,
@@ -67,11 +67,11 @@ from ably_bridge.bridge.config_model import (
     StreamTarget,
     Target,
 )
-from ably_bridge.bridge.config_model import (
+from ably_bridge.bridge.config.model import (
     PRESENCE_KEY_PLACEHOLDERS as PRESENCE_KEY_PLACEHOLDERS,
 )
-from ably_bridge.bridge.config_model import Source as Source
-from ably_bridge.bridge.config_parse import ENV_OVERRIDES, Parser
+from ably_bridge.bridge.config.model import Source as Source
+from ably_bridge.bridge.config.parse import ENV_OVERRIDES, Parser
 from ably_bridge.bridge.secret import redact_text
 
 __all__ = [

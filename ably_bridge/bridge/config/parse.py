@@ -1,14 +1,14 @@
 """The validating parser of the configuration: bridge-wide sections and env overrides.
 
 This module owns :class:`Parser`, which turns a raw mapping (a parsed YAML or
-TOML file, or a test's dict) into a :class:`~ably_bridge.bridge.config_model.BridgeConfig`,
+TOML file, or a test's dict) into a :class:`~ably_bridge.bridge.config.model.BridgeConfig`,
 collecting every problem as ``field.path: reason``. It reads the top level and the
 ``ably``, ``redis``, ``celery``, ``delivery``, ``dead_letter``, ``health`` and
 ``sharding`` sections, applies the environment overrides listed in
 :data:`ENV_OVERRIDES` (an override wins over the file), and takes the Ably key only
 from ``ABLY_KEY`` or a key file. Typed fields and secret sources come from
-:class:`~ably_bridge.bridge.config_fields.FieldReader`, the routes from
-:class:`~ably_bridge.bridge.config_routes.RouteParser`.
+:class:`~ably_bridge.bridge.config.fields.FieldReader`, the routes from
+:class:`~ably_bridge.bridge.config.routes.RouteParser`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ably_bridge.bridge.config_checks import (
+from ably_bridge.bridge.config.checks import (
     MAX_DEPTH,
     MAX_NODES,
     endpoint_problem,
     host_problem,
     scan_tree,
 )
-from ably_bridge.bridge.config_fields import BROKER_SCHEMES, STREAM_SCHEMES
-from ably_bridge.bridge.config_model import (
+from ably_bridge.bridge.config.fields import BROKER_SCHEMES, STREAM_SCHEMES
+from ably_bridge.bridge.config.model import (
     AblySettings,
     BridgeConfig,
     DeadLetterSettings,
@@ -34,7 +34,7 @@ from ably_bridge.bridge.config_model import (
     RetrySettings,
     ShardingSettings,
 )
-from ably_bridge.bridge.config_routes import RouteParser
+from ably_bridge.bridge.config.routes import RouteParser
 from ably_bridge.bridge.secret import Secret
 
 __all__ = ["ENV_OVERRIDES", "Parser"]
