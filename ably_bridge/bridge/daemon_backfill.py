@@ -16,9 +16,9 @@ from typing import Any
 from ably_bridge.bridge.backfill import gap_messages, gap_presence
 from ably_bridge.bridge.core import lifecycle as lc
 from ably_bridge.bridge.core.position import presence_track
+from ably_bridge.bridge.core.shards import shard_of
 from ably_bridge.bridge.core.start_points import StartPlan
 from ably_bridge.bridge.daemon_state import DaemonState
-from ably_bridge.bridge.sharding import shard_of
 from ably_bridge.bridge.source import (
     PresenceHistoryUnavailable,
 )
@@ -41,9 +41,7 @@ class BackfillMixin(DaemonState):
     def _message_routes(self, channel: str) -> list[str]:
         return [r.id for r in self.router.routes_for(channel, "message")]
 
-    def _start_backfill(
-        self, track: ChannelTrack, attach_serial: str | None, retry: bool = False
-    ) -> None:
+    def _start_backfill(self, track: ChannelTrack, attach_serial: str | None) -> None:
         """Perform :class:`~.core.lifecycle.Backfill`: read the gap on the executor."""
         track.retry_at = None
         track.attach_serial = attach_serial

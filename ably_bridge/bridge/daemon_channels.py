@@ -15,8 +15,8 @@ import logging
 from collections.abc import Sequence
 
 from ably_bridge.bridge.core import lifecycle as lc
+from ably_bridge.bridge.core.shards import shard_of
 from ably_bridge.bridge.daemon_state import DaemonState
-from ably_bridge.bridge.sharding import shard_of
 from ably_bridge.bridge.source import (
     SourceHandlers,
     StateChange,
@@ -71,7 +71,7 @@ class ChannelsMixin(DaemonState):
 
     def _perform(self, track: ChannelTrack, effect: lc.Effect) -> None:
         if isinstance(effect, lc.Backfill):
-            self._start_backfill(track, effect.attach_serial, effect.retry)
+            self._start_backfill(track, effect.attach_serial)
         elif isinstance(effect, lc.GoLive):
             track.live_once = True
             self._waiting.add(track.name)

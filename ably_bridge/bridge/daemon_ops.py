@@ -14,10 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from ably_bridge.bridge.config import BridgeConfig
+from ably_bridge.bridge.core.shards import shard_of
 from ably_bridge.bridge.daemon_state import DaemonState
 from ably_bridge.bridge.discovery import DiscoverySchedule, discovery_prefixes
 from ably_bridge.bridge.router import Router
-from ably_bridge.bridge.sharding import shard_of
 from ably_bridge.bridge.tracks import (
     GAUGE_INTERVAL,
     MANY_CHANNELS,

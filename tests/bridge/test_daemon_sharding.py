@@ -6,8 +6,8 @@ threads, no sleeps.
 
 from __future__ import annotations
 
+from ably_bridge.bridge.core.shards import shard_of
 from ably_bridge.bridge.fencing import Fence
-from ably_bridge.bridge.sharding import shard_of
 from tests.bridge.daemon_fakes import make_config
 from tests.bridge.test_daemon import make_rig, publish
 

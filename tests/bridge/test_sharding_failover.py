@@ -23,7 +23,7 @@ import redis
 import requests
 import yaml
 
-from ably_bridge.bridge.sharding import RedisLeaseStore
+from ably_bridge.bridge.sharding_lease import RedisLeaseStore
 from ably_bridge.emulator import Emulator, EmulatorConfig
 from ably_bridge.protocol.models import Message
 from tests.bridge.conftest import REDIS_URL, redis_available

@@ -13,6 +13,7 @@ daemon (:mod:`ably_bridge.bridge.daemon`) is the driver that performs them.
   says so, fixed once when the channel is first seen.
 * :mod:`.ledger` - the delivery ledger: per checkpoint track and channel,
   which events every target settled and how far a checkpoint may move.
+* :mod:`.shards` - shard math: a channel's shard, fair shares, preference.
 * :mod:`.position` - positions (what a checkpoint holds) and checkpoint tracks
   (a route's messages, and its presence events apart).
 """

@@ -147,7 +147,6 @@ class Backfill:
     """Read the gap from the checkpoints (or the start point) up to ``attach_serial``."""
 
     attach_serial: str | None
-    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +244,7 @@ def _backfill_failed(view: View, event: Input) -> Decision:
 
 
 def _backfill_again(view: View, event: Input) -> Decision:
-    return Decision("backfilling", (Backfill(view.attach_serial, retry=True),))
+    return Decision("backfilling", (Backfill(view.attach_serial),))
 
 
 def _pause(view: View, event: Input) -> Decision:

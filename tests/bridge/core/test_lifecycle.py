@@ -64,7 +64,7 @@ def test_backfill_outcomes_and_timers() -> None:
     view = View("backfilling", attach_serial="s3")
     assert moves(view, lc.BackfillSucceeded()) == ("live", (lc.GoLive(),))
     assert moves(view, lc.BackfillFailed()) == ("backfilling", (lc.RetryLater("backfill"),))
-    assert moves(view, lc.RetryDue()) == ("backfilling", (lc.Backfill("s3", retry=True),))
+    assert moves(view, lc.RetryDue()) == ("backfilling", (lc.Backfill("s3"),))
     assert moves(View("attaching"), lc.RetryDue()) == ("attaching", (lc.NewAttachment(),))
     assert moves(View("failed"), lc.RetryDue()) == ("attaching", (lc.NewAttachment(),))
     # A backfill result that comes late (the channel moved on) changes nothing.

@@ -1,4 +1,4 @@
-"""Sharding: shard placement, static mode, the lease logic (fake store + FakeClock), Redis leases.
+"""Lease sharding (sharding_lease.py): the lease logic (fake store + FakeClock), Redis leases.
 
 The lease logic runs :meth:`LeaseShards.tick` by hand against an in-memory
 store whose leases expire on a FakeClock: no threads, no sleeps. The Redis
@@ -9,25 +9,13 @@ with deadlines.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Sequence
 
-import pytest
 import redis
 
-from ably_bridge.bridge.config import ConfigError, parse_config
-from ably_bridge.bridge.sharding import (
-    LeaseShards,
-    RedisLeaseStore,
-    StaticShards,
-    build_shards,
-    fair_share,
-    preference,
-    shard_of,
-    static_index,
-)
+from ably_bridge.bridge.core.shards import shard_of
+from ably_bridge.bridge.sharding_lease import LeaseShards, RedisLeaseStore
 from ably_bridge.clock import FakeClock
-from tests.bridge.daemon_fakes import BASE, make_config
 
 S = 64
 TTL = 6.0
@@ -116,59 +104,6 @@ def assert_partition(group: Sequence[LeaseShards]) -> None:
     assert sum(len(o) for o in owned) == S
     assert set().union(*owned) == set(range(S))
     assert max(len(o) for o in owned) - min(len(o) for o in owned) <= 1
-
-
-# -- placement --------------------------------------------------------------------------------
-
-
-def test_shard_of_is_stable_and_spreads() -> None:
-    assert shard_of("chat:1", 64) == zlib.crc32(b"chat:1") % 64
-    counts = [0] * 16
-    for i in range(16_000):
-        counts[shard_of(f"room-{i}", 16)] += 1
-    assert min(counts) > 800 and max(counts) < 1200
-
-
-def test_fair_shares_add_up_and_differ_by_at_most_one() -> None:
-    for n in range(1, 10):
-        members = [f"r{i}" for i in range(n)]
-        quotas = [fair_share(members, m, 64) for m in members]
-        assert sum(quotas) == 64 and max(quotas) - min(quotas) <= 1
-    assert fair_share([], "me", 10) == 10  # alone (not yet listed)
-
-
-def test_preference_is_a_stable_permutation_per_replica() -> None:
-    a, b = preference("a", 64), preference("b", 64)
-    assert sorted(a) == list(range(64)) and a == preference("a", 64) and a != b
-
-
-def test_static_shards_partition_the_space() -> None:
-    views = [StaticShards(i, 3, S) for i in range(3)]
-    owned = [set(v.tokens()) for v in views]
-    assert set().union(*owned) == set(range(S)) and sum(map(len, owned)) == S
-    assert views[0].fence("x") is None and views[0].readiness() == []
-    with pytest.raises(ValueError, match="impossible"):
-        StaticShards(3, 3, S)
-
-
-def test_static_index_from_a_statefulset_host_name() -> None:
-    assert static_index("ably-bridge-2") == 2
-    assert static_index("bridge") is None
-
-
-def test_static_mode_from_the_environment() -> None:
-    env = {"ABLY_BRIDGE_SHARDING": "static", "ABLY_BRIDGE_REPLICA_INDEX": "1",
-           "ABLY_BRIDGE_REPLICAS": "4", "ABLY_KEY": "app.key:secret"}  # fmt: skip
-    config = parse_config(BASE, env)
-    assert config.sharding.mode == "static"
-    view = build_shards(config.sharding, None, "p")  # type: ignore[arg-type]
-    assert isinstance(view, StaticShards) and (view.index, view.replicas) == (1, 4)
-    with pytest.raises(ConfigError) as err:
-        parse_config(BASE, {**env, "ABLY_BRIDGE_REPLICA_INDEX": "4"})
-    assert "sharding.replica_index: must be < replicas (4)" in str(err.value)
-    with pytest.raises(ConfigError):
-        make_config(sharding={"mode": "static"})  # replicas missing
-    assert make_config().sharding.enabled is False
 
 
 # -- lease logic -----------------------------------------------------------------------------
