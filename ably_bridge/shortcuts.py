@@ -140,8 +140,9 @@ SHORTCUTS: dict[str, Shortcut] = {
             "redis.raw_pipeline",
             {"redis": _range("5.3.0", "8.3")},
             "ably_bridge.bridge.sinks.redis_streams",
-            "holds a pool connection and writes the script calls with its own RESP "
-            "packing (send_packed_command, read_response)",
+            "holds a pool connection (on a cluster one per node, sinks.redis_cluster) and "
+            "writes the script calls with its own RESP packing (send_packed_command, "
+            "read_response)",
             "Redis.pipeline(transaction=False) with execute(raise_on_error=False)",
         ),
         Shortcut(

@@ -15,6 +15,16 @@ checkpoint (which the stale replica could not advance either), so the
 dispatcher drops a fenced delivery without dead-lettering it.
 
 :data:`FENCE_CHECK_LUA` is the Lua prelude both scripts share.
+
+On a Redis Cluster (issue 21) the token key lives in the control slot
+(:mod:`.redis_keys`), which the checkpoint script shares, so checkpoints are
+fenced exactly as on one node. A stream lives in a slot of its own, where the
+script cannot read the token key; there it uses :data:`FENCE_MIRROR_LUA`: a
+*mirror* key beside the stream holds the highest token that wrote to it, and
+a write with a lower token (or none) is refused - the storage-side check of
+Kleppmann's design. The difference: until the new owner's first write to a
+stream, a stale replica may still add to it. What it adds is de-duplicated
+(the marks live with the stream), and it cannot move the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["FENCE_CHECK_LUA", "Fence", "Fencing"]
+__all__ = ["FENCE_CHECK_LUA", "FENCE_MIRROR_LUA", "Fence", "Fencing"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +44,21 @@ FENCE_CHECK_LUA = """
 local function fenced(key, token)
   local current = redis.call('GET', key)
   return (not current) or current ~= token
+end
+"""
+
+
+# fenced(key, token) on a cluster: ``key`` is the shard's mirror in the stream's slot,
+# holding the highest token seen there. A lower token (or 0) is refused; a higher one
+# raises the mirror.
+FENCE_MIRROR_LUA = """
+local function fenced(key, token)
+  local t = tonumber(token)
+  if t == nil or t <= 0 then return true end
+  local seen = tonumber(redis.call('GET', key) or '0')
+  if t < seen then return true end
+  if t > seen then redis.call('SET', key, token) end
+  return false
 end
 """
 

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RedisKeys", "hash_tag", "is_cluster_client", "keys_for", "stream_tag"]
+__all__ = ["RedisKeys", "hash_tag", "is_cluster_client", "keys_for", "slot_tag", "stream_tag"]
 
 
 def hash_tag(key: str) -> str | None:
@@ -81,18 +81,42 @@ def hash_tag(key: str) -> str | None:
 def stream_tag(stream: str) -> str:
     """The tag that puts a key in ``stream``'s slot: its own tag, or its whole name.
 
-    Raises ValueError for a name with braces but no tag (``a{}b``, ``a}b``):
-    no tag can reproduce its slot.
+    A name with braces but no tag (``a{}b``, ``a}b``) gets a short tag of the
+    same slot (``~`` and a number: :func:`slot_tag`).
     """
     tag = hash_tag(stream)
     if tag is not None:
         return tag
     if "{" in stream or "}" in stream:
-        raise ValueError(
-            f"stream key {stream!r} has braces but no hash tag: on a Redis Cluster its "
-            "dedup keys cannot share its slot (write the tag as {{{{tag}}}} in the template)"
-        )
+        return slot_tag(_slot(stream))
     return stream
+
+
+_SLOT_TAGS: list[str] = []
+
+
+def _slot(key: str) -> int:
+    from redis.crc import key_slot
+
+    return int(key_slot(key.encode("utf-8")))
+
+
+def slot_tag(slot: int) -> str:
+    """A short tag (``~<n>``) whose keys hash to ``slot`` (a table built on first use)."""
+    if not _SLOT_TAGS:
+        from redis.crc import key_slot
+
+        table = [""] * 16384
+        missing, n = 16384, 0
+        while missing:
+            tag = f"~{n}"
+            s = int(key_slot(tag.encode()))
+            if not table[s]:
+                table[s] = tag
+                missing -= 1
+            n += 1
+        _SLOT_TAGS.extend(table)
+    return _SLOT_TAGS[slot]
 
 
 @dataclass(frozen=True, slots=True)

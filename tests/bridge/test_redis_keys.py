@@ -38,11 +38,11 @@ def test_hash_tag_follows_the_cluster_rule() -> None:
     assert hash_tag("a}b{c") is None
     assert stream_tag("ably:{chat}:x") == "chat"
     assert stream_tag("ably:chat") == "ably:chat"
-    with pytest.raises(ValueError, match="braces but no hash tag"):
-        stream_tag("a{}b")
+    for odd in ("a{}b", "a}b", "x{"):
+        assert slot(f"{{{stream_tag(odd)}}}") == slot(odd)
 
 
-@pytest.mark.parametrize("stream", ["ably:s:chat", "ably:{room-1}", "x:{r}:y:z", "{t}"])
+@pytest.mark.parametrize("stream", ["ably:s:chat", "ably:{room-1}", "x:{r}:y:z", "{t}", "a{}b"])
 def test_cluster_data_keys_share_the_stream_slot(stream: str) -> None:
     keys = RedisKeys("ably-bridge", cluster=True)
     token = keys.shard_token(3)

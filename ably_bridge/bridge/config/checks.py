@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ably_bridge.bridge.redis_connect import SENTINEL_SCHEME, parse_sentinel_url
+from ably_bridge.bridge.redis_connect import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEME,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from ably_bridge.bridge.secret import url_credentials
 
 __all__ = [
@@ -151,6 +156,18 @@ def _sentinel_url_problem(url: str) -> str | None:
     return None
 
 
+def _cluster_url_problem(url: str) -> str | None:
+    try:
+        spec = parse_cluster_url(url)
+    except ValueError as exc:
+        return str(exc)
+    for host, _ in spec.nodes:
+        problem = host_problem(host)
+        if problem is not None:
+            return f"cluster node host {problem}"
+    return None
+
+
 def _one_url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in schemes:
@@ -159,6 +176,8 @@ def _one_url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
         return "must not contain spaces"
     if scheme == SENTINEL_SCHEME:
         return _sentinel_url_problem(url)
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster_url_problem(url)
     try:
         parts = urlsplit(url)
         port = parts.port

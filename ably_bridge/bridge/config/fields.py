@@ -27,7 +27,15 @@ from ably_bridge.bridge.secret import Secret, url_credentials
 
 __all__ = ["BROKER_SCHEMES", "STREAM_SCHEMES", "FieldReader", "check_cipher_key"]
 
-STREAM_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "memory")
+STREAM_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+    "memory",
+)
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
 
 MAX_SECRET_FILE_BYTES = 65_536

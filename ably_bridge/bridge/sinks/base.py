@@ -151,6 +151,8 @@ _REGISTRY: dict[str, dict[str, str | SinkFactory]] = {
         "rediss": "ably_bridge.bridge.sinks.redis_streams:RedisStreamSink",
         "unix": "ably_bridge.bridge.sinks.redis_streams:RedisStreamSink",
         "redis+sentinel": "ably_bridge.bridge.sinks.redis_streams:RedisStreamSink",
+        "redis+cluster": "ably_bridge.bridge.sinks.redis_cluster:ClusterStreamSink",
+        "rediss+cluster": "ably_bridge.bridge.sinks.redis_cluster:ClusterStreamSink",
         "memory": "ably_bridge.bridge.sinks.base:MemorySink",
     },
     "celery": {

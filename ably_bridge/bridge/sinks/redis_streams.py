@@ -28,8 +28,9 @@ Errors: connection problems, timeouts and the server states ``BUSY``,
 ``LOADING``, ``TRYAGAIN``, ``MASTERDOWN``, ``READONLY``, ``OOM`` and
 ``NOREPLICAS`` are retryable; anything else the server answers for an event
 (``WRONGTYPE``, script errors) is permanent and the event is dead-lettered.
-Redis Cluster is not supported: the stream and its dedup hashes may live in
-different slots.
+On a Redis Cluster (``redis+cluster://``) the subclass in :mod:`.redis_cluster`
+sends each node its own calls; the key names put a stream's dedup hashes (and
+fence mirrors) in the stream's slot (:mod:`..redis_keys`).
 """
 
 from __future__ import annotations
@@ -344,7 +345,8 @@ class RedisStreamSink:
                 names.stream_dedup(stream, bucket),
                 names.stream_dedup(stream, bucket - 1),
             )
-            script_keys = [stream, current, previous, *fence_keys.get(stream, {})]
+            fenced = [names.stream_fence(stream, key) for key in fence_keys.get(stream, {})]
+            script_keys = [stream, current, previous, *fenced]
             head = [maxlen or 0, "1" if approx else "0", self._expiry]
             # Split long groups so one script call stays short; per-event arg runs
             # are variable length, so walk them.

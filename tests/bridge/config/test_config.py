@@ -344,7 +344,8 @@ def test_redis_url_required_and_scheme_checked() -> None:
     ]
     raw["redis"] = {"url": "http://h/"}
     assert problems(raw) == [
-        "redis.url: URL scheme must be one of redis, rediss, unix, redis+sentinel, memory"
+        "redis.url: URL scheme must be one of redis, rediss, unix, redis+sentinel, "
+        "redis+cluster, rediss+cluster, memory"
     ]
 
 

@@ -186,7 +186,8 @@ def test_a_bad_endpoint_is_refused_by_name() -> None:
         ("redis://127.0.0.1 :6379/0", "must not contain spaces"),
         (
             "http://127.0.0.1:6379/0",
-            "URL scheme must be one of redis, rediss, unix, redis+sentinel, memory",
+            "URL scheme must be one of redis, rediss, unix, redis+sentinel, redis+cluster, "
+            "rediss+cluster, memory",
         ),
         ("unix://", "needs the path of the socket"),
     ],
