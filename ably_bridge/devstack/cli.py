@@ -1,4 +1,5 @@
-"""The options of ``ably-bridge dev`` and its handler (wired by :mod:`ably_bridge.cli`)."""
+"""``ably-bridge dev``: its subcommand, options and handler (:func:`register` adds it to the
+package CLI, :mod:`ably_bridge.cli`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,25 @@ from pathlib import Path
 
 from ably_bridge.bridge.secret import url_has_password
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``dev`` to the package CLI's subcommands."""
+    parser = subparsers.add_parser(
+        "dev",
+        help="run the local stack: emulator, bridge, Celery worker, demo publisher",
+        description=(
+            "Start the local stack on 127.0.0.1: Redis ($REDIS_URL, or a redis-server from "
+            "PATH on a free port), the Ably emulator with a development app (its key is "
+            "printed), the bridge routing chat:* into a Redis Stream and a Celery task, a "
+            "Celery worker running that task, and a demo publisher; print a summary of what "
+            "flows where until Ctrl-C, SIGTERM or --duration, then stop everything. Exit 0 "
+            "after a clean stop, 1 when something could not start or died."
+        ),
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
 
 
 def _positive(text: str) -> float:
@@ -91,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--handler",
-        dest="user_handler",  # ``handler`` is the subcommand's own function (ably_bridge.cli)
+        dest="user_handler",  # ``handler`` is the subcommand's own function (register)
         metavar="MODULE:FUNCTION",
         help="your function, called by the dev worker with each bridged chat:* event "
         "(a workers.consumers.BridgedEvent); what it prints, returns or raises is shown here. "

@@ -1,7 +1,8 @@
 """Command line of ``ably-bridge emulator``: arguments and the foreground run loop.
 
-``add_arguments`` fills an argparse parser (the package CLI wires it as a
-subcommand); ``run`` starts the server, prints the endpoint and the dev root
+``register`` adds the subcommand to the package CLI (:mod:`ably_bridge.cli`);
+``add_arguments`` fills a parser (``python -m ably_bridge.emulator`` uses it
+too); ``run`` starts the server, prints the endpoint and the dev root
 key (the one place a secret is printed, on purpose), optionally writes the
 keys as JSON (mode 0600), warns when bound beyond loopback, and serves until interrupted.
 """
@@ -22,6 +23,17 @@ from ably_bridge.emulator.config import EmulatorConfig
 from ably_bridge.emulator.server import Emulator
 
 log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``emulator`` to the package CLI's subcommands."""
+    parser = subparsers.add_parser(
+        "emulator",
+        help="run the local Ably emulator (REST + realtime on one port)",
+        description="Run a local, protocol-compatible Ably server for development and tests.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
