@@ -30,12 +30,17 @@ Measured:
   for Celery, the bridge's ``ably_bridge_delivery_latency_seconds`` histogram
   (Ably timestamp -> broker accepted), interpolated within buckets.
 
+The default feed (``--feed realistic``) is what a bridge mostly receives: one
+message per frame, over 1,000 channels and 5 connections. ``--feed batched`` is
+50 messages per frame on one channel and one connection. ``--channels``,
+``--connections`` and ``--batch`` override either.
+
 Examples::
 
-    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --messages 100000
-    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --channels 100 --messages 100000
+    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --messages 50000
+    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --feed batched --messages 100000
     /work/.venv/bin/python bench/bridge_e2e.py --sink celery-amqp --messages 30000
-    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --rate 2000 --duration 20 --batch 1
+    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --rate 2000 --duration 20
     /work/.venv/bin/python bench/bridge_e2e.py --consumer ceiling --messages 100000
     /work/.venv/bin/python bench/bridge_e2e.py --consumer handwritten --sink streams
     BENCH_PROFILE=/tmp/bridge.prof /work/.venv/bin/python bench/bridge_e2e.py ...  # cProfile
@@ -88,6 +93,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 TASK = "bench.count"
 CLK = os.sysconf("SC_CLK_TCK")
+# --feed: (channels, connections, messages per frame). "realistic" is what a bridge
+# mostly receives from Ably (one message per ProtocolMessage, spread over many channels
+# and connections); "batched" is a publisher of 50-message arrays on one channel.
+FEEDS: dict[str, dict[str, int]] = {
+    "realistic": {"channels": 1000, "connections": 5, "batch": 1},
+    "batched": {"channels": 1, "connections": 1, "batch": 50},
+}
 
 
 # -- /proc ------------------------------------------------------------------------------
@@ -430,6 +442,7 @@ class Consumer:
                    "--url", url, "--key", key, "--sink", args.sink, "--prefix", prefix,
                    "--format", args.format, "--channels", ",".join(channels),
                    "--mode", args.hw_mode, "--queue-type", args.queue_type,
+                   "--connections", str(args.connections),
                    "--redis-url", REDIS_URL, "--amqp-url", AMQP_URL]  # fmt: skip
         else:
             code = (
@@ -631,9 +644,20 @@ def main(argv: list[str] | None = None, consumer: str = "bridge") -> None:
     parser.add_argument(
         "--sink", choices=["streams", "celery-redis", "celery-amqp"], default="streams"
     )
-    parser.add_argument("--channels", type=int, default=1)
     parser.add_argument(
-        "--connections", type=int, default=1, help="bridge: channels_per_connection sharding"
+        "--feed",
+        choices=sorted(FEEDS),
+        default="realistic",
+        help="realistic: 1 message per frame over 1,000 channels and 5 connections (what a "
+        "bridge mostly sees); batched: 50 per frame on 1 channel and 1 connection. "
+        "--channels, --connections and --batch override it",
+    )
+    parser.add_argument("--channels", type=int, default=None)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="bridge: channels_per_connection sharding; handwritten: realtime clients",
     )
     parser.add_argument(
         "--messages", type=int, default=50_000, help="flood mode: messages in total"
@@ -641,7 +665,7 @@ def main(argv: list[str] | None = None, consumer: str = "bridge") -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="messages/s (0: flood)")
     parser.add_argument("--duration", type=float, default=20.0, help="rate mode: seconds")
     parser.add_argument(
-        "--batch", type=int, default=50, help="messages per published ProtocolMessage"
+        "--batch", type=int, default=None, help="messages per published ProtocolMessage"
     )
     parser.add_argument(
         "--window", type=int, default=50, help="un-ACKed ProtocolMessages in flight"
@@ -666,6 +690,9 @@ def main(argv: list[str] | None = None, consumer: str = "bridge") -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    for name, value in FEEDS[args.feed].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     result = run(args)
     if args.json:
         print(json.dumps(result))

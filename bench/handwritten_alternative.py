@@ -2,8 +2,8 @@
 
 What a competent user would write today without ably-bridge, in one process:
 the official ``ably`` SDK's asyncio realtime client (3.1.4) subscribed to the
-channels, a listener that queues each message, and a writer task that drains
-the queue
+channels (one client per ``--connections``), a listener that queues each
+message, and a writer task that drains the queue
 
 * ``--sink streams``: ``XADD`` through ``redis.asyncio`` (redis-py) - in
   ``--mode batched`` (default) everything queued so far goes in one
@@ -24,7 +24,7 @@ Run it through the harness, which starts the emulator and measures it::
 
     /work/.venv/bin/python bench/handwritten_alternative.py --sink streams --messages 50000
     /work/.venv/bin/python bench/handwritten_alternative.py --sink celery-redis --messages 10000
-    /work/.venv/bin/python bench/handwritten_alternative.py --sink streams --rate 2000 --batch 1
+    /work/.venv/bin/python bench/handwritten_alternative.py --sink streams --rate 2000
 
 (any ``bench/bridge_e2e.py`` flag works; this is ``bridge_e2e.py --consumer
 handwritten``). ``consume`` is the consumer process the harness starts.
@@ -82,17 +82,25 @@ async def consume(args: argparse.Namespace) -> None:
     async def auth_callback(_: Any) -> Any:
         return await rest.auth.request_token()
 
-    client = AblyRealtime(
-        auth_callback=auth_callback,
-        realtime_host=f"{host}:{port}",
-        tls=False,
-        use_binary_protocol=binary,
-    )
-    await asyncio.wait_for(client.connection.once_async("connected"), 30)
+    # One realtime client per connection (--connections), the channels dealt out in
+    # contiguous slices, as the bridge shards them (channels_per_connection).
+    names = args.channels.split(",")
+    count = max(1, min(int(args.connections), len(names)))
+    per = -(-len(names) // count)
+    clients = []
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    for name in args.channels.split(","):
-        channel = client.channels.get(name)
-        await channel.subscribe(lambda m, name=name: queue.put_nowait((name, m)))
+    for index in range(count):
+        client = AblyRealtime(
+            auth_callback=auth_callback,
+            realtime_host=f"{host}:{port}",
+            tls=False,
+            use_binary_protocol=binary,
+        )
+        await asyncio.wait_for(client.connection.once_async("connected"), 30)
+        clients.append(client)
+        for name in names[index * per : (index + 1) * per]:
+            channel = client.channels.get(name)
+            await channel.subscribe(lambda m, name=name: queue.put_nowait((name, m)))
 
     r = aioredis.Redis.from_url(args.redis_url)
     stop = asyncio.Event()
@@ -161,7 +169,8 @@ async def consume(args: argparse.Namespace) -> None:
     writer = asyncio.create_task(write())
     await stop.wait()
     writer.cancel()
-    await client.close()
+    for client in clients:
+        await client.close()
     await rest.close()
     await r.aclose()
 
@@ -171,7 +180,8 @@ def main() -> None:
         parser = argparse.ArgumentParser()
         parser.add_argument("consume")
         for flag in ("--url", "--key", "--sink", "--prefix", "--format", "--channels",
-                     "--mode", "--queue-type", "--redis-url", "--amqp-url"):  # fmt: skip
+                     "--mode", "--queue-type", "--redis-url", "--amqp-url",
+                     "--connections"):  # fmt: skip
             parser.add_argument(flag, required=True)
         asyncio.run(consume(parser.parse_args()))
         return
