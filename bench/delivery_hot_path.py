@@ -1,0 +1,151 @@
+"""Benchmark: the bridge's delivery thread on the realistic feed, into a real Redis.
+
+What ``Daemon.step`` does for live messages, in one thread, without the
+realtime client: ``Dispatcher.submit_messages`` one message per frame,
+round-robin over ``--channels`` channels, and a ``pump`` every ``--per-pump``
+frames (the frames that arrive between two pumps of the delivery thread),
+through the production sink (``SinkPool``: metered Redis Streams or Celery on
+Redis sink) and checkpoint store (saved every ``--save-every`` pumps, as the
+daemon's 50 ms save interval does at a few thousand messages per second).
+Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); every key is
+under a fresh prefix, deleted afterwards.
+
+Prints CPU microseconds per message (``time.process_time``, best of
+``--rounds``). Instruction counts, repeatable on a loaded box: run it under
+callgrind at two frame counts and divide the difference::
+
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.a \\
+        /work/.venv/bin/python bench/delivery_hot_path.py --frames 2000 --rounds 1
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.b \\
+        /work/.venv/bin/python bench/delivery_hot_path.py --frames 4000 --rounds 1
+    # (total(b) - total(a)) / 2000 = instructions per message
+
+(``--instructions`` does that and prints the figure.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ably_bridge.bridge.app import SinkPool
+from ably_bridge.bridge.checkpoint import CheckpointStore
+from ably_bridge.bridge.config import parse_config
+from ably_bridge.bridge.dispatch import Dispatcher
+from ably_bridge.bridge.metrics import BridgeMetrics
+from ably_bridge.bridge.redis_connect import open_redis
+from ably_bridge.clock import FakeClock
+from ably_bridge.protocol.models import Message
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class _DeadLetters:
+    def write_many(self, letters: list[object]) -> int:
+        raise AssertionError(f"dead letters in the benchmark: {letters!r}")
+
+
+def run(args: argparse.Namespace, prefix: str) -> float:
+    if args.sink == "streams":
+        target: dict[str, object] = {"type": "redis_stream", "key": prefix + ":s:{channel}"}
+    else:
+        target = {"type": "celery", "task": "bench.count", "queue": f"{prefix}-q"}
+    raw = {
+        "redis": {"url": REDIS_URL, "key_prefix": prefix},
+        "celery": {"broker_url": REDIS_URL},
+        "delivery": {"batch_size": 500, "buffer_size": 20000},
+        "routes": [{"id": "bench", "channels": ["bench-*"], "targets": [target]}],
+    }
+    config = parse_config(raw, {"ABLY_KEY": "app.key:secret"})
+    clock = FakeClock()
+    client = open_redis(REDIS_URL)
+    sinks = SinkPool(config, BridgeMetrics(), clock)
+    dispatcher = Dispatcher(
+        config,
+        sink_for=sinks,
+        dead_letters=_DeadLetters(),  # type: ignore[arg-type]
+        checkpoints=CheckpointStore(client, prefix=prefix),
+        clock=clock,
+        rng=random.Random(1),
+        checkpoint_interval=0.05,
+    )
+    names = [f"bench-{i}" for i in range(args.channels)]
+    payload = "x" * 100
+    step = 0.05 / args.save_every  # simulated seconds per pump
+    feed = [
+        (names[f % len(names)], [Message("m", payload, id=f"c:{f}:0", timestamp=1000 + f,
+                                          connection_id="c")])
+        for f in range(args.frames)
+    ]  # fmt: skip
+    try:
+        start = time.process_time()
+        for index, (channel, messages) in enumerate(feed, 1):
+            if not dispatcher.submit_messages(channel, messages):
+                raise AssertionError("back-pressure in the benchmark")
+            if index % args.per_pump == 0:
+                clock.advance(step)
+                dispatcher.pump()
+        dispatcher.drain()
+        dispatcher.flush_checkpoints()
+        spent = time.process_time() - start
+        if dispatcher.stats.delivered != args.frames:
+            raise AssertionError(f"delivered {dispatcher.stats.delivered} of {args.frames}")
+        return spent / args.frames * 1e6
+    finally:
+        sinks.close()
+        keys = list(client.scan_iter(f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        client.close()
+
+
+def instructions(argv: list[str], frames: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg"
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+             sys.executable, __file__, *argv, "--frames", str(frames), "--rounds", "1"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        text = out.read_text(errors="replace")
+    found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("no totals in the callgrind output")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sink", choices=["streams", "celery-redis"], default="streams")
+    parser.add_argument("--channels", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=20000)
+    parser.add_argument("--per-pump", type=int, default=50, help="frames between two pumps")
+    parser.add_argument("--save-every", type=int, default=5, help="pumps per checkpoint save")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="run twice under callgrind (--frames and 2x) and print instructions per message",
+    )
+    args = parser.parse_args()
+    if args.instructions:
+        passed = [a for a in sys.argv[1:] if a != "--instructions"]
+        passed = [a for i, a in enumerate(passed) if a != "--frames" and
+                  (i == 0 or passed[i - 1] != "--frames")]  # fmt: skip
+        low, high = instructions(passed, args.frames), instructions(passed, args.frames * 2)
+        print(f"{args.sink}: {(high - low) / args.frames:,.0f} instructions per message")
+        return
+    prefix = f"benchhot{os.getpid()}"
+    best = min(run(args, prefix) for _ in range(args.rounds))
+    print(f"{args.sink}: {best:.2f} us CPU per message (best of {args.rounds})")
+
+
+if __name__ == "__main__":
+    main()
