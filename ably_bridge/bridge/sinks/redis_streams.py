@@ -159,7 +159,9 @@ _RECONNECT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, s
 
 
 def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
-    """The RESP encoding of ``commands``, as ``conn.pack_commands`` would write it.
+    """The RESP encoding of ``commands``, as ``conn.pack_commands`` would write it,
+    in one buffer (``send_packed_command`` makes one ``sendall`` per item: one
+    system call per batch, not per command).
 
     Arguments that are ``str``, ``int`` or ``bytes`` (all the script calls
     use) are encoded here, in one pass; a command with anything else is left
@@ -183,10 +185,10 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
                 break
             parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
         if parts:
-            out.append(b"".join(parts))
+            out.extend(parts)
         else:
             out.extend(conn.pack_commands([command]))
-    return out
+    return [b"".join(out)]
 
 
 def retryable_redis_error(exc: BaseException) -> bool:
