@@ -47,8 +47,9 @@ __all__ = ["CheckpointStore", "Position"]
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1] = route hash; ARGV = channel, timestamp, serial ('' = none), id ('' = none), value.
-_ADVANCE_LUA = """
+# advance(key, i): ARGV[i..i+4] = channel, timestamp, serial ('' = none), id ('' = none),
+# value; 1 if the channel's field of hash ``key`` moved forward to value, else 0.
+_ADVANCE_FN_LUA = """
 local function le(a, b)
   local n = math.min(#a, #b)
   for i = 1, n do
@@ -57,24 +58,41 @@ local function le(a, b)
   end
   return #a <= #b
 end
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local c = cjson.decode(cur)
-  local serial = c['serial']
-  if ARGV[3] ~= '' and type(serial) == 'string' and serial ~= '' then
-    if le(ARGV[3], serial) then return 0 end
-  else
-    local ts = tonumber(ARGV[2])
-    local cts = tonumber(c['timestamp']) or 0
-    if ts < cts then return 0 end
-    local cid = c['id']
-    if type(cid) ~= 'string' then cid = '' end
-    if ts == cts and ARGV[4] == cid then return 0 end
+local function advance(key, i)
+  local cur = redis.call('HGET', key, ARGV[i])
+  if cur then
+    local c = cjson.decode(cur)
+    local serial = c['serial']
+    if ARGV[i + 2] ~= '' and type(serial) == 'string' and serial ~= '' then
+      if le(ARGV[i + 2], serial) then return 0 end
+    else
+      local ts = tonumber(ARGV[i + 1])
+      local cts = tonumber(c['timestamp']) or 0
+      if ts < cts then return 0 end
+      local cid = c['id']
+      if type(cid) ~= 'string' then cid = '' end
+      if ts == cts and ARGV[i + 3] == cid then return 0 end
+    end
   end
+  redis.call('HSET', key, ARGV[i], ARGV[i + 4])
+  return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])
-return 1
 """
+
+# KEYS[1] = route hash; ARGV = channel, timestamp, serial ('' = none), id ('' = none), value.
+_ADVANCE_LUA = _ADVANCE_FN_LUA + "return advance(KEYS[1], 1)\n"
+
+# Many channels of one route in one call: KEYS[1] = route hash; ARGV = the five values
+# above per channel. Returns one digit per channel ('1' moved, '0' not), as one string.
+_ADVANCE_MANY_LUA = (
+    _ADVANCE_FN_LUA
+    + """
+local out = {}
+for i = 1, #ARGV, 5 do out[#out + 1] = advance(KEYS[1], i) end
+return table.concat(out)
+"""
+)
+_MAX_CHANNELS_PER_CALL = 500  # bounds the time one script call holds the server
 
 
 # KEYS[1] = the start-watermark hash; ARGV = scope, ms. Only raises it.
@@ -92,10 +110,11 @@ return 0
 # returns -1 (nothing written) when the token is stale.
 _FENCED_ADVANCE_LUA = (
     FENCE_CHECK_LUA
+    + _ADVANCE_FN_LUA
     + """
 if fenced(KEYS[2], ARGV[6]) then return -1 end
+return advance(KEYS[1], 1)
 """
-    + _ADVANCE_LUA
 )
 
 
@@ -113,6 +132,7 @@ class CheckpointStore:
         self._prefix = prefix
         self.names = keys_for(client, prefix)
         self._advance = client.register_script(_ADVANCE_LUA)
+        self._advance_many = client.register_script(_ADVANCE_MANY_LUA)
         self._fenced_advance = client.register_script(_FENCED_ADVANCE_LUA)
         self._raise_watermark = client.register_script(_RAISE_WATERMARK_LUA)
         self.fencing = fencing
@@ -171,12 +191,17 @@ class CheckpointStore:
         The scripts run by ``EVALSHA`` in one pipeline; only when the server does
         not know them (restarted, flushed) are they loaded and those calls redone,
         so a save is one round trip (a registered script in a pipeline would first
-        ask ``SCRIPT EXISTS``: two).
+        ask ``SCRIPT EXISTS``: two). Without fencing, one call advances up to
+        ``_MAX_CHANNELS_PER_CALL`` channels (at one message per frame over many
+        channels a save holds about one channel per message: one command each cost
+        more client CPU than the rest of the save); fenced channels take a call each.
         """
         if not positions:
             return {}
         key = self.key(route_id)
         channels = list(positions)
+        if self.fencing is None and not fences:
+            return self._advance_unfenced(key, channels, positions)
         calls = []
         for channel in channels:
             fence = fences.get(channel) if fences is not None else None
@@ -186,6 +211,23 @@ class CheckpointStore:
             if isinstance(reply, Exception):
                 raise reply
         return {ch: self._moved(ch, r) for ch, r in zip(channels, results, strict=True)}
+
+    def _advance_unfenced(
+        self, key: str, channels: list[str], positions: Mapping[str, Position]
+    ) -> dict[str, bool]:
+        calls: list[tuple[Script, list[str], list[Any]]] = []
+        for start in range(0, len(channels), _MAX_CHANNELS_PER_CALL):
+            args: list[Any] = []
+            for channel in channels[start : start + _MAX_CHANNELS_PER_CALL]:
+                args.extend(_args(channel, positions[channel]))
+            calls.append((self._advance_many, [key], args))
+        moved: list[bool] = []
+        for reply in self._evalsha(calls):
+            if isinstance(reply, Exception):
+                raise reply
+            text = reply.decode("ascii") if isinstance(reply, bytes) else str(reply)
+            moved.extend(digit == "1" for digit in text)
+        return dict(zip(channels, moved, strict=True))
 
     def _evalsha(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
         replies = self._pipeline(calls)

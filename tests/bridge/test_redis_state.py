@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 import uuid
 
@@ -112,6 +113,33 @@ def test_batched_advance_is_one_evalsha_and_survives_a_script_flush(
     }
     assert calls()["script|load"] > after["script|load"]
     assert store.load_all("r") == {"a": Position(3, "a3"), "b": Position(4, "b4")}
+    client.close()
+
+
+def test_batched_advance_of_many_channels_decides_as_one_advance_each(
+    own_redis: OwnRedis,
+) -> None:
+    """One call per 500 channels, and each channel decided exactly as ``advance`` would."""
+    client = redis.Redis.from_url(own_redis.url)
+    store = CheckpointStore(client, prefix="cp")
+    rng = random.Random(7)
+    serial = "0170000000{:04d}-{:03d}@a:000".format
+    before, after = {}, {}
+    for i in range(1203):  # three calls: 500 + 500 + 203
+        ts, n = rng.randrange(100), rng.randrange(3)
+        before[f"ch{i}"] = Position(ts, f"e{n}", serial(ts, n) if i % 2 else None)
+        ts2, n2 = ts + rng.choice((-1, 0, 0, 1)), rng.randrange(3)
+        after[f"ch{i}"] = Position(ts2, f"e{n2}", serial(ts2, n2) if i % 3 else None)
+    for route in ("one", "many"):
+        for channel, position in before.items():
+            store.advance(route, channel, position)
+    expected = {ch: store.advance("one", ch, position) for ch, position in after.items()}
+    assert 100 < sum(expected.values()) < 1100  # both outcomes are exercised
+    store.advance_many("warm", {"ch": Position(1)})  # (loads the script)
+    calls = int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    assert store.advance_many("many", after) == expected
+    assert int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) - calls == 3
+    assert store.load_all("many") == store.load_all("one")
     client.close()
 
 
