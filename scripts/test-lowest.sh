@@ -38,7 +38,7 @@ if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     exit 1
 fi
 "$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
-    | grep -iE '^(amqp|celery|kombu|redis|requests|urllib3|websocket-client|aiohttp|msgpack|pycryptodome|pyyaml) ' \
+    | grep -iE '^(amqp|celery|hiredis|kombu|redis|requests|urllib3|websocket-client|aiohttp|msgpack|pycryptodome|pyyaml) ' \
     | tr -s ' ' | tr '\n' ';' | sed 's/;/; /g; s/^/test-lowest: versions: /'
 echo
 # The tests that start a Celery worker run one per process: before Celery 5.7, a worker
