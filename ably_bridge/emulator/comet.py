@@ -16,6 +16,11 @@ transports) carry the same ProtocolMessages over plain HTTP, always as JSON:
   ``/comet/<connectionKey>/disconnect`` drops the transport and keeps the
   connection resumable.
 
+Every request after ``connect`` carries credentials besides the connection
+key, as ably-js sends them: a key or token of the connection's app that is
+valid now (40101 when missing or of another app; 40142 / 40141 for an expired
+or revoked token).
+
 :class:`CometSession` is a :class:`~ably_bridge.emulator.realtime.Session`
 whose frames go into a queue instead of a socket, so the protocol, resume
 and every fault (delay, stall, disconnect, drop, refusals) behave as on the
@@ -33,7 +38,7 @@ from typing import cast
 from aiohttp import web
 
 from ably_bridge.emulator import actions as p
-from ably_bridge.emulator import codec
+from ably_bridge.emulator import auth, codec
 from ably_bridge.emulator.context import RUNTIME, Runtime
 from ably_bridge.emulator.errors import error
 from ably_bridge.emulator.outbox import Outbox
@@ -184,9 +189,19 @@ class CometSession(Session):
 
 
 def _session(request: web.Request) -> CometSession:
-    session = request.app[RUNTIME].hub.comet.get(request.match_info["key"])
-    if not isinstance(session, CometSession) or session.finished:
+    runtime = request.app[RUNTIME]
+    session = runtime.hub.comet.get(request.match_info["key"])
+    if not isinstance(session, CometSession) or session.finished or session.conn is None:
         raise error(80008, "unknown or expired comet connection", 400)
+    # Each follow-up request carries the client's credentials as well as the
+    # connection key (ably-js sends its authParams on every one, and the new
+    # token's after an AUTH): they must be valid now and of the connection's
+    # app, so a leaked connection key alone drives nothing.
+    creds = auth.from_rest_request(
+        runtime.state, request.headers.get("Authorization"), request.query, None, runtime.tls
+    )
+    if creds.app.app_id != session.conn.app_id:
+        raise error(40101, "the credentials are not those of this comet connection", 401)
     return session
 
 

@@ -81,6 +81,8 @@ def _checked(
     count = item.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
         raise error(40003, "annotation count must be an integer")
+    if not isinstance(item.get("name", ""), str | None):
+        raise error(40003, "annotation name must be a string")
     out = {k: item[k] for k in _FIELDS if item.get(k) is not None}
     out.update(action=_action(item), messageSerial=serial)
     if client_id is not None:

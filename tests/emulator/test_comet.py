@@ -157,6 +157,33 @@ def test_bad_credentials_refused_with_status(comet_emulator: Emulator) -> None:
     assert bad.first[0]["action"] == 9 and bad.first[0]["error"]["code"] == 40101
 
 
+def test_follow_up_requests_need_the_connections_credentials(comet_emulator: Emulator) -> None:
+    """The connection key alone drives nothing: recv/send/close/disconnect carry the
+    client's credentials, valid and of the connection's app, as ably-js sends them."""
+    comet = Comet(comet_emulator)
+    other = comet_emulator.create_app({"keys": [{}]})
+    try:
+        other_key = str(other["keys"][0]["keyStr"])
+        name = comet_emulator.root_key.split(":")[0]
+        refusals = [({}, 40101), ({"key": other_key}, 40101), ({"key": f"{name}:wrong"}, 40101)]
+        for action in ("recv", "send", "close", "disconnect"):
+            for params, code in refusals:
+                r = requests.post(f"{comet.base}{comet.key}/{action}", params=params, timeout=10)
+                assert (r.status_code, r.json()["error"]["code"]) == (401, code), (action, params)
+    finally:
+        comet_emulator.delete_app(other["appId"])
+    # A token of the same app (as after a token renewal) is as good as the key.
+    token = requests.post(
+        f"{comet_emulator.url}/keys/{name}/requestToken",
+        json={},
+        auth=tuple(comet_emulator.root_key.split(":", 1)),  # type: ignore[arg-type]
+        timeout=10,
+    ).json()["token"]
+    comet.params = {"access_token": token}
+    assert comet.send({"action": 0, "id": "still-mine"}).status_code == 204
+    assert comet.expect(0, id="still-mine")
+
+
 def test_disconnect_then_resume(comet_emulator: Emulator) -> None:
     emu = comet_emulator
     comet = Comet(emu)

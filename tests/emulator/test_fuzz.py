@@ -1,13 +1,16 @@
 """Seeded fuzzing of the emulator: mutated frames and bodies, 0 crashes (issue 17).
 
 At least 20,000 mutated inputs per run - WebSocket frames and REST bodies, in
-JSON and msgpack - go into one emulator. A crash is any of: an HTTP 5xx, an
+JSON and msgpack, and ProtocolMessages sent over comet (HTTP long-polling,
+JSON only) - go into one emulator. A crash is any of: an HTTP 5xx, an
 ERROR frame with a 5xxxx code, a reply that is not valid JSON/msgpack (NaN
 included), an exception logged by the emulator or aiohttp, or a bystander
 client (one per format, attached all along) that stops receiving. Each WebSocket
 frame is followed by a HEARTBEAT with an id, so the test knows the frame was
 handled before it sends the next (or that the server closed the connection,
-which it may do after an ERROR). ``EMULATOR_FUZZ_SEED`` picks another seed.
+which it may do after an ERROR); over comet the HEARTBEAT travels in the same
+``send`` and the worker reads ``recv`` until its answer. ``EMULATOR_FUZZ_SEED``
+picks another seed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ SEED = int(os.environ.get("EMULATOR_FUZZ_SEED", "20261207"))
 PER_TARGET = int(
     os.environ.get("EMULATOR_FUZZ_PER_TARGET", "5000")
 )  # x 4 targets (ws json, ws msgpack, rest json, rest msgpack) = 20,000
+COMET_PER_ROUND = PER_TARGET // 20  # two HTTP requests or more per frame: fewer of them
 WORKERS = 3
 MSGPACK = "application/x-msgpack"
 
@@ -52,6 +56,16 @@ WS_SEEDS: list[dict[str, Any]] = [
     },
     {"action": 14, "channel": "fz", "msgSerial": 0, "presence": [{"action": 2, "data": "d"}]},
     {"action": 14, "channel": "fz", "msgSerial": 0, "presence": [{"action": 4, "clientId": "c"}]},
+    {
+        "action": 21,
+        "channel": "mutable:fz",
+        "msgSerial": 0,
+        "annotations": [
+            {"type": "r:distinct.v1", "name": "+1", "messageSerial": "0000000000000001"},
+            {"type": "n:multiple.v1", "count": 2, "messageSerial": "0000000000000001"},
+            {"action": 1, "type": "t:total.v1", "messageSerial": "0000000000000001"},
+        ],
+    },
     {"action": 17, "auth": {"accessToken": "not-a-token"}},
     {"action": 0, "id": "ping"},
     {"action": 16, "channel": "fz"},
@@ -68,6 +82,11 @@ def rest_seeds(key_name: str) -> list[tuple[str, str, Any]]:
         ("POST", f"/keys/{key_name}/requestToken", {"clientId": "c", "nonce": "n", "mac": "m"}),
         ("POST", "/stats", [{"intervalId": "2020-01-01:10:00", "inbound": {"all": {}}}]),
         ("POST", "/apps", {"keys": [{"capability": '{"*":["*"]}'}], "namespaces": []}),
+        (
+            "POST",
+            "/channels/mutable:fz/messages/0000000000000001/annotations",
+            [{"type": "r:unique.v1", "name": "a", "clientId": "c"}, {"type": "x:flag.v1"}],
+        ),
     ]
 
 
@@ -95,7 +114,9 @@ def fuzz_emulator() -> Iterator[tuple[Emulator, _Errors]]:
     loggers = [logging.getLogger(n) for n in ("ably_bridge.emulator", "aiohttp", "asyncio")]
     for logger in loggers:
         logger.addHandler(handler)
-    config = EmulatorConfig(presence_leave_delay_ms=100, max_message_size=1 << 20)
+    config = EmulatorConfig(
+        presence_leave_delay_ms=100, max_message_size=1 << 20, comet_poll_ms=1000
+    )
     try:
         with Emulator(config=config) as emu:
             yield emu, handler
@@ -216,6 +237,89 @@ async def _rest_worker(
                 tally.crashes.append(f"{target} {path}: unreadable reply {exc} for {data[:300]!r}")
 
 
+async def _comet_connect(
+    http: aiohttp.ClientSession, base: str, key: str, tally: Tally
+) -> str | None:
+    async with http.get(
+        f"{base}/comet/connect", params={"key": key, "v": "3", "format": "json"}
+    ) as r:
+        raw = await r.read()
+    first = strict_json(raw.decode("utf-8"))[0] if raw else {}
+    if r.status != 200 or first.get("action") != 4:
+        tally.crashes.append(f"comet: no CONNECTED: {r.status} {raw[:300]!r}")
+        return None
+    return str(first["connectionDetails"]["connectionKey"])
+
+
+async def _comet_worker(
+    http: aiohttp.ClientSession, base: str, key: str, count: int, mutator: Mutator, tally: Tally
+) -> None:
+    """Mutated frames over comet: each ``send`` holds one with a HEARTBEAT after it,
+    then ``recv`` is read until that HEARTBEAT comes back or the transport ends."""
+    target = "comet-json"
+    conn_key: str | None = None
+    ping = 0
+    while tally.sent.get(target, 0) < count and len(tally.crashes) < 20:
+        if conn_key is None:
+            conn_key = await _comet_connect(http, base, key, tally)
+            if conn_key is None:
+                return
+        frame = mutator.frame(mutator.rng.choice(WS_SEEDS), "json")
+        ping += 1
+        heartbeat = strict_json_dump({"action": 0, "id": f"c{ping}"})
+        assert isinstance(frame, str)
+        # Mostly the frame and the HEARTBEAT in one array; else the bare frame, then the
+        # HEARTBEAT in a send of its own.
+        bodies = [f"[{frame},{heartbeat}]"]
+        if mutator.rng.random() < 0.2:
+            bodies = [frame, f"[{heartbeat}]"]
+        body = bodies[0]
+        tally.add(target)
+        url = f"{base}/comet/{conn_key}"
+        for one in bodies:
+            async with http.post(
+                url + "/send",
+                params={"key": key},
+                data=one.encode("utf-8", "surrogatepass"),
+                headers={"Content-Type": "application/json"},
+            ) as r:
+                raw = await r.read()
+                if r.status >= 500:
+                    tally.crashes.append(
+                        f"{target}: HTTP {r.status} {raw[:300]!r} for {one[:300]!r}"
+                    )
+                if r.status != 204:
+                    conn_key = None
+                    break
+        if conn_key is None:
+            continue
+        while conn_key is not None:
+            async with http.get(url + "/recv", params={"key": key}) as r:
+                raw = await r.read()
+                if r.status == 204:
+                    continue
+                if r.status != 200:
+                    if r.status >= 500:
+                        tally.crashes.append(f"{target}: recv HTTP {r.status} {raw[:300]!r}")
+                    conn_key = None  # the transport ended (80008 after CLOSED or an ERROR)
+                    break
+            try:
+                pms = strict_json(raw.decode("utf-8"))
+            except ValueError as exc:
+                tally.crashes.append(f"{target}: unreadable recv ({exc}) after {body[:300]!r}")
+                return
+            done = False
+            for pm in pms:
+                err = pm.get("error") if isinstance(pm.get("error"), dict) else {}
+                if 50000 <= err.get("code", 0) < 60000 or err.get("statusCode", 0) >= 500:
+                    tally.crashes.append(f"{target}: {err} after {body[:300]!r}")
+                if pm.get("action") in (6, 8, 9):  # DISCONNECTED, CLOSED, ERROR end it
+                    conn_key = None
+                done = done or (pm.get("action") == 0 and pm.get("id") == f"c{ping}")
+            if done:
+                break
+
+
 async def _bystander(
     http: aiohttp.ClientSession, url: str, fmt: str
 ) -> aiohttp.ClientWebSocketResponse:
@@ -258,6 +362,12 @@ async def _run(emu: Emulator, tally: Tally) -> None:
     url = f"{emu.ws_url}/?v=3&key={emu.root_key}"
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with http.post(  # the message the annotation seeds name (serial 1)
+            f"{emu.url}/channels/mutable:fz/messages",
+            json={"name": "annotated"},
+            headers={"Authorization": aiohttp.encode_basic_auth(*emu.root_key.split(":", 1))},
+        ) as r:
+            assert r.status == 201
         bystanders = {fmt: await _bystander(http, url, fmt) for fmt in ("json", "msgpack")}
         for round_no in range(4):
             jobs = []
@@ -266,6 +376,9 @@ async def _run(emu: Emulator, tally: Tally) -> None:
                 for _ in range(WORKERS):
                     jobs.append(_ws_worker(http, url, fmt, per, mutator, tally))
                     jobs.append(_rest_worker(http, emu.url, emu.root_key, fmt, per, mutator, tally))
+            per_comet = COMET_PER_ROUND * (round_no + 1)
+            for _ in range(2):
+                jobs.append(_comet_worker(http, emu.url, emu.root_key, per_comet, mutator, tally))
             await asyncio.gather(*jobs)
             for fmt, ws in bystanders.items():
                 assert await _bystander_receives(http, emu.url, emu.root_key, ws, fmt, round_no), (
@@ -282,4 +395,5 @@ def test_fuzz_emulator_no_crashes(fuzz_emulator: tuple[Emulator, _Errors]) -> No
     assert tally.crashes == [], f"seed {SEED}: " + "\n".join(tally.crashes[:10])
     assert [r.getMessage() for r in errors.records] == [], f"seed {SEED}"
     assert sum(tally.sent.values()) >= 20_000, tally.sent
-    assert min(tally.sent.values()) >= PER_TARGET, tally.sent
+    assert min(v for k, v in tally.sent.items() if k != "comet-json") >= PER_TARGET, tally.sent
+    assert tally.sent["comet-json"] >= COMET_PER_ROUND * 4, tally.sent

@@ -159,6 +159,7 @@ def test_rest_republish_with_the_same_id_is_stored_once(emulator: Emulator, root
         ("mutable:x", {"type": "r:flag.v1"}, 40003, 400),  # flag.v1 needs a clientId
         ("mutable:x", {"type": "count:total.v1", "count": "2"}, 40003, 400),
         ("mutable:x", {"type": "count:total.v1", "action": 7}, 40003, 400),
+        ("mutable:x", {"type": "r:distinct.v1", "clientId": "c", "name": ["x"]}, 40003, 400),
     ],
 )
 def test_rest_refusals(
