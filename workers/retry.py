@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.retry import RetryPolicy
 
-__all__ = ["WORKER_RETRY", "Decision", "RetryPolicy", "classify", "countdown"]
+__all__ = ["WORKER_RETRY", "RetryDecision", "RetryPolicy", "classify", "countdown"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _NETWORK_CODES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class RetryDecision:
     """Whether to retry, and the least delay the server asked for (seconds)."""
 
     retryable: bool
@@ -58,7 +58,7 @@ WORKER_RETRY = RetryPolicy(
 
 
 def countdown(
-    policy: RetryPolicy, retries: int, decision: Decision, rng: random.Random | None = None
+    policy: RetryPolicy, retries: int, decision: RetryDecision, rng: random.Random | None = None
 ) -> float:
     """The countdown after ``retries`` retries so far: 429s wait at least what was asked."""
     floor = 0.0
@@ -67,17 +67,17 @@ def countdown(
     return policy.delay(retries + 1, (rng or random).random(), floor)
 
 
-def classify(exc: BaseException, retry_after: float | None = None) -> Decision:
+def classify(exc: BaseException, retry_after: float | None = None) -> RetryDecision:
     """Sort a task failure into retry (with a least delay) or fail now."""
     if not isinstance(exc, AblyException):
         if isinstance(exc, ConnectionError | TimeoutError):
-            return Decision(True, reason=type(exc).__name__)
-        return Decision(False, reason=type(exc).__name__)
+            return RetryDecision(True, reason=type(exc).__name__)
+        return RetryDecision(False, reason=type(exc).__name__)
     status = exc.status_code
     if status == 429 or 42910 <= exc.code < 43000:
-        return Decision(
+        return RetryDecision(
             True, min_delay=retry_after, rate_limited=True, reason=f"rate limited ({exc.code})"
         )
     if status >= 500 or exc.code in _NETWORK_CODES:
-        return Decision(True, reason=f"transient ({exc.code}/{status})")
-    return Decision(False, reason=f"refused ({exc.code}/{status})")
+        return RetryDecision(True, reason=f"transient ({exc.code}/{status})")
+    return RetryDecision(False, reason=f"refused ({exc.code}/{status})")

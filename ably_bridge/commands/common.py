@@ -45,7 +45,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "TOOL_ENV",
-    "Connection",
+    "ConnectionSettings",
     "Handler",
     "UsageError",
     "add_cipher_argument",
@@ -221,14 +221,14 @@ def time_bound(text: str) -> int:
 
 
 @dataclass(frozen=True)
-class Connection:
+class ConnectionSettings:
     """The resolved connection settings; ``key`` is a secret (never in ``repr``)."""
 
     key: str
     options: Mapping[str, Any]
 
     def __repr__(self) -> str:
-        return f"Connection(key=<redacted>, options={dict(self.options)!r})"
+        return f"ConnectionSettings(key=<redacted>, options={dict(self.options)!r})"
 
 
 def _env_bool(env: Mapping[str, str], name: str) -> bool | None:
@@ -269,7 +269,9 @@ def resolve_key(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     return key
 
 
-def client_kwargs(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Connection:
+def client_kwargs(
+    args: argparse.Namespace, env: Mapping[str, str] | None = None
+) -> ConnectionSettings:
     """Client keyword arguments from the options, falling back to the environment."""
     env = os.environ if env is None else env
     key = resolve_key(args, env)
@@ -298,7 +300,7 @@ def client_kwargs(args: argparse.Namespace, env: Mapping[str, str] | None = None
             f"warning: Basic auth over plain HTTP to {endpoint}: use this only for an emulator",
             file=sys.stderr,
         )
-    return Connection(key=key, options=options)
+    return ConnectionSettings(key=key, options=options)
 
 
 def cipher_key(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> str | None:

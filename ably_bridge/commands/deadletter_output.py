@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ably_bridge.commands import common
 from ably_bridge.commands.deadletter_plan import Plan, entry_json, plan_replay
 from ably_bridge.commands.deadletter_replay import Done, Replayer
-from ably_bridge.commands.deadletter_store import DeadLetterStore, Entry
+from ably_bridge.commands.deadletter_store import DeadLetterEntry, DeadLetterStore
 from ably_bridge.commands.progress import Progress
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _row(entry: Entry) -> list[str]:
+def _row(entry: DeadLetterEntry) -> list[str]:
     event_id = entry.get("event_id")
     if entry.origin == "worker" and isinstance(entry.event, dict):
         event_id = f"task {entry.event.get('task')}"
@@ -52,7 +52,7 @@ def _row(entry: Entry) -> list[str]:
     ]
 
 
-def print_table(entries: Sequence[Entry], out: TextIO) -> None:
+def print_table(entries: Sequence[DeadLetterEntry], out: TextIO) -> None:
     rows = [list(_COLUMNS), *(_row(e) for e in entries)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
     for row in rows:
@@ -60,7 +60,7 @@ def print_table(entries: Sequence[Entry], out: TextIO) -> None:
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
-def print_entry(entry: Entry, out: TextIO) -> None:
+def print_entry(entry: DeadLetterEntry, out: TextIO) -> None:
     """One dead letter for people: why it died, then the event, indented JSON."""
     lines = [
         ("id", entry.id),
@@ -107,7 +107,7 @@ def run_replay(
     args: argparse.Namespace,
     store: DeadLetterStore,
     config: BridgeConfig | None,
-    entries: Sequence[Entry],
+    entries: Sequence[DeadLetterEntry],
     *,
     show: bool,
     redact: Callable[[str], str],

@@ -1,6 +1,6 @@
 """What replaying one dead letter means: the event rebuilt, and where it goes.
 
-This module owns :func:`plan_replay`, which turns one :class:`~.deadletter_store.Entry`
+This module owns :func:`plan_replay`, which turns one :class:`~.deadletter_store.DeadLetterEntry`
 into a :class:`Plan` against the bridge configuration *as it is now* (the
 operator fixed the cause, then replays). No I/O: it only reads the entry and
 the configuration. The plan of an entry depends on its origin:
@@ -35,7 +35,7 @@ from ably_bridge.bridge.config import BridgeConfig, CeleryTarget, Route, StreamT
 from ably_bridge.bridge.patterns import NameMatcher
 from ably_bridge.bridge.sinks import Delivery
 from ably_bridge.bridge.sinks.base import render_key
-from ably_bridge.commands.deadletter_store import Entry
+from ably_bridge.commands.deadletter_store import DeadLetterEntry
 from ably_bridge.envelope import (
     SOURCE_PRESENCE,
     Envelope,
@@ -77,7 +77,7 @@ class Move:
 class Plan:
     """What replaying ``entry`` does; ``error`` set: it cannot be replayed (it stays)."""
 
-    entry: Entry
+    entry: DeadLetterEntry
     deliveries: list[Delivery] = field(default_factory=list)
     forced: ForcedTask | None = None
     move: Move | None = None
@@ -104,11 +104,11 @@ def describe_target(target: Target, envelope: Envelope) -> str:
     return f"redis_stream {render_key(target.key, envelope)}"
 
 
-def _failed(entry: Entry, why: str) -> Plan:
+def _failed(entry: DeadLetterEntry, why: str) -> Plan:
     return Plan(entry, error=why)
 
 
-def plan_replay(entry: Entry, config: BridgeConfig | None) -> Plan:
+def plan_replay(entry: DeadLetterEntry, config: BridgeConfig | None) -> Plan:
     """The plan of ``entry`` under ``config`` (None: only consumer entries can be planned)."""
     if entry.origin == "consumer":
         return _plan_consumer(entry, config)
@@ -126,7 +126,7 @@ def plan_replay(entry: Entry, config: BridgeConfig | None) -> Plan:
 
 
 # -- bridge ----------------------------------------------------------------------------
-def _plan_bridge(entry: Entry, config: BridgeConfig, route: Route) -> Plan:
+def _plan_bridge(entry: DeadLetterEntry, config: BridgeConfig, route: Route) -> Plan:
     notes: list[str] = []
     if entry.reason == "undecodable":
         built = _redecode(entry, config, route)
@@ -154,7 +154,7 @@ def _plan_bridge(entry: Entry, config: BridgeConfig, route: Route) -> Plan:
     return Plan(entry, deliveries=deliveries, notes=notes)
 
 
-def _redecode(entry: Entry, config: BridgeConfig, route: Route) -> Envelope | str:
+def _redecode(entry: DeadLetterEntry, config: BridgeConfig, route: Route) -> Envelope | str:
     """The envelope of an undecodable event, decoded now; or why it still is not."""
     from ably_bridge.protocol.models import Message, PresenceMessage
 
@@ -193,7 +193,7 @@ def _cipher(route: Route, channel: str) -> Any:
 
 
 # -- worker ----------------------------------------------------------------------------
-def _plan_worker(entry: Entry, config: BridgeConfig, route: Route) -> Plan:
+def _plan_worker(entry: DeadLetterEntry, config: BridgeConfig, route: Route) -> Plan:
     event = entry.event
     assert isinstance(event, dict)
     task = str(event.get("task") or "")
@@ -223,7 +223,7 @@ def _plan_worker(entry: Entry, config: BridgeConfig, route: Route) -> Plan:
 
 
 # -- consumer --------------------------------------------------------------------------
-def _plan_consumer(entry: Entry, config: BridgeConfig | None) -> Plan:
+def _plan_consumer(entry: DeadLetterEntry, config: BridgeConfig | None) -> Plan:
     stream = entry.get("stream")
     event = entry.event
     if not stream:

@@ -1,6 +1,6 @@
 """Reading and deleting dead letters: the entries of a dead-letter stream, filtered.
 
-This module owns :class:`Entry` (one dead letter as read back: its stream id,
+This module owns :class:`DeadLetterEntry` (one dead letter as read back: its stream id,
 its fields, where it came from and its parsed event), :class:`Selection`
 (the filters of ``ably-bridge deadletter``: ids, routes, channel patterns,
 reasons, origins and a time window) and :class:`DeadLetterStore`, which pages
@@ -8,7 +8,7 @@ through a stream with ``XRANGE``/``XREVRANGE`` and deletes entries by id.
 
 Three writers share the stream format of :mod:`ably_bridge.bridge.deadletter`
 (``reason``, ``code``, ``error``, ``route``, ``channel``, ``source``,
-``event_id``, ``time`` and ``event``); :attr:`Entry.origin` tells them apart:
+``event_id``, ``time`` and ``event``); :attr:`DeadLetterEntry.origin` tells them apart:
 
 * ``bridge`` - written by the bridge: ``event`` is the envelope JSON, or for
   an undecodable event the raw message as it came off the wire;
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ORIGINS",
+    "DeadLetterEntry",
     "DeadLetterStore",
-    "Entry",
     "Origin",
     "Selection",
     "entry_time_ms",
@@ -63,7 +63,7 @@ def entry_time_ms(entry_id: str) -> int:
 
 
 @dataclass(frozen=True)
-class Entry:
+class DeadLetterEntry:
     """One dead letter as stored: ``id`` is its stream id, ``fields`` its fields (text)."""
 
     id: str
@@ -159,7 +159,7 @@ class Selection:
             or self.until_ms is not None
         )
 
-    def matches(self, entry: Entry) -> bool:
+    def matches(self, entry: DeadLetterEntry) -> bool:
         if self.ids and entry.id not in self.ids:
             return False
         if self.routes and entry.route not in self.routes:
@@ -192,13 +192,13 @@ class DeadLetterStore:
     def length(self) -> int:
         return int(self.client.xlen(self.stream))
 
-    def get(self, entry_id: str) -> Entry | None:
+    def get(self, entry_id: str) -> DeadLetterEntry | None:
         rows = self.client.xrange(self.stream, entry_id, entry_id, count=1)
         return _entry(rows[0]) if rows else None
 
     def select(
         self, selection: Selection, *, limit: int | None = None, newest_first: bool = False
-    ) -> Iterator[Entry]:
+    ) -> Iterator[DeadLetterEntry]:
         """The matching entries in stream order (or newest first), at most ``limit``."""
         if selection.ids:
             yield from self._by_ids(selection, limit, newest_first)
@@ -229,7 +229,7 @@ class DeadLetterStore:
 
     def _by_ids(
         self, selection: Selection, limit: int | None, newest_first: bool
-    ) -> Iterator[Entry]:
+    ) -> Iterator[DeadLetterEntry]:
         ids = sorted(set(selection.ids), key=_id_key, reverse=newest_first)
         found = 0
         for entry_id in ids:
@@ -256,9 +256,9 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     return (int(head) if head.isdigit() else 0, int(tail) if tail.isdigit() else 0)
 
 
-def _entry(row: Any) -> Entry:
+def _entry(row: Any) -> DeadLetterEntry:
     entry_id, raw = row
-    return Entry(_text(entry_id), {_text(k): _text(v) for k, v in raw.items()})
+    return DeadLetterEntry(_text(entry_id), {_text(k): _text(v) for k, v in raw.items()})
 
 
 def valid_id(text: str) -> bool:

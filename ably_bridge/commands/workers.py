@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.commands import common
-from ably_bridge.commands.workers_state import Snapshot, take_snapshot, task_patterns
+from ably_bridge.commands.workers_state import WorkersSnapshot, take_snapshot, task_patterns
 
 if TYPE_CHECKING:
     from ably_bridge.bridge.config import BridgeConfig
@@ -170,7 +170,7 @@ def _when(eta: str | None, now: datetime) -> str:
     return f"in {seconds:.0f}s" if seconds >= 0 else f"{-seconds:.0f}s overdue"
 
 
-def _print(snap: Snapshot, where: str, out: TextIO) -> None:
+def _print(snap: WorkersSnapshot, where: str, out: TextIO) -> None:
     out.write(f"workers on {where}: {len(snap.workers)}\n")
     if snap.workers:
         rows = [["WORKER", "QUEUES", "ACTIVE", "RESERVED", "SCHEDULED", "TASKS"]]

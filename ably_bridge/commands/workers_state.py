@@ -1,6 +1,6 @@
 """What the Celery workers are doing with the bridge's tasks: one snapshot, no I/O of its own.
 
-This module owns :class:`Snapshot` (workers, tasks, bridge targets, problems)
+This module owns :class:`WorkersSnapshot` (workers, tasks, bridge targets, problems)
 and :func:`take_snapshot`, which asks the workers over the broker with
 Celery's remote-control *inspect* broadcasts (``ping``, ``active``,
 ``reserved``, ``scheduled``, ``registered``, ``active_queues`` - what
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ably_bridge.bridge.config import BridgeConfig
 
-__all__ = ["Snapshot", "TargetCheck", "TaskState", "WorkerState", "take_snapshot"]
+__all__ = ["TargetCheck", "TaskState", "WorkerState", "WorkersSnapshot", "take_snapshot"]
 
 _MAX_LOOKUPS = 500  # result-backend reads per snapshot
 _ERROR_TEXT = 300
@@ -71,7 +71,7 @@ class TargetCheck:
 
 
 @dataclass
-class Snapshot:
+class WorkersSnapshot:
     workers: list[WorkerState] = field(default_factory=list)
     tasks: list[TaskState] = field(default_factory=list)
     targets: list[TargetCheck] = field(default_factory=list)
@@ -92,9 +92,9 @@ def take_snapshot(
     timeout: float,
     config: BridgeConfig | None = None,
     redact: Any = str,
-) -> Snapshot:
+) -> WorkersSnapshot:
     """Ask the workers of ``app``'s broker; see the module docstring."""
-    snap = Snapshot()
+    snap = WorkersSnapshot()
     names = sorted((app.control.inspect(timeout=timeout).ping() or {}).keys())
     if not names:
         snap.problems.append(f"no worker answered within {timeout:g}s")
@@ -107,11 +107,13 @@ def take_snapshot(
     return snap
 
 
-def inspect_registered(snap: Snapshot) -> dict[str, set[str]]:
+def inspect_registered(snap: WorkersSnapshot) -> dict[str, set[str]]:
     return {w.name: set(w.registered) for w in snap.workers}
 
 
-def _collect(snap: Snapshot, inspect: Any, names: list[str], patterns: Sequence[str]) -> None:
+def _collect(
+    snap: WorkersSnapshot, inspect: Any, names: list[str], patterns: Sequence[str]
+) -> None:
     active = inspect.active() or {}
     reserved = inspect.reserved() or {}
     scheduled = inspect.scheduled() or {}
@@ -153,7 +155,7 @@ def _task(worker: str, info: Mapping[str, Any], state: str, eta: Any = None) -> 
     )
 
 
-def _read_backend(app: Celery, snap: Snapshot, redact: Any) -> None:
+def _read_backend(app: Celery, snap: WorkersSnapshot, redact: Any) -> None:
     """Each listed task's state in the result backend (when there is one)."""
     if not app.conf.result_backend:
         return
@@ -180,7 +182,7 @@ def _read_backend(app: Celery, snap: Snapshot, redact: Any) -> None:
 
 
 def _check_targets(
-    app: Celery, snap: Snapshot, config: BridgeConfig, registered: dict[str, set[str]]
+    app: Celery, snap: WorkersSnapshot, config: BridgeConfig, registered: dict[str, set[str]]
 ) -> None:
     default_queue = str(app.conf.task_default_queue or "celery")
     consumers: dict[str, set[str]] = {}

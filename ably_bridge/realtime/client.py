@@ -1,7 +1,7 @@
 """``AblyRealtime``: the synchronous, thread-safe realtime client, and its ``auth``.
 
 Construction wires one REST client (auth, history, stats, time), a callback
-pool (:class:`~.dispatcher.CallbackDispatcher`: the one all clients in the
+pool (:class:`~.dispatcher.CallbackPool`: the one all clients in the
 process share, or a private one with ``shared_callback_pool=False``), and the
 loop thread (:class:`~.loop.SessionLoop`) that owns the connection; then
 connects unless ``auto_connect=False`` (RTN3). ``close()`` closes the
@@ -27,9 +27,9 @@ from ably_bridge.options import ClientOptions
 from ably_bridge.protocol.events import ConnectionEvent, ConnectionState, ConnectionStateChange
 from ably_bridge.protocol.stats import Stats
 from ably_bridge.protocol.tokens import TokenDetails, TokenParams, TokenRequest
+from ably_bridge.realtime.callback_pool import CallbackPool, acquire_shared, release_shared
 from ably_bridge.realtime.channels import Channels
 from ably_bridge.realtime.connection import Connection
-from ably_bridge.realtime.dispatcher import CallbackDispatcher, acquire_shared, release_shared
 from ably_bridge.realtime.loop import SessionLoop
 from ably_bridge.rest.client import AblyRest
 from ably_bridge.rest.logs import client_logger
@@ -154,7 +154,7 @@ class AblyRealtime:
         self._dispatcher = (
             acquire_shared(callback_workers)
             if self._shared_pool
-            else CallbackDispatcher(max_workers=callback_workers)
+            else CallbackPool(max_workers=callback_workers)
         )
         self._loop = SessionLoop(
             self.options, self.rest, self._dispatcher, rng=rng or random.Random()

@@ -1,6 +1,6 @@
 """From core effects to listeners and callers: decoding, emitting, settling.
 
-The loop thread hands every listener-facing effect to :class:`Delivery`, which
+The loop thread hands every listener-facing effect to :class:`ListenerDelivery`, which
 
 * decodes message payloads with the channel's cipher (RSL6, RTL7) - a payload
   that cannot be decoded is delivered with its remaining ``encoding`` and a
@@ -42,14 +42,14 @@ from ably_bridge.protocol.events import (
 )
 from ably_bridge.protocol.models import Message, PresenceMessage
 from ably_bridge.realtime.deltas import decode_frame, has_delta
-from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter, OrderedQueue
+from ably_bridge.realtime.emitter import CallbackPool, EventEmitter, OrderedQueue
 from ably_bridge.rest.channels import PublishResult
 
 if TYPE_CHECKING:
     from ably_bridge.encoding.crypto import ChannelCipher
     from ably_bridge.encoding.payload import VCDiffDecoder
 
-__all__ = ["BACKGROUND", "AsyncCompletion", "ChannelEvents", "Delivery", "settle"]
+__all__ = ["BACKGROUND", "AsyncCompletion", "ChannelEvents", "ListenerDelivery", "settle"]
 
 _module_log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def settle(
 
 
 class ChannelEvents:
-    """Listener-facing state of one channel, shared by its facade and :class:`Delivery`."""
+    """Listener-facing state of one channel, shared by its facade and :class:`ListenerDelivery`."""
 
     __slots__ = (
         "batches",
@@ -111,7 +111,7 @@ class ChannelEvents:
     def __init__(
         self,
         name: str,
-        dispatcher: CallbackDispatcher,
+        dispatcher: CallbackPool,
         cipher: ChannelCipher | None,
         decode: bool = True,
         vcdiff_decoder: VCDiffDecoder | None = None,
@@ -143,10 +143,10 @@ def _invoke(fn: Callable[[], Any]) -> None:
     fn()
 
 
-class Delivery:
+class ListenerDelivery:
     """Performs the listener-facing effects for the loop thread; see the module docstring."""
 
-    def __init__(self, dispatcher: CallbackDispatcher, log: logging.Logger = _module_log) -> None:
+    def __init__(self, dispatcher: CallbackPool, log: logging.Logger = _module_log) -> None:
         self.dispatcher = dispatcher
         self.log = log  # the client's logger
         self.connection: EventEmitter[ConnectionStateChange] = EventEmitter(dispatcher, log)

@@ -3,7 +3,7 @@
 The realtime client's loop thread emits events (connection and channel state
 changes, messages, presence) and must never wait for user code. Each listener
 gets its own ordered queue, drained on the threads of a
-:class:`~.dispatcher.CallbackDispatcher` (by default the one pool all clients
+:class:`~.dispatcher.CallbackPool` (by default the one pool all clients
 in the process share):
 
 * one listener sees its events one at a time and in emit order (the Go SDK's
@@ -25,10 +25,10 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
-from ably_bridge.realtime.dispatcher import CallbackDispatcher
+from ably_bridge.realtime.callback_pool import CallbackPool
 from ably_bridge.realtime.inline import INLINE, InlineRunner
 
-__all__ = ["CallbackDispatcher", "EventEmitter", "Listener", "OrderedQueue"]
+__all__ = ["CallbackPool", "EventEmitter", "Listener", "OrderedQueue"]
 
 _module_log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class OrderedQueue:
     def __init__(
         self,
         listener: Callable[[Any], Any],
-        dispatcher: CallbackDispatcher | InlineRunner,
+        dispatcher: CallbackPool | InlineRunner,
         log: logging.Logger = _module_log,
     ) -> None:
         self.listener = listener
@@ -107,7 +107,7 @@ class EventEmitter(Generic[T]):
     ``unsubscribe = channel.subscribe(handler)`` reads naturally.
     """
 
-    def __init__(self, dispatcher: CallbackDispatcher, log: logging.Logger = _module_log) -> None:
+    def __init__(self, dispatcher: CallbackPool, log: logging.Logger = _module_log) -> None:
         self._dispatcher = dispatcher
         self._log = log  # the client's logger: for listeners that raise
         self._lock = threading.Lock()

@@ -2,7 +2,7 @@
 
 An inline listener's events (``subscribe(..., inline=True)``) are handed to
 :data:`INLINE`, an :class:`InlineRunner`, instead of a
-:class:`~.dispatcher.CallbackDispatcher`. The runner keeps them while the
+:class:`~.dispatcher.CallbackPool`. The runner keeps them while the
 reading thread steps the session and runs them, in order, right after it lets
 go of the session lock and before it reads the sockets again
 (:meth:`~.loop.SessionLoop.post_frames`). No thread is woken for them at all,

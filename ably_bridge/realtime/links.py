@@ -38,7 +38,7 @@ from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 from ably_bridge.protocol.codec import decode_frame, encode_frame
 from ably_bridge.protocol.events import ConnectionState, Effect, OpenTransport
 from ably_bridge.protocol.models import ProtocolMessage
-from ably_bridge.realtime.dispatcher import deferred_wakes
+from ably_bridge.realtime.callback_pool import deferred_wakes
 from ably_bridge.rest.http import agent_header
 from ably_bridge.transports.reactor import shared_reactor
 from ably_bridge.transports.websocket import Frame, WebSocketTransport

@@ -23,7 +23,7 @@ channel, presence map and pending publish).
 Either way the work done under the lock never blocks on anything but the
 lock: effects are performed by :meth:`perform`, network work going to
 :class:`~.links.Links` (dial, close, token, connectivity threads) and listener
-work to :class:`~.delivery.Delivery` (which hands it to the callback pool), so
+work to :class:`~.delivery.ListenerDelivery` (which hands it to the callback pool), so
 user code never runs while the session is held. Writing a frame to a socket
 never waits either: what the kernel does not take at once waits in the
 transport's bounded backlog (:mod:`ably_bridge.transports.outbound`), so a peer
@@ -64,8 +64,8 @@ from ably_bridge.protocol.events import (
     SendFrame,
 )
 from ably_bridge.protocol.models import ProtocolMessage
-from ably_bridge.realtime.delivery import Delivery, settle
-from ably_bridge.realtime.dispatcher import deferred_wakes
+from ably_bridge.realtime.callback_pool import deferred_wakes
+from ably_bridge.realtime.delivery import ListenerDelivery, settle
 from ably_bridge.realtime.inline import INLINE, in_inline_listener
 from ably_bridge.realtime.links import Links
 
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 
     from ably_bridge.clock import Timer
     from ably_bridge.options import ClientOptions
-    from ably_bridge.realtime.emitter import CallbackDispatcher
+    from ably_bridge.realtime.emitter import CallbackPool
     from ably_bridge.rest.client import AblyRest
 
 __all__ = ["Command", "SessionLoop"]
@@ -109,7 +109,7 @@ class SessionLoop:
         self,
         options: ClientOptions,
         rest: AblyRest,
-        dispatcher: CallbackDispatcher,
+        dispatcher: CallbackPool,
         *,
         rng: random.Random,
         name: str = "ably-loop",
@@ -121,7 +121,7 @@ class SessionLoop:
         if self.core.recover_error is not None:  # RTN16f1: logged, and we connect afresh
             error = self.core.recover_error
             self.log.error("ignoring the recover option: %s; connecting afresh", error.message)
-        self.delivery = Delivery(dispatcher, self.log)
+        self.delivery = ListenerDelivery(dispatcher, self.log)
         self.delivery.recover = self._recover_channel  # RTL18
         self.links = Links(options, rest, self.core, self.post, self.post_frames, self.log)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()

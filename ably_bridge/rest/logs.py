@@ -13,7 +13,7 @@ the client logger inherits the level of ``ably_bridge`` (set it, or the
 root's, as usual); its records propagate to the handlers of ``ably_bridge``
 and of the root, so ``logging.basicConfig`` or ``dictConfig`` see them. Code
 shared by every client (the callback pool, the websocket reactor) logs
-through its module's logger (``ably_bridge.realtime.dispatcher``...).
+through its module's logger (``ably_bridge.realtime.callback_pool``...).
 
 Client loggers are not registered with :mod:`logging`'s manager, so a closed
 client's logger is freed with it rather than kept for the life of the

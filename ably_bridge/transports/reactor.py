@@ -61,7 +61,7 @@ class Reactor:
         self._name = name
         # Entered around each round (one wait and the callbacks it calls for);
         # the realtime client sets it to defer callback-pool wake-ups to the end
-        # of the round (ably_bridge.realtime.dispatcher.deferred_wakes).
+        # of the round (ably_bridge.realtime.callback_pool.deferred_wakes).
         self.round_context: Callable[[], AbstractContextManager[None]] | None = None
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()

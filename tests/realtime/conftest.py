@@ -16,7 +16,7 @@ import pytest
 
 from ably_bridge.emulator import Emulator, EmulatorConfig
 from ably_bridge.realtime import AblyRealtime
-from ably_bridge.realtime.dispatcher import CallbackDispatcher
+from ably_bridge.realtime.callback_pool import CallbackPool
 
 FORMATS = ["json", "msgpack"]
 
@@ -24,9 +24,9 @@ MakeClient = Callable[..., AblyRealtime]
 
 
 @pytest.fixture
-def dispatcher() -> Iterator[CallbackDispatcher]:
+def dispatcher() -> Iterator[CallbackPool]:
     """A private callback pool of four threads, closed (its queued work cancelled) after."""
-    d = CallbackDispatcher(max_workers=4)
+    d = CallbackPool(max_workers=4)
     yield d
     d.close(wait=True, cancel=True)
 

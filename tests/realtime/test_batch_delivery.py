@@ -10,12 +10,12 @@ import pytest
 
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.protocol.models import Message
-from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter, OrderedQueue
+from ably_bridge.realtime.emitter import CallbackPool, EventEmitter, OrderedQueue
 
 from .conftest import Collector, MakeClient, eventually
 
 
-class CountingDispatcher(CallbackDispatcher):
+class CountingDispatcher(CallbackPool):
     """Counts submits (each is one hand-over to the pool)."""
 
     def __init__(self) -> None:

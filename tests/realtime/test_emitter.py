@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from ably_bridge.realtime.emitter import CallbackDispatcher, EventEmitter
+from ably_bridge.realtime.emitter import CallbackPool, EventEmitter
 
 from .conftest import eventually
 
 
-def test_one_listener_sees_events_in_order_one_at_a_time(dispatcher: CallbackDispatcher) -> None:
+def test_one_listener_sees_events_in_order_one_at_a_time(dispatcher: CallbackPool) -> None:
     emitter: EventEmitter[int] = EventEmitter(dispatcher)
     seen: list[int] = []
     active = threading.Semaphore(1)
@@ -33,7 +33,7 @@ def test_one_listener_sees_events_in_order_one_at_a_time(dispatcher: CallbackDis
 
 
 def test_slow_listener_does_not_block_others_or_the_emitter(
-    dispatcher: CallbackDispatcher,
+    dispatcher: CallbackPool,
 ) -> None:
     emitter: EventEmitter[str] = EventEmitter(dispatcher)
     release = threading.Event()
@@ -46,7 +46,7 @@ def test_slow_listener_does_not_block_others_or_the_emitter(
     release.set()
 
 
-def test_event_filters_all_events_once_and_off(dispatcher: CallbackDispatcher) -> None:
+def test_event_filters_all_events_once_and_off(dispatcher: CallbackPool) -> None:
     emitter: EventEmitter[str] = EventEmitter(dispatcher)
     only_a: list[str] = []
     a_or_b: list[str] = []
@@ -71,7 +71,7 @@ def test_event_filters_all_events_once_and_off(dispatcher: CallbackDispatcher) -
     assert emitter.listener_count() == 0
 
 
-def test_off_with_several_events(dispatcher: CallbackDispatcher) -> None:
+def test_off_with_several_events(dispatcher: CallbackPool) -> None:
     emitter: EventEmitter[str] = EventEmitter(dispatcher)
     mine: list[str] = []
     theirs: list[str] = []
@@ -90,7 +90,7 @@ def test_off_with_several_events(dispatcher: CallbackDispatcher) -> None:
     eventually(lambda: mine == ["c"] and theirs == ["c"])
 
 
-def test_unsubscribe_callable_and_off_by_listener(dispatcher: CallbackDispatcher) -> None:
+def test_unsubscribe_callable_and_off_by_listener(dispatcher: CallbackPool) -> None:
     emitter: EventEmitter[int] = EventEmitter(dispatcher)
     got: list[int] = []
     remove = emitter.on("e", got.append)
@@ -106,7 +106,7 @@ def test_unsubscribe_callable_and_off_by_listener(dispatcher: CallbackDispatcher
 
 
 def test_listener_exception_is_contained(
-    dispatcher: CallbackDispatcher, caplog: pytest.LogCaptureFixture
+    dispatcher: CallbackPool, caplog: pytest.LogCaptureFixture
 ) -> None:
     emitter: EventEmitter[int] = EventEmitter(dispatcher)
     got: list[int] = []
@@ -123,14 +123,14 @@ def test_listener_exception_is_contained(
     assert "handler bug" in caplog.text
 
 
-def test_not_callable_listener_is_refused(dispatcher: CallbackDispatcher) -> None:
+def test_not_callable_listener_is_refused(dispatcher: CallbackPool) -> None:
     emitter: EventEmitter[int] = EventEmitter(dispatcher)
     with pytest.raises(TypeError):
         emitter.on("e", "nope")  # type: ignore[arg-type]
 
 
 def test_closed_dispatcher_drops_quietly() -> None:
-    d = CallbackDispatcher(max_workers=1)
+    d = CallbackPool(max_workers=1)
     emitter: EventEmitter[int] = EventEmitter(d)
     got: list[int] = []
     emitter.on("e", got.append)

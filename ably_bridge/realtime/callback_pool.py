@@ -1,6 +1,6 @@
 """The threads that run listener callbacks, and the pool that all clients share.
 
-:class:`CallbackDispatcher` runs tasks (``submit(fn)``) on worker threads that
+:class:`CallbackPool` runs tasks (``submit(fn)``) on worker threads that
 it starts on demand. It owns the ready queue, the workers and a stall watch,
 and its job is to keep callbacks off the loop and reader threads while waking
 as few threads as it can, because on a busy process a thread wake-up costs more
@@ -63,7 +63,7 @@ __all__ = [
     "STALL_AFTER",
     "STARVED_AFTER",
     "WATCH_INTERVAL",
-    "CallbackDispatcher",
+    "CallbackPool",
     "SharedPool",
     "acquire_shared",
     "deferred_wakes",
@@ -92,7 +92,7 @@ class _Worker:
         self.thread: threading.Thread | None = None
 
 
-class CallbackDispatcher:
+class CallbackPool:
     """Runs callbacks on worker threads started on demand; see the module docstring.
 
     ``executor`` (optional) hands every task to that executor instead.
@@ -340,7 +340,7 @@ class CallbackDispatcher:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
-            f"CallbackDispatcher({state}, workers={len(self._threads)}/{self.max_workers}, "
+            f"CallbackPool({state}, workers={len(self._threads)}/{self.max_workers}, "
             f"queued={len(self._ready)})"
         )
 
@@ -351,23 +351,23 @@ class SharedPool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._dispatcher: CallbackDispatcher | None = None
+        self._dispatcher: CallbackPool | None = None
         self._users = 0
 
-    def acquire(self, workers: int) -> CallbackDispatcher:
+    def acquire(self, workers: int) -> CallbackPool:
         """The dispatcher (created if needed), with room for ``workers`` more threads."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         with self._lock:
             dispatcher = self._dispatcher
             if dispatcher is None:
-                dispatcher = self._dispatcher = CallbackDispatcher(max_workers=workers)
+                dispatcher = self._dispatcher = CallbackPool(max_workers=workers)
             else:
                 dispatcher.max_workers += workers
             self._users += 1
             return dispatcher
 
-    def release(self, dispatcher: CallbackDispatcher, workers: int) -> None:
+    def release(self, dispatcher: CallbackPool, workers: int) -> None:
         """Give back what :meth:`acquire` took; the last user shuts the dispatcher down.
 
         Callbacks already queued still run; the call never waits for them.
@@ -383,7 +383,7 @@ class SharedPool:
         dispatcher.close(wait=False, cancel=False)
 
     @property
-    def dispatcher(self) -> CallbackDispatcher | None:
+    def dispatcher(self) -> CallbackPool | None:
         """The dispatcher while some client uses it."""
         return self._dispatcher
 
@@ -404,7 +404,7 @@ _SHARED = SharedPool()
 os.register_at_fork(after_in_child=lambda: _SHARED.forget())
 
 
-def acquire_shared(workers: int) -> CallbackDispatcher:
+def acquire_shared(workers: int) -> CallbackPool:
     """The process-wide dispatcher, with room for ``workers`` more threads.
 
     Pair every call with :func:`release_shared` (``AblyRealtime.close`` does).
@@ -412,7 +412,7 @@ def acquire_shared(workers: int) -> CallbackDispatcher:
     return _SHARED.acquire(workers)
 
 
-def release_shared(dispatcher: CallbackDispatcher, workers: int) -> None:
+def release_shared(dispatcher: CallbackPool, workers: int) -> None:
     """Give back what :func:`acquire_shared` took; the last user shuts the pool down."""
     _SHARED.release(dispatcher, workers)
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from ably_bridge.realtime import dispatcher as dispatcher_module
-from ably_bridge.realtime.dispatcher import CallbackDispatcher, SharedPool
+from ably_bridge.realtime import callback_pool as dispatcher_module
+from ably_bridge.realtime.callback_pool import CallbackPool, SharedPool
 from ably_bridge.realtime.emitter import EventEmitter, OrderedQueue
 
 from .conftest import Collector, MakeClient, eventually
@@ -26,7 +26,7 @@ def _join_all(threads: list[threading.Thread]) -> None:
 
 # -- ordering and concurrency ---------------------------------------------------------------
 def test_each_listener_sees_its_events_in_order_one_at_a_time(
-    dispatcher: CallbackDispatcher,
+    dispatcher: CallbackPool,
 ) -> None:
     """Events pushed from two threads to many listeners: per listener, push order, no overlap."""
     listeners = 20
@@ -69,7 +69,7 @@ def test_each_listener_sees_its_events_in_order_one_at_a_time(
     assert all(items == list(range(per_listener)) for items in seen)
 
 
-def test_different_listeners_run_concurrently(dispatcher: CallbackDispatcher) -> None:
+def test_different_listeners_run_concurrently(dispatcher: CallbackPool) -> None:
     """Two listeners that each wait for the other can only both finish on two threads."""
     both = threading.Barrier(2, timeout=WAIT)
     finished = Collector()
@@ -82,7 +82,7 @@ def test_different_listeners_run_concurrently(dispatcher: CallbackDispatcher) ->
 
 
 def test_a_slow_listener_does_not_hold_up_events_queued_behind_it(
-    dispatcher: CallbackDispatcher,
+    dispatcher: CallbackPool,
 ) -> None:
     """Both events are queued at once and nothing is submitted after: the stall watch acts."""
     release = threading.Event()
@@ -109,7 +109,7 @@ def test_a_slow_listener_does_not_hold_up_events_queued_behind_it(
 
 
 def test_listeners_blocked_up_to_the_limit_and_more_work_waits_for_a_free_worker() -> None:
-    d = CallbackDispatcher(max_workers=2)
+    d = CallbackPool(max_workers=2)
     release = threading.Event()
     started = threading.Semaphore(0)
     ran = Collector()
@@ -134,7 +134,7 @@ def test_listeners_blocked_up_to_the_limit_and_more_work_waits_for_a_free_worker
 
 # -- failures ---------------------------------------------------------------------------------
 def test_a_raising_listener_is_logged_and_the_worker_carries_on(
-    dispatcher: CallbackDispatcher, caplog: pytest.LogCaptureFixture
+    dispatcher: CallbackPool, caplog: pytest.LogCaptureFixture
 ) -> None:
     got = Collector()
 
@@ -160,7 +160,7 @@ def test_a_raising_listener_is_logged_and_the_worker_carries_on(
 
 # -- closing ----------------------------------------------------------------------------------
 def test_close_runs_queued_callbacks_unless_cancelled_and_drops_later_ones() -> None:
-    d = CallbackDispatcher(max_workers=1)
+    d = CallbackPool(max_workers=1)
     gate = threading.Event()
     ran = Collector()
     d.submit(lambda: (gate.wait(WAIT), ran("first")))
@@ -176,7 +176,7 @@ def test_close_runs_queued_callbacks_unless_cancelled_and_drops_later_ones() -> 
 
 
 def test_close_with_cancel_drops_what_has_not_started() -> None:
-    d = CallbackDispatcher(max_workers=1)
+    d = CallbackPool(max_workers=1)
     gate = threading.Event()
     started = threading.Event()
     ran = Collector()
@@ -192,7 +192,7 @@ def test_close_with_cancel_drops_what_has_not_started() -> None:
 
 
 def test_close_from_a_callback_does_not_wait_for_itself() -> None:
-    d = CallbackDispatcher(max_workers=1)
+    d = CallbackPool(max_workers=1)
     closed = threading.Event()
     d.submit(lambda: (d.close(wait=True), closed.set()))
     assert closed.wait(WAIT)
@@ -200,7 +200,7 @@ def test_close_from_a_callback_does_not_wait_for_itself() -> None:
 
 def test_idle_workers_retire(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dispatcher_module, "RETIRE_AFTER", 0.05)
-    d = CallbackDispatcher(max_workers=3)
+    d = CallbackPool(max_workers=3)
     both = threading.Barrier(3, timeout=WAIT)
     for _ in range(3):
         d.submit(both.wait)  # three listeners that need each other: three threads
@@ -299,7 +299,7 @@ def test_a_forked_child_starts_from_a_fresh_shared_pool() -> None:
 
 
 def test_deferred_wakes_release_the_worker_at_the_end_of_the_block() -> None:
-    dispatcher = CallbackDispatcher(max_workers=2)
+    dispatcher = CallbackPool(max_workers=2)
     try:
         warmed = threading.Event()
         dispatcher.submit(warmed.set)  # start a worker, which then goes idle
