@@ -2,9 +2,9 @@
 
 * :func:`attach` validates the name (40010) and capability (40160 channel
   ERROR), grants modes (requested ∩ capability, RTL4l/RTL4m), resumes from a
-  known ``channelSerial`` with RESUMED and replays what was missed (RTL15b,
-  RTN15c6), honours ``rewind`` (HAS_BACKLOG) and sends a paged presence SYNC
-  (RTP18, RTP19) when members exist;
+  known ``channelSerial`` with RESUMED and replays what was missed, messages
+  and presence events in serial order (RTL15b, RTN15c6), honours ``rewind``
+  (HAS_BACKLOG) and sends a paged presence SYNC (RTP18, RTP19) when members exist;
 * :func:`sync` answers a client's SYNC request with the presence set (RTP19);
 * :func:`detach` answers DETACHED and leaves the connection's members;
 * :func:`publish` handles MESSAGE, PRESENCE and ANNOTATION with ACK/NACK, mode checks
@@ -28,7 +28,7 @@ from ably_bridge.errors import AblyException
 
 if TYPE_CHECKING:
     from ably_bridge.emulator.channels import Channel
-    from ably_bridge.emulator.realtime import Session
+    from ably_bridge.emulator.realtime import Attachment, Session
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,12 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         channel = conn.creds.app.channel(parsed.base)
         now = session.state.now_ms()
         serial = pm.get("channelSerial")
-        backlog: list[dict[str, Any]] = []
+        backlog: list[tuple[bool, dict[str, Any]]] = []  # (is presence, item)
         flags = modes
         continuity_error: dict[str, Any] | None = None
         if isinstance(serial, str) and serial and channel.knows_serial(serial):
             flags |= p.RESUMED  # RTL15b: continuity from the client's channelSerial
-            backlog = channel.messages_after(serial)
+            backlog = channel.events_after(serial)
         elif isinstance(serial, str) and serial:
             # The client asked to continue but cannot: attached afresh, and told so.
             continuity_error = error(
@@ -130,7 +130,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
             and name not in session.attachments
             and not (isinstance(flags_in, int) and flags_in & p.ATTACH_RESUME)
         ):  # RTL4j: an ATTACH_RESUME attach gets no rewind backlog again
-            backlog = _rewind(channel, params["rewind"], now)
+            backlog = [(False, m) for m in _rewind(channel, params["rewind"], now)]
             if backlog:
                 flags |= p.HAS_BACKLOG
     except AblyException as exc:
@@ -167,25 +167,54 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
     if continuity_error is not None:
         attached["error"] = continuity_error
     session.send_pm(attached)
-    if modes & p.MODE_SUBSCRIBE:
-        for message in backlog:
-            if message.get("connectionId") == conn.id and not (att.echo and conn.echo):
-                continue
-            if att.filter_expr is not None and not filter_matches(att.filter_expr, message):
-                continue
-            # RTL18: a delta channel's replay continues the delta chain from scratch.
-            sent = att.deltas.messages([message], session.fmt) if att.deltas else [message]
-            session.send_pm(
-                {
-                    "action": p.MESSAGE,
-                    "channel": name,
-                    "channelSerial": message["serial"],
-                    "timestamp": message.get("timestamp"),
-                    "messages": sent,
-                }
-            )
+    for is_presence, item in backlog:
+        if is_presence:
+            _replay_presence(session, att, item)
+        else:
+            _replay_message(session, att, item)
     if flags & p.HAS_PRESENCE:
         _send_sync(session, name, members, channel.current_serial)
+
+
+def _replay_message(session: Session, att: Attachment, message: dict[str, Any]) -> None:
+    conn = session.conn
+    assert conn is not None
+    if not att.modes & p.MODE_SUBSCRIBE:
+        return
+    if message.get("connectionId") == conn.id and not (att.echo and conn.echo):
+        return
+    if att.filter_expr is not None and not filter_matches(att.filter_expr, message):
+        return
+    # RTL18: a delta channel's replay continues the delta chain from scratch.
+    sent = att.deltas.messages([message], session.fmt) if att.deltas else [message]
+    session.send_pm(
+        {
+            "action": p.MESSAGE,
+            "channel": att.name,
+            "channelSerial": message["serial"],
+            "timestamp": message.get("timestamp"),
+            "messages": sent,
+        }
+    )
+
+
+def _replay_presence(session: Session, att: Attachment, event: dict[str, Any]) -> None:
+    """A presence event missed while the connection was away: resumed continuity covers
+    presence as it covers messages (RTN15c6); own presence goes out whatever the modes
+    (RTP17a), as live."""
+    conn = session.conn
+    assert conn is not None
+    if not (att.modes & p.MODE_PRESENCE_SUBSCRIBE or event.get("connectionId") == conn.id):
+        return
+    session.send_pm(
+        {
+            "action": p.PRESENCE,
+            "channel": att.name,
+            "channelSerial": event["serial"],
+            "timestamp": event.get("timestamp"),
+            "presence": [event],
+        }
+    )
 
 
 def _send_sync(session: Session, name: str, members: list[dict[str, Any]], sync_id: str) -> None:

@@ -70,6 +70,9 @@ class Channel:
         The serial must be one this channel has reached, not below the resume
         floor, and every message published after it must still be retained;
         otherwise the attach is answered without RESUMED (loss of continuity).
+        Presence events share the serial counter and are kept apart (never
+        trimmed): the serials between ``serial`` and the first retained message
+        must all be theirs.
         """
         if len(serial) != SERIAL_WIDTH or not serial.isdigit():
             return False
@@ -77,10 +80,15 @@ class Channel:
             return False
         if serial == self.current_serial:
             return True
-        if not self.history:
-            return False  # messages after it were published and are gone
-        first_retained = int(self.history[0]["serial"])
-        return first_retained <= int(serial) + 1
+        first_retained = int(self.history[0]["serial"]) if self.history else self.counter + 1
+        between = first_retained - int(serial) - 1
+        if between <= 0:
+            return True
+        serials = [e["serial"] for e in self.presence_history]
+        presence_between = bisect.bisect_left(
+            serials, make_serial(first_retained)
+        ) - bisect.bisect_right(serials, serial)
+        return presence_between == between  # else a message after it is gone
 
     def expire_continuity(self) -> None:
         """No serial issued so far can be resumed from (a fault, or Ably losing state)."""
@@ -105,6 +113,17 @@ class Channel:
         """Messages published after ``serial`` in order (resume replay, RTN15c6)."""
         serials = [m["serial"] for m in self.history]
         return self.history[bisect.bisect_right(serials, serial) :]
+
+    def events_after(self, serial: str) -> list[tuple[bool, dict[str, Any]]]:
+        """Messages and presence events after ``serial``, in serial order, as
+        ``(is presence, item)``: what a resumed attach replays (RTL15b, RTN15c6).
+        Both take serials from the one channel counter, so a merge orders them."""
+        messages = self.messages_after(serial)
+        serials = [e["serial"] for e in self.presence_history]
+        events = self.presence_history[bisect.bisect_right(serials, serial) :]
+        merged = [(False, m) for m in messages] + [(True, e) for e in events]
+        merged.sort(key=lambda pair: pair[1]["serial"])
+        return merged
 
     def remember_id(self, message_id: str, serial: str, window: int) -> None:
         self.idempotent_ids[message_id] = serial

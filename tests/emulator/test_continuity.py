@@ -42,3 +42,27 @@ def test_expired_continuity_refuses_every_earlier_serial() -> None:
     assert not channel.knows_serial(make_serial(4))
     channel.next_serial()
     assert channel.knows_serial(channel.current_serial)
+
+
+def test_presence_events_between_keep_continuity_and_are_replayed_in_serial_order() -> None:
+    channel = Channel(app_id="app", name="ch")
+    channel.apply_presence({"serial": channel.next_serial(), "action": 2, "clientId": "a"})
+    channel.append_history({"serial": channel.next_serial(), "timestamp": 1}, None, None, 1)
+    channel.apply_presence({"serial": channel.next_serial(), "action": 3, "clientId": "a"})
+    assert channel.knows_serial(make_serial(0))  # serial 1 is a presence event, kept
+    replay = channel.events_after(make_serial(0))
+    assert [(presence, e["serial"]) for presence, e in replay] == [
+        (True, make_serial(1)),
+        (False, make_serial(2)),
+        (True, make_serial(3)),
+    ]
+    assert [e["serial"] for _, e in channel.events_after(make_serial(2))] == [make_serial(3)]
+
+
+def test_a_trimmed_message_between_presence_events_breaks_continuity() -> None:
+    channel = Channel(app_id="app", name="ch")
+    channel.apply_presence({"serial": channel.next_serial(), "action": 2, "clientId": "a"})
+    for i in range(3):  # messages 2, 3, 4; only the last two kept
+        channel.append_history({"serial": channel.next_serial(), "timestamp": i}, None, 2, i)
+    assert not channel.knows_serial(make_serial(0))  # message 2 is gone
+    assert channel.knows_serial(make_serial(2))

@@ -186,6 +186,34 @@ def test_recover_keeps_connection_and_dedupes(
     assert rt_factory(fmt, key=root_key, recover="bad").connected()["error"]["code"] == 80018
 
 
+def test_a_resumed_attach_replays_missed_presence_with_the_messages_in_order(
+    root_key: str, rt_factory: Callable[..., RT], fmt: str
+) -> None:
+    """Found by the bridge's chaos run: a resume brought back the messages missed while the
+    connection was away but not the presence events, so they were lost for good (the
+    channel said RESUMED: nothing to read from history)."""
+    watcher = rt_factory(fmt, key=root_key, clientId="watcher")
+    connected = watcher.connected()
+    attached = watcher.attach("rp")
+    watcher.ws.sock.close()  # dropped: the connection stays resumable
+    member = rt_factory(fmt, key=root_key, clientId="m")
+    member.connected()
+    assert member.presence("rp", [{"action": 2, "data": "in"}])["action"] == ACK
+    assert member.publish("rp", [{"name": "between"}])["action"] == ACK
+    assert member.presence("rp", [{"action": 4, "data": "upd"}])["action"] == ACK
+    key = connected["connectionDetails"]["connectionKey"]
+    again = rt_factory(fmt, key=root_key, clientId="watcher", resume=key)
+    assert again.connected()["connectionId"] == connected["connectionId"]
+    resumed = again.attach("rp", channelSerial=attached["channelSerial"])
+    assert resumed["flags"] & RESUMED
+    frames = [again.expect_any((PRESENCE, MESSAGE)) for _ in range(3)]
+    assert [f["action"] for f in frames] == [PRESENCE, MESSAGE, PRESENCE]
+    assert [f["presence"][0]["action"] for f in (frames[0], frames[2])] == [2, 4]
+    assert frames[0]["presence"][0]["data"] == "in" and frames[2]["presence"][0]["data"] == "upd"
+    serials = [f["channelSerial"] for f in frames]
+    assert serials == sorted(serials) and serials[0] > attached["channelSerial"]
+
+
 def test_recover_replaces_a_live_transport(rt_factory: Callable[..., RT], root_key: str) -> None:
     old = rt_factory("json", key=root_key)
     connected = old.connected()

@@ -23,7 +23,7 @@ from ably_bridge.protocol.models import ProtocolMessage
 from ably_bridge.protocol.reconnect import ReconnectBackoff
 from ably_bridge.protocol.retry import RetryPolicy
 
-from .harness import Harness, connected_frame, err, of, options
+from .harness import FixedRandom, Harness, connected_frame, err, of, options
 
 Server = Callable[[Harness], None]
 MAX_ATTEMPTS = 50  # far more than any backoff allows in the simulated window
@@ -192,3 +192,34 @@ def test_reconnect_backoff_is_plain_state() -> None:
     assert backoff.lost(25.0) is True  # alive 5 s: stable, quick retry again
     assert backoff.attempt == 0
     assert "attempt=0" in repr(backoff)
+
+
+@pytest.mark.parametrize(("sample", "wait"), [(1.0, 15.0), (0.0, 12.0)])
+def test_a_forgotten_connection_dropped_again_waits_one_rtb1_delay_at_most(
+    sample: float, wait: float
+) -> None:
+    """Forget-then-drop, the chaos run's fault: the loss of a stable connection is
+    retried at once (RTN15a, RTN15h3); the server no longer knows it, so the resume
+    fails and a new connection comes up (RTN15c7); when that one is lost again before
+    it was stable, the wait is the first RTB1 delay, disconnected_retry_timeout times
+    the jitter (0.8-1.0): 12-15 s with the default 15 s, never more (RTN14d, RTB1)."""
+    h = Harness(rng=FixedRandom(sample))
+    h.establish("conn-1", "key-1")
+    for _ in range(4):  # alive for 20 s: stable
+        h.advance(5.0)
+        h.run(h.core.activity(h.tid, h.now))
+    h.drop()  # forgotten by the server
+    assert h.state == "connecting" and h.conn_changes()[-2].retry_in == 0.0
+    resumes = of(OpenTransport, h.last)
+    assert resumes and resumes[-1].params.get("resume") == "key-1"  # RTN15b
+    h.receive(connected_frame("conn-2", "key-2", error=err(80008, 400, "unable to recover")))
+    assert h.state == "connected"
+    h.advance(0.5)
+    h.drop()  # dropped 0.5 s later
+    assert h.state == "disconnected"
+    assert h.conn_changes()[-1].retry_in == pytest.approx(wait)
+    deadline = h.core.next_deadline()
+    assert deadline is not None and deadline - h.now == pytest.approx(wait)
+    h.advance(deadline - h.now)
+    assert h.state == "connecting"
+    assert of(OpenTransport, h.last)[-1].params.get("resume") == "key-2"  # resumes the new one

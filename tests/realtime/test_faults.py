@@ -268,3 +268,37 @@ def test_a_peer_that_stops_reading_cannot_hold_the_session(
     assert acks.wait_for(count, timeout=30) == [None] * count
     pages = channel.history(limit=1000)
     assert sorted(int(m.data.split(":", 1)[0]) for m in pages.items) == list(range(count))
+
+
+def test_presence_missed_while_disconnected_arrives_on_resume_in_order(
+    make_client: MakeClient, emulator: Emulator, app_id: str
+) -> None:
+    """Found by the bridge's chaos run: a resumed connection got back the messages it
+    missed but not the presence events (RTN15c6: continuity covers both)."""
+    subscriber = make_client(disconnected_retry_timeout=0.2)
+    events = Collector()
+    channel = subscriber.channels.get("pres-gap")
+    channel.presence.subscribe(events)  # attaches (RTP6c)
+    member = make_client(client_id="m").channels.get("pres-gap")
+    member.presence.enter("e0")
+    events.wait_for(1)
+    connection_id = subscriber.connection.id
+    disconnects, reattached = Collector(), Collector()
+    subscriber.connection.on("disconnected", disconnects)
+    channel.on("attached", reattached)
+    emulator.faults.refuse_connections(count=10_000, app_id=app_id)  # kept out until clear()
+    assert emulator.faults.drop_connections(connection_id=connection_id) == 1
+    disconnects.wait_until(lambda got: any(c.retry_in for c in got))  # the quick retry refused
+    member.presence.update("u1")
+    member.presence.update("u2")
+    member.presence.leave("bye")
+    emulator.faults.clear()
+    got = events.wait_until(lambda items: any(m.data == "bye" for m in items), timeout=10)
+    # The re-attach says no one is present (no HAS_PRESENCE): the client's own LEAVE for
+    # the member it knew (RTP19a, no id) comes first; then the server's events in order.
+    assert [(m.action.name.lower(), m.data) for m in got if m.id is not None] == [
+        ("enter", "e0"), ("update", "u1"), ("update", "u2"), ("leave", "bye"),
+    ]  # fmt: skip
+    assert [(m.action.name.lower(), m.data) for m in got if m.id is None] == [("leave", "e0")]
+    assert subscriber.connection.id == connection_id  # RTN15c6: resumed
+    assert reattached.wait_for(1)[0].resumed
