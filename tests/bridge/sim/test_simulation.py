@@ -20,6 +20,9 @@ from tests.bridge.sim.scenario import run_seed
 SEEDS = int(os.environ.get("SIM_SEEDS", "2000"))
 
 
+# About 60 s of CPU for 2,000 seeds; on a loaded 2-core box that is ~2 minutes of wall time,
+# the suite's default timeout.
+@pytest.mark.timeout(360)
 def test_every_seed_loses_nothing_duplicates_nothing_and_keeps_order() -> None:
     failures = []
     totals = {"crashes": 0, "published": 0, "presence": 0, "advances": 0}
