@@ -17,6 +17,11 @@ This module owns :class:`StreamConsumer`, its :class:`StreamConfig`, the
   ``time``, ``event``) plus ``stream``, ``group``, ``consumer``, ``entry_id``
   and ``deliveries``.
 
+On a Redis Cluster (``redis+cluster://``) the streams may live on different
+nodes: each read names the streams of one hash slot, and a dead letter in
+another slot than its stream is written, then acknowledged (no ``MULTI`` spans
+two slots; a crash between the two dead-letters the entry twice).
+
 Entries may use either bridge layout (an ``envelope`` JSON field, or flat
 fields); :attr:`StreamEntry.envelope` and :attr:`StreamEntry.events` decode both.
 """
@@ -39,7 +44,10 @@ from functools import cached_property
 from typing import Any
 
 import redis
+from redis.crc import key_slot
 
+from ably_bridge.bridge.redis_connect import open_redis
+from ably_bridge.bridge.redis_keys import is_cluster_client
 from workers.consumers import BridgedEvent, decode_envelope, envelope_from_fields
 
 __all__ = ["StreamConfig", "StreamConsumer", "StreamEntry", "main"]
@@ -117,6 +125,8 @@ class StreamConsumer:
         self.config = config
         self._stop = threading.Event()
         self._claim_from = dict.fromkeys(config.streams, "0-0")
+        self._cluster = is_cluster_client(client)
+        self._reads = _slot_groups(config.streams) if self._cluster else [tuple(config.streams)]
         self._groups_ready = False
         self.handled = 0
         self.dead_lettered = 0
@@ -172,12 +182,21 @@ class StreamConsumer:
 
     # -- reading -----------------------------------------------------------------------
     def _read(self, block: float) -> list[StreamEntry]:
+        """New entries; on a cluster one ``XREADGROUP`` per slot, sharing the block time
+        (a read names keys of one slot), and no more waiting once one returned entries."""
         if self._stop.is_set():
             return []
+        share = block / len(self._reads)
+        entries: list[StreamEntry] = []
+        for streams in self._reads:
+            entries += self._read_streams(streams, 0.0 if entries else share)
+        return entries
+
+    def _read_streams(self, streams: Sequence[str], block: float) -> list[StreamEntry]:
         reply: Any = self.client.xreadgroup(
             self.config.group,
             self.config.consumer,
-            dict.fromkeys(self.config.streams, ">"),
+            dict.fromkeys(streams, ">"),
             count=self.config.batch_size,
             block=max(1, int(block * 1000)) if block > 0 else None,
         )
@@ -253,10 +272,16 @@ class StreamConsumer:
     def _dead_letter(self, entry: StreamEntry, exc: BaseException | None, note: str) -> None:
         target = self.config.dead_letter_stream(entry.stream)
         fields = self._dead_letter_fields(entry, exc, note)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(target, fields, maxlen=_DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
-        pipe.xack(entry.stream, self.config.group, entry.entry_id)
-        pipe.execute()
+        if self._cluster and key_slot(target.encode()) != key_slot(entry.stream.encode()):
+            # Two slots, no MULTI: written first, acknowledged after. A crash between
+            # the two leaves the entry pending; it comes back and is dead-lettered again.
+            self.client.xadd(target, fields, maxlen=_DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            self.client.xack(entry.stream, self.config.group, entry.entry_id)
+        else:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xadd(target, fields, maxlen=_DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe.xack(entry.stream, self.config.group, entry.entry_id)
+            pipe.execute()
         self.dead_lettered += 1
         log.error(
             "dead-lettered %s %s to %s after %d deliveries",
@@ -298,6 +323,14 @@ class StreamConsumer:
             "entry_id": entry.entry_id,
             "deliveries": str(entry.deliveries),
         }
+
+
+def _slot_groups(streams: Sequence[str]) -> list[tuple[str, ...]]:
+    """``streams`` grouped by hash slot, in their order (one read per group on a cluster)."""
+    groups: dict[int, list[str]] = {}
+    for stream in streams:
+        groups.setdefault(int(key_slot(stream.encode())), []).append(stream)
+    return [tuple(g) for g in groups.values()]
 
 
 def _decode(fields: Mapping[Any, Any]) -> dict[str, str]:
@@ -372,7 +405,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         dead_letter=args.dead_letter,
         start_id=args.start_id,
     )
-    client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=10)
+    client = open_redis(args.redis_url, socket_connect_timeout=10)
     consumer = StreamConsumer(client, handler, config)
 
     def on_signal(signum: int, frame: Any) -> None:

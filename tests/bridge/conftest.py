@@ -16,8 +16,6 @@ import pytest
 import redis
 from celery import Celery
 
-from .cluster_support import LocalCluster
-
 REDIS_URL = os.environ.get("ABLY_BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REDIS_BROKER = "redis://127.0.0.1:6379/15"
 AMQP_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -147,17 +145,3 @@ def _root_log_level_kept() -> Iterator[None]:
     level = root.level
     yield
     root.setLevel(level)
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """One 3-primary, 3-replica Redis Cluster on loopback for the session (issue 21).
-
-    Tests share it: they use keys of their own prefix and never stop its nodes
-    (a test that kills a primary starts its own :class:`LocalCluster`).
-    """
-    cluster = LocalCluster(tmp_path_factory.mktemp("redis-cluster"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()

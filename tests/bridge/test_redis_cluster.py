@@ -28,9 +28,8 @@ from ably_bridge.bridge.sinks.redis_cluster import ClusterStreamSink
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message, PresenceMessage
 from ably_bridge.shortcuts import public_paths
+from tests.cluster_support import LocalCluster
 from workers.guard import WorkerGuard
-
-from .cluster_support import LocalCluster
 
 # -- the URL --------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ ports (each with its cluster bus port, +10000, free too), joins them with
 ``redis-cli --cluster create ... --cluster-replicas N --cluster-yes`` and
 waits until every node reports ``cluster_state:ok``. Tests may SIGKILL a
 primary (:meth:`kill`) and wait for its replica's promotion
-(:meth:`wait_promoted`). The ``redis_cluster`` fixture of tests/bridge/conftest.py
+(:meth:`wait_promoted`). The ``redis_cluster`` fixture of tests/conftest.py
 shares one 3-primary cluster per session; a test that kills nodes starts its own.
 """
 
