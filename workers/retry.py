@@ -9,7 +9,8 @@ default :data:`WORKER_RETRY`):
 
 * retried: HTTP 5xx, Ably's network codes (50002 unreachable, 50003 timeout),
   transport errors, and 429 rate limits (waiting at least the server's
-  ``Retry-After`` when it sent one, else ``rate_limit_delay``);
+  ``Retry-After`` when it sent one - read from the headers the error carries -
+  else ``rate_limit_delay``);
 * failed at once: every other 4xx (bad key, forbidden channel, oversized
   message, bad arguments) and anything that is not an Ably error.
 
@@ -32,10 +33,18 @@ from dataclasses import dataclass
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.retry import RetryPolicy
 
-__all__ = ["WORKER_RETRY", "RetryDecision", "RetryPolicy", "classify", "countdown"]
+__all__ = [
+    "WORKER_RETRY",
+    "RetryDecision",
+    "RetryPolicy",
+    "classify",
+    "countdown",
+    "retry_after_of",
+]
 
 log = logging.getLogger(__name__)
 
+_MAX_RETRY_AFTER = 60.0  # a longer Retry-After is waited out in steps of this
 _NETWORK_CODES = frozenset(
     {ErrorCode.INTERNAL_CONNECTION_ERROR, ErrorCode.TIMEOUT_ERROR, 80003, 80014}
 )
@@ -67,14 +76,34 @@ def countdown(
     return policy.delay(retries + 1, (rng or random).random(), floor)
 
 
+def retry_after_of(exc: AblyException) -> float | None:
+    """The ``Retry-After`` (delta seconds, capped) of the response ``exc`` came from, if any.
+
+    HTTP dates are ignored; the REST funnel puts a response's headers on its error.
+    """
+    value = exc.headers.get("Retry-After") if exc.headers is not None else None
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
 def classify(exc: BaseException, retry_after: float | None = None) -> RetryDecision:
-    """Sort a task failure into retry (with a least delay) or fail now."""
+    """Sort a task failure into retry (with a least delay) or fail now.
+
+    ``retry_after`` defaults to the ``Retry-After`` header of the failed response.
+    """
     if not isinstance(exc, AblyException):
         if isinstance(exc, ConnectionError | TimeoutError):
             return RetryDecision(True, reason=type(exc).__name__)
         return RetryDecision(False, reason=type(exc).__name__)
     status = exc.status_code
     if status == 429 or 42910 <= exc.code < 43000:
+        if retry_after is None:
+            retry_after = retry_after_of(exc)
         return RetryDecision(
             True, min_delay=retry_after, rate_limited=True, reason=f"rate limited ({exc.code})"
         )

@@ -124,7 +124,7 @@ class Runner:
         deferrals: int,
         deadline_ms: int | None,
     ) -> BaseException:
-        decision = classify(exc, self.provider.take_retry_after())
+        decision = classify(exc)
         if decision.retryable:
             self.budget.record_failure(decision.min_delay, decision.rate_limited)
         elif isinstance(exc, AblyException) and exc.status_code < 500:

@@ -18,7 +18,7 @@ import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 from redis.backoff import NoBackoff
@@ -26,6 +26,7 @@ from redis.retry import Retry
 
 from ably_bridge.bridge.backfill import RestHistory
 from ably_bridge.bridge.checkpoint import CheckpointStore
+from ably_bridge.bridge.clients import rest_client
 from ably_bridge.bridge.config import BridgeConfig, CeleryTarget, Route, Target
 from ably_bridge.bridge.connection_watch import ConnectionWatch
 from ably_bridge.bridge.daemon import Daemon, DaemonOptions
@@ -46,9 +47,9 @@ from ably_bridge.bridge.status_history import RateHistory, RecentErrors
 from ably_bridge.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
-    from ably_bridge.rest.client import AblyRest
+    pass
 
-__all__ = ["BridgeApp", "SinkPool", "rest_client", "tune_gc"]
+__all__ = ["BridgeApp", "SinkPool", "tune_gc"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,25 +75,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def rest_client(config: BridgeConfig) -> AblyRest:
-    """The REST client for backfill and discovery, from ``config.ably``."""
-    from ably_bridge.rest.client import AblyRest
-
-    ably = config.ably
-    kwargs: dict[str, Any] = {
-        "use_binary_protocol": ably.use_binary_protocol,
-        "tls": ably.tls,
-    }
-    if ably.endpoint:
-        kwargs["endpoint"] = ably.endpoint
-    if ably.port is not None:
-        kwargs["port" if not ably.tls else "tls_port"] = ably.port
-    if not ably.tls:
-        kwargs["insecure_allow_basic_over_http"] = True
-    key = ably.key.reveal() if ably.key is not None else None
-    return AblyRest(key=key, **kwargs)
 
 
 class SinkPool:

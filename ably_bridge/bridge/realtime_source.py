@@ -82,18 +82,9 @@ class RealtimeSource:
     @classmethod
     def from_config(cls, config: BridgeConfig, *, callback_workers: int = 8) -> RealtimeSource:
         """A source with a realtime client built from ``config.ably``."""
-        from ably_bridge.realtime import AblyRealtime
+        from ably_bridge.bridge.clients import realtime_client
 
-        ably = config.ably
-        kwargs: dict[str, Any] = {"use_binary_protocol": ably.use_binary_protocol, "tls": ably.tls}
-        if ably.endpoint:
-            kwargs["endpoint"] = ably.endpoint
-        if ably.port is not None:
-            kwargs["port" if not ably.tls else "tls_port"] = ably.port
-        if not ably.tls:
-            kwargs["insecure_allow_basic_over_http"] = True
-        key = ably.key.reveal() if ably.key is not None else None
-        return cls(AblyRealtime(key=key, callback_workers=callback_workers, **kwargs))
+        return cls(realtime_client(config, callback_workers=callback_workers))
 
     # -- ChannelSource ------------------------------------------------------------------
     def attach(
@@ -118,17 +109,9 @@ class RealtimeSource:
         # Messages and presence reach the daemon's inbox from inline listeners: on
         # the thread that read them, with no callback-pool wake-up per frame. They
         # only take the attachment's lock and put an item in a queue.
-        subscribe_batch = getattr(rt_channel, "subscribe_batch", None)
-        if subscribe_batch is not None:  # one call (and one inbox item) per frame
-            att.offs.append(
-                subscribe_batch(lambda ms: self._on_messages(att, ms), attach=False, inline=True)
-            )
-        else:  # a client without batches (test fakes)
-            att.offs.append(
-                rt_channel.subscribe(
-                    lambda m: self._on_messages(att, [m]), attach=False, inline=True
-                )
-            )
+        # One call (and one inbox item) per frame.
+        on_frame = rt_channel.subscribe_batch
+        att.offs.append(on_frame(lambda ms: self._on_messages(att, ms), attach=False, inline=True))
         if presence:
             att.offs.append(
                 rt_channel.presence.subscribe(

@@ -43,7 +43,7 @@ class FakeChannel:
         self.name = name
         self.properties = FakeProps(None)
         self.state_listeners: list[Callable[[ChannelStateChange], None]] = []
-        self.message_listeners: list[Callable[[Message], None]] = []
+        self.message_listeners: list[Callable[[list[Message]], None]] = []
         self.presence = FakePresence()
         self.calls: list[str] = []
 
@@ -51,12 +51,22 @@ class FakeChannel:
         self.state_listeners.append(listener)
         return lambda: self.state_listeners.remove(listener)
 
-    def subscribe(
-        self, listener: Callable[[Message], None], attach: bool = True, inline: bool = False
+    def subscribe_batch(
+        self,
+        listener: Callable[[list[Message]], None],
+        *,
+        attach: bool = True,
+        inline: bool = False,
     ) -> Any:
         assert inline  # the source's listeners only queue: they run on the reading thread
         self.message_listeners.append(listener)
         return lambda: self.message_listeners.remove(listener)
+
+    def frame(self, *ids: str) -> None:
+        """One inbound frame holding a message per id."""
+        batch = [Message("e", "x", id=i) for i in ids]
+        for listener in list(self.message_listeners):
+            listener(batch)
 
     def attach(self, timeout: float | None = None) -> None:
         self.calls.append("attach")
@@ -105,8 +115,7 @@ def test_a_message_of_a_new_attachment_is_preceded_by_its_continuity_loss() -> N
     ch = client.chans["ch"]
     ch.properties.attach_serial = "s1"
     # The message listener runs before the state listener got ATTACHED:
-    for listener in list(ch.message_listeners):
-        listener(Message("e", "x", id="m1"))
+    ch.frame("m1")
     ch.emit_state(ChannelState.ATTACHED)  # same serial: not reported twice
     ch.presence.synced.wait(5)
     kinds = [k for k, _ in seen]

@@ -2,50 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from ably_bridge.bridge.realtime_source import RealtimeSource
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.protocol.models import Message
-from tests.bridge.test_realtime_source import FakeChannel, FakeClient, recorder
-
-
-class BatchChannel(FakeChannel):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.batch_listeners: list[Callable[[list[Message]], None]] = []
-
-    def subscribe_batch(
-        self,
-        listener: Callable[[list[Message]], None],
-        *,
-        attach: bool = True,
-        inline: bool = False,
-    ) -> Any:
-        assert inline  # the source's listeners only queue: they run on the reading thread
-        self.batch_listeners.append(listener)
-        return lambda: self.batch_listeners.remove(listener)
-
-    def frame(self, *ids: str) -> None:
-        batch = [Message("e", "x", id=i) for i in ids]
-        for listener in list(self.batch_listeners):
-            listener(batch)
-
-
-class BatchClient(FakeClient):
-    def get(self, name: str, options: Any = None) -> FakeChannel:
-        return self.chans.setdefault(name, BatchChannel(name))
+from tests.bridge.test_realtime_source import FakeClient, recorder
 
 
 def test_one_frame_is_one_handler_call_after_its_continuity_loss() -> None:
-    client = BatchClient()
+    client = FakeClient()
     source = RealtimeSource(client)  # type: ignore[arg-type]
     handlers, seen = recorder()
     source.attach("ch", handlers)
     ch = client.chans["ch"]
-    assert isinstance(ch, BatchChannel)
-    assert ch.message_listeners == [] and len(ch.batch_listeners) == 1  # the batch path
+    assert len(ch.message_listeners) == 1  # one listener per frame, not per message
     ch.properties.attach_serial = "s1"
     ch.frame("m1", "m2", "m3")  # before the state listener got ATTACHED
     ch.frame("m4")
@@ -60,15 +29,14 @@ def test_one_frame_is_one_handler_call_after_its_continuity_loss() -> None:
 
 
 def test_detach_removes_the_batch_listener() -> None:
-    client = BatchClient()
+    client = FakeClient()
     source = RealtimeSource(client)  # type: ignore[arg-type]
     handlers, seen = recorder()
     source.attach("ch", handlers)
     ch = client.chans["ch"]
-    assert isinstance(ch, BatchChannel)
-    listener = ch.batch_listeners[0]
+    listener = ch.message_listeners[0]
     source.detach("ch")
-    assert ch.batch_listeners == []
+    assert ch.message_listeners == []
     listener([Message("e", "x", id="late")])  # a frame already queued: silenced
     assert seen == []
     source.close()

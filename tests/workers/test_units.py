@@ -1,4 +1,4 @@
-"""Pure parts: the retry policy and classification, settings from the environment, 429s."""
+"""Pure parts: the retry classification, settings from the environment, 429s."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from celery import Celery
 
 from ably_bridge.errors import AblyException
-from ably_bridge.transports.http import Headers, HttpResponse
+from ably_bridge.rest import AblyRest
+from ably_bridge.transports.mock_http import MockHttpTransport
 from workers import AblyTaskError, RetryPolicy, WorkerSettings
 from workers.app import configure_app
-from workers.client import RetryAfterTransport
 from workers.errors import task_error
 from workers.retry import classify, countdown
 from workers.tasks import derived_base, with_ids
@@ -50,16 +50,17 @@ def test_rate_limit_honours_retry_after_else_the_configured_floor() -> None:
     assert countdown(policy, 0, classify(limited, retry_after=3.0)) == 3.0
     assert countdown(policy, 0, classify(limited)) == 0.5
 
-    class Inner:
-        def request(self, *args: object) -> HttpResponse:
-            return HttpResponse(429, Headers({"Retry-After": "2"}), b"")
 
-        def close(self) -> None:
-            pass
-
-    transport = RetryAfterTransport(Inner())  # type: ignore[arg-type]
-    transport.request("POST", "http://x/", {}, None, None)
-    assert transport.take_retry_after() == 2.0 and transport.take_retry_after() is None
+def test_the_retry_after_of_a_429_travels_on_the_rest_error() -> None:
+    transport = MockHttpTransport()
+    body = {"error": {"message": "slow down", "code": 42910, "statusCode": 429}}
+    transport.add(path="/channels/c/messages", status=429, json=body, headers={"Retry-After": "2"})
+    rest = AblyRest(key="app.key:secret", transport=transport, use_binary_protocol=False)
+    with pytest.raises(AblyException) as info:
+        rest.channels.get("c").publish("n", "d")
+    decision = classify(info.value)
+    assert decision.rate_limited and decision.min_delay == 2.0
+    assert "Retry-After" not in repr(info.value)  # headers stay out of the repr
 
 
 def test_settings_from_env_and_the_idempotency_bound() -> None:
