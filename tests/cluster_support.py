@@ -55,6 +55,7 @@ class LocalCluster:
         self.replicas = replicas
         self.ports = cluster_ports(primaries * (1 + replicas))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._exe = "redis-server"
 
     @property
     def url(self) -> str:
@@ -65,6 +66,7 @@ class LocalCluster:
         exe, cli = shutil.which("redis-server"), shutil.which("redis-cli")
         if exe is None or cli is None:
             pytest.skip("redis-server or redis-cli is not on the PATH")
+        self._exe = exe
         for port in self.ports:
             self._spawn(exe, port)
         for port in self.ports:
@@ -76,7 +78,21 @@ class LocalCluster:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=WAIT,
         )  # fmt: skip
         self.wait_ok()
+        self.wait_replicas_synced()
         return self
+
+    def wait_replicas_synced(self) -> None:
+        """Until every live replica's link to its primary is up (initial sync done)."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                links = [self.node(p).info("replication") for p in self.live_ports()]
+                if all(i.get("master_link_status", "up") == "up" for i in links):
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the replicas did not sync")
 
     def _spawn(self, exe: str, port: int) -> None:
         node_dir = self.workdir / str(port)
@@ -84,7 +100,9 @@ class LocalCluster:
         self.procs[port] = subprocess.Popen(
             [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(node_dir), "--cluster-enabled", "yes",
-             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"],
+             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+             "--cluster-replica-validity-factor", "0", "--repl-diskless-sync", "yes",
+             "--repl-diskless-sync-delay", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -146,6 +164,13 @@ class LocalCluster:
         proc = self.procs[port]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=5)
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again; its nodes.conf makes it rejoin as a replica."""
+        self._spawn(self._exe, port)
+        self._wait_up(port)
+        self.wait_ok()
+        self.wait_replicas_synced()
 
     def wait_promoted(self, dead: int) -> None:
         """Until the cluster serves every slot again without ``dead``."""

@@ -106,10 +106,9 @@ class ClusterStreamSink(RedisStreamSink):
                 for i in indexes:
                     replies[i] = got
                 continue
-            got = self._confirmed(got)
-            for i, reply in zip(indexes, got, strict=True):
+            stale |= any(isinstance(reply, _TOPOLOGY) for reply in got)
+            for i, reply in zip(indexes, self._confirmed(got), strict=True):
                 replies[i] = reply
-                stale |= isinstance(reply, _TOPOLOGY)
         if stale:
             self._refresh()
         return replies
@@ -118,16 +117,20 @@ class ClusterStreamSink(RedisStreamSink):
         """The calls' replies, or the WAIT's shortfall in place of each of them."""
         if not self._wait:
             return got
+        got = list(got)
         confirmed = got.pop()
         if isinstance(confirmed, Exception):
-            return [confirmed] * len(got)
-        if int(confirmed) < self._wait:
+            # A node that is a replica by now ("WAIT cannot be used with replica
+            # instances"): its calls answered MOVED, and they are retried.
+            short = ReplicationNotConfirmed(f"WAIT failed (redis.wait_replicas): {confirmed}")
+        elif int(confirmed) < self._wait:
             short = ReplicationNotConfirmed(
                 f"{confirmed} of {self._wait} replica(s) confirmed the batch "
                 f"within {self._wait_ms} ms (redis.wait_replicas)"
             )
-            return [short if not isinstance(r, Exception) else r for r in got]
-        return got
+        else:
+            return got
+        return [r if isinstance(r, Exception) else short for r in got]
 
     def _write(self, name: str, node: Any, commands: list[tuple[Any, ...]]) -> Any:
         """Send ``commands`` to ``node`` on its held connection; the connection, or the error."""
