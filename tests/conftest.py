@@ -1,13 +1,28 @@
-"""Shared fixtures: where the project's copies of Ably's ably-common test data live."""
+"""Fixtures every test package shares (their helpers are in :mod:`tests.support`).
+
+``ably_common`` (the project's copies of Ably's test data), ``emulator`` (one
+for the session, :data:`tests.support.emulator.FAST`), ``prefix`` and
+``rclient`` (a key prefix of the test's own on the shared Redis, deleted
+after), ``private_redis`` / ``durable_redis`` (a redis-server of the test's
+own) and ``redis_cluster``.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+import redis
 
 from tests.cluster_support import LocalCluster
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import REDIS_URL, redis_available
+
+if TYPE_CHECKING:
+    from ably_bridge.emulator.server import Emulator
 
 # The project's own copies (tests/fixtures/ably-common/README.md says where they come from).
 ABLY_COMMON = Path(__file__).resolve().parent / "fixtures" / "ably-common"
@@ -34,3 +49,50 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """One emulator for the session (packages needing other timings override this)."""
+    from tests.support.emulator import running
+
+    yield from running()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix unique to this test."""
+    return f"abtest:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def rclient(prefix: str) -> Iterator[redis.Redis]:
+    """A client of the shared Redis; every key under this test's prefix is deleted after."""
+    if not redis_available():
+        pytest.skip("Redis at 127.0.0.1:6379 is not running")
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own; it comes back empty after a stop."""
+    server = PrivateRedis(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own that keeps its data across a kill and start."""
+    server = PrivateRedis(tmp_path, durable=True).start()
+    try:
+        yield server
+    finally:
+        server.kill()

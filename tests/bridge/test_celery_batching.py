@@ -18,7 +18,7 @@ from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import AMQP_BROKER
+from tests.support.services import AMQP_BROKER
 
 B = EnvelopeBuilder("appX", "test")
 

@@ -20,8 +20,8 @@ from ably_bridge.bridge.sinks.celery import CelerySink, make_sender_app
 from ably_bridge.bridge.sinks.celery_redis import sent_mark
 from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import OwnRedis
 from tests.bridge.test_celery_sink import Received, worker_app
+from tests.support.redis_server import PrivateRedis
 from workers.guard import WorkerGuard
 
 B = EnvelopeBuilder("appX", "test")
@@ -39,12 +39,12 @@ def queued(client: redis.Redis, queue: str) -> int:
     return sum(int(client.llen(k)) for k in client.keys(f"{queue}*") if client.type(k) == b"list")
 
 
-def test_a_resent_task_id_is_not_pushed_again(own_redis: OwnRedis) -> None:
-    client = redis.Redis.from_url(own_redis.url)
+def test_a_resent_task_id_is_not_pushed_again(private_redis: PrivateRedis) -> None:
+    client = redis.Redis.from_url(private_redis.url)
     options = SinkOptions(key_prefix=PREFIX, dedup_ttl=600, socket_timeout=2)
     target = CeleryTarget(task="t.once", queue="q1", priority=4)
     first = envelopes(6)
-    sink = CelerySink(own_redis.url, options)
+    sink = CelerySink(private_redis.url, options)
     try:
         results = sink.deliver([Delivery(e, target) for e in first])
         assert [r.outcome for r in results] == [Outcome.DELIVERED] * 6
@@ -59,7 +59,7 @@ def test_a_resent_task_id_is_not_pushed_again(own_redis: OwnRedis) -> None:
         sink.close()
     assert queued(client, "q1") == 8
     # A new sink (the bridge restarted after a crash) skips them as well.
-    restarted = CelerySink(own_redis.url, options)
+    restarted = CelerySink(private_redis.url, options)
     try:
         results = restarted.deliver([Delivery(e, target) for e in first])
         assert all(r.outcome is Outcome.DELIVERED for r in results)
@@ -73,7 +73,7 @@ def test_a_resent_task_id_is_not_pushed_again(own_redis: OwnRedis) -> None:
     assert len(client.keys(f"{PREFIX}:celery:sent:q1:*")) == 8
     # A mark gone (expired) lets the task be pushed again: the worker guard's case.
     client.delete(sent_mark(PREFIX, "q1", task_id))
-    sink = CelerySink(own_redis.url, options)
+    sink = CelerySink(private_redis.url, options)
     try:
         assert sink.deliver([Delivery(first[0], target)])[0].outcome is Outcome.DELIVERED
     finally:
@@ -81,13 +81,13 @@ def test_a_resent_task_id_is_not_pushed_again(own_redis: OwnRedis) -> None:
     assert queued(client, "q1") == 9
 
 
-def test_two_targets_and_forced_resends_are_distinct(own_redis: OwnRedis) -> None:
-    client = redis.Redis.from_url(own_redis.url)
+def test_two_targets_and_forced_resends_are_distinct(private_redis: PrivateRedis) -> None:
+    client = redis.Redis.from_url(private_redis.url)
     options = SinkOptions(key_prefix=PREFIX, socket_timeout=2)
     a = CeleryTarget(task="t.a", queue="qa")
     b = CeleryTarget(task="t.b", queue="qb")
     (env,) = envelopes(1)
-    sink = CelerySink(own_redis.url, options)
+    sink = CelerySink(private_redis.url, options)
     try:
         for _ in range(2):
             results = sink.deliver([Delivery(env, a), Delivery(env, b)])
@@ -97,7 +97,7 @@ def test_two_targets_and_forced_resends_are_distinct(own_redis: OwnRedis) -> Non
     assert (queued(client, "qa"), queued(client, "qb")) == (1, 1)
     # The dead-letter replay's sender (no push_once) re-sends a task id on purpose.
     task_id = celery_task_id("route", "t.a", env.dedup_key)
-    app = make_sender_app(own_redis.url, timeout=2)
+    app = make_sender_app(private_redis.url, timeout=2)
     try:
         app.send_task("t.a", args=({},), task_id=task_id, queue="qa")
     finally:
@@ -106,15 +106,15 @@ def test_two_targets_and_forced_resends_are_distinct(own_redis: OwnRedis) -> Non
 
 
 @pytest.mark.timeout(90)
-def test_a_worker_runs_each_task_once_without_its_guard(own_redis: OwnRedis) -> None:
+def test_a_worker_runs_each_task_once_without_its_guard(private_redis: PrivateRedis) -> None:
     """Re-sends overlapping a live worker: every task id arrives (and runs) exactly once."""
     received = Received()
-    guard = WorkerGuard(redis.Redis.from_url(own_redis.url), prefix=PREFIX)
+    guard = WorkerGuard(redis.Redis.from_url(private_redis.url), prefix=PREFIX)
     task_name = f"t.once_{uuid.uuid4().hex[:8]}"  # task names are process-global in Celery
-    app = worker_app(own_redis.url, "qw", task_name, received, guard)
+    app = worker_app(private_redis.url, "qw", task_name, received, guard)
     target = CeleryTarget(task=task_name, queue="qw")
     events = envelopes(40)
-    sink = CelerySink(own_redis.url, SinkOptions(key_prefix=PREFIX, socket_timeout=5))
+    sink = CelerySink(private_redis.url, SinkOptions(key_prefix=PREFIX, socket_timeout=5))
     try:
         with start_worker(app, perform_ping_check=False, shutdown_timeout=10):
             for start in range(0, 40, 10):  # each batch re-sends the previous one too
@@ -123,7 +123,7 @@ def test_a_worker_runs_each_task_once_without_its_guard(own_redis: OwnRedis) -> 
                 assert all(r.outcome is Outcome.DELIVERED for r in results)
             received.wait_for(40, timeout=60)
             # Wait until nothing is queued or unacknowledged: nothing late can still arrive.
-            client = redis.Redis.from_url(own_redis.url)
+            client = redis.Redis.from_url(private_redis.url)
             deadline = time.monotonic() + 30
             while queued(client, "qw") or client.hlen("unacked"):
                 assert time.monotonic() < deadline, "the worker did not drain its queue"
@@ -137,16 +137,16 @@ def test_a_worker_runs_each_task_once_without_its_guard(own_redis: OwnRedis) -> 
 
 
 def test_without_the_kombu_internals_it_pushes_as_kombu_does(
-    own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import ably_bridge.bridge.sinks.celery as celery_module
 
     monkeypatch.setattr(celery_module, "supported", lambda: False)
-    client = redis.Redis.from_url(own_redis.url)
+    client = redis.Redis.from_url(private_redis.url)
     target = CeleryTarget(task="t.plain", queue="qp")
     (env,) = envelopes(1)
     with caplog.at_level("WARNING", logger="ably_bridge.bridge.sinks.celery"):
-        sink = CelerySink(own_redis.url, SinkOptions(key_prefix=PREFIX, socket_timeout=2))
+        sink = CelerySink(private_redis.url, SinkOptions(key_prefix=PREFIX, socket_timeout=2))
     try:
         for _ in range(2):
             assert sink.deliver([Delivery(env, target)])[0].outcome is Outcome.DELIVERED
@@ -157,19 +157,19 @@ def test_without_the_kombu_internals_it_pushes_as_kombu_does(
     assert client.keys(f"{PREFIX}:celery:sent:*") == []
 
 
-def test_a_batch_holding_one_task_twice_and_a_restarted_broker(own_redis: OwnRedis) -> None:
+def test_a_batch_holding_one_task_twice_and_a_restarted_broker(private_redis: PrivateRedis) -> None:
     """Within one pipelined batch the second copy is skipped; after a broker restart (its
     scripts gone) the batch's one script call is loaded again and works."""
     options = SinkOptions(key_prefix=PREFIX, socket_timeout=2)
     target = CeleryTarget(task="t.twice", queue="qt")
     a, b = envelopes(2)
-    sink = CelerySink(own_redis.url, options)
+    sink = CelerySink(private_redis.url, options)
     try:
         results = sink.deliver([Delivery(a, target), Delivery(a, target), Delivery(b, target)])
         assert [r.outcome for r in results] == [Outcome.DELIVERED] * 3
-        assert queued(redis.Redis.from_url(own_redis.url), "qt") == 2
-        own_redis.stop()
-        own_redis.start()  # an empty server: no marks, no scripts
+        assert queued(redis.Redis.from_url(private_redis.url), "qt") == 2
+        private_redis.stop()
+        private_redis.start()  # an empty server: no marks, no scripts
         for _ in range(20):  # the pool's old connections fail once, then reconnect
             results = sink.deliver([Delivery(a, target), Delivery(b, target)])
             if all(r.outcome is Outcome.DELIVERED for r in results):
@@ -177,4 +177,4 @@ def test_a_batch_holding_one_task_twice_and_a_restarted_broker(own_redis: OwnRed
         assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2
     finally:
         sink.close()
-    assert queued(redis.Redis.from_url(own_redis.url), "qt") == 2
+    assert queued(redis.Redis.from_url(private_redis.url), "qt") == 2

@@ -19,7 +19,8 @@ from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.bridge.sinks.celery_redis import supported as push_once_supported
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import AMQP_BROKER, REDIS_URL, OwnRedis, amqp_available
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import AMQP_BROKER, REDIS_URL, amqp_available
 from workers.guard import WorkerGuard
 from workers.settings import queue_type_conf
 
@@ -111,22 +112,22 @@ def test_worker_receives_the_envelope_once(
     assert {origin for _, _, origin in received.items} == {"ab"}
 
 
-def test_broker_outage_is_retryable_and_fast(own_redis: OwnRedis) -> None:
-    sink = CelerySink(own_redis.url, SinkOptions(socket_timeout=0.5))
+def test_broker_outage_is_retryable_and_fast(private_redis: PrivateRedis) -> None:
+    sink = CelerySink(private_redis.url, SinkOptions(socket_timeout=0.5))
     target = CeleryTarget(task=TASK, queue="q")
     env = B.message("c", Message("n", "d", id="c:1:0", timestamp=1), "r")
     assert sink.deliver([Delivery(env, target)])[0].outcome is Outcome.DELIVERED
-    own_redis.stop()
+    private_redis.stop()
     started = time.monotonic()
     results = sink.deliver([Delivery(env, target)] * 3)
     assert time.monotonic() - started < 5
     assert [r.outcome for r in results] == [Outcome.RETRY] * 3
     assert results[0].error is not None and sink.retryable(results[0].error)
     assert not sink.healthy()
-    own_redis.start()
+    private_redis.start()
     assert sink.deliver([Delivery(env, target)])[0].outcome is Outcome.DELIVERED
     assert sink.healthy()
-    assert redis.Redis.from_url(own_redis.url).llen("q") == 1  # fresh server: one message
+    assert redis.Redis.from_url(private_redis.url).llen("q") == 1  # fresh server: one message
     sink.close()
 
 

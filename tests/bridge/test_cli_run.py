@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +25,13 @@ import redis
 import requests
 import yaml
 
-from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.models import Message
 from ably_bridge.rest.client import AblyRest
-from tests.bridge.conftest import REDIS_URL, free_port, redis_available
+from tests.support.services import REDIS_URL, free_port, redis_available
+from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(heartbeat_interval_ms=300, max_idle_interval_ms=1_000)
-    with Emulator(config=config) as emu:
-        yield emu
 
 
 @pytest.fixture
@@ -45,15 +39,6 @@ def key(emulator: Emulator) -> Iterator[str]:
     created = emulator.create_app({"keys": [{}]})
     yield str(created["keys"][0]["keyStr"])
     emulator.delete_app(created["appId"])
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def write_config(path: Path, emulator: Emulator, prefix: str, channels: list[str]) -> Path:

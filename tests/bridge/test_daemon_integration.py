@@ -10,12 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,24 +21,17 @@ import requests
 
 from ably_bridge.bridge.app import BridgeApp
 from ably_bridge.bridge.config import BridgeConfig, parse_config
-from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.emulator import Emulator
 from ably_bridge.encoding.crypto import get_default_params
 from ably_bridge.protocol.models import Message
 from ably_bridge.rest.client import AblyRest
-from tests.bridge.conftest import REDIS_URL, OwnRedis, redis_available
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import REDIS_URL, redis_available
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
 
 CIPHER_KEY = base64.b64encode(bytes(range(16))).decode()
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(
-        presence_leave_delay_ms=300, heartbeat_interval_ms=300, max_idle_interval_ms=1_000
-    )
-    with Emulator(config=config) as emu:
-        yield emu
 
 
 @pytest.fixture
@@ -54,15 +44,6 @@ def app(emulator: Emulator) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def key(app: dict[str, Any]) -> str:
     return str(app["keys"][0]["keyStr"])
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def bridge_config(
@@ -288,56 +269,32 @@ def test_connection_faults_lose_nothing(
     rest.close()
 
 
-class PersistentRedis(OwnRedis):
-    """A private redis-server that keeps its data across a stop and start (AOF, fsync always)."""
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.skip("redis-server is not on the PATH")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        eventually(lambda: redis_available(self.url), 10, "own redis-server")
-
-
-@pytest.fixture
-def persistent_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
-    server = PersistentRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.mark.parametrize(
     "outage", [0.0, pytest.param(30.0, marks=pytest.mark.slow)], ids=["short", "30s"]
 )
 def test_redis_outage_pauses_then_backfills(
-    emulator: Emulator, key: str, prefix: str, persistent_redis: PersistentRedis, outage: float
+    emulator: Emulator, key: str, prefix: str, durable_redis: PrivateRedis, outage: float
 ) -> None:
-    own_redis = persistent_redis
+    private_redis = durable_redis
     config = bridge_config(
         emulator,
         key,
         prefix,
-        redis_url=own_redis.url,
+        redis_url=private_redis.url,
         delivery={
             "buffer_size": 30,
             "drain_timeout": 5,
             "retry": {"initial": 0.1, "max_delay": 0.3, "jitter": 0},
         },
     )
-    client = redis.Redis.from_url(own_redis.url)
+    client = redis.Redis.from_url(private_redis.url)
     rest = rest_for(emulator, key)
     stream = f"{prefix}:s:c"
     with Running(config) as run:
         run.wait_live()
         sent = publish_n(rest, "c", 10, "pre")
         eventually(lambda: message_ids(client, stream) == sent, what="before outage")
-        own_redis.stop()
+        private_redis.stop()
         sent += publish_n(rest, "c", 100, "during")
         eventually(lambda: run.app.metrics.pauses.value() >= 1, what="pause")
         if outage:
@@ -346,8 +303,8 @@ def test_redis_outage_pauses_then_backfills(
                 sent += publish_n(rest, "c", 5, f"outage{len(sent)}")
                 time.sleep(0.5)
             assert not run.app.daemon.readiness()[0]
-        own_redis.start()
-        client = redis.Redis.from_url(own_redis.url)
+        private_redis.start()
+        client = redis.Redis.from_url(private_redis.url)
         sent += publish_n(rest, "c", 10, "post")
         eventually(lambda: message_ids(client, stream) == sent, timeout=30, what="catch-up")
         run.wait_live()
@@ -449,14 +406,14 @@ def test_celery_tasks_run_once_per_message_across_a_restart(
 
 def test_celery_broker_outage_loses_and_duplicates_no_task(
     emulator: Emulator, key: str, prefix: str, rclient: redis.Redis,
-    persistent_redis: PersistentRedis,
+    durable_redis: PrivateRedis,
 ) -> None:  # fmt: skip
     from celery import Celery
     from celery.contrib.testing.worker import start_worker
 
     from workers.guard import WorkerGuard
 
-    broker = persistent_redis.url
+    broker = durable_redis.url
     queue = f"{prefix}:celery"
     routes = [
         {
@@ -479,11 +436,11 @@ def test_celery_broker_outage_loses_and_duplicates_no_task(
         run.wait_live()
         sent = publish_n(rest, "t", 10, "before")
         eventually(lambda: broker_client.llen(queue) == 10, what="tasks queued")
-        persistent_redis.stop()
+        durable_redis.stop()
         sent += publish_n(rest, "t", 100, "during")
         eventually(lambda: run.app.metrics.pauses.value() >= 1, what="back-pressure")
         assert not run.app.daemon.readiness()[0]
-        persistent_redis.start()
+        durable_redis.start()
         sent += publish_n(rest, "t", 10, "after")
         broker_client = redis.Redis.from_url(broker)
         eventually(lambda: broker_client.llen(queue) >= len(sent), timeout=30, what="catch-up")

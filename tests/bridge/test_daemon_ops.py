@@ -152,12 +152,6 @@ def test_after_position() -> None:
 # -- REST backfill and discovery against the emulator ------------------------
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
 @pytest.fixture
 def rest(emulator: Emulator) -> Iterator[AblyRest]:
     created = emulator.create_app({"keys": [{}]})

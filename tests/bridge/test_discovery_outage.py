@@ -12,8 +12,6 @@ back), not recomputed as "now - interval - margin" on each retry.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,35 +19,26 @@ import redis
 
 from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import redis_available
 from tests.bridge.test_daemon_integration import (
-    PersistentRedis,
     Running,
     bridge_config,
-    eventually,
     message_ids,
     rest_for,
 )
 from tests.bridge.test_daemon_integration import app as app
-from tests.bridge.test_daemon_integration import emulator as emulator
 from tests.bridge.test_daemon_integration import key as key
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import redis_available
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
-    server = PersistentRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_channel_discovered_while_redis_is_down_loses_nothing(
     emulator: Emulator,
     key: str,
     prefix: str,
-    own_redis: PersistentRedis,
+    durable_redis: PrivateRedis,
 ) -> None:
     routes: list[dict[str, Any]] = [
         {
@@ -63,7 +52,7 @@ def test_a_channel_discovered_while_redis_is_down_loses_nothing(
         emulator,
         key,
         prefix,
-        redis_url=own_redis.url,
+        redis_url=durable_redis.url,
         routes=routes,
         delivery={
             "buffer_size": 30,
@@ -77,7 +66,7 @@ def test_a_channel_discovered_while_redis_is_down_loses_nothing(
     sent = [f"m-{i}" for i in range(100)]
     with Running(config) as run:
         run.wait_live()
-        own_redis.stop()
+        durable_redis.stop()
         down_at = time.monotonic()
         for i in range(0, 100, 5):  # 100 messages over about 4 s, Redis down throughout
             rest.channels.get(channel).publish(
@@ -90,8 +79,8 @@ def test_a_channel_discovered_while_redis_is_down_loses_nothing(
             timeout=60,
             what="the outage to last 12 s with the channel discovered",
         )
-        own_redis.start()
-        client = redis.Redis.from_url(own_redis.url)
+        durable_redis.start()
+        client = redis.Redis.from_url(durable_redis.url)
         eventually(lambda: len(message_ids(client, stream)) >= 100, timeout=60, what="100 of 100")
         assert message_ids(client, stream) == sent  # every one, once, in order
         run.wait_live()

@@ -21,8 +21,8 @@ from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
 from ably_bridge.clock import FakeClock
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import REDIS_URL
 from tests.bridge.daemon_fakes import make_config
+from tests.support.services import REDIS_URL
 
 
 class Tokens:

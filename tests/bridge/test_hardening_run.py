@@ -26,16 +26,11 @@ import requests
 import yaml
 
 from ably_bridge.emulator import Emulator
-from tests.bridge.conftest import free_port
-from tests.bridge.test_cli_run import ROOT, eventually, rest_for
+from tests.bridge.test_cli_run import ROOT, rest_for
+from tests.support.services import free_port
+from tests.support.wait import eventually
 
 PASSWORD = "pw-7Zq-redis-only-here"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
 
 
 @pytest.fixture

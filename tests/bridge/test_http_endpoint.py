@@ -21,14 +21,7 @@ from ably_bridge.bridge.health import HealthServer, is_loopback
 from ably_bridge.bridge.http_endpoint import MAX_HEADER_BYTES, EndpointServer, Request
 from ably_bridge.bridge.jsonlog import configure_logging
 from tests.bridge.log_support import root_logging_restored
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0, what: object = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out {what}"
-        time.sleep(0.01)
-
+from tests.support.wait import eventually
 
 BIG = b"x" * 8_000_000
 

@@ -17,8 +17,8 @@ from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.jsonlog import configure_logging
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import free_port
 from tests.bridge.log_support import root_logging_restored
+from tests.support.services import free_port
 
 SECRET_DATA = "payload-4f1c"
 

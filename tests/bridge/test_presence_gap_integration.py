@@ -15,16 +15,15 @@ import redis
 from ably_bridge.emulator import Emulator
 from ably_bridge.realtime import AblyRealtime
 from ably_bridge.rest.client import AblyRest
-from tests.bridge.conftest import redis_available
 from tests.bridge.test_daemon_integration import (
     Running,
     bridge_config,
-    eventually,
     stream_events,
 )
 from tests.bridge.test_daemon_integration import app as app
-from tests.bridge.test_daemon_integration import emulator as emulator
 from tests.bridge.test_daemon_integration import key as key
+from tests.support.services import redis_available
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
 

@@ -30,8 +30,8 @@ from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-
-from .conftest import free_port, redis_available
+from tests.support.services import free_port, redis_available
+from tests.support.wait import eventually
 
 SERVICE = "ablybridge"
 WAIT = 30.0  # generous: the whole suite may be running beside this test
@@ -121,7 +121,7 @@ class Group:
         self.procs[port] = subprocess.Popen(
             [self.exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        _until(lambda: redis_available(f"redis://127.0.0.1:{port}/0"), f"redis on {port}")
+        eventually(lambda: redis_available(f"redis://127.0.0.1:{port}/0"), WAIT, f"redis on {port}")
 
     def _server(self, *extra: str) -> int:
         port = free_port()
@@ -199,21 +199,17 @@ class Group:
             proc.wait(10)
 
 
-def _until(check: object, what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[Group]:
     found = Group(tmp_path)
     try:
-        _until(lambda: found.current_primary() == found.primary, "the Sentinels to agree")
-        _until(lambda: found.replica_online(found.primary), "the replica in sync")
-        _until(found.sentinels_know_each_other, "the Sentinels to find each other and the replica")
+        eventually(lambda: found.current_primary() == found.primary, WAIT, "the Sentinels to agree")
+        eventually(lambda: found.replica_online(found.primary), WAIT, "the replica in sync")
+        eventually(
+            found.sentinels_know_each_other,
+            WAIT,
+            "the Sentinels to find each other and the replica",
+        )
         yield found
     finally:
         found.close()
@@ -284,13 +280,15 @@ def test_delivery_follows_a_failover_and_loses_nothing_delivered(group: Group) -
     worker = threading.Thread(target=deliver_all)
     worker.start()
     try:
-        _until(lambda: len(confirmed) >= 50 or bool(failures), "the first deliveries")
+        eventually(lambda: len(confirmed) >= 50 or bool(failures), WAIT, "the first deliveries")
         group.procs[group.primary].send_signal(signal.SIGKILL)
         group.procs[group.primary].wait(WAIT)
         killed.set()
-        _until(lambda: group.current_primary() == group.replica, "the failover")
+        eventually(lambda: group.current_primary() == group.replica, WAIT, "the failover")
         group.restart_as_replica(group.primary, of=group.replica)
-        _until(lambda: group.replica_online(group.replica), "the old primary as a replica")
+        eventually(
+            lambda: group.replica_online(group.replica), WAIT, "the old primary as a replica"
+        )
         worker.join(WAIT * 3)
         assert not worker.is_alive() and not failures, failures
         assert group.current_primary() == group.replica

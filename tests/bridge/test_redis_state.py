@@ -22,7 +22,7 @@ from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.clock import FakeClock
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message, PresenceMessage
-from tests.bridge.conftest import OwnRedis
+from tests.support.redis_server import PrivateRedis
 
 B = EnvelopeBuilder("appX", "test")
 
@@ -86,9 +86,9 @@ def test_checkpoint_load_all_and_batched_advance(rclient: redis.Redis, prefix: s
 
 
 def test_batched_advance_is_one_evalsha_and_survives_a_script_flush(
-    own_redis: OwnRedis,
+    private_redis: PrivateRedis,
 ) -> None:
-    client = redis.Redis.from_url(own_redis.url)
+    client = redis.Redis.from_url(private_redis.url)
     store = CheckpointStore(client, prefix="cp")
 
     def calls() -> dict[str, int]:
@@ -117,10 +117,10 @@ def test_batched_advance_is_one_evalsha_and_survives_a_script_flush(
 
 
 def test_batched_advance_of_many_channels_decides_as_one_advance_each(
-    own_redis: OwnRedis,
+    private_redis: PrivateRedis,
 ) -> None:
     """One call per 500 channels, and each channel decided exactly as ``advance`` would."""
-    client = redis.Redis.from_url(own_redis.url)
+    client = redis.Redis.from_url(private_redis.url)
     store = CheckpointStore(client, prefix="cp")
     rng = random.Random(7)
     serial = "0170000000{:04d}-{:03d}@a:000".format

@@ -17,7 +17,8 @@ from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink, retryable_re
 from ably_bridge.clock import FakeClock
 from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import REDIS_URL, OwnRedis
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import REDIS_URL
 
 B = EnvelopeBuilder("appX", "test")
 
@@ -182,19 +183,19 @@ def test_registry_by_scheme(prefix: str) -> None:
 # -- outages, against a private redis-server ---------------------------------------------
 
 
-def test_outage_paused_server_then_resume_writes_nothing_twice(own_redis: OwnRedis) -> None:
-    client = redis.Redis.from_url(own_redis.url)
-    sink = sink_for("p", own_redis.url, socket_timeout=0.3)
+def test_outage_paused_server_then_resume_writes_nothing_twice(private_redis: PrivateRedis) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    sink = sink_for("p", private_redis.url, socket_timeout=0.3)
     target = StreamTarget(key="s")
     assert outcomes(sink.deliver(deliveries(envelopes(10), target))) == [Outcome.DELIVERED] * 10
     batch = deliveries(envelopes(20, start=10), target)
-    assert own_redis.proc is not None
-    os.kill(own_redis.proc.pid, signal.SIGSTOP)
+    assert private_redis.proc is not None
+    os.kill(private_redis.proc.pid, signal.SIGSTOP)
     try:
         assert not sink.healthy()
         results = sink.deliver(batch)
     finally:
-        os.kill(own_redis.proc.pid, signal.SIGCONT)
+        os.kill(private_redis.proc.pid, signal.SIGCONT)
     assert outcomes(results) == [Outcome.RETRY] * 20
     assert results[0].error is not None and sink.retryable(results[0].error)
     # The server may now run the commands it had buffered; a retry must not double them.
@@ -208,26 +209,26 @@ def test_outage_paused_server_then_resume_writes_nothing_twice(own_redis: OwnRed
     assert sink.healthy()
 
 
-def test_outage_stopped_server_then_restart(own_redis: OwnRedis) -> None:
-    sink = sink_for("p", own_redis.url, socket_timeout=0.5)
+def test_outage_stopped_server_then_restart(private_redis: PrivateRedis) -> None:
+    sink = sink_for("p", private_redis.url, socket_timeout=0.5)
     target = StreamTarget(key="s")
     batch = deliveries(envelopes(10), target)
-    own_redis.stop()
+    private_redis.stop()
     started = time.monotonic()
     results = sink.deliver(batch)
     assert time.monotonic() - started < 3
     assert outcomes(results) == [Outcome.RETRY] * 10
     assert results[0].error is not None and sink.retryable(results[0].error)
     assert not sink.healthy()
-    own_redis.start()
+    private_redis.start()
     assert outcomes(sink.deliver(batch)) == [Outcome.DELIVERED] * 10
     assert outcomes(sink.deliver(batch)) == [Outcome.DUPLICATE] * 10
-    assert redis.Redis.from_url(own_redis.url).xlen("s") == 10
+    assert redis.Redis.from_url(private_redis.url).xlen("s") == 10
 
 
-def test_script_cache_flush_is_recovered(own_redis: OwnRedis) -> None:
-    client = redis.Redis.from_url(own_redis.url)
-    sink = sink_for("p", own_redis.url)
+def test_script_cache_flush_is_recovered(private_redis: PrivateRedis) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    sink = sink_for("p", private_redis.url)
     target = StreamTarget(key="s")
     assert outcomes(sink.deliver(deliveries(envelopes(3), target))) == [Outcome.DELIVERED] * 3
     client.script_flush()

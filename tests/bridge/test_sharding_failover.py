@@ -24,21 +24,15 @@ import requests
 import yaml
 
 from ably_bridge.bridge.sharding_lease import RedisLeaseStore
-from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import REDIS_URL, redis_available
-from tests.bridge.test_cli_run import Bridge, eventually, ids_in, rest_for
+from tests.bridge.test_cli_run import Bridge, ids_in, rest_for
+from tests.support.services import REDIS_URL, redis_available
+from tests.support.wait import eventually
 
 SHARDS = 64
 TTL = 2.0
 MARGIN = 3.0  # one lease round (TTL / 3), a daemon step, process scheduling
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(heartbeat_interval_ms=300, max_idle_interval_ms=1_000)
-    with Emulator(config=config) as emu:
-        yield emu
 
 
 @pytest.fixture

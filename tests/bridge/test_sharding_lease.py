@@ -8,7 +8,6 @@ with deadlines.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import redis
@@ -16,6 +15,7 @@ import redis
 from ably_bridge.bridge.core.shards import shard_of
 from ably_bridge.bridge.sharding_lease import LeaseShards, RedisLeaseStore
 from ably_bridge.clock import FakeClock
+from tests.support.wait import eventually
 
 S = 64
 TTL = 6.0
@@ -228,15 +228,6 @@ def _channels_of(shards: set[int]) -> list[str]:
 
 
 # -- Redis lease scripts ------------------------------------------------------------------------
-
-
-def eventually(check: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def test_redis_leases_claim_renew_release_and_expire(rclient: redis.Redis, prefix: str) -> None:

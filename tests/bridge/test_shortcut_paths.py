@@ -25,8 +25,8 @@ from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
 from ably_bridge.protocol.models import Message, PresenceMessage
-from tests.bridge.conftest import REDIS_URL
 from tests.bridge.test_celery_template import B, assert_same_message, raw_messages
+from tests.support.services import REDIS_URL
 
 PATHS = ["shortcut", "public"]
 

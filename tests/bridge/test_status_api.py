@@ -16,30 +16,23 @@ import redis
 import requests
 
 from ably_bridge.bridge.config import ConfigError, parse_config
-from ably_bridge.emulator import Emulator, EmulatorConfig
-from tests.bridge.conftest import redis_available
+from ably_bridge.emulator import Emulator
 from tests.bridge.status_support import validate
 from tests.bridge.test_daemon_integration import (
-    PersistentRedis,
     Running,
     bridge_config,
-    eventually,
     message_ids,
     publish_n,
     rest_for,
 )
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import redis_available
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
 
 HOSTILE = '<img src=x onerror="document.title=1">'
 TOKEN = "s3cret-status-token-0123456789"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(heartbeat_interval_ms=300, max_idle_interval_ms=1_000)
-    with Emulator(config=config) as emu:
-        yield emu
 
 
 @pytest.fixture
@@ -63,14 +56,6 @@ def channel(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-@pytest.fixture
-def persistent_redis(tmp_path: Any) -> Iterator[PersistentRedis]:
-    server = PersistentRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def routes(prefix: str) -> list[dict[str, Any]]:
     return [
         {
@@ -82,9 +67,9 @@ def routes(prefix: str) -> list[dict[str, Any]]:
 
 
 def test_status_follows_messages_an_outage_and_the_catch_up(
-    emulator: Emulator, key: str, prefix: str, persistent_redis: PersistentRedis
+    emulator: Emulator, key: str, prefix: str, durable_redis: PrivateRedis
 ) -> None:
-    own = persistent_redis
+    own = durable_redis
     config = bridge_config(
         emulator, key, prefix, redis_url=own.url, routes=routes(prefix),
         delivery={"buffer_size": 30, "drain_timeout": 5,

@@ -20,19 +20,19 @@ import pytest
 import redis
 import requests
 
-from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.emulator import Emulator
 from tests.bridge.browser_support import Chromium, artifacts_dir
-from tests.bridge.conftest import redis_available
 from tests.bridge.status_support import validate
 from tests.bridge.test_daemon_integration import (
-    PersistentRedis,
     Running,
     bridge_config,
-    eventually,
     message_ids,
     publish_n,
     rest_for,
 )
+from tests.support.redis_server import PrivateRedis
+from tests.support.services import redis_available
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
 
@@ -46,27 +46,11 @@ TARGETS = """JSON.stringify(Array.from(document.querySelectorAll('#routes tr')).
   (tr) => Array.from(tr.cells).map((td) => td.textContent)))"""
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(heartbeat_interval_ms=300, max_idle_interval_ms=1_000)
-    with Emulator(config=config) as emu:
-        yield emu
-
-
 @pytest.fixture
 def key(emulator: Emulator) -> Iterator[str]:
     created = emulator.create_app({"keys": [{}]})
     yield str(created["keys"][0]["keyStr"])
     emulator.delete_app(created["appId"])
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[PersistentRedis]:
-    server = PersistentRedis(tmp_path / "redis")
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -88,19 +72,19 @@ def status(url: str, query: str = "") -> dict[str, Any]:
 
 
 def test_the_page_shows_what_status_says_through_an_outage(
-    emulator: Emulator, key: str, prefix: str, own_redis: PersistentRedis,
+    emulator: Emulator, key: str, prefix: str, durable_redis: PrivateRedis,
     browser: Chromium, tmp_path: Path,
 ) -> None:  # fmt: skip
     shots = artifacts_dir(tmp_path / "artifacts")
     config = bridge_config(
-        emulator, key, prefix, redis_url=own_redis.url,
+        emulator, key, prefix, redis_url=durable_redis.url,
         routes=[{"id": "orders", "channels": ["orders", "audit", HOSTILE],
                  "targets": [{"type": "redis_stream", "key": prefix + ":s:{channel}"}]}],
         delivery={"buffer_size": 30, "drain_timeout": 5,
                   "retry": {"initial": 0.1, "max_delay": 0.3, "jitter": 0}},
     )  # fmt: skip
     rest = rest_for(emulator, key)
-    client = redis.Redis.from_url(own_redis.url)
+    client = redis.Redis.from_url(durable_redis.url)
     with Running(config) as run:
         run.wait_live()
         assert run.app.health is not None
@@ -132,7 +116,7 @@ def test_the_page_shows_what_status_says_through_an_outage(
         browser.screenshot(shots / "status-page-1-flowing.png")
 
         # Redis stops: the page shows the paused channel and the target's error.
-        own_redis.stop()
+        durable_redis.stop()
         publish_n(rest, "orders", 80, "during")
         browser.wait_for(
             "document.querySelector('#attention tr[data-channel=\"orders\"]')?.dataset.phase"
@@ -153,8 +137,8 @@ def test_the_page_shows_what_status_says_through_an_outage(
         browser.screenshot(shots / "status-page-2-redis-stopped.png")
 
         # Redis is back: the channel catches up and the attention list empties.
-        own_redis.start()
-        client = redis.Redis.from_url(own_redis.url)
+        durable_redis.start()
+        client = redis.Redis.from_url(durable_redis.url)
         after = publish_n(rest, "orders", 3, "post")
         eventually(
             lambda: message_ids(client, f"{prefix}:s:orders")[-3:] == after, timeout=40,

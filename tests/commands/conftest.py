@@ -7,13 +7,13 @@ The API key comes from ``ABLY_KEY`` (set per test), as an operator would set it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
 from ably_bridge.commands import main
-from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.emulator import Emulator
 
 
 @dataclass
@@ -24,13 +24,6 @@ class Result:
 
 
 RunTool = Callable[..., Result]
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(presence_leave_delay_ms=300, heartbeat_interval_ms=500)
-    with Emulator(config=config) as emu:
-        yield emu
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,24 +30,13 @@ from celery.contrib.testing.worker import start_worker
 from kombu.asynchronous import set_event_loop
 
 from ably_bridge.cli import main
-from tests.bridge.conftest import free_port
+from tests.support.services import free_port
+from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("ABLY_BRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 BROKER_URL = "redis://127.0.0.1:6379/15"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def unique(prefix: str) -> str:

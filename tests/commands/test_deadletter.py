@@ -23,8 +23,8 @@ import yaml
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import free_port, redis_available
 from tests.commands.deadletter_support import REDIS_URL, ROOT, CliResult, run_cli, unique
+from tests.support.services import free_port, redis_available
 from workers.streams import StreamConfig, StreamConsumer, StreamEntry
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")

@@ -27,11 +27,10 @@ from celery.signals import task_postrun
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.sinks import Delivery, SinkOptions, create_sink
-from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.emulator import Emulator
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from ably_bridge.rest.client import AblyRest
-from tests.bridge.conftest import amqp_available, redis_available
 from tests.commands.deadletter_support import (
     AMQP_URL,
     BROKER_URL,
@@ -39,10 +38,11 @@ from tests.commands.deadletter_support import (
     bridge_process,
     celery_worker,
     cleanup_queue,
-    eventually,
     run_cli,
     unique,
 )
+from tests.support.services import amqp_available, redis_available
+from tests.support.wait import eventually
 from workers import WorkerSettings
 from workers.consumers import envelope_task
 
@@ -51,13 +51,6 @@ pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not runn
 RIGHT_KEY = base64.b64encode(bytes(range(16))).decode()
 WRONG_KEY = base64.b64encode(bytes(range(100, 116))).decode()
 TASK = "chat.handle"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(heartbeat_interval_ms=300, max_idle_interval_ms=1_000)
-    with Emulator(config=config) as emu:
-        yield emu
 
 
 @pytest.fixture

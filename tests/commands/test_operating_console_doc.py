@@ -22,9 +22,9 @@ import yaml
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.encoding.crypto import get_cipher, get_default_params
 from ably_bridge.protocol.models import Message
-from tests.bridge.conftest import redis_available
 from tests.commands.deadletter_support import REDIS_URL, run_cli, unique
 from tests.readme_support import block
+from tests.support.services import redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
 

@@ -25,9 +25,10 @@ import yaml
 from celery import Celery
 
 from ably_bridge.emulator import Emulator
-from tests.bridge.conftest import redis_available
-from tests.commands.deadletter_support import ROOT, celery_worker, eventually, run_cli, unique
+from tests.commands.deadletter_support import ROOT, celery_worker, run_cli, unique
 from tests.readme_support import block
+from tests.support.services import redis_available
+from tests.support.wait import eventually
 from workers import RetryPolicy, WorkerSettings, producers
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")

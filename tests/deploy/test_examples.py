@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -108,12 +107,6 @@ def test_chat_worker_stream_handler_and_celery_task(
     assert chat_worker.handle_event.name == "chat.handle_event"
     assert "chat.handle_event" in chat_worker.app.tasks
     assert "ably.publish" in chat_worker.app.tasks
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
 
 
 def test_token_endpoint_signs_token_requests(emulator: Emulator) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -19,6 +18,7 @@ import pytest
 import redis
 
 from ably_bridge.devstack.layout import DevLayout
+from tests.support.services import free_port
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -149,12 +149,6 @@ def assert_flowed(run: DevRun) -> None:
     assert final["celery_by_source"].get("message", 0) >= final["published"], final
     assert final["published_in_tasks"] == final["published"], final
     assert final["bridge_received"] >= final["published"] + 1, final
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

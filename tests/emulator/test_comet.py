@@ -15,8 +15,9 @@ import pytest
 import requests
 
 from ably_bridge.emulator import Emulator, EmulatorConfig
+from tests.support.wait import eventually
 
-from .conftest import RT, eventually
+from .conftest import RT
 
 
 @pytest.fixture(scope="module")

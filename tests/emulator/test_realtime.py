@@ -9,8 +9,9 @@ import pytest
 import requests
 
 from ably_bridge.emulator import Emulator
+from tests.support.wait import eventually
 
-from .conftest import RT, b64, eventually, rest_post
+from .conftest import RT, b64, rest_post
 
 ACK, NACK, CONNECTED, DISCONNECTED, ERROR = 1, 2, 4, 6, 9
 ATTACHED, DETACHED, PRESENCE, MESSAGE, SYNC, CLOSED = 11, 13, 14, 15, 16, 8

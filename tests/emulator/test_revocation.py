@@ -8,8 +8,9 @@ from typing import Any
 import requests
 
 from ably_bridge.emulator import Emulator
+from tests.support.wait import eventually
 
-from .conftest import RT, b64, basic, eventually, rest_post
+from .conftest import RT, b64, basic, rest_post
 
 
 def _token(emu: Emulator, key: str, client_id: str, **extra: Any) -> str:

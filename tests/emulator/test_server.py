@@ -13,8 +13,9 @@ import websocket
 
 from ably_bridge.emulator import Emulator
 from ably_bridge.emulator.server import exposure_warning
+from tests.support.wait import eventually
 
-from .conftest import basic, eventually
+from .conftest import basic
 
 
 def test_tls_serves_https_and_wss(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from ably_bridge import AblyRealtime
 from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.actions import PresenceAction
 from ably_bridge.protocol.models import PresenceMessage
+from tests.support.wait import eventually
 
 from .sdk import TIMEOUT, PyRealtimeThread, describe
 
@@ -50,18 +51,6 @@ UPDATE_DATA: Members = {
     "js": {"type": "string", "value": "js updated"},
     "py": {"type": "json", "value": {"sdk": "ably-python", "ok": True}},
 }
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def poll(check: Callable[[], bool], timeout: float) -> bool:
@@ -264,7 +253,7 @@ def expect_members(observers: list[Observer], wanted: Members, step: str) -> Non
             return {c: d for c, _, d in observer.members()} == wanted
 
         try:
-            eventually(settled, f"{step}: {observer.name} get() == {sorted(wanted)}")
+            eventually(settled, TIMEOUT, f"{step}: {observer.name} get() == {sorted(wanted)}")
         except AssertionError as exc:
             raise AssertionError(
                 f"{exc}: got {observer.members()}; events {observer.events()}"
@@ -280,7 +269,7 @@ def expect_events(observers: list[Observer], wanted: list[Event], step: str) -> 
             return all(event in got for event in wanted)
 
         try:
-            eventually(received, f"{step}: {observer.name} events")
+            eventually(received, TIMEOUT, f"{step}: {observer.name} events")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: wanted {wanted}, got {observer.events()}") from None
 
@@ -313,7 +302,7 @@ def expect_left(observers: list[Observer], client_id: str, step: str) -> None:
         def seen(observer: Observer = observer) -> bool:
             return any(a == "leave" and c == client_id for a, c, _ in observer.events())
 
-        eventually(seen, f"{step}: {observer.name} sees {client_id} leave")
+        eventually(seen, TIMEOUT, f"{step}: {observer.name} sees {client_id} leave")
 
 
 def test_enter_update_leave_seen_by_every_sdk(trio: tuple[Ours, Js, Py]) -> None:
@@ -370,6 +359,7 @@ def test_abrupt_disconnects_seen_by_every_sdk(
             and ours.connection_id == first_id
             and ours.channel.state.value == "attached"
         ),
+        TIMEOUT,
         "our client resumed its connection",
     )
     expect_members(everyone, after_update, "after resume")
@@ -380,6 +370,7 @@ def test_abrupt_disconnects_seen_by_every_sdk(
     expect_left([js, py], "ours", "connection state lost")
     new_id = eventually(
         lambda: ours.connection_id if ours.connection_id not in (None, first_id) else None,
+        TIMEOUT,
         "our client on a new connection",
     )
     for observer in everyone:
@@ -387,7 +378,7 @@ def test_abrupt_disconnects_seen_by_every_sdk(
         def reentered(observer: Observer = observer) -> bool:
             return ("ours", new_id) in {(c, conn) for c, conn, _ in observer.members()}
 
-        eventually(reentered, f"{observer.name} sees ours on connection {new_id}")
+        eventually(reentered, TIMEOUT, f"{observer.name} sees ours on connection {new_id}")
     expect_members(everyone, after_update, "re-entered")
     for observer in (js, py):
 

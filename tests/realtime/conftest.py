@@ -8,13 +8,12 @@ deadlines (:func:`eventually`, ``Collector.wait_for``), never sleep to let time 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ably_bridge.emulator import Emulator, EmulatorConfig
+from ably_bridge.emulator import Emulator
 from ably_bridge.realtime import AblyRealtime
 from ably_bridge.realtime.callback_pool import CallbackPool
 
@@ -29,17 +28,6 @@ def dispatcher() -> Iterator[CallbackPool]:
     d = CallbackPool(max_workers=4)
     yield d
     d.close(wait=True, cancel=True)
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(
-        presence_leave_delay_ms=300,
-        heartbeat_interval_ms=300,
-        max_idle_interval_ms=1_000,
-    )
-    with Emulator(config=config) as emu:
-        yield emu
 
 
 @pytest.fixture
@@ -104,18 +92,6 @@ def make_client(emulator: Emulator, fmt: str, key: str) -> Iterator[MakeClient]:
     yield make
     for client in clients:
         client.close(timeout=2.0)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 5.0, message: str = "") -> Any:
-    """Poll ``check`` until it returns something truthy (a deadline, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(message or "condition not met before the deadline")
-        time.sleep(0.005)
 
 
 class Collector:

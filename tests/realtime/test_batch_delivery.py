@@ -11,8 +11,9 @@ import pytest
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.protocol.models import Message
 from ably_bridge.realtime.emitter import CallbackPool, EventEmitter, OrderedQueue
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 class CountingDispatcher(CallbackPool):
@@ -181,6 +182,6 @@ def test_subscribe_batch_attaches_implicitly(make_client: MakeClient) -> None:
     channel = client.channels.get("batch-implicit")
     batches = Collector()
     channel.subscribe_batch(batches)
-    eventually(lambda: channel.state == ChannelState.ATTACHED, message="no implicit attach")
+    eventually(lambda: channel.state == ChannelState.ATTACHED, what="no implicit attach")
     with pytest.raises(TypeError):
         channel.subscribe_batch("not callable")  # type: ignore[arg-type]

@@ -12,8 +12,9 @@ import pytest
 from ably_bridge.realtime import callback_pool as dispatcher_module
 from ably_bridge.realtime.callback_pool import CallbackPool, SharedPool
 from ably_bridge.realtime.emitter import EventEmitter, OrderedQueue
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 WAIT = 5.0  # seconds any wait below may take before the test fails
 

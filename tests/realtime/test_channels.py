@@ -14,8 +14,9 @@ from ably_bridge.protocol.actions import ChannelMode
 from ably_bridge.protocol.events import ChannelEvent, ChannelState
 from ably_bridge.protocol.models import Message
 from ably_bridge.realtime import ChannelOptions
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 def test_attach_detach_and_state_events(make_client: MakeClient) -> None:

@@ -7,8 +7,9 @@ import pytest
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.events import ConnectionEvent, ConnectionState
 from ably_bridge.realtime import AblyRealtime
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 def test_connect_emits_states_and_sets_id(make_client: MakeClient) -> None:

@@ -19,8 +19,9 @@ from ably_bridge.protocol.actions import Action
 from ably_bridge.protocol.events import ChannelState
 from ably_bridge.realtime import AblyRealtime
 from ably_bridge.realtime.loop import SessionLoop
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 def _session(client: AblyRealtime) -> SessionLoop:
@@ -88,4 +89,4 @@ def test_a_control_frame_wakes_the_loop_for_its_timers(
     assert [c.current for c in got] == [ChannelState.ATTACHING, ChannelState.ATTACHED]
     wakeups_then = next(w for action, _name, w in frames if action == Action.DETACHED)
     # (the loop thread takes the wake-up on its own time: the ATTACHED may come first)
-    eventually(lambda: loop.wakeups > wakeups_then, message=repr(frames))
+    eventually(lambda: loop.wakeups > wakeups_then, what=repr(frames))

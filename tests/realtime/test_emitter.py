@@ -7,8 +7,7 @@ import threading
 import pytest
 
 from ably_bridge.realtime.emitter import CallbackPool, EventEmitter
-
-from .conftest import eventually
+from tests.support.wait import eventually
 
 
 def test_one_listener_sees_events_in_order_one_at_a_time(dispatcher: CallbackPool) -> None:

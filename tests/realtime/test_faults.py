@@ -14,8 +14,9 @@ from ably_bridge.protocol.events import (
 from ably_bridge.protocol.models import Message
 from ably_bridge.protocol.retry import RetryPolicy
 from ably_bridge.realtime import AblyRealtime
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 class Publisher:

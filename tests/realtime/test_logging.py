@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from ably_bridge.realtime import AblyRealtime
+from tests.support.wait import eventually
 
-from .conftest import MakeClient, eventually
+from .conftest import MakeClient
 
 
 class Records(logging.Handler):
@@ -36,7 +37,7 @@ def test_two_realtime_clients_log_at_their_own_levels(make_client: MakeClient) -
     channel = b.channels.get("raising")
     channel.subscribe(boom)
     channel.publish("m", "x")
-    eventually(lambda: quiet.records, message="the listener's failure was not logged")
+    eventually(lambda: quiet.records, what="the listener's failure was not logged")
     assert [r.levelno for r in quiet.records] == [logging.ERROR]
     assert "listener" in quiet.records[0].getMessage()
     assert all(r.name == a.log.name for r in chatty.records)  # b's error is not a's

@@ -7,8 +7,9 @@ import pytest
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.actions import PresenceAction
 from ably_bridge.protocol.events import ChannelState
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 def test_enter_update_leave_seen_by_another_client(make_client: MakeClient) -> None:

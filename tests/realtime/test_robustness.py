@@ -8,8 +8,9 @@ from ably_bridge.emulator import Emulator
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.events import ConnectionState
 from ably_bridge.protocol.models import Message
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 def test_failing_listener_does_not_stop_delivery(make_client: MakeClient) -> None:

@@ -16,8 +16,9 @@ import pytest
 from ably_bridge.emulator import Emulator
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.protocol.events import ChannelState
+from tests.support.wait import eventually
 
-from .conftest import Collector, MakeClient, eventually
+from .conftest import Collector, MakeClient
 
 
 @pytest.fixture

@@ -19,8 +19,9 @@ from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.models import Message
 from ably_bridge.realtime import AblyRealtime
 from ably_bridge.transports.outbound import Outbound
+from tests.support.wait import eventually
 
-from .conftest import FORMATS, Collector, eventually
+from .conftest import FORMATS, Collector
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_messages_over_wss(
         tls_emulator.faults.stop_reading(connection_id=connection_id)  # a slow peer...
         for i in range(150):  # ~9 MB
             channel.publish_async("bulk", f"{i}:{payload}", acks)
-        eventually(lambda: queued, message="the burst never backed up into the backlog")
+        eventually(lambda: queued, what="the burst never backed up into the backlog")
         tls_emulator.faults.stop_reading(False, connection_id=connection_id)  # ...catches up
         assert acks.wait_for(150, timeout=30) == [None] * 150
         bulk = got.wait_for(51 + 150, timeout=30)[51:]

@@ -6,8 +6,7 @@ import os
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from ably_bridge.errors import AblyException, ErrorCode
 from ably_bridge.transports.outbound import Outbound
 from ably_bridge.transports.reactor import Reactor
+from tests.support.wait import eventually
 
 WAIT = 5.0
 
@@ -32,13 +32,6 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 @pytest.fixture
 def reactor() -> Reactor:
     return Reactor(name="test-reactor")
-
-
-def _eventually(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
 
 
 def _drain(sock: socket.socket, size: int, into: bytearray) -> threading.Thread:
@@ -69,7 +62,7 @@ def test_writes_return_at_once_and_the_backlog_is_flushed_in_order(
     _drain(b, len(payload), received).join(WAIT)
     assert bytes(received) == payload
     # (the reactor trims its backlog just after the peer has the bytes)
-    _eventually(lambda: out.backlog == 0 and reactor.watched() == 0)  # no longer watched
+    eventually(lambda: out.backlog == 0 and reactor.watched() == 0)  # no longer watched
     assert errors == []
 
 

@@ -35,12 +35,6 @@ FAST_RETRY = RetryPolicy(
 
 
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="session")
 def ably_app(emulator: Emulator) -> dict[str, Any]:
     """An emulator app: a root key, a subscribe-only key, presence and stats fixtures."""
     reply = emulator.create_app(

@@ -1,6 +1,6 @@
 """The worker survives a 20 s broker outage and consumes again (prefork pool).
 
-The broker is a redis-server this test owns (:class:`tests.workers.owned.OwnedRedis`):
+The broker is a redis-server this test owns (:class:`tests.workers.owned.PrivateRedis`):
 it is killed while the worker holds an unacknowledged message (a publish with a
 countdown, which a worker keeps unacked until its time comes), stays down for
 20 s, and starts again on the same port. The worker must stay alive through the
@@ -19,11 +19,11 @@ import pytest
 import redis
 
 from ably_bridge.emulator.server import Emulator
+from tests.support.redis_server import PrivateRedis
+from tests.support.wait import eventually
 from tests.workers.conftest import rest_client, unique
-from tests.workers.owned import OwnedRedis, celery_worker, owned_redis, wait_until
+from tests.workers.owned import celery_worker
 from workers import WorkerSettings, create_app, producers
-
-__all__ = ["owned_redis"]
 
 OUTAGE = 20.0
 
@@ -55,17 +55,17 @@ def _history_ids(emulator: Emulator, key: str, channel: str) -> list[str]:
 @pytest.mark.parametrize("pool", ["prefork"])
 def test_worker_survives_a_20s_broker_outage(
     pool: str,
-    owned_redis: OwnedRedis,
+    durable_redis: PrivateRedis,
     emulator: Emulator,
     ably_app: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     key = ably_app["root_key"]
     settings = WorkerSettings(
-        broker_url=owned_redis.url, result_backend=owned_redis.url, broker_timeout=2.0
+        broker_url=durable_redis.url, result_backend=durable_redis.url, broker_timeout=2.0
     )
     log = tmp_path / "worker.log"
-    env = _env(emulator, key, owned_redis.url)
+    env = _env(emulator, key, durable_redis.url)
     with celery_worker(env, unique("loss"), pool=pool, concurrency=2, log=log) as worker:
         before = create_app(unique("before"), settings, register=False)
         try:
@@ -73,18 +73,18 @@ def test_worker_survives_a_20s_broker_outage(
             assert first.get(timeout=60)["messageIds"] == first.message_ids
             held_channel = unique("held")
             held = producers.publish(held_channel, "n", "held", app=before, countdown=8)
-            broker = redis.Redis.from_url(owned_redis.url)
-            wait_until(lambda: broker.hlen("unacked") >= 1, 30, "the worker to hold the message")
+            broker = redis.Redis.from_url(durable_redis.url)
+            eventually(lambda: broker.hlen("unacked") >= 1, 30, "the worker to hold the message")
             broker.close()
         finally:
             before.close()
 
-        owned_redis.kill()
+        durable_redis.kill()
         outage_end = time.monotonic() + OUTAGE
         while time.monotonic() < outage_end:  # the outage itself: the worker must not exit
             assert worker.poll() is None, f"the worker exited during the outage:\n{_tail(log)}"
             time.sleep(0.5)
-        owned_redis.start()
+        durable_redis.start()
 
         after = create_app(unique("after"), settings, register=False)
         try:
@@ -93,7 +93,7 @@ def test_worker_survives_a_20s_broker_outage(
         finally:
             after.close()
         assert worker.poll() is None, _tail(log)
-        wait_until(
+        eventually(
             lambda: _history_ids(emulator, key, held_channel) == held.message_ids,
             60,
             "the held publish to reach Ably once",

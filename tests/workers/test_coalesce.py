@@ -9,8 +9,8 @@ import pytest
 
 from ably_bridge.emulator.server import Emulator
 from ably_bridge.errors import AblyException
+from tests.support.wait import eventually
 from tests.workers.conftest import rest_client, running_worker, unique
-from tests.workers.owned import wait_until
 from workers import WorkerSettings
 from workers.coalesce import Coalescer
 
@@ -38,10 +38,10 @@ def test_one_channel_and_several_go_out_as_few_tasks_each_id_once(
             spread = [coalescer.publish(many[i % 3], "n", str(i)) for i in range(30)]
         assert coalescer.tasks_sent < 5
         expected = [i for r in first for i in r.message_ids]
-        wait_until(lambda: history_ids(emulator, key, single) == expected, TIMEOUT, "one channel")
+        eventually(lambda: history_ids(emulator, key, single) == expected, TIMEOUT, "one channel")
         for channel in many:
             ids = [i for r in spread if r.channel == channel for i in r.message_ids]
-            wait_until(
+            eventually(
                 lambda c=channel, i=ids: history_ids(emulator, key, c) == i,  # type: ignore[misc]
                 TIMEOUT,
                 f"channel {channel}",
@@ -67,7 +67,7 @@ def test_a_buffer_is_sent_when_its_window_ends_or_it_is_full(
             coalescer.close()
         assert coalescer.tasks_sent >= 3
         ids = lone.message_ids + [i for r in big for i in r.message_ids]
-        wait_until(
+        eventually(
             lambda: history_ids(emulator, ably_app["root_key"], channel) == ids,
             TIMEOUT,
             "every message once",
@@ -89,7 +89,7 @@ def test_a_batch_refused_with_503_is_retried_and_each_id_kept_once(
         assert coalescer.tasks_sent == 1
         for channel in channels:
             ids = [i for r in receipts if r.channel == channel for i in r.message_ids]
-            wait_until(
+            eventually(
                 lambda c=channel, i=ids: history_ids(emulator, ably_app["root_key"], c) == i,  # type: ignore[misc]
                 TIMEOUT,
                 f"channel {channel} after the 503s",

@@ -6,10 +6,7 @@ import pytest
 import redis
 
 from ably_bridge.bridge.dedup import celery_task_id
-from tests.bridge.conftest import prefix, rclient
 from workers.guard import WorkerGuard
-
-__all__ = ["prefix", "rclient"]  # (fixtures)
 
 
 def test_worker_guard_runs_a_task_id_once(rclient: redis.Redis, prefix: str) -> None:

@@ -22,11 +22,9 @@ import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 from ably_bridge import shortcuts
-from tests.workers.owned import OwnedRedis, owned_redis
+from tests.support.redis_server import PrivateRedis
 from workers import WorkerSettings
 from workers.app import atomic_fetch_transport, create_app
-
-__all__ = ["owned_redis"]
 
 KOMBU = "redis"
 ATOMIC = "workers.redis_fetch:Transport"
@@ -34,8 +32,8 @@ QUEUES = [Queue(name, Exchange(name), name, max_priority=9) for name in ("qa", "
 
 
 @pytest.fixture
-def client(owned_redis: OwnedRedis) -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(owned_redis.url)
+def client(durable_redis: PrivateRedis) -> Iterator[redis.Redis]:
+    r = redis.Redis.from_url(durable_redis.url)
     yield r
     r.close()
 
@@ -86,12 +84,12 @@ def _consume(url: str, transport: str, count: int, prefix: str = "") -> tuple[li
 
 @pytest.mark.parametrize("prefix", ["", "tenant:"])
 def test_both_transports_deliver_the_same_and_leave_the_same_unacked_entries(
-    owned_redis: OwnedRedis, client: redis.Redis, prefix: str
+    durable_redis: PrivateRedis, client: redis.Redis, prefix: str
 ) -> None:
     seen = {}
     for transport in (KOMBU, ATOMIC):
-        _publish(owned_redis.url, 12, prefix)
-        got, (conn, channel, consumer) = _consume(owned_redis.url, transport, 12, prefix)
+        _publish(durable_redis.url, 12, prefix)
+        got, (conn, channel, consumer) = _consume(durable_redis.url, transport, 12, prefix)
         assert type(channel).__module__ == ("workers.redis_fetch" if transport == ATOMIC else
                                             "kombu.transport.redis")  # fmt: skip
         unacked = _unacked(client, prefix)
@@ -113,12 +111,12 @@ def test_both_transports_deliver_the_same_and_leave_the_same_unacked_entries(
 
 @pytest.mark.parametrize("no_ack", [False, True])
 def test_basic_get_matches_kombu(
-    owned_redis: OwnedRedis, client: redis.Redis, no_ack: bool
+    durable_redis: PrivateRedis, client: redis.Redis, no_ack: bool
 ) -> None:
     results = {}
     for transport in (KOMBU, ATOMIC):
-        _publish(owned_redis.url, 4)
-        with _connection(owned_redis.url, transport) as conn, conn.channel() as channel:
+        _publish(durable_redis.url, 4)
+        with _connection(durable_redis.url, transport) as conn, conn.channel() as channel:
             bodies = []
             for queue in ("qa", "qb", "qa", "qb", "qa"):
                 message = channel.basic_get(queue, no_ack=no_ack)
@@ -131,13 +129,13 @@ def test_basic_get_matches_kombu(
 
 
 def test_a_fetch_whose_reply_is_never_read_loses_nothing(
-    owned_redis: OwnedRedis, client: redis.Redis
+    durable_redis: PrivateRedis, client: redis.Redis
 ) -> None:
     """What a SIGKILL after the fetch and before its reply is read does, per transport."""
     left = {}
     for transport in (KOMBU, ATOMIC):
-        _publish(owned_redis.url, 1)
-        conn = _connection(owned_redis.url, transport)
+        _publish(durable_redis.url, 1)
+        conn = _connection(durable_redis.url, transport)
         channel = conn.channel()
         Consumer(channel, [QUEUES[0]], callbacks=[lambda *_: None]).consume()
         conn.transport.cycle._register_BRPOP(channel)  # the fetch is sent ...
@@ -149,7 +147,7 @@ def test_a_fetch_whose_reply_is_never_read_loses_nothing(
         left[transport] = (client.llen("qa"), client.hlen("unacked"))
         if transport == ATOMIC:
             # kombu's restore of a dead worker's messages brings it back to the queue
-            with _connection(owned_redis.url, KOMBU, visibility_timeout=0) as other:
+            with _connection(durable_redis.url, KOMBU, visibility_timeout=0) as other:
                 other.channel().qos.restore_visible(interval=1)
             assert client.llen("qa") == 1 and client.hlen("unacked") == 0
         client.flushdb()

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from ably_bridge.emulator.server import Emulator
+from tests.support.wait import eventually
 from tests.workers.conftest import rest_client, running_worker, unique
-from tests.workers.owned import wait_until
 from workers import WorkerSettings, producers
 from workers.budget import METRICS
 
@@ -67,7 +67,7 @@ def test_an_outage_gets_a_bounded_request_rate_and_a_full_recovery(
         emulator.call(faults.rest_failures.remove, fault)
         refused = HUGE - fault.remaining
         for channel in channels:
-            wait_until(
+            eventually(
                 lambda c=channel: (
                     sorted(_history_ids(emulator, ably_app["root_key"], c))  # type: ignore[misc]
                     == sorted(expected[c])

@@ -40,7 +40,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,18 +58,13 @@ import yaml
 from ably_bridge import AblyRealtime, AblyRest
 from ably_bridge.envelope import SOURCE_MESSAGE, SOURCE_PRESENCE
 from ably_bridge.protocol.models import Message
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 STREAM = "chaos:events"
 QUEUE = "chaos"
 TASK = "chaos.record"
 EXECUTIONS = "chaos:executions"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def log(msg: str) -> None:

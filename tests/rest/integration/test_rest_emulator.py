@@ -21,12 +21,6 @@ from ably_bridge.protocol.tokens import TokenDetails, TokenParams
 from ably_bridge.rest import AblyRest, BatchPublishSpec
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
 @pytest.fixture(params=[False, True], ids=["json", "msgpack"])
 def binary(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
