@@ -43,11 +43,16 @@ Examples::
     /work/.venv/bin/python bench/bridge_e2e.py --sink streams --rate 2000 --duration 20
     /work/.venv/bin/python bench/bridge_e2e.py --consumer ceiling --messages 100000
     /work/.venv/bin/python bench/bridge_e2e.py --consumer handwritten --sink streams
+    /work/.venv/bin/python bench/bridge_e2e.py --sink streams --redis-cluster  # 3 primaries
     BENCH_PROFILE=/tmp/bridge.prof /work/.venv/bin/python bench/bridge_e2e.py ...  # cProfile
     BENCH_PYSPY=/tmp/p.txt BENCH_PYSPY_ARGS=--gil /work/.venv/bin/python bench/bridge_e2e.py ...
 
 Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), RabbitMQ at
 ``AMQP_URL`` (default ``amqp://guest:guest@127.0.0.1:5672//``).
+``--redis-cluster`` starts a 3-primary Redis Cluster on loopback ports instead
+(tests/cluster_support.py, no replicas: the CPU goes to the nodes that write)
+and points the bridge at it with a ``redis+cluster://`` URL; the server CPU is
+then that of the three nodes.
 """
 
 from __future__ import annotations
@@ -67,8 +72,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import redis
 import yaml
+
+from ably_bridge.bridge.redis_connect import open_redis
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -215,7 +221,7 @@ def ceiling_main(url: str, key: str, fmt: str, channels: list[str], connections:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    r = redis.Redis.from_url(REDIS_URL)
+    r = open_redis(REDIS_URL)
     counter = os.environ["BENCH_COUNTER_KEY"]
     socks = []
     per = math.ceil(len(channels) / connections)
@@ -264,7 +270,7 @@ class SinkProbe:
         self.queue_arguments = {"x-queue-type": queue_type}
         self.prefix = prefix
         self.channels = channels
-        self.redis = redis.Redis.from_url(REDIS_URL)
+        self.redis = open_redis(REDIS_URL)
         self.queue = f"{prefix}-q"
         self.streams = [f"{prefix}:s:{c}" for c in channels]
         self.counter = f"{prefix}:ceiling"
@@ -545,6 +551,24 @@ def wait_count(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.redis_cluster:
+        return run_with(args, [])
+    global REDIS_URL
+    sys.path.insert(0, str(ROOT))
+    from tests.cluster_support import LocalCluster
+
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="bench-cluster-")), replicas=0).start()
+    saved, REDIS_URL = REDIS_URL, cluster.url
+    try:
+        result = run_with(args, [p.pid for p in cluster.procs.values()])
+        result["redis"] = "cluster-3"
+        return result
+    finally:
+        REDIS_URL = saved
+        cluster.stop()
+
+
+def run_with(args: argparse.Namespace, cluster_pids: list[int]) -> dict[str, Any]:
     emulator, url, key = start_emulator()
     prefix = f"bench{os.getpid()}"
     channels = [f"bench-{i}" for i in range(args.channels)]
@@ -568,6 +592,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu0, emu_cpu0 = cpu_seconds(consumer.pid), cpu_seconds(emulator.pid)
         server = find_pid("beam.smp" if sink == "celery-amqp" else "redis-server 127.0.0.1:6379")
         server_cpu0 = cpu_seconds(server) if server else 0.0
+        nodes_cpu0 = sum(cpu_seconds(p) for p in cluster_pids)
         since_ms = int(time.time() * 1000)
         spy = None
         if os.environ.get("BENCH_PYSPY"):  # py-spy record of the consumer over the run
@@ -606,7 +631,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "emulator_cpu_us_per_msg": round(emu_cpu / delivered * 1e6, 1),
             "rss_mb_peak": round(peak / 1024, 1),
         }
-        if server:
+        if cluster_pids:
+            nodes_cpu = sum(cpu_seconds(p) for p in cluster_pids) - nodes_cpu0
+            result["server_cpu_us_per_msg"] = round(nodes_cpu / delivered * 1e6, 1)
+        elif server:
             server_cpu = cpu_seconds(server) - server_cpu0
             result["server_cpu_us_per_msg"] = round(server_cpu / delivered * 1e6, 1)
         if not flood:
@@ -687,6 +715,11 @@ def main(argv: list[str] | None = None, consumer: str = "bridge") -> None:
         choices=["classic", "quorum"],
         default="classic",
         help="celery-amqp: the RabbitMQ queue type (the target's queue_type)",
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="streams: start a local 3-primary Redis Cluster and deliver into it",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)

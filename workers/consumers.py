@@ -27,6 +27,7 @@ from typing import Any
 import redis
 
 from ably_bridge.bridge.dedup import celery_task_id
+from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.envelope import (
     SOURCE_LIFECYCLE,
     SOURCE_MESSAGE,
@@ -79,7 +80,9 @@ class _GuardHolder:
     def get(self) -> WorkerGuard:
         with self._lock:
             if self._guard is None:
-                client = self._client or redis.Redis.from_url(
+                # redis://, redis+sentinel:// or redis+cluster:// (the guard's keys
+                # carry hash tags on a cluster: ably_bridge.bridge.redis_keys).
+                client = self._client or open_redis(
                     self._url, socket_timeout=10, socket_connect_timeout=10
                 )
                 self._guard = WorkerGuard(
