@@ -137,7 +137,7 @@ def attach(session: Session, pm: dict[str, Any]) -> None:
         log.info("attach to %r refused: %s", name, exc.message)
         _channel_error(session, name, exc)
         return
-    from ably_bridge.emulator.realtime import Attachment
+    from ably_bridge.emulator.fanout import Attachment
     from ably_bridge.emulator.vcdiff import DeltaStream
 
     members = list(channel.presence.values())

@@ -15,8 +15,8 @@ from aiohttp import web
 from ably_bridge.emulator.state import EmulatorState
 
 if TYPE_CHECKING:
+    from ably_bridge.emulator.fanout import Hub
     from ably_bridge.emulator.faults import Faults
-    from ably_bridge.emulator.realtime import Hub
 
 
 @dataclass(eq=False)

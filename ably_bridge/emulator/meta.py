@@ -29,7 +29,7 @@ from ably_bridge.emulator.names import parse_channel_name
 if TYPE_CHECKING:
     from ably_bridge.emulator.apps import App
     from ably_bridge.emulator.channels import Channel
-    from ably_bridge.emulator.realtime import Attachment
+    from ably_bridge.emulator.fanout import Attachment
     from ably_bridge.emulator.state import EmulatorState
 
 log = logging.getLogger(__name__)

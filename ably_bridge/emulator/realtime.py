@@ -1,4 +1,4 @@
-"""Realtime protocol handler: one :class:`Session` per WebSocket, and the fan-out :class:`Hub`.
+"""Realtime protocol handler: one :class:`Session` per WebSocket.
 
 A session reads ProtocolMessages, turns them into state operations and writes
 replies through its :class:`~ably_bridge.emulator.outbox.Outbox` (batched
@@ -8,10 +8,7 @@ connectionDetails, resume/recover RTN15/RTN16), HEARTBEAT echo (RTN13),
 ATTACH/DETACH with modes, params, rewind and channelSerial resume
 (RTL4, RTL5, RTL15), publish with ACK/NACK and msgSerial de-duplication
 (RTN7, RTL6), presence with SYNC (RTP), AUTH (RTC8) and CLOSE (RTN12).
-
-The hub receives every channel event from the state and sends each one,
-encoded and framed once per (format, channel name), to every attached session
-entitled to it (modes, echo, own presence, derived-channel filter).
+The fan-out of channel events to sessions is :mod:`.fanout`.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -31,122 +27,13 @@ from ably_bridge.emulator.channels import Channel
 from ably_bridge.emulator.connections import Connection
 from ably_bridge.emulator.context import RUNTIME, Runtime
 from ably_bridge.emulator.errors import error
-from ably_bridge.emulator.meta import MetaEvents
-from ably_bridge.emulator.outbox import WS_PING, Flusher, Outbox, PublicSender, ws_frame
+from ably_bridge.emulator.fanout import Attachment
+from ably_bridge.emulator.outbox import WS_PING, Outbox, PublicSender, ws_frame
 from ably_bridge.emulator.state import Credentials
-from ably_bridge.emulator.vcdiff import DeltaStream
 from ably_bridge.errors import AblyException
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class Attachment:
-    """One session's attachment to one channel name (qualified as the client sent it)."""
-
-    session: Session
-    name: str
-    base: str
-    modes: int
-    echo: bool = True
-    filter_expr: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    deltas: DeltaStream | None = None  # params delta=vcdiff (PC3)
-    requested: int = 0  # the modes asked for (0: the defaults), granted again after AUTH
-
-
-_ITEMS_FIELD = {p.MESSAGE: "messages", p.PRESENCE: "presence", p.ANNOTATION: "annotations"}
-
-
-class Hub:
-    """Live sessions by connectionId, and fan-out of channel events to them."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.sessions: dict[str, Session] = {}
-        self.comet: dict[str, Any] = {}  # connectionKey -> CometSession (comet.py)
-        self.flusher = Flusher()
-        self.meta = MetaEvents(runtime.state)
-        self.delivered = 0
-
-    def attach(self, channel: Channel, att: Attachment) -> None:
-        """Register ``att`` on ``channel`` (replacing the same connection's same name)."""
-        assert att.session.conn is not None
-        first = not channel.attachments
-        channel.attachments[(att.session.conn.id, att.name)] = att
-        self.meta.attached(channel, att, first)
-
-    def detach(self, channel: Channel | None, conn_id: str, name: str) -> None:
-        """Remove one connection's attachment to ``name`` from ``channel``, if there."""
-        if channel is None or channel.attachments.pop((conn_id, name), None) is None:
-            return
-        self.meta.detached(channel, last=not channel.attachments)
-
-    def on_event(
-        self, channel: Channel, action: int, items: list[dict[str, Any]], origin: str | None
-    ) -> None:
-        """Fan one MESSAGE/PRESENCE/ANNOTATION event out to the attached sessions (RTL7,
-        RTP6, RTAN4)."""
-        if not channel.attachments:
-            return
-        key = _ITEMS_FIELD[action]
-        now = self.runtime.state.now_ms()
-        if action == p.PRESENCE:
-            self.meta.occupancy_changed(channel)
-        cache: dict[tuple[str, str], bytes] = {}
-        for att in list(channel.attachments.values()):
-            session: Session = att.session
-            conn = session.conn
-            if conn is None:
-                continue
-            own = conn.id == origin
-            if action == p.MESSAGE:
-                if not att.modes & p.MODE_SUBSCRIBE:
-                    continue
-                if own and not (att.echo and conn.echo):
-                    continue
-                selected = items
-                if att.filter_expr is not None:
-                    selected = [m for m in items if channel_ops.filter_matches(att.filter_expr, m)]
-                    if not selected:
-                        continue
-            elif action == p.ANNOTATION:
-                if not att.modes & p.MODE_ANNOTATION_SUBSCRIBE:
-                    continue
-                if own and not (att.echo and conn.echo):
-                    continue
-                selected = items
-            else:
-                # RTP17a: own presence is delivered regardless of mode.
-                mine = any(i.get("connectionId") == conn.id for i in items)
-                if not (att.modes & p.MODE_PRESENCE_SUBSCRIBE or mine):
-                    continue
-                selected = items
-            if att.deltas is not None and action == p.MESSAGE:
-                selected = att.deltas.messages(selected, session.fmt)  # its own frame
-            cache_key = (session.fmt, att.name)
-            frame = cache.get(cache_key) if selected is items else None
-            if frame is None:
-                pm: dict[str, Any] = {
-                    "action": action,
-                    "channel": att.name,
-                    "timestamp": now,
-                    # RTL15b: the channel's position after this event; a changed
-                    # message or a summary keeps its own older serial.
-                    "channelSerial": channel.current_serial,
-                    key: selected,
-                }
-                if origin is not None:
-                    pm["connectionId"] = origin
-                    first_id = str(items[0].get("id", ""))
-                    if first_id.count(":") >= 2:
-                        pm["id"] = first_id.rsplit(":", 1)[0]
-                frame = ws_frame(codec.encode(pm, session.fmt))
-                if selected is items:
-                    cache[cache_key] = frame
-            session.out.send(frame)
-            self.delivered += len(selected)
 
 
 class Session:

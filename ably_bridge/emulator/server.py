@@ -28,9 +28,10 @@ from ably_bridge.clock import Clock, SystemClock, Timer
 from ably_bridge.emulator import admin, apps, comet, rest, rest_messages, revocation
 from ably_bridge.emulator.config import EmulatorConfig
 from ably_bridge.emulator.context import RUNTIME, Runtime
+from ably_bridge.emulator.fanout import Hub
 from ably_bridge.emulator.faults import Faults
 from ably_bridge.emulator.origin import is_loopback
-from ably_bridge.emulator.realtime import Hub, handle_websocket
+from ably_bridge.emulator.realtime import handle_websocket
 from ably_bridge.emulator.state import EmulatorState
 
 log = logging.getLogger(__name__)
