@@ -28,7 +28,8 @@ from ably_bridge.errors import AblyException
 
 if TYPE_CHECKING:
     from ably_bridge.emulator.channels import Channel
-    from ably_bridge.emulator.realtime import Attachment, Session
+    from ably_bridge.emulator.fanout import Attachment
+    from ably_bridge.emulator.realtime import Session
 
 log = logging.getLogger(__name__)
 
