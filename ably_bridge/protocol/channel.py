@@ -90,6 +90,10 @@ class ChannelCore(ChannelPresence):
         self.error_reason: AblyException | None = None
         self.channel_serial = channel_serial  # RTL15b (RTN16j: may come from a recovery key)
         self.attach_serial: str | None = None  # RTL15c
+        # The presence map has followed the channel without a gap since its last
+        # ATTACHED: the channel has been ATTACHED, or ATTACHING again from there
+        # (RTL3d after a resumed connection, RTL13a), ever since.
+        self._presence_continuous = False
         self.params: dict[str, str] = {}  # granted (RTL4k1)
         self.modes = ChannelMode(0)  # granted (RTL4m)
         self.requested_params = dict(params or {})
@@ -250,8 +254,16 @@ class ChannelCore(ChannelPresence):
                 has_backlog=bool(flags & _HAS_BACKLOG),
             )
         continuity = state == _CS.ATTACHED and resumed
-        if not continuity:  # a resumed extra ATTACHED leaves presence alone (as ably-js)
-            self._on_presence_attached(effects, bool(flags & _HAS_PRESENCE), pm.timestamp)
+        has_presence = bool(flags & _HAS_PRESENCE)
+        if not (resumed and self._presence_continuous):
+            self._on_presence_attached(effects, has_presence, pm.timestamp)
+        elif has_presence and not continuity:
+            self.presence.start_sync()  # RTP1
+        # else RESUMED: the map is whole and the server replays what it missed (RTN15c6,
+        # RTL15b), LEAVEs included; RTP19a's LEAVEs would come before them and make the
+        # server's own LEAVE for that member a no-op, lost to subscribers (as ably-js
+        # does for an extra ATTACHED).
+        self._presence_continuous = True
         self._reenter_due = not continuity  # RTP17i
         if self._queued == "detach":
             self._queued = None
@@ -417,6 +429,8 @@ class ChannelCore(ChannelPresence):
         if previous == state:
             return  # RTL2g: never a state event equal to the current state
         self.state = state
+        if state not in (_CS.ATTACHING, _CS.ATTACHED):
+            self._presence_continuous = False  # what the map missed is not replayed
         if state in (_CS.FAILED, _CS.SUSPENDED) or reason is not None:
             self.error_reason = reason
         elif state == _CS.ATTACHED:

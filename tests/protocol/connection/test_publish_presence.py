@@ -300,3 +300,45 @@ def test_rtp5f_suspended_keeps_the_map_and_reentry_failure_dropped_when_not_conn
     assert len(h.core.channels["chat"].presence) == 1
     effects = h.receive(ProtocolMessage(Action.ERROR, error=err(50000, 500)))
     assert not of(CompletePublish, effects)  # the re-entry failure is not a caller's publish
+
+
+def test_rtn15c6_a_resumed_reattach_keeps_the_map_so_the_replayed_leave_is_delivered() -> None:
+    """Found by the bridge's chaos run: after a connection resume the channel re-attaches
+    (RTL3d) and is RESUMED; the server then replays what it missed - here a member's
+    LEAVE. Leaving everyone on that ATTACHED (RTP19a) made the replayed LEAVE a no-op,
+    and the event was lost to subscribers."""
+    h = Harness()
+    h.establish("conn-1", "k1")
+    h.attach_now("chat", HAS_PRESENCE, channel_serial="s1")
+    h.receive(presence_frame(member(PA.ENTER, "a", "c9", "c9:0:0"), channel_serial="s2"))
+    h.receive(presence_frame(member(PA.PRESENT, "a", "c9", "c9:0:0"), action=Action.SYNC))
+    h.drop()
+    h.receive(connected_frame("conn-1", "k2"))  # resumed (RTN15c6)
+    assert h.channel_state("chat") == "attaching"  # RTL3d
+    effects = h.attached("chat", RESUMED, channel_serial="s2", timestamp=99)
+    assert of(DeliverPresence, effects) == [] and of(PresenceSynced, effects) == []
+    leave = member(PA.LEAVE, "a", "c9", "c9:1:0", ts=5)
+    (delivered,) = of(DeliverPresence, h.receive(presence_frame(leave, channel_serial="s3")))
+    assert delivered.messages == [leave]
+    h.drop()  # lost again before it was stable: the next attempt waits (RTB1)
+    deadline = h.core.next_deadline()
+    assert deadline is not None
+    h.advance(deadline - h.now)
+    h.receive(connected_frame("conn-1", "k3"))
+    assert h.channel_state("chat") == "attaching"
+    h.attached("chat", RESUMED | HAS_PRESENCE, channel_serial="s3")
+    assert h.core.channels["chat"].presence.sync_in_progress  # RTP1: a SYNC follows
+
+
+def test_a_resumed_attached_after_a_gap_in_the_map_still_leaves_everyone() -> None:
+    """SUSPENDED in between: the map may have missed events no replay covers (RTP19a)."""
+    h = Harness()
+    h.establish("conn-1", "k1")
+    h.attach_now("chat", HAS_PRESENCE)
+    h.receive(presence_frame(member(PA.ENTER, "a", "c9", "c9:0:0")))
+    h.receive(presence_frame(member(PA.PRESENT, "a", "c9", "c9:0:0"), action=Action.SYNC))
+    h.core.channels["chat"].on_connection_suspended(None)
+    assert h.channel_state("chat") == "suspended"
+    h.attach("chat")
+    (leaves,) = of(DeliverPresence, h.attached("chat", RESUMED, timestamp=99))
+    assert [(m.action, m.client_id, m.id) for m in leaves.messages] == [(PA.LEAVE, "a", None)]
