@@ -22,6 +22,21 @@ transport's unacked index (kombu's reliable-fetch emulation, ``ack_emulation``)
 and is redelivered after ``visibility_timeout`` by whichever worker restores it
 first; a publish redelivered this way reuses its message ids, so Ably keeps one
 copy. On other Celery versions the wrapper changes nothing.
+
+A second path to the same error, with the threads pool (Celery 5.7.0, kombu
+5.7.0; the broker-loss test's "failed once under load"): a late-ack task that
+is *running* when the connection is lost cannot be cancelled (the threads pool
+has no ``kill_job``; Celery logs "Failed to cancel active request"), so it
+finishes during the outage and its ack - queued on the event loop - runs after
+the reconnect against the message's old, detached channel. The
+``AttributeError`` escapes ``ack_log_error`` (it only catches connection
+errors), the event loop stops with "Unrecoverable error" and the worker exits.
+The consumer marks every late-ack request still active at the loss as
+settled, so no ack or reject is attempted on the lost channel: the message is
+redelivered from the broker (after ``visibility_timeout`` on Redis, at once on
+RabbitMQ, which returns a lost channel's deliveries), which is what the failed
+ack would have left anyway. The prefork pool's cancelled (killed) tasks take
+the same route.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import logging
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.state import active_requests
 
 __all__ = ["Consumer"]
 
@@ -62,4 +78,15 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         connection = self.connection
         if connection is not None:
             connection.close = _TolerantClose(connection)
+        stranded = [r for r in tuple(active_requests) if r.task.acks_late and not r.acknowledged]
         super().on_connection_error_after_connected(exc)
+        for request in stranded:
+            # Its channel is gone: an ack or reject on it would fail (and, on Celery 5.7
+            # with the Redis transport, stop the worker); the broker redelivers it.
+            request.acknowledged = True
+        if stranded:
+            log.warning(
+                "%d running late-ack task(s) will be redelivered by the broker "
+                "(their connection was lost)",
+                len(stranded),
+            )
