@@ -28,13 +28,12 @@ from ably_bridge.emulator import Emulator
 from tests.bridge.test_daemon_integration import (
     Running,
     bridge_config,
-    emulator,  # noqa: F401 (the module's emulator fixture)
-    eventually,
     message_ids,
     publish_n,
     rest_for,
 )
 from tests.cluster_support import LocalCluster
+from tests.support.wait import eventually
 
 CHANNELS = ["a", "b", "c", "d", "e", "f"]
 
@@ -51,13 +50,13 @@ def _routes(prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-def _new_key(emulator: Emulator) -> tuple[str, str]:  # noqa: F811
+def _new_key(emulator: Emulator) -> tuple[str, str]:
     created = emulator.create_app({"keys": [{}]})
     return str(created["keys"][0]["keyStr"]), str(created["appId"])
 
 
 def test_the_bridge_delivers_into_a_cluster(
-    emulator: Emulator,  # noqa: F811
+    emulator: Emulator,
     redis_cluster: LocalCluster,
 ) -> None:
     key, app_id = _new_key(emulator)
@@ -99,7 +98,7 @@ def _prefix_beside_a_stream(cluster: LocalCluster) -> tuple[str, int]:
 
 
 def test_a_primary_killed_while_the_bridge_delivers_loses_and_doubles_nothing(
-    emulator: Emulator,  # noqa: F811
+    emulator: Emulator,
     tmp_path: Path,
 ) -> None:
     cluster = LocalCluster(tmp_path).start()
