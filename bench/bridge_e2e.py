@@ -598,7 +598,8 @@ def run_with(args: argparse.Namespace, cluster_pids: list[int]) -> dict[str, Any
         if os.environ.get("BENCH_PYSPY"):  # py-spy record of the consumer over the run
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(consumer.pid),
-                 "-o", os.environ["BENCH_PYSPY"], "-f", "raw", "-r", "250", "--nonblocking",
+                 "-o", os.environ["BENCH_PYSPY"], "-f", "raw", "--nonblocking",
+                 "-r", os.environ.get("BENCH_PYSPY_RATE", "250"),
                  "--threads", *os.environ.get("BENCH_PYSPY_ARGS", "").split()],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
