@@ -31,7 +31,7 @@ ack) - their frames written to the socket 64 KiB at a time rather than one
 ``sendall`` each, their header tables encoded by :class:`~.amqp_wire.PropertyEncoder`
 (py-amqp's bytes, memoised) - and the batch then waits once for the broker's
 (cumulative) acks; a message counts as delivered only when its own delivery
-tag was acked.
+tag was acked (that path is :class:`~.celery_confirms.ConfirmedPublishing`).
 
 Messages: Celery's ``send_task`` builds the message of a target once (a
 :class:`~.celery_message.TaskTemplate`, captured from what it hands to the producer); per event
@@ -58,10 +58,8 @@ for one event is permanent and that event is dead-lettered.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -77,9 +75,9 @@ from ably_bridge.bridge.sinks.amqp_wire import (
     ENCODABLE,
     Confirms,
     PropertyEncoder,
-    buffered_frames,
 )
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
+from ably_bridge.bridge.sinks.celery_confirms import ConfirmedPublishing
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP, TaskTemplate, publish_signals
 from ably_bridge.bridge.sinks.celery_redis import supported, transport_conf
 from ably_bridge.envelope import Envelope
@@ -141,7 +139,7 @@ def make_sender_app(
     return app
 
 
-class CelerySink:
+class CelerySink(ConfirmedPublishing):
     """Sends envelopes as Celery tasks by name."""
 
     def __init__(
@@ -201,64 +199,6 @@ class CelerySink:
             results.append(Result(Outcome.RETRY, error=error))
         return results
 
-    def _deliver_each(self, batch: Sequence[Delivery], producer: Any) -> list[Result]:
-        """One publish per delivery; on AMQP with confirms, one wait for the batch's acks."""
-        results: list[Result] = []
-        confirms = self._synced_confirms(producer)
-        start = 0
-        if confirms is None:
-            # A channel not known to be settled: the first send waits for its own ack
-            # (and may reconnect once, kombu retry); after it everything is settled.
-            first = self._send(batch[0], producer)
-            results.append(first)
-            if first.outcome is Outcome.RETRY:
-                return results
-            confirms = self._confirms_of(producer.channel)
-            if confirms is None or len(batch) == 1:
-                for d in batch[1:]:
-                    result = self._send(d, producer)
-                    results.append(result)
-                    if result.outcome is Outcome.RETRY:
-                        break  # the broker is down: the rest would fail the same way
-                if confirms is not None:  # each publish waited for its ack: all counted
-                    confirms.synced = all(r.outcome is Outcome.DELIVERED for r in results)
-                return results
-            start = 1
-        channel = producer.channel
-        rest = batch[start:]
-        declared: set[str] = set()
-        buffered = self._declare_for(rest, producer, declared) and self._buffered
-        # Every earlier publish on this channel is settled, so the next ones get
-        # the tags after ``base``.
-        base = confirms.settled
-        tags: list[int] = []
-        confirms.synced = False  # until this batch is settled
-        error: BaseException | None = None
-        with contextlib.ExitStack() as stack:
-            if buffered:
-                stack.enter_context(buffered_frames(channel, self._encoder))
-            else:
-                channel.basic_publish = channel._basic_publish  # publish without waiting
-                stack.callback(setattr, channel, "basic_publish", channel.basic_publish_confirm)
-            for d in rest:
-                result = self._send(d, producer, retry=False, declared=declared)
-                results.append(result)
-                if result.outcome is Outcome.DELIVERED:
-                    tags.append(base + len(tags) + 1)  # provisional: settled below
-                elif result.outcome is not Outcome.REJECTED or not isinstance(
-                    result.error, EncodeError | TypeError | ValueError
-                ):
-                    break  # (an event that could not be encoded never reached the broker)
-            try:
-                stack.close()  # writes the frames still buffered
-            except Exception as exc:  # the connection broke: the unconfirmed ones retry
-                error = exc
-        if error is None and tags:
-            error = self._await_confirms(channel, confirms, tags[-1])
-        if self._settle_tags(results, start, tags, confirms, error):
-            confirms.synced = not (results and results[-1].outcome is Outcome.RETRY)
-        return results
-
     def _declare_for(self, batch: Sequence[Delivery], producer: Any, declared: set[str]) -> bool:
         """Declare the batch's queues before publishing; True if every delivery has a
         template (so the batch may be written in one go: nothing in it waits for a reply)."""
@@ -308,91 +248,6 @@ class CelerySink:
                 for r in results
             ]
         return results
-
-    def _confirms_of(self, channel: Any) -> Confirms | None:
-        """The confirm bookkeeping of an AMQP channel in confirm mode, else None."""
-        connection = getattr(channel, "connection", None)
-        if not self._pipelined:  # (public path: each publish waits for its own confirm)
-            return None
-        if not getattr(connection, "confirm_publish", False) or not hasattr(
-            channel, "basic_publish_confirm"
-        ):
-            return None
-        confirms = self._channels.get(channel)
-        if confirms is None:
-            confirms = Confirms()
-            channel.events["basic_ack"].add(confirms.ack)
-            channel.events["basic_nack"].add(confirms.nack)
-            self._channels[channel] = confirms
-            # Registered after this channel's earlier publishes: their tags are unknown
-            # until the next waited-for publish settles; use one-by-one sends this time.
-            return None
-        return confirms
-
-    def _synced_confirms(self, producer: Any) -> Confirms | None:
-        """The bookkeeping of the producer's channel if all its publishes are settled."""
-        if not self._channels:
-            return None
-        try:
-            # A pooled producer's channel is a promise until used; this resolves it to
-            # the connection's default channel (what its next publish would use).
-            channel = producer.channel
-        except Exception:  # the connection is down: the waited first publish reconnects
-            return None
-        try:
-            confirms = self._channels.get(channel)
-        except TypeError:  # not a channel (not weak-referenceable)
-            return None
-        if confirms is None or not confirms.synced:
-            return None
-        return confirms
-
-    def _await_confirms(self, channel: Any, confirms: Confirms, last: int) -> BaseException | None:
-        deadline = time.monotonic() + self.options.socket_timeout
-        try:
-            while confirms.settled < last:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return TimeoutError("publisher confirms timed out")
-                channel.connection.drain_events(timeout=left)
-        except Exception as exc:  # connection lost or timed out: unconfirmed ones retry
-            return exc
-        return None
-
-    def _settle_tags(
-        self,
-        results: list[Result],
-        start: int,
-        tags: list[int],
-        confirms: Confirms,
-        error: BaseException | None,
-    ) -> bool:
-        """Turn the provisional results from ``start`` on into what the broker confirmed.
-
-        From the first publish not acked (nacked, or not settled in time) on,
-        the results become RETRY. True when every publish was settled (acked or
-        nacked), so the channel's tag count is still known.
-        """
-        k = 0
-        for i in range(start, len(results)):
-            r = results[i]
-            if r.outcome is not Outcome.DELIVERED:
-                continue
-            tag = tags[k]
-            k += 1
-            if tag > confirms.settled or tag in confirms.nacked:
-                exc = error or OperationalError("message nacked by the broker")
-                logger.warning(
-                    "celery sink %s: %d publish(es) not confirmed, will retry: %s",
-                    self._where,
-                    len(results) - i,
-                    type(exc).__name__,
-                )
-                del results[i:]
-                results.append(Result(Outcome.RETRY, r.detail, exc))
-                break
-        confirms.nacked.difference_update(tags)
-        return not tags or confirms.settled >= tags[-1]
 
     def _task_options(self, target: CeleryTarget) -> dict[str, Any]:
         """The ``send_task`` options of ``target``."""
