@@ -426,7 +426,10 @@ class Consumer:
         env = {
             **os.environ,
             "ABLY_KEY": key,
-            "PYTHONPATH": str(ROOT),
+            # (this tree first; what PYTHONPATH held after it, e.g. a profiling hook)
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+            ).rstrip(os.pathsep),
             "BENCH_COUNTER_KEY": f"{prefix}:ceiling",
         }
         env.pop("REDIS_URL", None)
