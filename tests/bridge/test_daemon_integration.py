@@ -8,6 +8,7 @@ tests wait with deadlines, never with fixed sleeps.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import threading
@@ -134,6 +135,45 @@ def publish_n(rest: AblyRest, channel: str, n: int, tag: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+
+
+class WorkerQuiet:
+    """Tells when a Celery worker has finished every task queued before a marker.
+
+    Each recorded task counts itself in flight while it runs; :meth:`wait`
+    queues a marker task behind everything the bridge sent and waits until it
+    ran with no task in flight. With the bridge stopped, nothing can run after
+    that: a duplicate would have run already (a signal, not a fixed sleep).
+    """
+
+    def __init__(self, worker_app: Any, rclient: redis.Redis, prefix: str, name: str) -> None:
+        self.rclient = rclient
+        self.inflight = f"{prefix}:inflight"
+        self.done = f"{prefix}:marker-ran"
+        self.name = f"{name}.marker"
+
+        @worker_app.task(name=self.name)  # type: ignore[untyped-decorator]
+        def marker() -> None:
+            rclient.set(self.done, 1)
+
+        self.app = worker_app
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Wrap a recorded task's body: in flight while it runs."""
+        self.rclient.incr(self.inflight)
+        try:
+            yield
+        finally:
+            self.rclient.decr(self.inflight)
+
+    def wait(self, queue: str) -> None:
+        self.app.send_task(self.name, queue=queue)
+        eventually(
+            lambda: self.rclient.get(self.done) and int(self.rclient.get(self.inflight) or 0) == 0,
+            timeout=30,
+            what="the marker task behind every bridged task",
+        )
 
 
 def test_end_to_end_messages_presence_lifecycle_and_encryption(
@@ -359,9 +399,11 @@ def test_celery_tasks_run_once_per_message_across_a_restart(
 
     task_name = f"bridge_e2e.record.{broker_kind}"  # task names are process-wide in Celery
 
+    quiet = WorkerQuiet(worker_app, rclient, prefix, task_name)
+
     @worker_app.task(bind=True, name=task_name)  # type: ignore[untyped-decorator]
     def record(self: Any, envelope: dict[str, Any]) -> None:
-        with guard.once(self.request.id) as first:
+        with quiet.running(), guard.once(self.request.id) as first:
             if first:
                 rclient.rpush(ran, envelope["messages"][0]["id"])
 
@@ -392,7 +434,7 @@ def test_celery_tasks_run_once_per_message_across_a_restart(
                 run.wait_live()
                 sent += publish_n(rest, "t2", 10, "c3")
                 eventually(lambda: rclient.llen(ran) >= len(sent), what="all tasks")
-            time.sleep(0.3)  # a duplicate task, if any, would run now
+            quiet.wait(queue)  # a duplicate task, if any, has run by now
         ran_ids = [v.decode() for v in rclient.lrange(ran, 0, -1)]
         assert sorted(ran_ids) == sorted(sent)
     finally:
@@ -450,9 +492,11 @@ def test_celery_broker_outage_loses_and_duplicates_no_task(
     guard = WorkerGuard(rclient, prefix=prefix)
     ran = f"{prefix}:ran"
 
+    quiet = WorkerQuiet(worker_app, rclient, prefix, "bridge_e2e.outage")
+
     @worker_app.task(bind=True, name="bridge_e2e.outage")  # type: ignore[untyped-decorator]
     def outage(self: Any, envelope: dict[str, Any]) -> None:
-        with guard.once(self.request.id) as first:
+        with quiet.running(), guard.once(self.request.id) as first:
             if first:
                 rclient.rpush(ran, envelope["messages"][0]["id"])
 
@@ -461,6 +505,6 @@ def test_celery_broker_outage_loses_and_duplicates_no_task(
     ):
         eventually(lambda: broker_client.llen(queue) == 0, timeout=30, what="queue drained")
         eventually(lambda: rclient.llen(ran) >= len(sent), what="tasks ran")
-        time.sleep(0.3)
+        quiet.wait(queue)  # a duplicate task, if any, has run by now
     assert sorted(v.decode() for v in rclient.lrange(ran, 0, -1)) == sorted(sent)
     rest.close()

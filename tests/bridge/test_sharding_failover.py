@@ -130,7 +130,11 @@ def test_sigkill_of_one_of_three_replicas_moves_its_shards_and_loses_nothing(
 
         thread = threading.Thread(target=publisher, daemon=True)
         thread.start()
-        time.sleep(1.5)
+        eventually(
+            lambda: all(len(ids_in(rclient, f"{prefix}:s:{n}")) >= 4 for n in names),
+            timeout=30,
+            what="messages flowing into every stream",
+        )
 
         # Which replica to kill: the owner of shard 0 (its id is in Redis).
         before = owners(store)
@@ -150,7 +154,13 @@ def test_sigkill_of_one_of_three_replicas_moves_its_shards_and_loses_nothing(
         took = time.monotonic() - killed_at
         assert took <= TTL + MARGIN, f"shards moved after {took:.1f}s (TTL {TTL}s)"
 
-        time.sleep(1.5)  # keep publishing while the survivors backfill
+        # Keep publishing until the survivors delivered what was sent after the move.
+        mark = {n: len(sent[n]) + 4 for n in names}
+        eventually(
+            lambda: all(len(ids_in(rclient, f"{prefix}:s:{n}")) >= mark[n] for n in names),
+            timeout=30,
+            what="messages sent after the move in every stream",
+        )
         stop.set()
         thread.join(timeout=30)
         survivors = [b for b in bridges if b is not victim]
