@@ -60,7 +60,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RedisKeys", "hash_tag", "is_cluster_client", "keys_for", "slot_tag", "stream_tag"]
+__all__ = [
+    "RedisKeys",
+    "hash_tag",
+    "is_cluster_client",
+    "keys_for",
+    "same_slot",
+    "slot_tag",
+    "stream_tag",
+]
 
 
 def hash_tag(key: str) -> str | None:
@@ -193,6 +201,11 @@ def is_cluster_client(client: object) -> bool:
     from redis.cluster import RedisCluster
 
     return isinstance(client, RedisCluster)
+
+
+def same_slot(*keys: str) -> bool:
+    """Whether ``keys`` all hash to one cluster slot (one script or MULTI may take them)."""
+    return len({_slot(k) for k in keys}) <= 1
 
 
 def keys_for(client: object, prefix: str) -> RedisKeys:

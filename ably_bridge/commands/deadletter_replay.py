@@ -9,7 +9,10 @@ of a chunk of dead letters it
   Celery task ids), one ``deliver`` call per sink;
 * publishes forced Celery tasks again with their own id and arguments;
 * moves consumer dead letters back to their stream with one Lua script that
-  removes the dead letter and appends the entry atomically;
+  removes the dead letter and appends the entry atomically (on a Redis Cluster,
+  when the two streams are in different slots, the entry is appended first and
+  the dead letter removed after: a crash between the two leaves the dead
+  letter, and a second replay appends the entry again);
 
 and removes a dead letter from its stream only once every one of its targets
 confirmed it (delivered, or already there). A failed or refused target leaves
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.bridge.config import BridgeConfig, CeleryTarget, Target
+from ably_bridge.bridge.redis_keys import is_cluster_client, same_slot
 from ably_bridge.bridge.secret import redact_url
 from ably_bridge.bridge.sinks import Outcome, Sink, SinkOptions, create_sink
 from ably_bridge.commands.deadletter_plan import ForcedTask, Plan
@@ -105,13 +109,27 @@ class Replayer:
         ]
 
     # -- consumer entries ----------------------------------------------------------------
+    def _move_across_slots(self, entry_id: str, stream: str, pairs: list[str]) -> Any:
+        """The move as two steps (no script spans two slots): append, then remove."""
+        client = self.store.client
+        if not client.xrange(self.store.stream, min=entry_id, max=entry_id):
+            return None  # already replayed (or removed)
+        fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        new_id = client.xadd(stream, fields)  # type: ignore[arg-type]
+        client.xdel(self.store.stream, entry_id)
+        return new_id
+
     def _perform_move(self, plan: Plan) -> Done:
         assert plan.move is not None
         args: list[str] = [plan.entry.id]
         for name, value in plan.move.fields.items():
             args += [name, value]
+        keys = [self.store.stream, plan.move.stream]
         try:
-            new_id = self._move(keys=[self.store.stream, plan.move.stream], args=args)
+            if is_cluster_client(self.store.client) and not same_slot(*keys):
+                new_id = self._move_across_slots(plan.entry.id, plan.move.stream, args[1:])
+            else:
+                new_id = self._move(keys=keys, args=args)
         except Exception as exc:
             return Done(plan, "failed", self._error(exc))
         if new_id is None:
