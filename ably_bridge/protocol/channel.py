@@ -257,12 +257,12 @@ class ChannelCore(ChannelPresence):
         has_presence = bool(flags & _HAS_PRESENCE)
         if not (resumed and self._presence_continuous):
             self._on_presence_attached(effects, has_presence, pm.timestamp)
-        elif has_presence and not continuity:
-            self.presence.start_sync()  # RTP1
-        # else RESUMED: the map is whole and the server replays what it missed (RTN15c6,
-        # RTL15b), LEAVEs included; RTP19a's LEAVEs would come before them and make the
-        # server's own LEAVE for that member a no-op, lost to subscribers (as ably-js
-        # does for an extra ATTACHED).
+        # else RESUMED: the map is whole and the server replays what it missed before
+        # any SYNC (RTN15c6, RTL15b), LEAVEs included, so the map is left as it is (as
+        # ably-js does for an extra ATTACHED): RTP19a's LEAVEs would make the server's
+        # own LEAVE a no-op, and a sync started here would turn it into ABSENT with no
+        # event (RTP2h2a) - lost to subscribers either way. A SYNC that follows starts
+        # itself (RTP18a).
         self._presence_continuous = True
         self._reenter_due = not continuity  # RTP17i
         if self._queued == "detach":

@@ -275,15 +275,19 @@ def test_presence_missed_while_disconnected_arrives_on_resume_in_order(
     make_client: MakeClient, emulator: Emulator, app_id: str
 ) -> None:
     """Found by the bridge's chaos run: a resumed connection got back the messages it
-    missed but not the presence events (RTN15c6: continuity covers both), and once it
-    did, the client's own LEAVEs on the re-attach (RTP19a) swallowed a replayed LEAVE."""
+    missed but not the presence events (RTN15c6: continuity covers both); once it did,
+    the LEAVEs among them were swallowed on the re-attach - by the client's own LEAVEs
+    (RTP19a) with no one left, by the sync held as ABSENT (RTP2h2a) with someone left."""
     subscriber = make_client(disconnected_retry_timeout=0.2)
     events = Collector()
     channel = subscriber.channels.get("pres-gap")
     channel.presence.subscribe(events)  # attaches (RTP6c)
-    member = make_client(client_id="m").channels.get("pres-gap")
-    member.presence.enter("e0")
+    stays = make_client(client_id="m").channels.get("pres-gap")
+    goes = make_client(client_id="n").channels.get("pres-gap")
+    stays.presence.enter("m0")
     events.wait_for(1)
+    goes.presence.enter("n0")
+    events.wait_for(2)
     connection_id = subscriber.connection.id
     disconnects, reattached = Collector(), Collector()
     subscriber.connection.on("disconnected", disconnects)
@@ -291,16 +295,15 @@ def test_presence_missed_while_disconnected_arrives_on_resume_in_order(
     emulator.faults.refuse_connections(count=10_000, app_id=app_id)  # kept out until clear()
     assert emulator.faults.drop_connections(connection_id=connection_id) == 1
     disconnects.wait_until(lambda got: any(c.retry_in for c in got))  # the quick retry refused
-    member.presence.update("u1")
-    member.presence.update("u2")
-    member.presence.leave("bye")
+    stays.presence.update("m1")
+    goes.presence.leave("n-bye")
+    stays.presence.update("m2")
     emulator.faults.clear()
-    got = events.wait_until(lambda items: any(m.data == "bye" for m in items), timeout=10)
-    # Resumed: the map is kept (no LEAVEs of the client's own, RTP19a) and the server's
-    # events arrive in order.
-    assert [(m.action.name.lower(), m.data, m.id is not None) for m in got] == [
-        ("enter", "e0", True), ("update", "u1", True), ("update", "u2", True),
-        ("leave", "bye", True),
+    got = events.wait_until(lambda items: any(m.data == "m2" for m in items), timeout=10)
+    assert [(m.client_id, m.action.name.lower(), m.data, m.id is not None) for m in got] == [
+        ("m", "enter", "m0", True), ("n", "enter", "n0", True), ("m", "update", "m1", True),
+        ("n", "leave", "n-bye", True), ("m", "update", "m2", True),
     ]  # fmt: skip
     assert subscriber.connection.id == connection_id  # RTN15c6: resumed
     assert reattached.wait_for(1)[0].resumed
+    assert [m.client_id for m in channel.presence.get()] == ["m"]

@@ -327,7 +327,12 @@ def test_rtn15c6_a_resumed_reattach_keeps_the_map_so_the_replayed_leave_is_deliv
     h.receive(connected_frame("conn-1", "k3"))
     assert h.channel_state("chat") == "attaching"
     h.attached("chat", RESUMED | HAS_PRESENCE, channel_serial="s3")
-    assert h.core.channels["chat"].presence.sync_in_progress  # RTP1: a SYNC follows
+    back = member(PA.ENTER, "a", "c9", "c9:2:0", ts=6)
+    gone = member(PA.LEAVE, "a", "c9", "c9:3:0", ts=7)
+    (replayed,) = of(DeliverPresence, h.receive(presence_frame(back, gone)))
+    assert replayed.messages == [back, gone]  # not held as ABSENT by a sync (RTP2h2a)
+    synced = h.receive(presence_frame(action=Action.SYNC))  # the SYNC starts itself (RTP18a)
+    assert of(DeliverPresence, synced) == [] and of(PresenceSynced, synced) != []
 
 
 def test_a_resumed_attached_after_a_gap_in_the_map_still_leaves_everyone() -> None:
