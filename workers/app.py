@@ -44,6 +44,10 @@ Celery:
 ``CELERY_RESULT_BACKEND``
     Result backend URL (default: the broker URL for a Redis broker, else ``rpc://``;
     empty string for no backend).
+``ABLY_WORKER_SENTINEL_MASTER``
+    With a ``sentinel://`` broker or result backend (kombu's form,
+    ``sentinel://h1:26379;sentinel://h2:26379/0``): the name of the primary the
+    Sentinels monitor (kombu's ``master_name`` transport option). Required there.
 
 Worker behaviour (``ABLY_WORKER_*``; durations in seconds):
 
@@ -113,6 +117,7 @@ Stream consumer CLI (``python -m workers.streams``; flags override):
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from typing import Any
 
@@ -137,8 +142,8 @@ _default_lock = threading.Lock()
 _default: Celery | None = None
 
 
-def configure_app(app: Celery, settings: WorkerSettings) -> None:
-    """Apply the reliable defaults of ``settings`` to ``app``'s configuration."""
+def _transport_options(settings: WorkerSettings) -> dict[str, Any]:
+    """The broker transport options of ``settings``."""
     timeout = settings.broker_timeout
     transport: dict[str, Any]
     if settings.redis_broker:
@@ -159,6 +164,13 @@ def configure_app(app: Celery, settings: WorkerSettings) -> None:
             transport["global_keyprefix"] = settings.redis_key_prefix
     else:
         transport = {"connect_timeout": timeout, "confirm_publish": True}
+    return transport
+
+
+def configure_app(app: Celery, settings: WorkerSettings) -> None:
+    """Apply the reliable defaults of ``settings`` to ``app``'s configuration."""
+    timeout = settings.broker_timeout
+    transport = _transport_options(settings)
     conf: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
@@ -182,10 +194,31 @@ def configure_app(app: Celery, settings: WorkerSettings) -> None:
     fetch = atomic_fetch_transport(settings.broker_url)
     if fetch is not None:
         conf["broker_transport"] = fetch
+        if _needs_default_tls(settings.broker_url):
+            # (kombu applies this default to a rediss:// URL only when the scheme picks
+            # the transport; a transport class given explicitly skips it)
+            conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_NONE}
+    conf.update(_sentinel_conf(settings))
     if settings.queue:
         conf["task_default_queue"] = settings.queue
     conf.update(queue_type_conf(settings.queue_type))
     app.conf.update(conf)
+
+
+def _needs_default_tls(url: str) -> bool:
+    return url.lower().startswith("rediss://") and "ssl_" not in url.partition("?")[2]
+
+
+def _sentinel_conf(settings: WorkerSettings) -> dict[str, Any]:
+    """A ``sentinel://`` broker or result backend: the primary's name in the transport
+    options kombu's Sentinel transport and Celery's Sentinel backend read."""
+    conf: dict[str, Any] = {}
+    master = {"master_name": settings.sentinel_master}
+    if settings.broker_url.lower().startswith("sentinel://"):
+        conf["broker_transport_options"] = {**_transport_options(settings), **master}
+    if (settings.result_backend or "").lower().startswith("sentinel://"):
+        conf["result_backend_transport_options"] = master
+    return conf
 
 
 def atomic_fetch_transport(broker_url: str) -> str | None:

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from ably_bridge.options import ClientOptions
 from workers.retry import WORKER_RETRY, RetryPolicy
@@ -134,9 +135,19 @@ class WorkerSettings:
     dedup_ttl: float = 7 * 24 * 3600.0
     budget_base_delay: float = 1.0
     budget_max_delay: float = 30.0
+    sentinel_master: str | None = None
 
     def __post_init__(self) -> None:
         queue_type_conf(self.queue_type)  # (raises on an unknown type)
+        sentinel = any(
+            (url or "").lower().startswith("sentinel://")
+            for url in (self.broker_url, self.result_backend)
+        )
+        if sentinel and not self.sentinel_master:
+            raise ValueError(
+                "a sentinel:// broker or result backend needs ABLY_WORKER_SENTINEL_MASTER "
+                "(the name of the primary the Sentinels monitor)"
+            )
         if self.queue_type != "classic" and self.redis_broker:
             raise ValueError("ABLY_WORKER_QUEUE_TYPE applies to AMQP (RabbitMQ) brokers only")
         if not 0 < self.budget_base_delay <= self.budget_max_delay <= 600:
@@ -168,7 +179,8 @@ class WorkerSettings:
         broker = env.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
         backend = env.get("CELERY_RESULT_BACKEND")
         if backend is None:
-            backend = broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
+            redis_like = ("redis://", "rediss://", "sentinel://")
+            backend = broker if broker.lower().startswith(redis_like) else "rpc://"
         retries = _int(env, "ABLY_WORKER_MAX_RETRIES")
         policy = RetryPolicy(
             base=_float(env, "ABLY_WORKER_RETRY_BASE_DELAY", 1.0),
@@ -198,6 +210,7 @@ class WorkerSettings:
             dedup_ttl=_float(env, "ABLY_WORKER_DEDUP_TTL", 7 * 24 * 3600.0),
             budget_base_delay=_float(env, "ABLY_WORKER_BUDGET_BASE_DELAY", 1.0),
             budget_max_delay=_float(env, "ABLY_WORKER_BUDGET_MAX_DELAY", 30.0),
+            sentinel_master=env.get("ABLY_WORKER_SENTINEL_MASTER") or None,
         )
 
     # -- derived facts -----------------------------------------------------------
@@ -227,6 +240,8 @@ class WorkerSettings:
         """Where the consumer guard keeps its marks: the setting, else a Redis broker."""
         if self.dedup_redis_url:
             return self.dedup_redis_url
+        if self.broker_url.lower().startswith("sentinel://"):
+            return _redis_sentinel_url(self.broker_url, self.sentinel_master or "")
         return self.broker_url if self.broker_url.startswith("redis") else DEFAULT_BROKER_URL
 
     def replace(self, **changes: Any) -> WorkerSettings:
@@ -238,6 +253,20 @@ class WorkerSettings:
             f"WorkerSettings(ably_key={key}, broker={_redact(self.broker_url)!r}, "
             f"client_options={sorted(self.client_options)}, retry={self.retry!r})"
         )
+
+
+def _redis_sentinel_url(url: str, master: str) -> str:
+    """kombu's ``sentinel://h1:p1;sentinel://h2:p2/db`` and the primary's name as the
+    bridge's ``redis+sentinel://h1:p1,h2:p2/master/db`` (see ably_bridge.bridge.redis_connect)."""
+    hosts, db, auth = [], "0", ""
+    for part in url.split(";"):
+        split = urlsplit(part.strip())
+        hosts.append(f"{split.hostname}:{split.port or 26379}")
+        if split.path.strip("/") and db == "0":
+            db = split.path.strip("/")
+        if split.password and not auth:
+            auth = f"{split.username or ''}:{split.password}@"
+    return f"redis+sentinel://{auth}{','.join(hosts)}/{master}/{db}"
 
 
 def _redact(url: str) -> str:

@@ -16,11 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.signals import task_unknown
 
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
+from ably_bridge.bridge.redis_connect import open_redis
 from workers.settings import WorkerSettings
 
 __all__ = ["dead_letter_unknown_tasks"]
@@ -42,7 +42,7 @@ def dead_letter_unknown_tasks(app: Celery, settings: WorkerSettings) -> Callable
     def get_writer() -> DeadLetterWriter:
         with lock:
             if not writer:
-                client = redis.Redis.from_url(settings.dedup_url())
+                client = open_redis(settings.dedup_url())
                 writer.append(DeadLetterWriter(client, stream))
             return writer[0]
 

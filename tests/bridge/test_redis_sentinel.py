@@ -12,16 +12,13 @@ the new primary by itself.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from ably_bridge.bridge.config import ConfigError, StreamTarget, parse_config
 from ably_bridge.bridge.redis_connect import SentinelSpec, open_redis, parse_sentinel_url
@@ -30,12 +27,8 @@ from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.support.services import free_port, redis_available
+from tests.support.sentinel import WAIT, Group, sentinel_group
 from tests.support.wait import eventually
-
-SERVICE = "ablybridge"
-WAIT = 30.0  # generous: the whole suite may be running beside this test
-
 
 # -- the URL ------------------------------------------------------------------------------------
 
@@ -101,118 +94,10 @@ def test_check_config_takes_a_sentinel_url_and_redacts_its_password() -> None:
 # -- a real group ----------------------------------------------------------------------------
 
 
-class Group:
-    """A primary, a replica and three Sentinels on free loopback ports, owned by the test."""
-
-    def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.skip("redis-server is not on the PATH")
-        self.exe = exe
-        self.workdir = workdir
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.args: dict[int, list[str]] = {}
-        self.primary = self._server()
-        self.replica = self._server("--replicaof", "127.0.0.1", str(self.primary))
-        self.sentinels = [self._sentinel(i) for i in range(3)]
-
-    def _spawn(self, port: int, *args: str) -> None:
-        self.args[port] = list(args)
-        self.procs[port] = subprocess.Popen(
-            [self.exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        eventually(lambda: redis_available(f"redis://127.0.0.1:{port}/0"), WAIT, f"redis on {port}")
-
-    def _server(self, *extra: str) -> int:
-        port = free_port()
-        data = self.workdir / str(port)
-        data.mkdir()
-        self._spawn(port, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", str(data),
-                    "--repl-diskless-sync-delay", "0", *extra)  # fmt: skip
-        return port
-
-    def restart_as_replica(self, port: int, of: int) -> None:
-        """Start a killed server again on its port as a replica of ``of``.
-
-        (The Sentinels would reconfigure it too, after about ten seconds; an
-        operator's restarted node comes back with the configuration they rewrote.)
-        """
-        self._spawn(port, *self.args[port], "--replicaof", "127.0.0.1", str(of))
-
-    def replica_online(self, primary: int) -> bool:
-        client = redis.Redis(port=primary, socket_timeout=2)
-        try:
-            return bool(client.info("replication").get("slave0", {}).get("state") == "online")
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def _sentinel(self, index: int) -> int:
-        port = free_port()
-        conf = self.workdir / f"sentinel-{index}.conf"
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
-            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-            f"sentinel failover-timeout {SERVICE} 10000\n"
-        )
-        self._spawn(port, str(conf), "--sentinel")
-        return port
-
-    @property
-    def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
-        return f"redis+sentinel://{hosts}/{SERVICE}/0"
-
-    def current_primary(self) -> int | None:
-        for port in self.sentinels:
-            try:
-                client = redis.Redis(port=port, socket_timeout=2)
-                _, found = client.sentinel_get_master_addr_by_name(SERVICE)
-                client.close()
-                return int(found)
-            except (redis.RedisError, TypeError):
-                continue
-        return None
-
-    def sentinels_know_each_other(self) -> bool:
-        """Every Sentinel sees the replica and the two others (a failover needs a majority)."""
-        for port in self.sentinels:
-            client = redis.Redis(port=port, socket_timeout=2)
-            try:
-                state = client.sentinel_master(SERVICE)
-            except redis.RedisError:
-                return False
-            finally:
-                client.close()
-            replicas, others = state.get("num-slaves", 0), state.get("num-other-sentinels", 0)
-            if int(replicas) != 1 or int(others) != 2:
-                return False
-        return True
-
-    def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-
-
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[Group]:
-    found = Group(tmp_path)
-    try:
-        eventually(lambda: found.current_primary() == found.primary, WAIT, "the Sentinels to agree")
-        eventually(lambda: found.replica_online(found.primary), WAIT, "the replica in sync")
-        eventually(
-            found.sentinels_know_each_other,
-            WAIT,
-            "the Sentinels to find each other and the replica",
-        )
+    with sentinel_group(tmp_path) as found:
         yield found
-    finally:
-        found.close()
 
 
 def _deliveries(first: int, last: int) -> list[Delivery]:

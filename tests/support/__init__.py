@@ -6,6 +6,8 @@
   poll-until-true helper (a deadline, never a fixed sleep);
 * :mod:`tests.support.redis_server` - :class:`~tests.support.redis_server.PrivateRedis`,
   a ``redis-server`` of the test's own that it may stop, kill and restart;
+* :mod:`tests.support.sentinel` - :class:`~tests.support.sentinel.Group`, a Sentinel
+  group (primary, replica, three Sentinels) a test owns and fails over;
 * :mod:`tests.support.emulator` - the emulator configuration the shared
   ``emulator`` fixture (tests/conftest.py) runs with.
 

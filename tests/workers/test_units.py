@@ -119,3 +119,35 @@ def test_task_error_keeps_the_code_and_survives_celery_serialisation() -> None:
     rebuilt = AblyTaskError(*error.args)
     assert (rebuilt.code, rebuilt.status_code, rebuilt.retryable) == (40160, 401, False)
     assert task_error(KeyError("ABLY_KEY=app.key:secret")).message == "unexpected KeyError"
+
+
+def test_a_sentinel_broker_needs_its_primary_name_and_passes_it_to_kombu_and_celery() -> None:
+    url = "sentinel://:pw@127.0.0.1:26379/2;sentinel://127.0.0.1:26380/2"
+    with pytest.raises(ValueError, match="ABLY_WORKER_SENTINEL_MASTER"):
+        WorkerSettings.from_env({"CELERY_BROKER_URL": url})
+    settings = WorkerSettings.from_env(
+        {"CELERY_BROKER_URL": url, "ABLY_WORKER_SENTINEL_MASTER": "svc"}
+    )
+    assert settings.result_backend == url  # a Redis-like broker is the default backend
+    app = Celery("sentinel-units", set_as_current=False)
+    configure_app(app, settings)
+    assert app.conf.broker_transport == "workers.redis_fetch:SentinelTransport"
+    assert app.conf.broker_transport_options["master_name"] == "svc"
+    assert app.conf.broker_transport_options["visibility_timeout"] == settings.visibility_timeout
+    assert app.conf.result_backend_transport_options == {"master_name": "svc"}
+    assert settings.dedup_url() == "redis+sentinel://:pw@127.0.0.1:26379,127.0.0.1:26380/svc/2"
+    assert "pw" not in repr(settings)
+
+
+def test_a_rediss_broker_keeps_kombus_tls_default_with_the_atomic_fetch() -> None:
+    """kombu skips its rediss:// default (TLS, certificates unchecked) for a transport
+    class given explicitly; the app sets it, unless the URL has its own ssl_ options."""
+    import ssl
+
+    plain = Celery("tls-default", set_as_current=False)
+    configure_app(plain, WorkerSettings(broker_url="rediss://127.0.0.1:1/0"))
+    assert plain.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
+    checked = Celery("tls-checked", set_as_current=False)
+    url = "rediss://127.0.0.1:1/0?ssl_cert_reqs=required"
+    configure_app(checked, WorkerSettings(broker_url=url))
+    assert not checked.conf.broker_use_ssl

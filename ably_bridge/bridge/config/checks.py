@@ -141,6 +141,9 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
         problem = _one_url_problem(part.strip(), schemes)
         if problem is not None:
             return problem if len(parts) == 1 else f"URL {number} of {len(parts)}: {problem}"
+    if url.split("://", 1)[0].lower() == "sentinel" and "master_name=" not in url:
+        # kombu's Sentinel transport takes the primary's name from a transport option
+        return "a sentinel:// URL needs ?master_name=NAME (the primary the Sentinels monitor)"
     return None
 
 

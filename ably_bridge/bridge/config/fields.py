@@ -36,7 +36,7 @@ STREAM_SCHEMES = (
     "rediss+cluster",
     "memory",
 )
-BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "memory")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp", "redis", "rediss", "sentinel", "memory")
 
 MAX_SECRET_FILE_BYTES = 65_536
 

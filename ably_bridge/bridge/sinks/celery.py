@@ -79,7 +79,11 @@ from ably_bridge.bridge.sinks.amqp_wire import (
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery_confirms import ConfirmedPublishing
 from ably_bridge.bridge.sinks.celery_message import SenderAMQP, TaskTemplate, publish_signals
-from ably_bridge.bridge.sinks.celery_redis import supported, transport_conf
+from ably_bridge.bridge.sinks.celery_redis import (
+    split_sentinel_master,
+    supported,
+    transport_conf,
+)
 from ably_bridge.envelope import Envelope
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
@@ -88,7 +92,7 @@ __all__ = ["CelerySink", "make_sender_app"]
 logger = logging.getLogger(__name__)
 
 _AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
-_REDIS_SCHEMES = ("redis", "rediss")
+_REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 _TEMPLATE_CACHE_LIMIT = 4096
 
 
@@ -102,8 +106,13 @@ def make_sender_app(
     dead-letter replay, which must re-send a task id) every send is pushed.
     """
     scheme = url.split("://", 1)[0].lower()
-    app = Celery("ably-bridge-sender", broker=url, set_as_current=False, amqp=SenderAMQP)
     transport_options: dict[str, Any] = {}
+    if scheme == "sentinel":  # kombu's Sentinel transport: the primary's name
+        url, master = split_sentinel_master(url)
+        if master is None:
+            raise ValueError("a sentinel:// Celery broker URL needs ?master_name=NAME")
+        transport_options["master_name"] = master
+    app = Celery("ably-bridge-sender", broker=url, set_as_current=False, amqp=SenderAMQP)
     extra: dict[str, Any] = {}
     if push_once is not None and scheme in _REDIS_SCHEMES:
         if supported():

@@ -1,7 +1,8 @@
 """Celery on a Redis broker: each bridge task id is pushed to its queue once.
 
 This module owns :class:`PushOnceTransport`, the kombu Redis transport the
-Celery sink's private app uses for ``redis://`` and ``rediss://`` brokers, and
+Celery sink's private app uses for ``redis://`` and ``rediss://`` brokers (and
+:class:`PushOnceSentinelTransport` for ``sentinel://``), and
 the Lua script it pushes with. kombu's Redis transport delivers a message by
 ``LPUSH``-ing its JSON onto the queue's list; here that ``LPUSH`` runs inside
 one script together with ``SET mark NX PX ttl`` (:data:`PUSH_ONCE_LUA`):
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
+from urllib.parse import unquote
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
@@ -56,8 +58,11 @@ _KOMBU_CHANNEL: Any = kombu_redis.Channel
 __all__ = [
     "PUSH_ONCE_LUA",
     "PushOnceChannel",
+    "PushOnceSentinelChannel",
+    "PushOnceSentinelTransport",
     "PushOnceTransport",
     "sent_mark",
+    "split_sentinel_master",
     "supported",
     "transport_conf",
 ]
@@ -183,6 +188,47 @@ class PushOnceTransport(kombu_redis.Transport):
     Channel = PushOnceChannel
 
 
+class PushOnceSentinelChannel(PushOnceChannel, kombu_redis.SentinelChannel):
+    """:class:`PushOnceChannel` on a Sentinel group: the script runs on the current primary
+    (kombu's Sentinel pool resolves it on every connect; a demoted primary's READONLY
+    reply becomes a connection error, which the sink retries)."""
+
+    from_transport_options = (  # type: ignore[assignment]
+        *kombu_redis.SentinelChannel.from_transport_options,
+        "ably_mark_prefix",
+        "ably_mark_ttl",
+    )
+
+
+class PushOnceSentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Redis Sentinel transport (``sentinel://``) with push-once."""
+
+    Channel = PushOnceSentinelChannel
+
+
+def split_sentinel_master(url: str) -> tuple[str, str | None]:
+    """(``url`` without its ``master_name`` parameter, that master name or None).
+
+    kombu's ``sentinel://`` URLs (``sentinel://h1:26379;sentinel://h2:26379/0``) do
+    not carry the name of the monitored primary, which kombu takes from the transport
+    option ``master_name``; here it may ride on the URL as ``?master_name=NAME`` (on any
+    of the ``;``-joined URLs) and is moved into the transport options.
+    """
+    found: str | None = None
+    parts = []
+    for part in url.split(";"):
+        base, sep, query = part.partition("?")
+        kept = []
+        for item in query.split("&") if sep else []:
+            name, _, value = item.partition("=")
+            if name == "master_name":
+                found = unquote(value) or found
+            elif item:
+                kept.append(item)
+        parts.append(base + ("?" + "&".join(kept) if kept else ""))
+    return ";".join(parts), found
+
+
 def transport_conf(url: str, prefix: str, ttl: float) -> dict[str, Any]:
     """Celery settings that make an app send through :class:`PushOnceTransport`.
 
@@ -190,8 +236,9 @@ def transport_conf(url: str, prefix: str, ttl: float) -> dict[str, Any]:
     for ``rediss://`` the TLS default kombu applies to that scheme (certificates
     not verified unless the URL or ``broker_use_ssl`` says otherwise) is set here.
     """
+    sentinel = url.split("://", 1)[0].lower() == "sentinel"
     conf: dict[str, Any] = {
-        "broker_transport": PushOnceTransport,
+        "broker_transport": PushOnceSentinelTransport if sentinel else PushOnceTransport,
         "broker_transport_options": {"ably_mark_prefix": prefix, "ably_mark_ttl": float(ttl)},
     }
     if url.split("://", 1)[0].lower() == "rediss":
