@@ -3,10 +3,11 @@
 This module owns the small contract between the shard leases
 (:mod:`.sharding`) and the writers that must refuse stale replicas: the Redis
 Streams sink and the checkpoint store. A lease on a shard comes with a
-*fencing token*, a number from ``INCR`` on the shard's token key that grows on
-every new claim. A writer passes the token the replica holds and the token
-key to its Lua script, which compares it with the stored one and refuses the
-write when they differ: a replica that lost its lease (a pause, a partition,
+*fencing token*, a number on the shard's token key that grows on every new
+claim (never below the server's time in ms: see :mod:`.sharding_lease`). A
+writer passes the token the replica holds and the token key to its Lua
+script, which compares it with the stored one and refuses the write when they
+differ: a replica that lost its lease (a pause, a partition,
 a slow Redis) cannot write after another replica took the shard over
 ("Designing Data-Intensive Applications", fencing tokens; Kleppmann 2016).
 

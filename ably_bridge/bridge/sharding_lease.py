@@ -9,14 +9,18 @@ names from :mod:`.redis_keys`, under one hash tag on a cluster)::
 
     <prefix>:shard:members        ZSET replica -> expiry (ms, Redis server time)
     <prefix>:shard:<n>:owner      replica id, PX lease_ttl
-    <prefix>:shard:<n>:token      fencing token: INCR on every claim, never expires
+    <prefix>:shard:<n>:token      fencing token: grows on every claim, never expires
 
 * **Membership**: every ``lease_ttl / 3`` a replica heartbeats its member entry
   (expiry ``now + lease_ttl``, dead entries pruned) and reads the live members.
 * **Fair share**: with ``m`` live members, sorted, member ``k`` wants
   ``S // m`` shards, plus one if ``k < S % m``; the quotas add up to ``S``.
 * **Claim**: below its share a replica claims free shards with ``SET owner
-  NX PX ttl`` and takes a new token with ``INCR`` in the same script; it tries
+  NX PX ttl`` and takes a new token in the same script: the greater of the
+  last token + 1 and the server's time in ms (``TIME``), so a token that a
+  Redis failover lost (replication is asynchronous) is never handed out
+  again - the promoted replica's clock is past it once the failover took
+  longer than the nodes' clock skew (seconds against milliseconds); it tries
   its rendezvous-preferred shards first (fewer moves when members change).
 * **Renew**: a script extends each owned lease only if the owner is still
   this replica and returns the shard's token; 0 means lost (expired and
@@ -91,6 +95,8 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 # KEYS = owner1, token1, owner2, token2, ...; ARGV = replica, ttl ms, how many.
 # Returns {position, token, ...} (position of the pair, from 1) of the claims made.
 _CLAIM_LUA = """
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local got = {}
 local want = tonumber(ARGV[3])
 local n = 0
@@ -99,7 +105,9 @@ for i = 1, #KEYS, 2 do
   if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
     n = n + 1
     got[#got + 1] = (i + 1) / 2
-    got[#got + 1] = redis.call('INCR', KEYS[i + 1])
+    local token = math.max(tonumber(redis.call('GET', KEYS[i + 1]) or '0') + 1, now_ms)
+    redis.call('SET', KEYS[i + 1], string.format('%.0f', token))
+    got[#got + 1] = token
   end
 end
 return got

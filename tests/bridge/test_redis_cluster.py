@@ -162,8 +162,8 @@ def test_checkpoints_leases_and_fencing_share_the_control_slot(redis_cluster: Lo
     leases = RedisLeaseStore(client, prefix)
     assert leases.heartbeat("r1", 10_000) == ["r1"]
     got = leases.claim([0, 1, 2], "r1", 10_000, 3)
-    assert sorted(got) == [0, 1, 2] and set(got.values()) == {1}
-    assert leases.renew([0, 1, 2], "r1", 10_000) == {0: 1, 1: 1, 2: 1}
+    assert sorted(got) == [0, 1, 2]
+    assert leases.renew([0, 1, 2], "r1", 10_000) == got
 
     class Tokens:
         def fence(self, channel: str) -> Fence:
@@ -178,7 +178,8 @@ def test_checkpoints_leases_and_fencing_share_the_control_slot(redis_cluster: Lo
     assert store.load("route", "ch") == position
     # Another replica takes shard 1 over: the old token no longer moves the checkpoint.
     leases.release([1], "r1")
-    assert leases.claim([1], "r2", 10_000, 1) == {1: 2}
+    (taken,) = leases.claim([1], "r2", 10_000, 1).items()
+    assert taken[0] == 1 and taken[1] > got[1]
     later = Position(id="a:2:0", serial="02", timestamp=6)
     assert store.advance("route", "ch", later) is False and store.fenced == 1
     assert store.raise_watermark("all", 7) and store.load_watermark("all") == 7

@@ -230,18 +230,28 @@ def _channels_of(shards: set[int]) -> list[str]:
 # -- Redis lease scripts ------------------------------------------------------------------------
 
 
+def server_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def test_redis_leases_claim_renew_release_and_expire(rclient: redis.Redis, prefix: str) -> None:
     store = RedisLeaseStore(rclient, prefix)
     assert store.heartbeat("a", 1000) == ["a"]
     assert store.heartbeat("b", 1000) == ["a", "b"]
+    before_ms = server_ms(rclient)
     got = store.claim([3, 4, 5], "a", 1000, 2)
-    assert got == {3: 1, 4: 1}
-    assert store.claim([3, 4, 5], "b", 1000, 5) == {5: 1}
-    assert store.renew([3, 4, 5], "a", 1000) == {3: 1, 4: 1, 5: 0}
+    assert sorted(got) == [3, 4]
+    # A token is at least the server's time in ms: one lost in a failover is not reused.
+    assert all(before_ms <= t <= server_ms(rclient) for t in got.values())
+    (five,) = store.claim([3, 4, 5], "b", 1000, 5).items()
+    assert five[0] == 5
+    assert store.renew([3, 4, 5], "a", 1000) == {3: got[3], 4: got[4], 5: 0}
     store.release([4, 5], "a")  # 5 is b's: untouched
     assert store.owners(6) == {0: None, 1: None, 2: None, 3: "a", 4: None, 5: "b"}
-    assert store.claim([4], "b", 1000, 1) == {4: 2}  # a new claim, a new token
-    assert rclient.get(store.token_key(4)) == b"2"
+    rclient.set(store.token_key(4), 2**50)  # a token ahead of the clock still grows by one
+    assert store.claim([4], "b", 1000, 1) == {4: 2**50 + 1}  # a new claim, a new token
+    assert rclient.get(store.token_key(4)) == str(2**50 + 1).encode()
     # a stops renewing: its lease and membership expire with the TTL (real time)
     eventually(lambda: store.owners(6)[3] is None)
     eventually(lambda: store.heartbeat("b", 1000) == ["b"])
