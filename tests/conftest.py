@@ -1,7 +1,8 @@
 """Fixtures every test package shares (their helpers are in :mod:`tests.support`).
 
 ``ably_common`` (the project's copies of Ably's test data), ``emulator`` (one
-for the session, :data:`tests.support.emulator.FAST`), ``prefix`` and
+for the session, :data:`tests.support.emulator.FAST`), ``app`` and ``key`` (an
+app of the test's own on it), ``prefix`` and
 ``rclient`` (a key prefix of the test's own on the shared Redis, deleted
 after), ``private_redis`` / ``durable_redis`` (a redis-server of the test's
 own) and ``redis_cluster``.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -57,6 +58,20 @@ def emulator() -> Iterator[Emulator]:
     from tests.support.emulator import running
 
     yield from running()
+
+
+@pytest.fixture
+def app(emulator: Emulator) -> Iterator[dict[str, Any]]:
+    """A fresh app with one full-rights key for this test, deleted after it."""
+    created = emulator.create_app({"keys": [{}]})
+    yield created
+    emulator.delete_app(created["appId"])
+
+
+@pytest.fixture
+def key(app: dict[str, Any]) -> str:
+    """The key of this test's own app."""
+    return str(app["keys"][0]["keyStr"])
 
 
 @pytest.fixture

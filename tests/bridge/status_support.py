@@ -1,4 +1,4 @@
-"""What the status tests share: the documented schema and a validator for it."""
+"""What the status tests share: the documented schema, a validator, and a checked GET."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import requests
 from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,3 +26,13 @@ def validate(document: Any) -> None:
     assert not problems, "status document does not match docs/status.schema.json:\n" + "\n".join(
         problems[:20]
     )
+
+
+def get_status(url: str, query: str = "", **headers: str) -> dict[str, Any]:
+    """``GET <url>/status<query>``: a 200 of JSON that matches the schema."""
+    answer = requests.get(f"{url}/status{query}", headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"] == "application/json"
+    doc: dict[str, Any] = answer.json()
+    validate(doc)
+    return doc

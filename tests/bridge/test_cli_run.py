@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ from tests.support.services import REDIS_URL, free_port, redis_available
 from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def key(emulator: Emulator) -> Iterator[str]:
-    created = emulator.create_app({"keys": [{}]})
-    yield str(created["keys"][0]["keyStr"])
-    emulator.delete_app(created["appId"])
 
 
 def write_config(path: Path, emulator: Emulator, prefix: str, channels: list[str]) -> Path:

@@ -35,18 +35,6 @@ pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not runn
 CIPHER_KEY = base64.b64encode(bytes(range(16))).decode()
 
 
-@pytest.fixture
-def app(emulator: Emulator) -> Iterator[dict[str, Any]]:
-    created = emulator.create_app({"keys": [{}]})
-    yield created
-    emulator.delete_app(created["appId"])
-
-
-@pytest.fixture
-def key(app: dict[str, Any]) -> str:
-    return str(app["keys"][0]["keyStr"])
-
-
 def bridge_config(
     emulator: Emulator,
     key: str,

@@ -25,8 +25,6 @@ from tests.bridge.test_daemon_integration import (
     message_ids,
     rest_for,
 )
-from tests.bridge.test_daemon_integration import app as app
-from tests.bridge.test_daemon_integration import key as key
 from tests.support.redis_server import PrivateRedis
 from tests.support.services import redis_available
 from tests.support.wait import eventually

@@ -34,13 +34,6 @@ PASSWORD = "pw-7Zq-redis-only-here"
 
 
 @pytest.fixture
-def key(emulator: Emulator) -> Iterator[str]:
-    created = emulator.create_app({"keys": [{}]})
-    yield str(created["keys"][0]["keyStr"])
-    emulator.delete_app(created["appId"])
-
-
-@pytest.fixture
 def locked_redis(tmp_path: Path) -> Iterator[int]:
     """A redis-server of this test's own that requires ``PASSWORD``; its port."""
     exe = shutil.which("redis-server")

@@ -13,8 +13,6 @@ import redis
 
 from ably_bridge.emulator import Emulator
 from tests.bridge.test_daemon_integration import Running, bridge_config
-from tests.bridge.test_daemon_integration import app as app
-from tests.bridge.test_daemon_integration import key as key
 from tests.bridge.test_presence_gap_integration import ENTER, UPDATE, member, presence_of
 from tests.support.services import redis_available
 from tests.support.wait import eventually

@@ -20,8 +20,6 @@ from tests.bridge.test_daemon_integration import (
     bridge_config,
     stream_events,
 )
-from tests.bridge.test_daemon_integration import app as app
-from tests.bridge.test_daemon_integration import key as key
 from tests.support.services import redis_available
 from tests.support.wait import eventually
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ from tests.support.wait import eventually
 SHARDS = 64
 TTL = 2.0
 MARGIN = 3.0  # one lease round (TTL / 3), a daemon step, process scheduling
-
-
-@pytest.fixture
-def key(emulator: Emulator) -> Iterator[str]:
-    created = emulator.create_app({"keys": [{}]})
-    yield str(created["keys"][0]["keyStr"])
-    emulator.delete_app(created["appId"])
 
 
 def write_config(path: Path, emulator: Emulator, prefix: str, channels: list[str]) -> Path:

@@ -8,7 +8,6 @@ and waits on what /status says with deadlines, never fixed sleeps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ import requests
 
 from ably_bridge.bridge.config import ConfigError, parse_config
 from ably_bridge.emulator import Emulator
-from tests.bridge.status_support import validate
+from tests.bridge.status_support import get_status
 from tests.bridge.test_daemon_integration import (
     Running,
     bridge_config,
@@ -33,22 +32,6 @@ pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not runn
 
 HOSTILE = '<img src=x onerror="document.title=1">'
 TOKEN = "s3cret-status-token-0123456789"
-
-
-@pytest.fixture
-def key(emulator: Emulator) -> Iterator[str]:
-    created = emulator.create_app({"keys": [{}]})
-    yield str(created["keys"][0]["keyStr"])
-    emulator.delete_app(created["appId"])
-
-
-def status(url: str, query: str = "", **headers: str) -> dict[str, Any]:
-    answer = requests.get(f"{url}/status{query}", headers=headers, timeout=10)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["Content-Type"] == "application/json"
-    doc: dict[str, Any] = answer.json()
-    validate(doc)
-    return doc
 
 
 def channel(doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -83,10 +66,10 @@ def test_status_follows_messages_an_outage_and_the_catch_up(
         url = run.app.health.url
         sent = publish_n(rest, "orders", 5, "pre")
         eventually(lambda: message_ids(client, f"{prefix}:s:orders") == sent, what="delivery")
-        doc = status(url)
+        doc = get_status(url)
         eventually(
             lambda: (
-                (channel(status(url), "orders")["routes"][0]["last_delivered"] or {}).get("id")
+                (channel(get_status(url), "orders")["routes"][0]["last_delivered"] or {}).get("id")
                 == sent[-1]
             ),
             what="last delivered id",
@@ -100,7 +83,7 @@ def test_status_follows_messages_an_outage_and_the_catch_up(
         publish_n(rest, "orders", 80, "during")
 
         def paused() -> bool:
-            doc = status(url, "?state=attention")
+            doc = get_status(url, "?state=attention")
             target = doc["routes"][0]["targets"][0]
             return (
                 "orders" in [c["name"] for c in doc["attention"]]
@@ -109,7 +92,7 @@ def test_status_follows_messages_an_outage_and_the_catch_up(
             )
 
         eventually(paused, timeout=30, what="the outage on /status")
-        doc = status(url, "?state=paused")
+        doc = get_status(url, "?state=paused")
         assert [c["name"] for c in doc["channels"]["items"]] == ["orders"]
         assert doc["totals"]["phases"]["paused"] == 1
         assert doc["routes"][0]["targets"][0]["outcomes"].get("retry", 0) >= 1
@@ -118,7 +101,7 @@ def test_status_follows_messages_an_outage_and_the_catch_up(
         own.start()
         client = redis.Redis.from_url(own.url)
         sent = message_ids_after_catch_up(rest, client, prefix, run)
-        final = status(url)
+        final = get_status(url)
         assert channel(final, "orders")["routes"][0]["last_delivered"]["id"] == sent[-1]
         assert final["totals"]["buffered_events"] == 0 and final["attention"] == []
     rest.close()
@@ -151,14 +134,16 @@ def test_status_guards_token_host_and_bad_queries(
         wrong = requests.get(f"{url}/status", headers={"Authorization": "Bearer nope"}, timeout=10)
         assert wrong.status_code == 401
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        doc = status(url, "?limit=1", **auth)
+        doc = get_status(url, "?limit=1", **auth)
         assert doc["channels"]["total"] == 2 and len(doc["channels"]["items"]) == 1
-        second = status(url, f"?limit=1&cursor={doc['channels']['next_cursor']}", **auth)
+        second = get_status(url, f"?limit=1&cursor={doc['channels']['next_cursor']}", **auth)
         assert second["channels"]["next_cursor"] is None
         names = [doc["channels"]["items"][0]["name"], second["channels"]["items"][0]["name"]]
         assert names == sorted(["orders", HOSTILE])
         # A token-protected status is reachable through a name (a proxy, an ingress).
-        assert status(url, "", Host="bridge.example", **auth)["schema"] == "ably-bridge/status/1"
+        assert (
+            get_status(url, "", Host="bridge.example", **auth)["schema"] == "ably-bridge/status/1"
+        )
         bad = requests.get(f"{url}/status?limit=x", headers=auth, timeout=10)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == 40003
         page = requests.get(f"{url}/", timeout=10)  # the page holds no data: no token needed
@@ -178,7 +163,7 @@ def test_without_a_token_status_answers_literal_hosts_only(
         assert run.app.health is not None
         url = run.app.health.url
         for host in ("127.0.0.1", f"127.0.0.1:{run.app.health.port}", "localhost:1", "[::1]:8"):
-            assert status(url, "", Host=host)["process"]["site"] == "ably-bridge"
+            assert get_status(url, "", Host=host)["process"]["site"] == "ably-bridge"
         rebound = requests.get(f"{url}/status", headers={"Host": "evil.example"}, timeout=10)
         assert rebound.status_code == 403 and rebound.json()["error"]["code"] == 40300
         assert (

@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 import redis
-import requests
 
 from ably_bridge.emulator import Emulator
 from tests.bridge.browser_support import Chromium, artifacts_dir
-from tests.bridge.status_support import validate
+from tests.bridge.status_support import get_status
 from tests.bridge.test_daemon_integration import (
     Running,
     bridge_config,
@@ -47,13 +46,6 @@ TARGETS = """JSON.stringify(Array.from(document.querySelectorAll('#routes tr')).
 
 
 @pytest.fixture
-def key(emulator: Emulator) -> Iterator[str]:
-    created = emulator.create_app({"keys": [{}]})
-    yield str(created["keys"][0]["keyStr"])
-    emulator.delete_app(created["appId"])
-
-
-@pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Chromium]:
     chromium = Chromium(tmp_path / "chromium")
     yield chromium
@@ -63,12 +55,6 @@ def browser(tmp_path: Path) -> Iterator[Chromium]:
 def rows(page: Chromium, table: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = json.loads(page.evaluate(ROWS % table))
     return found
-
-
-def status(url: str, query: str = "") -> dict[str, Any]:
-    doc: dict[str, Any] = requests.get(f"{url}/status{query}", timeout=10).json()
-    validate(doc)
-    return doc
 
 
 def test_the_page_shows_what_status_says_through_an_outage(
@@ -101,7 +87,7 @@ def test_the_page_shows_what_status_says_through_an_outage(
             what="the last delivered id on the page",
         )
         shown = rows(browser, "channels")
-        doc = status(url, "?limit=50")
+        doc = get_status(url, "?limit=50")
         assert [(r["name"], r["phase"]) for r in shown] == [
             (c["name"], c["phase"]) for c in doc["channels"]["items"]
         ]
@@ -125,7 +111,7 @@ def test_the_page_shows_what_status_says_through_an_outage(
         )  # fmt: skip
 
         def same_error() -> bool:
-            error = status(url)["routes"][0]["targets"][0]["last_error"]
+            error = get_status(url)["routes"][0]["targets"][0]["last_error"]
             cells = json.loads(browser.evaluate(TARGETS))
             expected = (f"{error['code']}: " if error and error["code"] is not None else "") + (
                 error["message"] if error else "-"
