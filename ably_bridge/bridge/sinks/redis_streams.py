@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -158,19 +158,36 @@ _MAX_EVENTS_PER_CALL = 500  # bounds the time one script call holds the server
 _RECONNECT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, socket.timeout)
 
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:  # (a dependency of the bridge extra; the Python packing below works without it)
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is installed with the bridge
+    _hiredis_pack = None
+_UTF8 = (("utf-8", "strict"), ("utf8", "strict"))
+
+
 def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     """The RESP encoding of ``commands``, as ``conn.pack_commands`` would write it,
     in one buffer (``send_packed_command`` makes one ``sendall`` per item: one
     system call per batch, not per command).
 
     Arguments that are ``str``, ``int`` or ``bytes`` (all the script calls
-    use) are encoded here, in one pass; a command with anything else is left
-    to redis-py's packer.
+    use) are encoded here - by hiredis's ``pack_command`` (C; floats as
+    ``repr``, like redis-py) when it is installed and the connection encodes
+    UTF-8 strictly, else in one Python pass; a command with anything else is
+    left to redis-py's packer.
     """
     encoder = conn.encoder
     encoding, errors = encoder.encoding, encoder.encoding_errors
     out: list[bytes] = []
+    fast = _hiredis_pack if (encoding, errors) in _UTF8 else None
     for command in commands:
+        if fast is not None:
+            try:
+                out.append(fast(command))
+                continue
+            except TypeError:  # (an argument hiredis does not take: the paths below)
+                pass
         parts = [b"*%d\r\n" % len(command)]
         for arg in command:
             kind = type(arg)
