@@ -127,9 +127,10 @@ def test_batched_advance_of_many_channels_decides_as_one_advance_each(
     before, after = {}, {}
     for i in range(1203):  # three calls: 500 + 500 + 203
         ts, n = rng.randrange(100), rng.randrange(3)
-        before[f"ch{i}"] = Position(ts, f"e{n}", serial(ts, n) if i % 2 else None)
+        name = f"ch{i}" if i % 7 else f'ch{i} "\u00fc\u6771\U0001f600\\'  # (JSON-escaped)
+        before[name] = Position(ts, f"e{n}", serial(ts, n) if i % 2 else None)
         ts2, n2 = ts + rng.choice((-1, 0, 0, 1)), rng.randrange(3)
-        after[f"ch{i}"] = Position(ts2, f"e{n2}", serial(ts2, n2) if i % 3 else None)
+        after[name] = Position(ts2, f"e{n2}" if i % 5 else None, serial(ts2, n2) if i % 3 else None)
     for route in ("one", "many"):
         for channel, position in before.items():
             store.advance(route, channel, position)

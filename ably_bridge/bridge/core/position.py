@@ -18,6 +18,10 @@ __all__ = ["PRESENCE_TRACK", "Position", "presence_track", "route_of_track"]
 PRESENCE_TRACK = "\x00presence"
 
 
+# json.dumps with separators builds an encoder per call; one made once writes the same.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def presence_track(route_id: str) -> str:
     """The checkpoint track of ``route_id``'s presence events."""
     return route_id + PRESENCE_TRACK
@@ -43,10 +47,7 @@ class Position:
     serial: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"id": self.id, "serial": self.serial, "timestamp": self.timestamp},
-            separators=(",", ":"),
-        )
+        return _encode({"id": self.id, "serial": self.serial, "timestamp": self.timestamp})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Position:
