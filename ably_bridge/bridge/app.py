@@ -77,6 +77,9 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+_TARGET_CACHE_LIMIT = 1024
+
+
 class SinkPool:
     """One sink per (kind, URL), created on first use and metered."""
 
@@ -99,8 +102,21 @@ class SinkPool:
             wait_timeout=config.redis_wait_timeout,
         )
         self.sinks: dict[tuple[str, str], MeteredSink] = {}
+        # id(target) -> (target, its sink): the dispatcher asks once per event; the
+        # target is kept so that its id is not reused while cached (bounded: reloads).
+        self._by_target: dict[int, tuple[Target, MeteredSink]] = {}
 
     def __call__(self, target: Target) -> Sink:
+        hit = self._by_target.get(id(target))
+        if hit is not None and hit[0] is target:
+            return hit[1]
+        sink = self._make(target)
+        if len(self._by_target) >= _TARGET_CACHE_LIMIT:
+            self._by_target.clear()
+        self._by_target[id(target)] = (target, sink)
+        return sink
+
+    def _make(self, target: Target) -> MeteredSink:
         if isinstance(target, CeleryTarget):
             secret = target.broker_url or self._config.celery_broker_url
         else:
