@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 import redis
+from redis.crc import key_slot
 
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.config import ConfigError, StreamTarget, parse_config
@@ -212,3 +213,54 @@ def test_presence_snapshots_dead_letters_and_the_worker_guard(redis_cluster: Loc
         assert first
     assert guard.is_done("task-1")
     client.close()
+
+
+# -- resharding: ASK while a slot migrates, MOVED once it moved ------------------------------
+
+
+def _node_id(cluster: LocalCluster, port: int) -> str:
+    return str(cluster.node(port).execute_command("CLUSTER", "MYID").decode())
+
+
+def test_a_slot_moved_under_the_sink_is_retried_then_written_once(
+    redis_cluster: LocalCluster,
+) -> None:
+    """ASK during the migration and MOVED after it make the calls retry, never fail them;
+    the replays find their dedup marks (moved with the slot), so each event is written once."""
+    tag = f"t{uuid.uuid4().hex[:8]}"
+    prefix, template = f"{{{tag}}}", f"{{{{{tag}}}}}"  # streams {tag}:a: one slot for all
+    src = redis_cluster.primary_of(prefix)
+    dst = next(p for p in redis_cluster.primary_ports() if p != src)
+    slot = int(key_slot(prefix.encode()))
+    sink = create_sink("redis_stream", redis_cluster.url, SinkOptions(key_prefix="p"))
+    first = _deliveries(template, ["a"], 3)
+    try:
+        assert {r.outcome for r in sink.deliver(first)} == {Outcome.DELIVERED}
+        source, target = redis_cluster.node(src), redis_cluster.node(dst)
+        target.execute_command(
+            "CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(redis_cluster, src)
+        )
+        source.execute_command(
+            "CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(redis_cluster, dst)
+        )
+        # A stream the source does not have (yet) in a migrating slot: ASK -> retried.
+        new = _deliveries(template, ["b"], 1)
+        assert [r.outcome for r in sink.deliver(new)] == [Outcome.RETRY]
+        keys = source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        source.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+        for port in redis_cluster.primary_ports():
+            redis_cluster.node(port).execute_command(
+                "CLUSTER", "SETSLOT", slot, "NODE", _node_id(redis_cluster, dst)
+            )
+        # The sink's map is stale: MOVED -> retried; the next attempt reaches the new owner.
+        outcomes = [r.outcome for r in sink.deliver(first + new)]
+        assert outcomes == [Outcome.RETRY] * 4, outcomes
+        again = [r.outcome for r in sink.deliver(first + new)]
+        assert again == [Outcome.DUPLICATE] * 3 + [Outcome.DELIVERED]  # marks moved too
+        assert redis_cluster.primary_of(prefix) == dst
+        client = open_redis(redis_cluster.url)
+        assert _ids(client, f"{prefix}:a") == ["a-c:0:0", "a-c:1:0", "a-c:2:0"]
+        assert _ids(client, f"{prefix}:b") == ["b-c:0:0"]
+        client.close()
+    finally:
+        sink.close()
