@@ -75,21 +75,25 @@ def key(app: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def prefix() -> str:
-    """A key prefix unique to this test."""
-    return f"abtest:{uuid.uuid4().hex[:12]}"
+def prefix() -> Iterator[str]:
+    """A key prefix unique to this test; its keys on the shared Redis are deleted after."""
+    name = f"abtest:{uuid.uuid4().hex[:12]}"
+    yield name
+    if redis_available():
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{name}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 @pytest.fixture
 def rclient(prefix: str) -> Iterator[redis.Redis]:
-    """A client of the shared Redis; every key under this test's prefix is deleted after."""
+    """A client of the shared Redis (what it writes under ``prefix`` goes with the prefix)."""
     if not redis_available():
         pytest.skip("Redis at 127.0.0.1:6379 is not running")
     client = redis.Redis.from_url(REDIS_URL)
     yield client
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
     client.close()
 
 

@@ -23,24 +23,13 @@ import yaml
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.commands.deadletter_support import REDIS_URL, ROOT, CliResult, run_cli, unique
+from tests.commands.deadletter_support import REDIS_URL, ROOT, CliResult, run_cli
 from tests.support.services import free_port, redis_available
 from workers.streams import StreamConfig, StreamConsumer, StreamEntry
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
 
 BUILDER = EnvelopeBuilder("app1", "site1")
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = unique("abdlt")
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{name}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture

@@ -54,24 +54,6 @@ TASK = "chat.handle"
 
 
 @pytest.fixture
-def ably_key(emulator: Emulator) -> Iterator[str]:
-    created = emulator.create_app({"keys": [{}]})
-    yield str(created["keys"][0]["keyStr"])
-    emulator.delete_app(created["appId"])
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = unique("abdl")
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{name}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
 def queue() -> Iterator[str]:
     name = unique("abdlq")
     yield name
@@ -167,7 +149,7 @@ def publish(emulator: Emulator, key: str) -> None:
 
 def test_replay_after_fixing_the_cipher_key_and_the_task_name(
     emulator: Emulator,
-    ably_key: str,
+    key: str,
     prefix: str,
     queue: str,
     tmp_path: Path,
@@ -182,15 +164,15 @@ def test_replay_after_fixing_the_cipher_key_and_the_task_name(
     # 1. The faults: a wrong cipher key, and a worker without the route's task.
     with (
         celery_worker(settings),
-        bridge_process(config, {"ABLY_KEY": ably_key, "DL_CIPHER": WRONG_KEY}, tmp_path),
+        bridge_process(config, {"ABLY_KEY": key, "DL_CIPHER": WRONG_KEY}, tmp_path),
     ):
-        publish(emulator, ably_key)
+        publish(emulator, key)
         eventually(lambda: client.xlen(dead) >= 5, 30, "five dead letters")
     originals = client.xrange(dead)
     assert client.xlen(f"{prefix}:s:secret") == 0
     assert client.xlen(f"{prefix}:s:plain") == 2  # delivered to the stream target
 
-    monkeypatch.setenv("ABLY_KEY", ably_key)
+    monkeypatch.setenv("ABLY_KEY", key)
     monkeypatch.setenv("DL_CIPHER", WRONG_KEY)
     listed = run_cli(capsys, "deadletter", "list", "-c", str(config), "--json")
     assert listed.code == 0, listed.err
@@ -261,7 +243,7 @@ def test_replay_to_a_renamed_task_goes_through_the_celery_sink(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     emulator: Emulator,
-    ably_key: str,
+    key: str,
 ) -> None:
     """The other fix for a missing task: the route now names a task the workers have."""
     config = write_config(tmp_path / "bridge.yaml", emulator, prefix, queue)
@@ -277,7 +259,7 @@ def test_replay_to_a_renamed_task_goes_through_the_celery_sink(
         app.send_task("chat.old", args=[envelope], task_id="old-id", queue=queue)
         eventually(lambda: client.xlen(dead) == 1, 20, "the worker's dead letter")
 
-    monkeypatch.setenv("ABLY_KEY", ably_key)
+    monkeypatch.setenv("ABLY_KEY", key)
     monkeypatch.setenv("DL_CIPHER", RIGHT_KEY)
     handled = Handled(settings, prefix)
     try:
@@ -303,7 +285,7 @@ def test_a_worker_dead_letter_goes_again_with_its_task_id_once(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     emulator: Emulator,
-    ably_key: str,
+    key: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The fix is a worker that registers the task: the task goes again as the bridge sent it."""
@@ -329,7 +311,7 @@ def test_a_worker_dead_letter_goes_again_with_its_task_id_once(
             sink.close()
             eventually(lambda: client.xlen(dead) == 1, 20, "the worker's dead letter")
         ((_, fields),) = client.xrange(dead)
-        monkeypatch.setenv("ABLY_KEY", ably_key)
+        monkeypatch.setenv("ABLY_KEY", key)
         monkeypatch.setenv("DL_CIPHER", RIGHT_KEY)
         monkeypatch.setenv("CELERY_BROKER_URL", broker)
         with celery_worker(settings, prepare=handled.register) as app:

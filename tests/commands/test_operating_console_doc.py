@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ import yaml
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.encoding.crypto import get_cipher, get_default_params
 from ably_bridge.protocol.models import Message
-from tests.commands.deadletter_support import REDIS_URL, run_cli, unique
+from tests.commands.deadletter_support import REDIS_URL, run_cli
 from tests.readme_support import block
 from tests.support.services import redis_available
 
@@ -30,17 +29,6 @@ pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not runn
 
 KEY = base64.b64encode(bytes(range(32))).decode()  # AES-256
 EXAMPLE_ID = "1733580000000-0"
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = unique("abdoc")
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{name}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_the_dead_letter_block(
