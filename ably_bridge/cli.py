@@ -30,7 +30,7 @@ from typing import Any
 
 from ably_bridge import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run_command"]
 
 
 def _registrars() -> list[Callable[[Any], Any]]:
@@ -75,7 +75,15 @@ def _print_version() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, set up logging at ``--log-level`` and run the subcommand's handler.
+
+    Log records go through the redacting formatter, whatever logs them. No
+    subcommand: the help on stderr and exit 2.
+    """
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

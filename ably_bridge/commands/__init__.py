@@ -16,8 +16,6 @@ for a 4xx answer, secrets redacted),
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -60,14 +58,6 @@ def build_parser(prog: str = "ably-bridge") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one tool with ``argv``; returns the exit code (argparse exits 2 on bad usage)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return int(handler(args))
+    from ably_bridge.cli import run_command
+
+    return run_command(build_parser(), argv)
