@@ -66,6 +66,11 @@ def test_check_config_takes_a_cluster_url_and_redacts_its_password() -> None:
     config = parse_config({"routes": [route]}, {"ABLY_KEY": "app.key:secret", "REDIS_URL": url})
     assert config.redis_url.reveal() == url
     assert "pw-in-env" not in redact_url(url) and "7001" in redact_url(url)
+    with pytest.raises(ConfigError, match="key_prefix: must not contain braces on a Redis Cluster"):
+        parse_config(
+            {"redis": {"key_prefix": "{mine}"}, "routes": [route]},
+            {"ABLY_KEY": "app.key:secret", "REDIS_URL": url},
+        )
     with pytest.raises(ConfigError, match="REDIS_URL: a Redis Cluster has one database"):
         parse_config(
             {"routes": [route]},

@@ -35,6 +35,7 @@ from ably_bridge.bridge.config.model import (
     ShardingSettings,
 )
 from ably_bridge.bridge.config.routes import RouteParser
+from ably_bridge.bridge.redis_connect import is_cluster_url
 from ably_bridge.bridge.secret import Secret
 
 __all__ = ["ENV_OVERRIDES", "Parser"]
@@ -99,6 +100,10 @@ class Parser(RouteParser):
         key_prefix = self.env.get("ABLY_BRIDGE_KEY_PREFIX") or self.text(
             redis_raw, "key_prefix", "redis.key_prefix", "ably-bridge"
         )
+        braces = key_prefix is not None and ("{" in key_prefix or "}" in key_prefix)
+        if braces and redis_url is not None and is_cluster_url(redis_url.reveal()):
+            # (redis_keys places the hash tags itself)
+            self.fail("redis.key_prefix", "must not contain braces on a Redis Cluster")
         celery_raw = self.section(raw, "celery", "celery")
         self.known(celery_raw, {"broker_url", "broker_url_file"}, "celery")
         broker = self.url(
