@@ -33,10 +33,22 @@ from tests.support.wait import eventually
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(path: Path, emulator: Emulator, prefix: str, channels: list[str]) -> Path:
+def write_config(
+    path: Path,
+    emulator: Emulator,
+    prefix: str,
+    channels: list[str],
+    *,
+    ably: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Path:
+    """A bridge configuration file: ``channels`` into ``<prefix>:s:<channel>`` streams.
+
+    ``ably`` adds settings to the ``ably`` section; other ``sections`` are added as given.
+    """
     raw: dict[str, Any] = {
         "log_level": "INFO",
-        "ably": {"endpoint": "127.0.0.1", "port": emulator.port, "tls": False},
+        "ably": {"endpoint": "127.0.0.1", "port": emulator.port, "tls": False, **(ably or {})},
         "redis": {"url": REDIS_URL, "key_prefix": prefix},
         "dead_letter": {"stream": f"{prefix}:deadletter"},
         "delivery": {"retry": {"initial": 0.1, "max_delay": 0.5, "jitter": 0}},
@@ -49,6 +61,7 @@ def write_config(path: Path, emulator: Emulator, prefix: str, channels: list[str
             }
         ],
     }
+    raw.update(sections)
     path.write_text(yaml.safe_dump(raw))
     return path
 

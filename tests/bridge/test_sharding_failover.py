@@ -15,49 +15,21 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 import requests
-import yaml
 
 from ably_bridge.bridge.sharding_lease import RedisLeaseStore
 from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.models import Message
-from tests.bridge.test_cli_run import Bridge, ids_in, rest_for
-from tests.support.services import REDIS_URL, redis_available
+from tests.bridge.test_cli_run import Bridge, ids_in, rest_for, write_config
+from tests.support.services import redis_available
 from tests.support.wait import eventually
 
 SHARDS = 64
 TTL = 2.0
 MARGIN = 3.0  # one lease round (TTL / 3), a daemon step, process scheduling
-
-
-def write_config(path: Path, emulator: Emulator, prefix: str, channels: list[str]) -> Path:
-    raw: dict[str, Any] = {
-        "log_level": "INFO",
-        "ably": {
-            "endpoint": "127.0.0.1",
-            "port": emulator.port,
-            "tls": False,
-            "channels_per_connection": 5,
-        },
-        "redis": {"url": REDIS_URL, "key_prefix": prefix},
-        "dead_letter": {"stream": f"{prefix}:deadletter"},
-        "delivery": {"retry": {"initial": 0.1, "max_delay": 0.5, "jitter": 0}},
-        "sharding": {"mode": "lease", "shards": SHARDS, "lease_ttl": TTL},
-        "routes": [
-            {
-                "id": "main",
-                "channels": channels,
-                "sources": ["message"],
-                "targets": [{"type": "redis_stream", "key": prefix + ":s:{channel}"}],
-            }
-        ],
-    }
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def live_channels(bridge: Bridge) -> int:
@@ -84,7 +56,11 @@ def test_sigkill_of_one_of_three_replicas_moves_its_shards_and_loses_nothing(
     tmp_path: Path,
 ) -> None:
     names = [f"fo-{i}" for i in range(30)]
-    config = write_config(tmp_path / "bridge.yaml", emulator, prefix, names)
+    config = write_config(
+        tmp_path / "bridge.yaml", emulator, prefix, names,
+        ably={"channels_per_connection": 5},
+        sharding={"mode": "lease", "shards": SHARDS, "lease_ttl": TTL},
+    )  # fmt: skip
     store = RedisLeaseStore(rclient, prefix)
     rest = rest_for(emulator, key)
     bridges = [Bridge(config, key, tmp_path) for _ in range(3)]
