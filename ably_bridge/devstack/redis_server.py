@@ -24,6 +24,7 @@ from pathlib import Path
 
 import redis
 
+from ably_bridge.bridge.redis_connect import is_cluster_url
 from ably_bridge.bridge.sinks.celery_redis import sent_mark
 from ably_bridge.devstack.layout import DevLayout, redacted
 from ably_bridge.devstack.processes import Child
@@ -58,6 +59,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def ping(url: str, timeout: float = 2.0) -> str | None:
     """None when the Redis at ``url`` answers PING, else the reason it does not."""
+    if is_cluster_url(url):
+        # The dev stack's Celery broker is a database of the same Redis, and kombu
+        # has no cluster transport; the bridge itself takes redis+cluster:// URLs.
+        return (
+            "a Redis Cluster cannot serve the dev stack (its Celery broker is a database of "
+            "the same Redis, and Celery has no cluster broker); use one Redis node here, and "
+            "run `ably-bridge run` with REDIS_URL=redis+cluster://... (docs/scaling.md)"
+        )
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     except ValueError as exc:

@@ -103,3 +103,13 @@ def test_busy_emulator_port_exits_1_and_stops_the_redis_server(tmp_path: Path) -
     assert "--port 0" in err.getvalue()
     assert stack.redis is not None and stack.redis.server is not None
     assert stack.redis.server.exited() is not None
+
+
+def test_a_cluster_url_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """The dev stack's Celery broker lives in the same Redis; a cluster cannot be one."""
+    url = "redis+cluster://:topsecret@127.0.0.1:7000,127.0.0.1:7001/"
+    with pytest.raises(RedisUnavailable) as info:
+        provision(url, run_id="r", log_dir=tmp_path)
+    message = str(info.value)
+    assert "a Redis Cluster cannot serve the dev stack" in message
+    assert "topsecret" not in message
