@@ -13,10 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import requests
 
 from ably_bridge.emulator.server import Emulator
 from tests.workers.conftest import AMQP_URL, REDIS_DB14, cleanup_broker, rest_client, unique
+from tests.workers.owned import celery_worker
 from workers import WorkerSettings, create_app, producers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,24 +89,6 @@ def worker_env(key: str, port: int, broker: str, queue: str) -> dict[str, str]:
         "ABLY_WORKER_RETRY_BASE_DELAY": "0.05",
         "ABLY_WORKER_RETRY_MAX_DELAY": "0.2",
     }
-
-
-@contextlib.contextmanager
-def celery_worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [CELERY, "-A", "workers", "worker", "-P", "threads", "-c", "1", "-n", f"{name}@%h",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 @pytest.mark.slow
