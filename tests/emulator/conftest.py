@@ -199,3 +199,22 @@ def rest_get(emu: Emulator, path: str, key: str, **kw: Any) -> requests.Response
 
 def rest_post(emu: Emulator, path: str, key: str, body: Any, **kw: Any) -> requests.Response:
     return requests.post(emu.url + path, auth=basic(key), json=body, timeout=5, **kw)
+
+
+def rest_call(
+    emu: Emulator, key: str, method: str, path: str, body: Any, fmt: str
+) -> tuple[int, Any, Any]:
+    """A REST request with ``body`` in ``fmt`` (JSON or msgpack), the reply asked for in
+    the same: (status, decoded body, headers)."""
+    ctype = "application/x-msgpack" if fmt == "msgpack" else "application/json"
+    data = msgpack.packb(body) if fmt == "msgpack" else json.dumps(body)
+    r = requests.request(
+        method,
+        emu.url + path,
+        data=data if body is not None else None,
+        headers={"Content-Type": ctype, "Accept": ctype},
+        auth=basic(key),
+        timeout=5,
+    )
+    decoded = msgpack.unpackb(r.content) if fmt == "msgpack" else r.json()
+    return r.status_code, decoded, r.headers

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import pytest
 import requests
 
@@ -19,25 +17,10 @@ from ably_bridge.emulator.actions import (
 )
 from ably_bridge.emulator.message_annotations import summarise
 
-from .conftest import RT, basic, rest_post
+from .conftest import RT, basic, rest_call, rest_post
 
 MSGPACK = "application/x-msgpack"
 ANNOTATION = 21
-
-
-def _call(emu: Emulator, key: str, method: str, path: str, body: Any, fmt: str) -> Any:
-    ctype = MSGPACK if fmt == "msgpack" else "application/json"
-    data = msgpack.packb(body) if fmt == "msgpack" else json.dumps(body)
-    r = requests.request(
-        method,
-        emu.url + path,
-        data=data if body is not None else None,
-        headers={"Content-Type": ctype, "Accept": ctype},
-        auth=basic(key),
-        timeout=5,
-    )
-    decoded = msgpack.unpackb(r.content) if fmt == "msgpack" else r.json()
-    return r.status_code, decoded, r.headers
 
 
 def _message(emu: Emulator, key: str, channel: str) -> str:
@@ -93,7 +76,9 @@ def test_realtime_annotation_reaches_annotation_subscribers_then_the_summary(
     assert plain.expect(15, channel=ch)["messages"][0]["annotations"]["summary"] == expected
     assert not [pm for pm in plain.backlog if pm.get("action") == ANNOTATION]
     # The stored message carries the summary (history and GET by serial).
-    _, latest, _ = _call(emulator, root_key, "GET", f"/channels/{ch}/messages/{serial}", None, fmt)
+    _, latest, _ = rest_call(
+        emulator, root_key, "GET", f"/channels/{ch}/messages/{serial}", None, fmt
+    )
     assert latest["annotations"]["summary"] == expected and latest["data"] == "x"
 
 
@@ -118,17 +103,19 @@ def test_rest_publish_and_paginated_get(emulator: Emulator, root_key: str, fmt: 
     names = ["a", "b", "c"]
     for name in names:
         body = [{"action": 0, "type": "emoji:multiple.v1", "name": name, "clientId": "carol"}]
-        status, _, _ = _call(emulator, root_key, "POST", path, body, fmt)
+        status, _, _ = rest_call(emulator, root_key, "POST", path, body, fmt)
         assert status == 201
-    status, page, headers = _call(emulator, root_key, "GET", path + "?limit=2", None, fmt)
+    status, page, headers = rest_call(emulator, root_key, "GET", path + "?limit=2", None, fmt)
     assert status == 200 and [a["name"] for a in page] == ["a", "b"]
     assert all(a["messageSerial"] == serial and a["clientId"] == "carol" for a in page)
     assert page[0]["serial"] < page[1]["serial"]
     next_link = [v for k, v in headers.items() if k == "Link" and 'rel="next"' in v]
     assert next_link, headers
-    status, rest, _ = _call(emulator, root_key, "GET", path + "?limit=2&cursor=2", None, fmt)
+    status, rest, _ = rest_call(emulator, root_key, "GET", path + "?limit=2&cursor=2", None, fmt)
     assert [a["name"] for a in rest] == ["c"]
-    _, latest, _ = _call(emulator, root_key, "GET", f"/channels/{ch}/messages/{serial}", None, fmt)
+    _, latest, _ = rest_call(
+        emulator, root_key, "GET", f"/channels/{ch}/messages/{serial}", None, fmt
+    )
     summary = latest["annotations"]["summary"]["emoji:multiple.v1"]
     assert summary["a"] == {
         "total": 1,

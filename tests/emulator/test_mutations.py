@@ -6,30 +6,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import pytest
 import requests
 
 from ably_bridge.emulator import Emulator
 
-from .conftest import RT, b64, basic, rest_post
+from .conftest import RT, b64, basic, rest_call, rest_post
 
 MSGPACK = "application/x-msgpack"
 
 
 def _call(emu: Emulator, key: str, method: str, path: str, body: Any, fmt: str) -> Any:
-    ctype = MSGPACK if fmt == "msgpack" else "application/json"
-    data = msgpack.packb(body) if fmt == "msgpack" else json.dumps(body)
-    r = requests.request(
-        method,
-        emu.url + path,
-        data=data if body is not None else None,
-        headers={"Content-Type": ctype, "Accept": ctype},
-        auth=basic(key),
-        timeout=5,
-    )
-    decoded = msgpack.unpackb(r.content) if fmt == "msgpack" else r.json()
-    return r.status_code, decoded
+    status, decoded, _ = rest_call(emu, key, method, path, body, fmt)
+    return status, decoded
 
 
 @pytest.mark.parametrize("fmt", ["json", "msgpack"])
