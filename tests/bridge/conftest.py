@@ -6,6 +6,7 @@ tests/conftest.py; the services they use in :mod:`tests.support.services`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -33,9 +34,9 @@ def broker(request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture
-def queue(broker: str) -> Iterator[str]:
-    """A fresh Celery queue name on ``broker``, deleted (with its Redis keys) afterwards."""
+@contextlib.contextmanager
+def fresh_queue(broker: str) -> Iterator[str]:
+    """A new Celery queue name on ``broker``, deleted (with its Redis keys) afterwards."""
     name = f"ably-bridge-test-{uuid.uuid4().hex[:10]}"
     yield name
     cleanup = Celery("cleanup", broker=broker, set_as_current=False)
@@ -48,6 +49,13 @@ def queue(broker: str) -> Iterator[str]:
                 client.delete(name, *client.keys(f"*{name}*"))
     finally:
         cleanup.close()
+
+
+@pytest.fixture
+def queue(broker: str) -> Iterator[str]:
+    """A fresh Celery queue on ``broker`` for this test."""
+    with fresh_queue(broker) as name:
+        yield name
 
 
 @pytest.fixture(autouse=True)

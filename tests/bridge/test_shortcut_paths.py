@@ -11,13 +11,11 @@ routing) must be the same.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 
 from ably_bridge import shortcuts
 from ably_bridge.bridge.config import CeleryTarget, StreamTarget
@@ -25,6 +23,7 @@ from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
 from ably_bridge.protocol.models import Message, PresenceMessage
+from tests.bridge.conftest import fresh_queue
 from tests.bridge.test_celery_template import B, assert_same_message, raw_messages
 from tests.support.services import REDIS_URL
 
@@ -94,18 +93,8 @@ def test_redis_stream_entries_and_outcomes_are_the_same_on_both_paths(
 # -- Celery ------------------------------------------------------------------------------------
 @pytest.fixture
 def second_queue(broker: str) -> Iterator[str]:
-    name = f"ably-bridge-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    cleanup = Celery("cleanup", broker=broker, set_as_current=False)
-    try:
-        with cleanup.connection_for_write() as conn:
-            if broker.startswith("amqp"):
-                conn.default_channel.queue_delete(name)
-            else:
-                client = redis.Redis.from_url(broker)
-                client.delete(name, *client.keys(f"*{name}*"))
-    finally:
-        cleanup.close()
+    with fresh_queue(broker) as name:
+        yield name
 
 
 def _celery_run(path: str, broker: str, queue: str) -> list[list[tuple[Outcome, str]]]:
