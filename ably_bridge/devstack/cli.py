@@ -75,8 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_url_without_credential,
         help="a Redis to use (default: $REDIS_URL; else a redis-server from PATH is started "
         "on a free port). Its data is not touched: the run's keys have their own prefix and "
-        "are deleted on exit; the Celery broker uses the next database number. A URL with a "
-        "password is refused here (ps shows command lines): use REDIS_URL or --redis-url-file",
+        "are deleted on exit; the Celery broker uses the next database number. On a Redis "
+        "Cluster (redis+cluster://host:port[,host:port...]) the streams, checkpoints, leases "
+        "and the worker's de-duplication marks go to the cluster, and a redis-server from "
+        "PATH is started for the Celery broker only (kombu has no cluster transport). A URL "
+        "with a password is refused here (ps shows command lines): use REDIS_URL or "
+        "--redis-url-file",
     )
     redis.add_argument(
         "--redis-url-file",

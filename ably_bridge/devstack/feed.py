@@ -18,13 +18,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
+from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.devstack.layout import PUBLISHER_CLIENT_ID, DevLayout
 from workers.consumers import BridgedEvent, decode_envelope, envelope_from_fields
 
 __all__ = ["Feed", "Sighting", "format_sighting"]
 
 log = logging.getLogger(__name__)
+_REDIS_ERRORS = (redis.RedisError, RedisClusterException)  # a cluster may raise either
 
 MAX_DATA = 200
 _PRESENCE_ACTIONS = {0: "absent", 1: "present", 2: "enter", 3: "leave", 4: "update"}
@@ -88,7 +91,7 @@ class Feed:
     def __init__(self, layout: DevLayout, task: str, client: redis.Redis | None = None) -> None:
         self.layout = layout
         self.task = task
-        self._redis = client or redis.Redis.from_url(
+        self._redis = client or open_redis(  # a RedisCluster on a cluster: one key a read
             layout.data_url, socket_timeout=2, socket_connect_timeout=2
         )
         self._last = "0-0"
@@ -105,7 +108,7 @@ class Feed:
         """New sightings since the last poll (nothing when Redis cannot be read now)."""
         try:
             return self._read_stream() + self._read_results()
-        except redis.RedisError as exc:
+        except _REDIS_ERRORS as exc:
             log.debug("feed: Redis not readable now: %s", exc)
             return []
 

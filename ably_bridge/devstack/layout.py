@@ -12,7 +12,10 @@ With a redis-server of its own, the stack uses the fixed prefix
 ``ably-dev``; on a Redis given by ``REDIS_URL``/``--redis-url`` the prefix
 carries a random run id (``ably-dev:<run>``), the broker lives in the next
 database number, and the queue is per run too, so a user's data is never
-read, changed or deleted.
+read, changed or deleted. On a Redis Cluster (``redis+cluster://``) the
+run's keys get the same per-run prefix on the cluster, and the Celery broker
+is a redis-server the stack starts (:meth:`DevLayout.for_cluster`): kombu has
+no cluster transport.
 """
 
 from __future__ import annotations
@@ -106,6 +109,23 @@ class DevLayout:
             queue=f"ably-dev-{run_id}",
             owned_redis=False,
         )
+
+    @classmethod
+    def for_cluster(cls, url: str, broker_url: str, run_id: str) -> DevLayout:
+        """A user's Redis Cluster for the data (per-run prefix) and our own broker."""
+        return cls(
+            data_url=url,
+            broker_url=with_db(broker_url, 0),
+            prefix=f"ably-dev:{run_id}",
+            queue=f"ably-dev-{run_id}",
+            owned_redis=False,
+        )
+
+    @property
+    def key_patterns(self) -> list[str]:
+        """SCAN patterns of every key of the run in its data Redis: ``<p>:*`` and, on a
+        cluster, the bridge's control keys tagged ``{<p>}:*`` (bridge.redis_keys)."""
+        return [f"{self.prefix}:*", f"{{{self.prefix}}}:*"]
 
     # -- keys ---------------------------------------------------------------------
     @property

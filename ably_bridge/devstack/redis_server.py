@@ -9,6 +9,10 @@ This module owns :func:`provision`, which returns a :class:`DevRedis`:
 * without one, it starts ``redis-server`` from ``PATH`` on a free port of
   127.0.0.1 with persistence off (``--save "" --appendonly no``) as a
   supervised child, and stops it in :meth:`DevRedis.close`;
+* with a Redis Cluster URL (``redis+cluster://``), the streams, checkpoints,
+  leases and the worker guard's marks go to the cluster under a per-run
+  prefix (deleted on exit, as above), and a redis-server of its own is
+  started for the Celery broker only (kombu has no cluster transport);
 * with neither, :class:`RedisUnavailable` says what to install.
 """
 
@@ -23,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.exceptions import RedisClusterException
 
-from ably_bridge.bridge.redis_connect import is_cluster_url
+from ably_bridge.bridge.redis_connect import is_cluster_url, open_redis
+from ably_bridge.bridge.redis_keys import is_cluster_client
 from ably_bridge.bridge.sinks.celery_redis import sent_mark
 from ably_bridge.devstack.layout import DevLayout, redacted
 from ably_bridge.devstack.processes import Child
@@ -58,22 +64,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def ping(url: str, timeout: float = 2.0) -> str | None:
-    """None when the Redis at ``url`` answers PING, else the reason it does not."""
-    if is_cluster_url(url):
-        # The dev stack's Celery broker is a database of the same Redis, and kombu
-        # has no cluster transport; the bridge itself takes redis+cluster:// URLs.
-        return (
-            "a Redis Cluster cannot serve the dev stack (its Celery broker is a database of "
-            "the same Redis, and Celery has no cluster broker); use one Redis node here, and "
-            "run `ably-bridge run` with REDIS_URL=redis+cluster://... (docs/scaling.md)"
-        )
+    """None when the Redis (or Redis Cluster) at ``url`` answers PING, else why it does not."""
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = open_redis(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     except ValueError as exc:
         return f"not a Redis URL ({exc})"
+    except (redis.RedisError, RedisClusterException) as exc:  # a cluster connects at once
+        return str(exc) or type(exc).__name__
     try:
         client.ping()
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         return str(exc) or type(exc).__name__
     finally:
         client.close()
@@ -92,9 +92,26 @@ def _broker_keys(queue: str, prefix: str) -> list[str]:
     ]
 
 
+def _delete_matching(client: redis.Redis, patterns: list[str]) -> int:
+    """Delete the keys matching ``patterns`` (every primary of a cluster); the count."""
+    keys: set[bytes] = set()
+    for pattern in patterns:
+        if is_cluster_client(client):
+            found = client.scan_iter(match=pattern, count=500, target_nodes="primaries")
+        else:
+            found = client.scan_iter(match=pattern, count=500)
+        keys.update(found)
+    ordered = sorted(keys)
+    deleted = 0
+    for start in range(0, len(ordered), 500):
+        deleted += int(client.delete(*ordered[start : start + 500]))  # split by slot
+    return deleted
+
+
 @dataclass
 class DevRedis:
-    """The Redis of one run: its layout, and the redis-server child when we started one."""
+    """The Redis of one run: its layout, and the redis-server child when we started one
+    (the whole Redis; or, beside a user's Redis Cluster, the Celery broker only)."""
 
     layout: DevLayout
     server: Child | None = None
@@ -102,50 +119,52 @@ class DevRedis:
     @property
     def description(self) -> str:
         url = redacted(self.layout.data_url)
-        if self.server is not None:
+        if self.layout.owned_redis and self.server is not None:
             return f"{url} (redis-server started by ably-bridge dev, pid {self.server.pid})"
         return f"{url} (keys under {self.layout.prefix}:*, removed on exit)"
 
+    @property
+    def broker_started(self) -> bool:
+        """The Celery broker is a redis-server this run started (and stops)."""
+        return self.server is not None
+
     def cleanup_keys(self) -> int:
         """Delete this run's keys from a Redis we do not own (nothing else); the count."""
-        if self.server is not None:
-            return 0
         layout = self.layout
+        if layout.owned_redis:
+            return 0
+        places = [(layout.data_url, layout.key_patterns)]
+        if self.server is None:  # the broker is a database of the user's Redis
+            places.append((layout.broker_url, _broker_keys(layout.queue, layout.prefix)))
         deleted = 0
-        for url, patterns in (
-            (layout.data_url, [f"{layout.prefix}:*"]),
-            (layout.broker_url, _broker_keys(layout.queue, layout.prefix)),
-        ):
-            client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        for url, patterns in places:
             try:
-                for pattern in patterns:
-                    keys = list(client.scan_iter(match=pattern, count=500))
-                    for start in range(0, len(keys), 500):
-                        deleted += int(client.delete(*keys[start : start + 500]))
-            except redis.RedisError as exc:
+                client = open_redis(url, socket_timeout=5, socket_connect_timeout=5)
+            except (redis.RedisError, RedisClusterException) as exc:
+                log.warning("could not remove the dev keys from %s: %s", redacted(url), exc)
+                continue
+            try:
+                deleted += _delete_matching(client, patterns)
+            except (redis.RedisError, RedisClusterException) as exc:
                 log.warning("could not remove the dev keys from %s: %s", redacted(url), exc)
             finally:
                 client.close()
         return deleted
 
     def close(self) -> None:
-        """Remove the run's keys (a shared Redis) or stop the redis-server we started."""
-        if self.server is not None:
-            self.server.stop(timeout=10)
-        else:
+        """Remove the run's keys (a user's Redis) and stop the redis-server we started."""
+        if not self.layout.owned_redis:
             removed = self.cleanup_keys()
             log.info("removed %d dev key(s) from %s", removed, redacted(self.layout.data_url))
+        if self.server is not None:
+            self.server.stop(timeout=10)
 
 
 def _check_url(url: str, run_id: str) -> DevRedis:
     layout = DevLayout.for_shared_redis(url, run_id)
     problem = ping(layout.data_url)
     if problem is not None:
-        raise RedisUnavailable(
-            f"the Redis at {redacted(url)} does not answer ({problem}); "
-            "start it, fix REDIS_URL/--redis-url, or unset it to let ably-bridge dev "
-            "start a redis-server of its own"
-        )
+        raise RedisUnavailable(_unanswered(url, problem))
     problem = ping(layout.broker_url)
     if problem is not None:
         raise RedisUnavailable(
@@ -153,6 +172,32 @@ def _check_url(url: str, run_id: str) -> DevRedis:
             f"({problem}); the dev stack needs the database after the one in the URL"
         )
     return DevRedis(layout)
+
+
+def _unanswered(url: str, problem: str) -> str:
+    return (
+        f"the Redis at {redacted(url)} does not answer ({problem}); "
+        "start it, fix REDIS_URL/--redis-url, or unset it to let ably-bridge dev "
+        "start a redis-server of its own"
+    )
+
+
+def _check_cluster(
+    url: str, run_id: str, log_dir: Path, which: Callable[[str], str | None]
+) -> DevRedis:
+    """A user's Redis Cluster for the data, and a redis-server of ours for the broker."""
+    problem = ping(url)
+    if problem is not None:
+        raise RedisUnavailable(_unanswered(url, problem))
+    if which("redis-server") is None:
+        raise RedisUnavailable(
+            "on a Redis Cluster the dev stack starts a redis-server of its own for the Celery "
+            "broker (kombu has no cluster transport), and there is no redis-server on PATH: "
+            "install redis-server (apt-get install redis-server, or brew install redis)"
+        )
+    broker = start_server(log_dir, which=which)
+    layout = DevLayout.for_cluster(url, broker.layout.data_url, run_id)
+    return DevRedis(layout, server=broker.server)
 
 
 def start_server(
@@ -201,7 +246,10 @@ def provision(
     log_dir: Path,
     which: Callable[[str], str | None] = shutil.which,
 ) -> DevRedis:
-    """The Redis of a run: ``redis_url`` if given (it must answer), else our own redis-server."""
+    """The Redis of a run: ``redis_url`` if given (it must answer; a cluster gets a
+    redis-server of ours beside it for the broker), else our own redis-server."""
+    if redis_url and is_cluster_url(redis_url):
+        return _check_cluster(redis_url, run_id, log_dir, which)
     if redis_url:
         return _check_url(redis_url, run_id)
     return start_server(log_dir, which=which)

@@ -43,6 +43,7 @@ from typing import Any
 import redis
 import requests
 
+from ably_bridge.bridge.redis_connect import is_cluster_url, open_redis, parse_cluster_url
 from ably_bridge.devstack.config import child_env, remove_env_file, write_config, write_env_file
 from ably_bridge.devstack.console import Console, LogToFile
 from ably_bridge.devstack.feed import Feed
@@ -279,7 +280,7 @@ class DevStack:
         """Wait until the bridge answers /readyz and the worker marked itself ready."""
         deadline = time.monotonic() + self.options.startup_timeout
         ready_url = f"http://127.0.0.1:{health_port}/readyz"
-        client = redis.Redis.from_url(layout.data_url, socket_timeout=2, socket_connect_timeout=2)
+        client = open_redis(layout.data_url, socket_timeout=2, socket_connect_timeout=2)
         bridge_ready = worker_ready = False
         try:
             while True:
@@ -319,13 +320,17 @@ class DevStack:
         pids = self.supervisor.pids()
         port = emulator.port
         logs = ", ".join(f"{c.log_path.name}" for c in self.supervisor.children)
-        redis_cli = layout.data_url
         lines = [
             "ably-bridge dev: the local stack is up (Ctrl-C to stop)",
             f"  emulator   {emulator.url}  (realtime {emulator.ws_url}/)",
             f"  dev key    {key}  (the local emulator's app {emulator.app_id})",
             f"  redis      {self.redis.description}",
-            f"  broker     {redacted(layout.broker_url)}  (Celery queue {layout.queue})",
+            f"  broker     {redacted(layout.broker_url)}  (Celery queue {layout.queue}"
+            + (
+                f"; redis-server started for the broker, pid {pids.get('redis')})"
+                if self.redis.broker_started and not layout.owned_redis
+                else ")"
+            ),
             f"  bridge     chat:* messages + presence -> stream {layout.stream_key}"
             f" + task {TASK_NAME}; metrics {self.metrics_url}",
             f"  status     {self.status_url}  (the bridge's live status page; JSON at /status)",
@@ -342,8 +347,7 @@ class DevStack:
             *self._env_file_lines(),
             f"  try        ABLY_KEY={key} {_program()} publish {CHAT_CHANNEL} text hi "
             f"--endpoint 127.0.0.1 --port {port} --no-tls",
-            f"             redis-cli -u {redacted(redis_cli)} XREVRANGE {layout.stream_key}"
-            " + - COUNT 1",
+            f"             {_redis_cli(layout.data_url)} XREVRANGE {layout.stream_key} + - COUNT 1",
         ]
         self.console.event(
             "started",
@@ -354,7 +358,8 @@ class DevStack:
             app_id=emulator.app_id,
             key=key,
             redis=redacted(layout.data_url),
-            redis_started=self.redis.server is not None,
+            redis_started=layout.owned_redis,
+            broker_started=self.redis.broker_started,
             broker=redacted(layout.broker_url),
             stream=layout.stream_key,
             queue=layout.queue,
@@ -469,6 +474,14 @@ class DevStack:
             log_dir=str(self.log_dir) if started or not self._own_log_dir else None,
         )
         return status
+
+
+def _redis_cli(url: str) -> str:
+    """A redis-cli command line reaching ``url`` (``-c`` and a node's address on a cluster)."""
+    if is_cluster_url(url):
+        host, port = parse_cluster_url(url).nodes[0]
+        return f"redis-cli -c -h {host} -p {port}"
+    return f"redis-cli -u {redacted(url)}"
 
 
 def _program() -> str:

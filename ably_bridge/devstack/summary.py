@@ -19,12 +19,15 @@ from typing import Any
 
 import redis
 import requests
+from redis.exceptions import RedisClusterException
 
+from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.devstack.layout import DevLayout
 
 __all__ = ["Collector", "Snapshot", "format_json", "format_text", "parse_metrics"]
 
 log = logging.getLogger(__name__)
+_REDIS_ERRORS = (redis.RedisError, RedisClusterException)  # a cluster may raise either
 
 RECEIVED_METRIC = "ably_bridge_events_received_total"
 BACKFILLED_METRIC = "ably_bridge_events_backfilled_total"
@@ -121,9 +124,9 @@ class Collector:
         self._published = published
         self._published_ids = published_ids
         self.started = time.monotonic() if started is None else started
-        self._redis = redis.Redis.from_url(
-            layout.data_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        # redis://, redis+sentinel:// or redis+cluster:// (a RedisCluster: every read
+        # here names one key)
+        self._redis = open_redis(layout.data_url, socket_timeout=2, socket_connect_timeout=2)
 
     def close(self) -> None:
         self._redis.close()
@@ -140,14 +143,14 @@ class Collector:
     def _tasks(self) -> dict[str, int] | None:
         try:
             raw: dict[Any, Any] = self._redis.hgetall(self.layout.tasks_key)
-        except redis.RedisError:
+        except _REDIS_ERRORS:
             return None
         return {_text(k): int(v) for k, v in raw.items()}
 
     def _stream_length(self) -> int | None:
         try:
             return int(self._redis.xlen(self.layout.stream_key))
-        except redis.RedisError:
+        except _REDIS_ERRORS:
             return None
 
     def _ids_in_tasks(self, ids: list[str]) -> int | None:
@@ -155,7 +158,7 @@ class Collector:
             return 0
         try:
             flags = self._redis.smismember(self.layout.handled_key, ids)
-        except redis.RedisError:
+        except _REDIS_ERRORS:
             return None
         return sum(1 for flag in flags if flag)
 
@@ -166,7 +169,7 @@ class Collector:
         seen: set[str] = set()
         try:
             entries: Any = self._redis.xrange(self.layout.stream_key, count=100_000)
-        except redis.RedisError:
+        except _REDIS_ERRORS:
             return None
         for _entry_id, fields in entries:
             try:

@@ -38,6 +38,7 @@ import redis
 from celery.signals import worker_ready
 
 from ably_bridge import PresenceAction
+from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.devstack.handler import ENV_HANDLER, HandlerResult, call_handler, load_handler
 from ably_bridge.devstack.layout import TASK_NAME, DevLayout
 from workers import create_app, envelope_task, set_default_app
@@ -69,9 +70,8 @@ def _redis() -> redis.Redis:
     global _client
     with _client_lock:
         if _client is None:
-            _client = redis.Redis.from_url(
-                layout.data_url, socket_timeout=10, socket_connect_timeout=10
-            )
+            # a RedisCluster on redis+cluster:// (record's pipeline is split per node)
+            _client = open_redis(layout.data_url, socket_timeout=10, socket_connect_timeout=10)
         return _client
 
 

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from ably_bridge.devstack.layout import DevLayout
+from tests.cluster_support import LocalCluster
 from tests.support.services import free_port
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -149,6 +150,16 @@ def assert_flowed(run: DevRun) -> None:
     assert final["celery_by_source"].get("message", 0) >= final["published"], final
     assert final["published_in_tasks"] == final["published"], final
     assert final["bridge_received"] >= final["published"] + 1, final
+
+
+def cluster_keys(cluster: LocalCluster) -> set[bytes]:
+    """Every key on the cluster's primaries now."""
+    keys: set[bytes] = set()
+    for port in cluster.primary_ports():
+        node = cluster.node(port)
+        keys.update(node.scan_iter(count=1000))
+        node.close()
+    return keys
 
 
 @pytest.fixture

@@ -21,10 +21,14 @@ from typing import Any
 import pytest
 import redis
 
+from ably_bridge.bridge.redis_connect import open_redis
+from tests.cluster_support import LocalCluster
+
 from .conftest import (
     assert_flowed,
     assert_no_children_left,
     clean_env,
+    cluster_keys,
     json_lines,
     run_process,
 )
@@ -85,6 +89,37 @@ def test_dev_stack_on_a_users_redis_leaves_its_data_alone(own_redis: str, tmp_pa
     assert broker_db.keys("*") == [b"user:broker-key"]
     user.close()
     broker_db.close()
+
+
+@pytest.mark.usefixtures("redis_server_bin")
+def test_dev_stack_on_a_redis_cluster_streams_to_it_and_leaves_its_data_alone(
+    redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """--redis-url redis+cluster://: the stream, checkpoints and worker marks go to the
+    cluster (and are removed on exit), the Celery broker is a redis-server of the run."""
+    user = open_redis(redis_cluster.url)
+    user.set("user:key", "mine")
+    user.xadd("ably:chat", {"mine": "1"})
+    before = cluster_keys(redis_cluster)
+    argv = [*DEV, "--port", "0", "--duration", "6", "--json", "--summary-interval", "1"]
+    argv += ["--log-dir", str(tmp_path / "logs"), "--redis-url", redis_cluster.url]
+    run = run_process(argv, env=clean_env(), timeout=90)
+    assert run.returncode == 0, run.stderr
+    start = run.started
+    assert start["redis"] == redis_cluster.url
+    assert start["redis_started"] is False and start["broker_started"] is True
+    assert set(start["pids"]) == {"redis", "bridge", "worker"}  # redis: the broker
+    assert start["stream"] == f"ably-dev:{start['run_id']}:chat"
+    assert start["broker"].startswith("redis://127.0.0.1:")
+    assert_flowed(run)  # read back from the stream and the task's marks on the cluster
+    assert_no_children_left(start)
+    bridge_log = (tmp_path / "logs" / "bridge.log").read_text()
+    assert "redis+cluster://" in (tmp_path / "logs" / "bridge.yaml").read_text()
+    assert "Traceback" not in bridge_log, bridge_log[-3000:]
+    assert cluster_keys(redis_cluster) == before  # the run's keys are gone, the user's stay
+    assert user.get("user:key") == b"mine" and user.xlen("ably:chat") == 1
+    user.delete("user:key", "ably:chat")
+    user.close()
 
 
 @pytest.mark.usefixtures("redis_server_bin")

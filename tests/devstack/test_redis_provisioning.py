@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.devstack.redis_server import (
     INSTALL_HINT,
     RedisUnavailable,
@@ -17,8 +18,9 @@ from ably_bridge.devstack.redis_server import (
     provision,
 )
 from ably_bridge.devstack.stack import Console, DevOptions, DevStack
+from tests.cluster_support import LocalCluster
 
-from .conftest import clean_env
+from .conftest import clean_env, cluster_keys
 
 
 def test_no_url_and_no_redis_server_on_path_says_what_to_install(
@@ -105,11 +107,52 @@ def test_busy_emulator_port_exits_1_and_stops_the_redis_server(tmp_path: Path) -
     assert stack.redis.server.exited() is not None
 
 
-def test_a_cluster_url_is_refused_with_the_reason(tmp_path: Path) -> None:
-    """The dev stack's Celery broker lives in the same Redis; a cluster cannot be one."""
-    url = "redis+cluster://:topsecret@127.0.0.1:7000,127.0.0.1:7001/"
+def test_a_cluster_that_does_not_answer_is_reported(tmp_path: Path) -> None:
+    url = f"redis+cluster://:topsecret@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/"
     with pytest.raises(RedisUnavailable) as info:
         provision(url, run_id="r", log_dir=tmp_path)
     message = str(info.value)
-    assert "a Redis Cluster cannot serve the dev stack" in message
-    assert "topsecret" not in message
+    assert "does not answer" in message
+    assert "topsecret" not in message and "***" in message
+    assert not (tmp_path / "redis.log").exists()  # no broker started for a dead cluster
+
+
+def test_a_cluster_without_redis_server_on_path_says_the_broker_needs_one(
+    redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    with pytest.raises(RedisUnavailable) as info:
+        provision(redis_cluster.url, run_id="r", log_dir=tmp_path, which=lambda _name: None)
+    message = str(info.value)
+    assert "Celery broker" in message and "no cluster transport" in message
+    assert "apt-get install redis-server" in message
+
+
+def test_a_cluster_gets_the_data_and_a_redis_server_of_ours_the_broker(
+    redis_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The run's keys (plain and hash-tagged) go to the cluster and are removed; the
+    user's keys stay; the broker is a redis-server of the run, stopped on close."""
+    user = open_redis(redis_cluster.url)
+    user.set("user:key", "mine")
+    user.xadd("{user}:chat", {"mine": "1"})
+    before = cluster_keys(redis_cluster)
+    dev = provision(redis_cluster.url, run_id="c1", log_dir=tmp_path)
+    try:
+        layout = dev.layout
+        assert layout.data_url == redis_cluster.url and not layout.owned_redis
+        assert layout.prefix == "ably-dev:c1" and layout.queue == "ably-dev-c1"
+        assert dev.server is not None and dev.server.running() and dev.broker_started
+        assert layout.broker_url.endswith("/0") and "cluster" not in layout.broker_url
+        assert ping(layout.broker_url) is None
+        assert "removed on exit" in dev.description
+        user.xadd(layout.stream_key, {"e": "1"})
+        user.set("{ably-dev:c1}:checkpoint:chat", "1")  # the bridge's tagged control keys
+        user.set("ably-dev:c1:task:done:{abc}", "1")  # the worker guard's marks
+        assert len(cluster_keys(redis_cluster) - before) == 3
+    finally:
+        dev.close()
+    assert dev.server.exited() is not None
+    assert cluster_keys(redis_cluster) == before
+    assert user.get("user:key") == b"mine" and user.xlen("{user}:chat") == 1
+    user.delete("user:key", "{user}:chat")
+    user.close()
