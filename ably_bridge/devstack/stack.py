@@ -4,7 +4,8 @@ This module owns :class:`DevOptions` (what ``ably-bridge dev`` was asked),
 :class:`Console` (text lines, or one JSON object per line with ``--json``)
 and :class:`DevStack`, whose :meth:`~DevStack.run` is the whole command:
 
-1. Redis (:mod:`~ably_bridge.devstack.redis_server`): the user's, or a redis-server child;
+1. Redis (:mod:`~ably_bridge.devstack.redis_server`): the user's, or a redis-server child
+   (on a user's Redis Cluster, a redis-server child for the Celery broker only);
 2. the emulator, in this process (a background thread), with the dev app;
 3. the bridge (``ably-bridge run -c <generated bridge.yaml>``) and the dev
    Celery worker (``celery -A ably_bridge.devstack.worker``) as children,
@@ -17,8 +18,8 @@ and :class:`DevStack`, whose :meth:`~DevStack.run` is the whole command:
 6. shutdown: the publisher stops, the data already published is given a few
    seconds to settle (a second Ctrl-C skips that), a final summary, then
    SIGTERM to the bridge and the worker (SIGKILL after a bounded wait), the
-   emulator stops, and the redis-server is stopped (or, on a user's Redis,
-   the run's keys are deleted). Exit status 0.
+   emulator stops, the run's keys are deleted from a user's Redis (or Redis
+   Cluster), and the redis-server, if the run started one, is stopped. Exit status 0.
 """
 
 from __future__ import annotations

@@ -26,6 +26,14 @@ def test_defaults() -> None:
     assert args.log_dir is None
 
 
+def test_help_says_what_a_cluster_url_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["dev", "--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps at hyphens too
+    assert "redis+cluster://" in text
+    assert "aredis-serverfromPATHisstartedfortheCelerybrokeronly" in text
+
+
 def test_every_option() -> None:
     args = build_parser().parse_args(
         [

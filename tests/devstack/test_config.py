@@ -34,6 +34,23 @@ def test_shared_redis_layout_fences_the_run_off() -> None:
     assert DevLayout.for_shared_redis("redis://h:1", "r").broker_url == "redis://h:1/1"
 
 
+def test_cluster_layout_puts_the_data_on_the_cluster_and_the_broker_on_our_server(
+    tmp_path: Path,
+) -> None:
+    cluster = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"
+    layout = DevLayout.for_cluster(cluster, "redis://127.0.0.1:4567/3", "abc123")
+    assert layout.data_url == cluster and layout.broker_url == "redis://127.0.0.1:4567/0"
+    assert layout.prefix == "ably-dev:abc123" and not layout.owned_redis
+    assert layout.key_patterns == ["ably-dev:abc123:*", "{ably-dev:abc123}:*"]
+    path = write_config(tmp_path, layout, emulator_port=8080, health_port=9999)
+    env = child_env(layout, ably_key=KEY, emulator_port=8080, base={})
+    assert env["REDIS_URL"] == cluster and env["ABLY_WORKER_DEDUP_REDIS_URL"] == cluster
+    assert env["CELERY_BROKER_URL"] == layout.broker_url
+    assert check_config(path, env={"ABLY_KEY": KEY}) == []  # the bridge takes the cluster URL
+    config = load_config(path, env=env)
+    assert config.key_prefix == "ably-dev:abc123"
+
+
 def test_url_helpers() -> None:
     assert with_db("redis://u:p@h:1/2?x=1", 5) == "redis://u:p@h:1/5?x=1"
     assert with_db("unix:///run/redis.sock?db=2&x=1", 3) == "unix:///run/redis.sock?x=1&db=3"
