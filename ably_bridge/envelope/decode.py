@@ -26,15 +26,32 @@ from ably_bridge.envelope.shape import (
     ITEMS_KEY,
     SOURCE_LIFECYCLE,
     SOURCE_MESSAGE,
+    message_action_name,
+    message_event_id,
 )
 from ably_bridge.errors import AblyException, ErrorCode
+from ably_bridge.protocol.actions import (
+    MessageAction,
+    PresenceAction,
+    message_action_from_wire,
+    presence_action_from_wire,
+)
 
 __all__ = ["BridgedEvent", "decode_envelope", "envelope_from_dict", "envelope_from_fields"]
 
 
 @dataclass(frozen=True, slots=True)
 class BridgedEvent:
-    """One event of an envelope, with its ``data`` decoded as far as possible."""
+    """One event of an envelope, with its ``data`` decoded as far as possible.
+
+    ``action`` is a :class:`~ably_bridge.protocol.actions.MessageAction` for a
+    message (``MESSAGE_CREATE`` when the envelope has none, as envelopes from
+    before protocol v4 do; an int when newer than this library), a
+    :class:`~ably_bridge.protocol.actions.PresenceAction` for presence; both
+    compare equal to the wire numbers. ``version`` (TM2s) is the message's
+    latest version (for a create without one: ``serial`` and ``timestamp`` of
+    the message, TM2s1/TM2s2); ``annotations`` (TM2u) as Ably sent them.
+    """
 
     source: str
     app_id: str
@@ -50,14 +67,29 @@ class BridgedEvent:
     client_id: str | None = None
     connection_id: str | None = None
     extras: dict[str, Any] | None = None
-    action: int | None = None
+    action: MessageAction | PresenceAction | int | None = None
     serial: str | None = None
+    version: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
     envelope: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def dedup_key(self) -> str:
-        """The bridge's source-qualified id: ``m:<id>``, ``p:<id>`` or ``l:<id>``."""
+        """The bridge's source-qualified id: ``m:<id>`` (``m:<id>@<version serial>`` for
+        an update, delete or append; see :func:`~.shape.message_event_id`), ``p:<id>``
+        or ``l:<id>``."""
         return f"{self.source[8:9]}:{self.event_id}"
+
+    @property
+    def action_name(self) -> str | None:
+        """A message's action as ably-js names it (``message.create``, ``message.update``,
+        ``message.delete``, ``message.append``, ``message.summary``); a presence
+        action lower-cased (``enter``...); None for a lifecycle event."""
+        if self.source == SOURCE_MESSAGE:
+            return message_action_name(None if self.action is None else int(self.action))
+        if isinstance(self.action, PresenceAction):
+            return self.action.name.lower()
+        return None if self.action is None else str(int(self.action))
 
     @property
     def short_source(self) -> str:
@@ -117,7 +149,20 @@ def _event(envelope: dict[str, Any], source: str, item: Mapping[str, Any]) -> Br
     item_id = item.get("id")
     event_id = str(item_id) if item_id else f"{channel}:{item.get('name')}:{timestamp}"
     extras = item.get("extras")
-    action = item.get("action")
+    action: MessageAction | PresenceAction | int | None = None
+    raw_action = item.get("action")
+    if source == SOURCE_MESSAGE:
+        action = message_action_from_wire(int(raw_action or 0))
+        if item_id:
+            event_id = message_event_id(event_id, item, int(envelope.get("timestamp") or 0))
+    elif raw_action is not None:
+        action = presence_action_from_wire(int(raw_action))
+    version, annotations = item.get("version"), item.get("annotations")
+    serial = item.get("serial")
+    if source == SOURCE_MESSAGE and not isinstance(version, Mapping) and serial:
+        version = {"serial": serial}  # TM2s1, TM2s2: a create's version is the message's
+        if item.get("timestamp") is not None:
+            version["timestamp"] = item["timestamp"]
     return BridgedEvent(
         source=source,
         app_id=str(envelope.get("appId") or ""),
@@ -133,8 +178,10 @@ def _event(envelope: dict[str, Any], source: str, item: Mapping[str, Any]) -> Br
         client_id=item.get("clientId"),
         connection_id=item.get("connectionId"),
         extras=dict(extras) if isinstance(extras, Mapping) else None,
-        action=int(action) if action is not None else None,
-        serial=item.get("serial"),
+        action=action,
+        serial=serial,
+        version=dict(version) if isinstance(version, Mapping) else None,
+        annotations=dict(annotations) if isinstance(annotations, Mapping) else None,
         envelope=envelope,
     )
 
@@ -171,6 +218,15 @@ def decode_envelope(envelope: Mapping[str, Any] | str | bytes) -> list[BridgedEv
     return [_event(raw, source, item) for item in items if isinstance(item, Mapping)]
 
 
+def _position_serial(item: Mapping[str, Any], serial: str | None) -> str | None:
+    """An update's, delete's or append's channel position is its ``version.serial``."""
+    version = item.get("version")
+    if item.get("action") in (None, 0, 4) or not isinstance(version, Mapping):
+        return serial
+    found = version.get("serial")
+    return found if isinstance(found, str) and found else serial
+
+
 def envelope_from_dict(raw: Mapping[str, Any], event_id: str = "") -> Envelope:
     """An :class:`Envelope` from its Integrations JSON (``ValueError`` if it is not one)."""
     source = raw.get("source")
@@ -188,9 +244,14 @@ def envelope_from_dict(raw: Mapping[str, Any], event_id: str = "") -> Envelope:
         if not (isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict)):
             raise ValueError(f"{ITEMS_KEY[str(source)]} must hold exactly one event")
         item = dict(items[0])
-        event_id = event_id or str(item.get("id") or "")
-        name = item.get("name") if source == SOURCE_MESSAGE else None
+        item_id = str(item.get("id") or "")
         serial = item.get("serial") if isinstance(item.get("serial"), str) else None
+        if source == SOURCE_MESSAGE:
+            name = item.get("name")
+            if item_id and not event_id:
+                event_id = message_event_id(item_id, item, timestamp)
+            serial = _position_serial(item, serial)
+        event_id = event_id or item_id
     elif source == SOURCE_LIFECYCLE:
         data, name = raw.get("data"), raw.get("name")
         if not isinstance(data, dict) or not isinstance(name, str):

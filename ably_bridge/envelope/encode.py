@@ -14,7 +14,11 @@ written for those reads it unchanged::
 ``source`` is ``channel.message`` (``messages``), ``channel.presence``
 (``presence``; ``action`` is the wire integer) or ``channel.lifecycle`` (``name``
 such as ``channel.attached`` plus ``data`` describing the state change). Each
-envelope carries exactly one event, as Ably's queue envelopes do today.
+envelope carries exactly one event, as Ably's queue envelopes do today. A
+message also carries what Ably sends of it: ``serial`` (TM2r), ``action`` (the
+TM5 wire number: 0 create, 1 update, 2 delete, 4 summary, 5 append),
+``version`` (TM2s) and ``annotations`` (TM2u); each update, delete, append and
+summary of a message is an envelope of its own.
 
 Data is either **decoded** (the encoding chain undone, decrypting with the
 route's cipher) or **encoded** (left in its wire form with its ``encoding``),
@@ -41,6 +45,7 @@ from ably_bridge.envelope.shape import (
     SOURCE_LIFECYCLE,
     SOURCE_MESSAGE,
     SOURCE_PRESENCE,
+    message_event_id,
 )
 from ably_bridge.errors import AblyException, EncodingError, ErrorCode
 
@@ -58,6 +63,7 @@ __all__ = [
 ]
 
 DataMode = Literal["decoded", "encoded"]
+MESSAGE_SUMMARY = 4  # TM5
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -134,7 +140,10 @@ class Envelope:
     """One event, ready for every target of one route.
 
     ``item`` is the wire-form message, presence message or lifecycle body;
-    ``event_id`` is the de-duplication id (message or presence ``id``).
+    ``event_id`` is the de-duplication id (message or presence ``id``; for a
+    message operation, :func:`~.shape.message_event_id`); ``serial`` is the
+    event's channel position (a message's ``serial``, an operation's
+    ``version.serial``).
     """
 
     source: str
@@ -152,7 +161,8 @@ class Envelope:
 
     @property
     def dedup_key(self) -> str:
-        """Source-qualified id: ``m:<id>``, ``p:<id>`` or ``l:<id>`` (made once: it is
+        """Source-qualified id: ``m:<id>`` (``m:<id>@<version serial>`` for an update,
+        delete or append), ``p:<id>`` or ``l:<id>`` (made once: it is
         read for the dedup window, the sinks' marks and the Celery task id)."""
         key = self._dedup
         if key is None:
@@ -319,6 +329,9 @@ class EnvelopeBuilder:
             value = getattr(message, attr, None)
             if value:
                 item[attr] = value
+        event_id = msg_id if msg_id is not None else _fallback_id(channel, item)
+        if action:  # an update, delete, append or summary of message ``msg_id`` (TM2j)
+            return self._operation(channel, item, route_id, event_id, message.name, now_ms)
         return Envelope(
             source=SOURCE_MESSAGE,
             app_id=self.app_id,
@@ -327,9 +340,47 @@ class EnvelopeBuilder:
             rule_id=route_id,
             timestamp=int(timestamp or 0),
             item=item,
-            event_id=msg_id if msg_id is not None else _fallback_id(channel, item),
+            event_id=event_id,
             name=message.name,
             serial=serial,
+        )
+
+    def _operation(
+        self,
+        channel: str,
+        item: dict[str, Any],
+        route_id: str,
+        msg_id: str,
+        name: str | None,
+        now_ms: int | None,
+    ) -> Envelope:
+        """The envelope of a message operation: an event of its own (:func:`message_event_id`).
+
+        Its time and channel position are the operation's (``version.timestamp``
+        and ``version.serial``, TM2s), so a checkpoint moves past it; a summary
+        has neither (it keeps the message's serial, so it never moves one) and
+        is timed when received.
+        """
+        version = item.get("version")
+        version = version if isinstance(version, Mapping) else {}
+        serial = item.get("serial")
+        if item["action"] == MESSAGE_SUMMARY:
+            when = now_ms if now_ms is not None else item.get("timestamp")
+        else:
+            when = version.get("timestamp") or item.get("timestamp") or now_ms
+            serial = version.get("serial") or serial
+        timestamp = int(when or 0)
+        return Envelope(
+            source=SOURCE_MESSAGE,
+            app_id=self.app_id,
+            channel=channel,
+            site=self.site,
+            rule_id=route_id,
+            timestamp=timestamp,
+            item=item,
+            event_id=message_event_id(msg_id, item, timestamp),
+            name=name,
+            serial=serial if isinstance(serial, str) else None,
         )
 
     def presence(

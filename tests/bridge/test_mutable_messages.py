@@ -1,0 +1,146 @@
+"""Mutable messages through the whole bridge: emulator -> bridge -> Redis Stream and Celery.
+
+A message in a ``mutableMessages`` namespace is published, updated, appended
+to and deleted over REST (RSL15); each operation reaches subscribers as a
+MESSAGE with the original ``id`` and ``serial``, its ``action`` (TM2j) and its
+``version`` (TM2s). The bridge must forward every operation as an event of its
+own (not drop it as a duplicate of the create), on the realtime wire in JSON
+and in msgpack, to a real Redis Stream and a real Celery worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+
+from ably_bridge.emulator import Emulator
+from ably_bridge.envelope import decode_envelope
+from ably_bridge.rest.client import AblyRest
+from tests.bridge.test_daemon_integration import (
+    Running,
+    WorkerQuiet,
+    bridge_config,
+    rest_for,
+    stream_events,
+)
+from tests.support.services import REDIS_URL, redis_available
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
+
+CHANNEL = "mutable:chat"
+
+
+@pytest.fixture
+def app(emulator: Emulator) -> Iterator[dict[str, Any]]:
+    """An app whose ``mutable`` namespace takes message updates, deletes and appends."""
+    created = emulator.create_app(
+        {"keys": [{}], "namespaces": [{"id": "mutable", "mutableMessages": True}]}
+    )
+    yield created
+    emulator.delete_app(created["appId"])
+
+
+def operate(rest: AblyRest, serial: str, body: dict[str, Any]) -> str:
+    """PATCH one operation onto the message ``serial`` (RSL15b); its version serial."""
+    path = f"/channels/{quote(CHANNEL, safe='')}/messages/{quote(serial, safe='')}"
+    answer = rest.request("PATCH", path, body=body)
+    assert answer.success, answer.error_message
+    (result,) = answer.items
+    return str(result["versionSerial"])
+
+
+def publish(rest: AblyRest, msg_id: str, data: str) -> str:
+    path = f"/channels/{quote(CHANNEL, safe='')}/messages"
+    answer = rest.request("POST", path, body={"id": msg_id, "name": "chat", "data": data})
+    assert answer.success, answer.error_message
+    return str(answer.items[0]["serials"][0])
+
+
+@pytest.mark.parametrize("wire", ["json", "msgpack"])
+def test_each_operation_reaches_the_stream_and_celery_once(
+    emulator: Emulator, key: str, prefix: str, rclient: redis.Redis, wire: str
+) -> None:
+    from celery import Celery
+    from celery.contrib.testing.worker import start_worker
+
+    from workers.guard import WorkerGuard
+
+    queue = f"{prefix}:celery"
+    worker_app = Celery(f"bridge-mutable-{wire}", broker=REDIS_URL, set_as_current=False)
+    worker_app.conf.update(
+        task_serializer="json", accept_content=["json"], result_backend=None, broker_heartbeat=0
+    )
+    guard = WorkerGuard(redis.Redis.from_url(REDIS_URL), prefix=prefix)
+    ran = f"{prefix}:ran"
+    task_name = f"bridge_mutable.record.{wire}"
+    quiet = WorkerQuiet(worker_app, rclient, prefix, task_name)
+
+    @worker_app.task(bind=True, name=task_name)  # type: ignore[untyped-decorator]
+    def record(self: Any, envelope: dict[str, Any]) -> None:
+        (event,) = decode_envelope(envelope)
+        with quiet.running(), guard.once(self.request.id) as first:
+            if first:
+                version = (event.version or {}).get("serial", "")
+                rclient.rpush(ran, f"{event.action_name}|{event.data}|{version}")
+
+    stream = f"{prefix}:s"
+    routes = [
+        {
+            "id": "edits",
+            "channels": [CHANNEL],
+            "targets": [
+                {"type": "celery", "task": task_name, "queue": queue},
+                {"type": "redis_stream", "key": stream},
+            ],
+        }
+    ]
+    config = bridge_config(
+        emulator, key, prefix, routes=routes, env={"CELERY_BROKER_URL": REDIS_URL},
+        ably={"endpoint": "127.0.0.1", "port": emulator.port, "tls": False,
+              "use_binary_protocol": wire == "msgpack"},
+    )  # fmt: skip
+    rest = rest_for(emulator, key)
+    try:
+        with start_worker(
+            worker_app, pool="threads", concurrency=2, perform_ping_check=False, queues=[queue]
+        ):
+            with Running(config) as run:
+                run.wait_live()
+                serial = publish(rest, "m-1", "Hello")
+                edited = operate(rest, serial, {"action": 1, "data": "Hi",
+                                                "version": {"description": "typo"}})  # fmt: skip
+                appended = operate(rest, serial, {"action": 5, "data": "!"})
+                deleted = operate(rest, serial, {"action": 2})
+                eventually(lambda: len(stream_events(rclient, stream)) >= 4, what="4 entries")
+                eventually(lambda: rclient.llen(ran) >= 4, timeout=30, what="4 tasks")
+            quiet.wait(queue)  # a duplicate task, if any, has run by now
+    finally:
+        rest.close()
+        for k in rclient.scan_iter(match=f"_kombu.binding.{queue}*"):
+            rclient.delete(k)
+    events = [decode_envelope(e)[0] for e in stream_events(rclient, stream)]
+    assert [e.action_name for e in events] == [
+        "message.create", "message.update", "message.append", "message.delete",
+    ]  # fmt: skip
+    assert {e.id for e in events} == {"m-1"} and {e.serial for e in events} == {serial}
+    assert [(e.version or {}).get("serial") for e in events] == [
+        serial, edited, appended, deleted,
+    ]  # fmt: skip
+    assert events[1].data == "Hi" and events[1].version is not None
+    assert events[1].version["description"] == "typo"
+    assert events[2].data == "!"  # an append carries only what it adds
+    assert len({e.dedup_key for e in events}) == 4 and events[0].dedup_key == "m:m-1"
+    ran_items = sorted(v.decode() for v in rclient.lrange(ran, 0, -1))
+    assert ran_items == sorted(
+        [
+            f"message.create|Hello|{serial}",
+            f"message.update|Hi|{edited}",
+            f"message.append|!|{appended}",
+            f"message.delete|None|{deleted}",
+        ]
+    )
