@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ably_bridge.bridge.backfill_versions import with_versions
 from ably_bridge.bridge.checkpoint import Position
 from ably_bridge.bridge.core.backfill_plan import plan_gap
 from ably_bridge.bridge.source import PresenceHistoryUnavailable, after_position
@@ -120,6 +121,14 @@ class RestHistory:
         self._max = max_messages
 
     def since(
+        self, channel: str, position: Position | None, until_serial: str | None
+    ) -> list[Message]:
+        """The messages after ``position`` up to ``until_serial``, oldest first; a message
+        changed since its create comes back as each of its versions (:mod:`.backfill_versions`)."""
+        messages = self._history_since(channel, position, until_serial)
+        return with_versions(self._rest, channel, messages, until_serial)
+
+    def _history_since(
         self, channel: str, position: Position | None, until_serial: str | None
     ) -> list[Message]:
         params: dict[str, Any] = {"direction": "backwards", "limit": self._page_limit}
