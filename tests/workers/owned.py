@@ -15,22 +15,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.support.redis_server import PrivateRedis
-
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
-
-
-# The names tests/workers/test_crash_exactly_once.py imports (its broker keeps its
-# queues across a kill: a durable private redis-server).
-OwnedRedis = PrivateRedis
-
-
-@pytest.fixture
-def owned_redis(durable_redis: PrivateRedis) -> PrivateRedis:
-    return durable_redis
 
 
 def _passed_through() -> dict[str, str]:

@@ -37,12 +37,11 @@ import pytest
 import redis
 
 from ably_bridge.emulator.server import Emulator
+from tests.support.redis_server import PrivateRedis
 from tests.workers.conftest import rest_client, unique
-from tests.workers.owned import OwnedRedis, celery_worker, owned_redis
+from tests.workers.owned import celery_worker
 from workers import WorkerSettings, create_app
 from workers.coalesce import Coalescer
-
-__all__ = ["owned_redis"]
 
 TOTAL = 5_000
 CHANNELS = 20
@@ -60,7 +59,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _broker(server: OwnedRedis) -> str:
+def _broker(server: PrivateRedis) -> str:
     """What the broker holds: queued, unacknowledged, and the restore lock."""
     client = redis.Redis.from_url(server.url)
     try:
@@ -94,7 +93,7 @@ def _stored(emulator: Emulator, app_id: str, channels: list[str]) -> int:
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_sigkilled_workers_publish_every_id_exactly_once(
     pool: str,
-    owned_redis: OwnedRedis,
+    durable_redis: PrivateRedis,
     emulator: Emulator,
     ably_app: dict[str, Any],
     tmp_path: Path,
@@ -105,7 +104,7 @@ def test_sigkilled_workers_publish_every_id_exactly_once(
         "ABLY_ENDPOINT": "127.0.0.1",
         "ABLY_PORT": str(emulator.port),
         "ABLY_TLS": "false",
-        "CELERY_BROKER_URL": owned_redis.url,
+        "CELERY_BROKER_URL": durable_redis.url,
         "CELERY_RESULT_BACKEND": "",
         "ABLY_WORKER_BROKER_TIMEOUT": "3",
         "ABLY_WORKER_VISIBILITY_TIMEOUT": "10",
@@ -115,7 +114,7 @@ def test_sigkilled_workers_publish_every_id_exactly_once(
     }
     rng = random.Random(f"crash-{pool}")
     channels = [unique(f"crash{i}") for i in range(CHANNELS)]
-    settings = WorkerSettings(broker_url=owned_redis.url, result_backend=None)
+    settings = WorkerSettings(broker_url=durable_redis.url, result_backend=None)
     producer = create_app(unique("producer"), settings, register=False)
     expected: dict[str, list[str]] = {c: [] for c in channels}
     kills: Counter[str] = Counter()
@@ -161,7 +160,7 @@ def test_sigkilled_workers_publish_every_id_exactly_once(
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
                 raise AssertionError(
                     f"{_stored(emulator, ably_app['app_id'], channels)} of {TOTAL} messages "
-                    f"after 90 s (kills: {dict(kills)}; {_broker(owned_redis)})\n{tail}"
+                    f"after 90 s (kills: {dict(kills)}; {_broker(durable_redis)})\n{tail}"
                 )
             time.sleep(0.5)
     producer.close()
