@@ -178,6 +178,8 @@ class Dispatcher:
         for msg in messages:
             for match in self.router.match(channel, "message", msg.name):
                 route = match.route
+                if route.actions is not None and not route.takes(getattr(msg, "action", None)):
+                    continue
                 try:
                     env = self._builder.message(
                         channel,

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from ably_bridge.emulator import Emulator
-from ably_bridge.envelope import decode_envelope
+from ably_bridge.envelope import decode_envelope, envelope_from_fields
 from ably_bridge.rest.client import AblyRest
 from tests.bridge.test_daemon_integration import (
     Running,
@@ -97,7 +97,13 @@ def test_each_operation_reaches_the_stream_and_celery_once(
                 {"type": "celery", "task": task_name, "queue": queue},
                 {"type": "redis_stream", "key": stream},
             ],
-        }
+        },
+        {
+            "id": "deletes",
+            "channels": [CHANNEL],
+            "actions": ["message.delete"],
+            "targets": [{"type": "redis_stream", "key": f"{prefix}:deletes", "layout": "flat"}],
+        },
     ]
     config = bridge_config(
         emulator, key, prefix, routes=routes, env={"CELERY_BROKER_URL": REDIS_URL},
@@ -118,6 +124,7 @@ def test_each_operation_reaches_the_stream_and_celery_once(
                 deleted = operate(rest, serial, {"action": 2})
                 eventually(lambda: len(stream_events(rclient, stream)) >= 4, what="4 entries")
                 eventually(lambda: rclient.llen(ran) >= 4, timeout=30, what="4 tasks")
+                eventually(lambda: rclient.xlen(f"{prefix}:deletes") >= 1, what="the delete")
             quiet.wait(queue)  # a duplicate task, if any, has run by now
     finally:
         rest.close()
@@ -135,6 +142,13 @@ def test_each_operation_reaches_the_stream_and_celery_once(
     assert events[1].version["description"] == "typo"
     assert events[2].data == "!"  # an append carries only what it adds
     assert len({e.dedup_key for e in events}) == 4 and events[0].dedup_key == "m:m-1"
+    (only,) = [
+        decode_envelope(envelope_from_fields(fields))[0]
+        for _, fields in rclient.xrange(f"{prefix}:deletes")
+    ]
+    assert (only.action_name, only.rule_id, only.version) == (
+        "message.delete", "deletes", events[3].version,
+    )  # fmt: skip
     ran_items = sorted(v.decode() for v in rclient.lrange(ran, 0, -1))
     assert ran_items == sorted(
         [

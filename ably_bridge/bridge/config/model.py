@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ably_bridge.bridge.secret import Secret
+from ably_bridge.envelope.shape import message_action_name
 
 __all__ = [
     "DEFAULT_PRESENCE_KEY",
@@ -206,10 +207,16 @@ class Route:
     targets: tuple[Target, ...]
     sources: frozenset[Source] = frozenset({"message"})
     names: tuple[str, ...] = ()
+    # Message actions the route takes (``message.create``...); None: every action.
+    actions: frozenset[str] | None = None
     discovery: Discovery | None = None
     ciphers: tuple[CipherRule, ...] = ()
     data: Literal["decoded", "encoded"] = "decoded"
     presence_snapshot: PresenceSnapshotSettings | None = None
+
+    def takes(self, action: int | None) -> bool:
+        """Whether the route takes a message with this action (TM5; None: a create)."""
+        return self.actions is None or message_action_name(action) in self.actions
 
 
 @dataclass(frozen=True, slots=True)

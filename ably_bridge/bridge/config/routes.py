@@ -1,8 +1,8 @@
-"""The routes of the configuration: channels, sources, names, ciphers and targets.
+"""The routes of the configuration: channels, sources, names, actions, ciphers, targets.
 
 This module owns :class:`RouteParser`, the part of the validating parser that
 reads ``routes[i]`` - the channel names and patterns or ``discover`` prefixes,
-``sources``, ``names``, ``data``, per-channel ``ciphers`` (keys only from
+``sources``, ``names``, ``actions``, ``data``, per-channel ``ciphers`` (keys only from
 ``key_env`` / ``key_file``), ``presence_snapshot`` and the ``targets`` (Celery
 tasks and Redis Streams, with their key templates and optional per-target URLs) -
 into :class:`~ably_bridge.bridge.config.model.Route` values. The bridge-wide
@@ -38,10 +38,12 @@ from ably_bridge.bridge.config.model import (
     Target,
 )
 from ably_bridge.bridge.secret import Secret
+from ably_bridge.envelope.shape import MESSAGE_ACTION_NAMES
 
 __all__ = ["RouteParser"]
 
 LAYOUTS = ("envelope", "flat")
+ROUTE_ACTIONS = MESSAGE_ACTION_NAMES  # TM5, as ably-js names them
 DATA_MODES = ("decoded", "encoded")
 QUEUE_TYPES = ("classic", "quorum")
 MAX_TARGETS = 100  # targets (and cipher rules) of one route
@@ -90,8 +92,8 @@ class RouteParser(FieldReader):
         self.known(
             raw,
             {
-                "id", "channels", "discover", "sources", "names", "ciphers", "data",
-                "presence_snapshot", "targets",
+                "id", "channels", "discover", "sources", "names", "actions", "ciphers",
+                "data", "presence_snapshot", "targets",
             },
             path,
         )  # fmt: skip
@@ -113,6 +115,7 @@ class RouteParser(FieldReader):
             else:
                 self.fail(f"{path}.sources[{i}]", f"must be one of {', '.join(SOURCES)}")
         names = self.patterns(raw, "names", f"{path}.names")
+        actions = self.actions(raw, f"{path}.actions", sources)
         data = self.text(raw, "data", f"{path}.data", "decoded")
         if data not in DATA_MODES:
             self.fail(f"{path}.data", f"must be one of {', '.join(DATA_MODES)}")
@@ -129,11 +132,31 @@ class RouteParser(FieldReader):
             targets=targets,
             sources=frozenset(sources),
             names=names,
+            actions=actions,
             discovery=discovery,
             ciphers=ciphers,
             data=data,  # type: ignore[arg-type]
             presence_snapshot=snapshot,
         )
+
+    def actions(
+        self, raw: Mapping[str, Any], path: str, sources: set[Source]
+    ) -> frozenset[str] | None:
+        """``actions``: the message actions (TM5, as ``message.update``...) a route takes."""
+        if "actions" not in raw:
+            return None
+        before = len(self.problems)
+        listed = self.str_list(raw, "actions", path)
+        if not listed:
+            if len(self.problems) == before:
+                self.fail(path, "must list at least one action (leave it out for every action)")
+            return None
+        for i, action in enumerate(listed):
+            if action not in ROUTE_ACTIONS:
+                self.fail(f"{path}[{i}]", f"must be one of {', '.join(ROUTE_ACTIONS)}")
+        if "message" not in sources:
+            self.fail(path, "needs 'message' in sources")
+        return frozenset(listed)
 
     def discovery(self, raw: Any, path: str) -> Discovery | None:
         if raw is None:

@@ -396,3 +396,27 @@ def test_config_error_message_lists_problems(tmp_path: Path) -> None:
         load_config(path, {"ABLY_KEY": KEY})
     text = str(info.value)
     assert str(path) in text and "  - routes: must be a non-empty list" in text
+
+
+def test_a_route_can_take_some_message_actions_only() -> None:
+    config = parse_config(minimal(actions=["message.create", "message.update"]), ENV)
+    (route,) = config.routes
+    assert route.actions == frozenset({"message.create", "message.update"})
+    assert route.takes(None) and route.takes(0) and route.takes(1)
+    assert not route.takes(2) and not route.takes(4) and not route.takes(9)
+    (every,) = parse_config(minimal(), ENV).routes
+    assert every.actions is None and every.takes(2) and every.takes(9)
+
+
+def test_bad_actions_are_reported() -> None:
+    known = "message.create, message.update, message.delete, meta, message.summary, message.append"
+    assert problems(minimal(actions=["message.edit", 3])) == [
+        "routes[0].actions[1]: must be a non-empty string",
+        f"routes[0].actions[0]: must be one of {known}",
+    ]
+    assert problems(minimal(actions=[])) == [
+        "routes[0].actions: must list at least one action (leave it out for every action)"
+    ]
+    assert problems(minimal(actions=["message.delete"], sources=["presence"])) == [
+        "routes[0].actions: needs 'message' in sources"
+    ]
