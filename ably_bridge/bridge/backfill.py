@@ -11,7 +11,8 @@ continuity is ``(checkpoint, attach point]``:
   the checkpoint (same id, an earlier serial, or an earlier timestamp); the
   page walk is bounded below by ``start=<checkpoint timestamp>`` too;
 * without one it reads everything after the checkpoint up to now (the daemon
-  drops the overlap with live events by id).
+  drops the overlap with live events by event: id, and
+  version serial for an update, delete or append, see :mod:`.backfill_versions`).
 
 Messages come back oldest first and **still encoded** (``Message.from_dict``),
 because the dispatcher decodes per route (each route has its own cipher and

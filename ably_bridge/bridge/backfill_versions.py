@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ably_bridge.rest.client import AblyRest
     from ably_bridge.rest.pagination import HttpPaginatedResponse
 
-__all__ = ["position_serial", "with_versions"]
+__all__ = ["event_key", "position_serial", "with_versions"]
 
 _CREATE, _SUMMARY = 0, 4  # TM5
 
@@ -46,6 +46,20 @@ def position_serial(message: Message) -> str:
         if isinstance(found, str) and found:
             return found
     return message.serial or ""
+
+
+def event_key(message: Message) -> str | None:
+    """What tells this event from the other events of its message, as its envelope's
+    event id does: the ``id`` of a create, ``<id>@<version serial>`` of an update,
+    delete or append; None for a summary (history never returns one)."""
+    if message.id is None:
+        return None
+    action = int(message.action) if message.action is not None else _CREATE
+    if action == _SUMMARY:
+        return None
+    if action == _CREATE:
+        return message.id
+    return f"{message.id}@{position_serial(message)}"
 
 
 def with_versions(

@@ -17,6 +17,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from ably_bridge.bridge.backfill_versions import event_key
 from ably_bridge.bridge.core.lifecycle import PHASES as LIFECYCLE_PHASES
 from ably_bridge.bridge.retry import RetryPolicy
 from ably_bridge.protocol.models import Message, PresenceMessage
@@ -119,14 +120,15 @@ class ChannelTrack:
         dropped: the history's copy, which is in order, is kept.
         """
         presence = presence or []
-        gaps = (("messages", {m.id for m in messages if m.id}),
-                ("presence", {p.id for p in presence if p.id}))  # fmt: skip
-        for kind, in_gap in gaps:
+        # A message's update, delete or append has the message's id: compare event keys.
+        gaps = (("messages", event_key, {event_key(m) for m in messages} - {None}),
+                ("presence", _presence_id, {p.id for p in presence if p.id}))  # fmt: skip
+        for kind, key, in_gap in gaps:
             if not in_gap:
                 continue
             for item in self.pending:
-                if item.kind == kind and any(m.id in in_gap for m in item.payload):
-                    kept = [m for m in item.payload if m.id not in in_gap]
+                if item.kind == kind and any(key(m) in in_gap for m in item.payload):
+                    kept = [m for m in item.payload if key(m) not in in_gap]
                     if item.epoch >= 0:
                         self.held_live -= len(item.payload) - len(kept)
                     item.payload[:] = kept
@@ -139,6 +141,10 @@ class ChannelTrack:
             for i in range(0, len(presence), chunk)
         ]
         self.pending.extendleft(reversed(gap))  # epoch -1: not counted as held live
+
+
+def _presence_id(event: PresenceMessage) -> str | None:
+    return event.id
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,3 +68,20 @@ def test_the_gap_goes_first_in_chunks_and_its_copies_of_live_events_win() -> Non
         (1, "presence", ["p"]),
     ]
     assert track.held_live == 2
+
+
+def test_a_live_update_of_a_message_in_the_gap_is_kept() -> None:
+    """An update has its message's id; only the same operation in the gap is a copy."""
+    track = ChannelTrack("ch")
+    version = {"serial": "s5", "timestamp": 5}
+    update = Message("m", "edited", id="h:1", serial="s1", action=1, version=version)
+    again = Message("m", "edited", id="h:1", serial="s1", action=1, version=dict(version))
+    create = Message("m", "original", id="h:1", serial="s1", action=0)
+    summary = Message("m", None, id="h:1", serial="s1", action=4, annotations={"summary": {}})
+    track.pending.append(live([update, summary]))
+    track.held_live = 2
+    track.put_gap_first([create], chunk=10)
+    assert [item.payload for item in track.pending] == [[create], [update, summary]]
+    track.put_gap_first([again], chunk=10)  # the same update from history: a copy
+    assert [item.payload for item in track.pending] == [[again], [create], [summary]]
+    assert track.held_live == 1

@@ -208,3 +208,37 @@ def test_a_restart_backfills_every_version_of_a_message_changed_in_the_gap(
         ("m-4", "message.create", "four"),
         ("m-5", "message.create", "five"),
     ]
+
+
+def test_each_new_annotation_summary_is_forwarded_even_when_an_earlier_one_comes_back(
+    emulator: Emulator, key: str, prefix: str, rclient: redis.Redis
+) -> None:
+    """A like added, taken back and added again: three summaries, the third equal to
+    the first; all three reach the stream (a snapshot state coming back is news)."""
+    stream = f"{prefix}:s"
+    routes = [{"id": "likes", "channels": [CHANNEL], "actions": ["message.summary"],
+               "targets": [{"type": "redis_stream", "key": stream}]}]  # fmt: skip
+    config = bridge_config(emulator, key, prefix, routes=routes)
+    rest = rest_for(emulator, key)
+
+    def like(serial: str, action: int) -> None:
+        body = [{"action": action, "type": "like:flag.v1", "clientId": "amy"}]
+        path = f"/channels/{quote(CHANNEL, safe='')}/messages/{quote(serial, safe='')}/annotations"
+        answer = rest.request("POST", path, body=body)
+        assert answer.success, answer.error_message
+
+    try:
+        with Running(config) as run:
+            run.wait_live()
+            serial = publish(rest, "m-1", "likeable")
+            for n, action in enumerate((0, 1, 0), start=1):  # add, delete, add
+                like(serial, action)
+                eventually(lambda n=n: len(stream_events(rclient, stream)) == n, what=f"{n}")
+    finally:
+        rest.close()
+    events = [decode_envelope(e)[0] for e in stream_events(rclient, stream)]
+    assert [e.action_name for e in events] == ["message.summary"] * 3
+    summaries = [(e.annotations or {}).get("summary") for e in events]
+    assert summaries[0] == summaries[2] and summaries[1] == {}  # taken back, then again
+    assert summaries[0]["like:flag.v1"]["clientIds"] == ["amy"]
+    assert len({e.dedup_key for e in events}) == 3 and {e.serial for e in events} == {serial}
