@@ -9,15 +9,12 @@ needs no realtime connection::
 * **At-least-once**: an event counts as done only when every target of its
   route confirmed it (delivered or already there) or it was dead-lettered; the
   (route, channel) checkpoint advances over the longest *contiguous* run of
-  done events, so a slow or failing target holds it back (the accounting is
-  the delivery ledger's, :mod:`.core.ledger`; this module saves what it
-  allows). A route's presence
-  events have a checkpoint of their own (its presence track,
-  :func:`~.core.position.presence_track`): they are replayed from presence
-  history, messages from message history. With a
-  ``checkpoint_interval`` the saves are spaced at least that far apart while
-  events keep being confirmed (:meth:`Dispatcher.next_wakeup` includes the
-  next save; :meth:`Dispatcher.flush_checkpoints` saves at once).
+  done events, so a slow or failing target holds it back. The delivery ledger
+  (:mod:`.core.ledger`) does that accounting, per track (a route's presence
+  events have a track and a checkpoint of their own, replayed from presence
+  history); :mod:`.checkpoint_saver` writes what it allows, spaced by
+  ``checkpoint_interval`` (:meth:`Dispatcher.next_wakeup` includes the next
+  save; :meth:`Dispatcher.flush_checkpoints` saves at once).
 * **Outages**: each sink has a bounded FIFO with exponential backoff and jitter
   (:class:`~ably_bridge.bridge.retry.SinkBuffer`); a full buffer makes
   ``submit_*`` return False (accept nothing) so the daemon can pause the channel
@@ -47,17 +44,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
+from ably_bridge.bridge.checkpoint_saver import CheckpointSaver
 from ably_bridge.bridge.config import BridgeConfig, Route, Source, Target
 from ably_bridge.bridge.core.ledger import LAST_SETTLED_MAX, DeliveryLedger, Entry
-from ably_bridge.bridge.core.position import presence_track, route_of_track
+from ably_bridge.bridge.core.position import presence_track
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.dedup import DedupWindow
 from ably_bridge.bridge.fencing import Fence, Fencing
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
 from ably_bridge.bridge.router import RouteMatch, Router
-from ably_bridge.bridge.secret import Secret, redact_text
-from ably_bridge.bridge.sinks.base import Delivery, Outcome, Sink
+from ably_bridge.bridge.secret import Secret, cipher_for, redact_text
+from ably_bridge.bridge.sinks.base import Delivery, Outcome, Sink, sink_label
 from ably_bridge.bridge.snapshot_upkeep import SnapshotUpkeep
 from ably_bridge.clock import Clock, SystemClock
 from ably_bridge.envelope import (
@@ -76,13 +74,6 @@ __all__ = ["LAST_SETTLED_MAX", "DispatchStats", "Dispatcher"]
 
 logger = logging.getLogger(__name__)
 
-SAVE_RETRY = 0.5  # seconds between attempts to save checkpoints while the store fails
-
-
-def _label(sink: Sink) -> str:
-    """The sink as the logs name it: its kind and redacted URL (``redis:redis://host:6379/0``)."""
-    return str(getattr(sink, "label", None) or type(sink).__name__)
-
 
 def _why(error: BaseException | None) -> str:
     """A delivery failure in one redacted line: its type and what it said."""
@@ -90,6 +81,10 @@ def _why(error: BaseException | None) -> str:
         return "no answer"
     text = " ".join(str(error).split())
     return redact_text(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def _cipher(key: Secret | None) -> ChannelCipher | None:
+    return None if key is None else cipher_for(key)
 
 
 _Event = Entry[Envelope, Fence]
@@ -142,7 +137,6 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._sink_for = sink_for
         self._dead = dead_letters
-        self._checkpoints = checkpoints
         self._builder = EnvelopeBuilder(config.app_id, config.site)
         self._policy = RetryPolicy.from_settings(config.delivery.retry)
         self._batch = config.delivery.batch_size
@@ -151,15 +145,9 @@ class Dispatcher:
         self._sinks: dict[int, Sink] = {}
         self._buffers: dict[int, SinkBuffer[_Job]] = {}
         self._ledger: DeliveryLedger[Envelope, Fence] = DeliveryLedger()
-        # > 0: checkpoints are saved at most this often (seconds); 0: on every pump.
-        self._checkpoint_interval = checkpoint_interval
-        self._next_save = 0.0  # monotonic time before which no save starts (interval > 0)
-        # A save failed (the store is down): the positions are kept and saved again
-        # SAVE_RETRY later even if nothing else is confirmed meanwhile.
-        self._save_failed = False
-        self._ciphers: dict[Secret, ChannelCipher] = {}
+        self._saver = CheckpointSaver(checkpoints, self._ledger, self._clock, checkpoint_interval)
         self._snapshots = (
-            SnapshotUpkeep(snapshot_for, self._builder, self._cipher)
+            SnapshotUpkeep(snapshot_for, self._builder, _cipher)
             if snapshot_for is not None
             else None
         )
@@ -186,7 +174,7 @@ class Dispatcher:
                         msg,
                         route.id,
                         mode=route.data,
-                        cipher=self._cipher(match.cipher_key),
+                        cipher=_cipher(match.cipher_key),
                         now_ms=now,
                     )
                 except UndecodableEvent as err:
@@ -208,7 +196,7 @@ class Dispatcher:
                         msg,
                         route.id,
                         mode=route.data,
-                        cipher=self._cipher(match.cipher_key),
+                        cipher=_cipher(match.cipher_key),
                         now_ms=now,
                     )
                 except UndecodableEvent as err:
@@ -282,8 +270,8 @@ class Dispatcher:
         """Seconds until some buffer is ready or a deferred checkpoint save is due (0: now),
         or None when there is nothing to do."""
         waits = [w for b in self._buffers.values() if (w := b.seconds_until_ready()) is not None]
-        if self._ledger.unsaved and (self._checkpoint_interval > 0 or self._save_failed):
-            waits.append(max(0.0, self._next_save - self._clock.monotonic()))
+        if (due := self._saver.seconds_until_due()) is not None:
+            waits.append(due)
         return min(waits) if waits else None
 
     def flush_checkpoints(self) -> None:
@@ -326,17 +314,6 @@ class Dispatcher:
         return dropped
 
     # -- internals ------------------------------------------------------------------
-    def _cipher(self, key: Secret | None) -> ChannelCipher | None:
-        if key is None:
-            return None
-        cipher = self._ciphers.get(key)
-        if cipher is None:
-            from ably_bridge.encoding.crypto import get_cipher, get_default_params
-
-            cipher = get_cipher(get_default_params(key=key.reveal()))
-            self._ciphers[key] = cipher
-        return cipher
-
     def _buffer_for(self, target: Target) -> tuple[int, SinkBuffer[_Job]] | None:
         try:
             sink = self._sink_for(target)
@@ -437,7 +414,7 @@ class Dispatcher:
         try:
             results = sink.deliver([j.delivery for j in jobs])
         except Exception as exc:  # a sink broke its contract; treat as an outage
-            logger.exception("sink %s raised from deliver", _label(sink))
+            logger.exception("sink %s raised from deliver", sink_label(sink))
             results = [None] * len(jobs)  # type: ignore[list-item]
             error: BaseException | None = exc
         else:
@@ -488,7 +465,7 @@ class Dispatcher:
                 buffer.put_back(rest)
                 logger.warning(
                     "sink %s: %d deliveries to retry in %.2fs (attempt %d): %s",
-                    _label(sink),
+                    sink_label(sink),
                     len(rest),
                     delay,
                     buffer.failures,
@@ -506,39 +483,7 @@ class Dispatcher:
     def _advance_checkpoints(
         self, touched: Iterable[tuple[str, str]], *, force: bool = False
     ) -> None:
-        ledger = self._ledger
-        ledger.advance(touched, self._clock.time_ms)
-        if self._checkpoints is None or not ledger.unsaved:
-            ledger.unsaved.clear()
-            return
-        if (self._checkpoint_interval > 0 or self._save_failed) and not force:
-            # Under load every pump confirms something: one save per interval, not per
-            # pump (a later save only moves further; a crash replays a little more).
-            now = self._clock.monotonic()
-            if now < self._next_save:
-                return  # next_wakeup() tells the daemon when
-            self._next_save = now + self._checkpoint_interval
-        self._save_failed = False
-        for route_id in list(ledger.unsaved):
-            positions = ledger.unsaved[route_id]
-            fences = ledger.take_fences(route_id, positions)
-            try:
-                if fences:
-                    self._checkpoints.advance_many(route_id, positions, fences)
-                else:  # (stores without fencing take two arguments)
-                    self._checkpoints.advance_many(route_id, positions)
-            except Exception as exc:  # kept and saved again SAVE_RETRY later
-                route, presence = route_of_track(route_id)
-                logger.warning(
-                    "%scheckpoints of route %s not saved: %s",
-                    "presence " if presence else "", route, exc,
-                )  # fmt: skip
-                if fences:
-                    ledger.save_failed(route_id, fences)
-                self._save_failed = True
-                self._next_save = max(self._next_save, self._clock.monotonic() + SAVE_RETRY)
-                continue
-            self.stats.checkpoints += ledger.saved(route_id)
+        self.stats.checkpoints += self._saver.advance(touched, force=force)
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         if not letters:

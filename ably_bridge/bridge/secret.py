@@ -29,17 +29,23 @@ replaces those values wherever they appear, in whatever form a library prints th
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
+
+if TYPE_CHECKING:
+    from ably_bridge.encoding.crypto import ChannelCipher
 
 __all__ = [
     "MIN_KNOWN_LENGTH",
     "REDACTED",
     "Secret",
     "UrlCredentials",
+    "cipher_for",
     "known_secrets",
     "redact_text",
     "redact_url",
@@ -213,3 +219,12 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+@functools.lru_cache(maxsize=256)
+def cipher_for(key: Secret) -> ChannelCipher:
+    """The AES channel cipher a configured key makes (one per key, made once: a route's
+    cipher is asked for on every event)."""
+    from ably_bridge.encoding.crypto import get_cipher, get_default_params
+
+    return get_cipher(get_default_params(key=key.reveal()))

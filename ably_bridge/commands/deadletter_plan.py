@@ -33,6 +33,7 @@ from typing import Any
 
 from ably_bridge.bridge.config import BridgeConfig, CeleryTarget, Route, StreamTarget, Target
 from ably_bridge.bridge.patterns import NameMatcher
+from ably_bridge.bridge.secret import cipher_for
 from ably_bridge.bridge.sinks import Delivery
 from ably_bridge.bridge.sinks.base import render_key
 from ably_bridge.commands.deadletter_store import DeadLetterEntry
@@ -186,9 +187,7 @@ def _cipher(route: Route, channel: str) -> Any:
     """The route's cipher for ``channel`` (the first matching rule), or None."""
     for rule in route.ciphers:
         if NameMatcher(rule.channels).matches(channel):
-            from ably_bridge.encoding.crypto import get_cipher, get_default_params
-
-            return get_cipher(get_default_params(key=rule.key.reveal()))
+            return cipher_for(rule.key)
     return None
 
 

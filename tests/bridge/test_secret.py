@@ -140,3 +140,20 @@ def test_payloads_are_logged_only_when_asked_and_cut() -> None:
     assert shown.startswith("y" * 16_384) and shown.endswith("...(20000 characters)")
     record.payload = b"\x00\x01"
     assert json.loads(JsonFormatter(payloads=True).format(record))["payload"] == "0001"
+
+
+def test_cipher_for_makes_one_cipher_per_key_and_never_shows_the_key() -> None:
+    import base64
+
+    from ably_bridge.bridge.secret import cipher_for
+    from ably_bridge.encoding.crypto import generate_random_key
+
+    raw = base64.b64encode(generate_random_key()).decode()
+    key, same, other = (
+        Secret(raw),
+        Secret(raw),
+        Secret(base64.b64encode(generate_random_key()).decode()),
+    )
+    assert cipher_for(key) is cipher_for(same)  # made once, whichever Secret object asks
+    assert cipher_for(other) is not cipher_for(key)
+    assert raw not in repr(cipher_for(key)) and raw not in repr(key)

@@ -47,6 +47,7 @@ __all__ = [
     "register_sink",
     "registered_schemes",
     "render_key",
+    "sink_label",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,12 @@ class Sink(Protocol):
     def close(self) -> None:
         """Release connections; idempotent."""
         ...
+
+
+def sink_label(sink: object) -> str:
+    """A sink as logs and the status name it: its kind and redacted URL
+    (``redis:redis://host:6379/0``), or its class name when it has no label."""
+    return str(getattr(sink, "label", None) or type(sink).__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """The Redis Streams sink: XADD each event once, de-duplicated atomically.
 
-This module owns :class:`RedisStreamSink` and its Lua script. For every target
+This module owns :class:`RedisStreamSink` (its Lua scripts are in
+:mod:`.stream_scripts`). For every target
 stream in a batch, one ``EVALSHA`` call runs a script that, per event:
 
 1. checks the event's dedup mark in the stream's current and previous dedup
@@ -48,87 +49,16 @@ from redis.retry import Retry
 
 from ably_bridge.bridge.config import StreamTarget
 from ably_bridge.bridge.dedup import dedup_bucket, stream_dedup_field
-from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.bridge.redis_keys import keys_for
 from ably_bridge.bridge.secret import redact_text, redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
+from ably_bridge.bridge.sinks.stream_scripts import XADD_DEDUP_FENCED_LUA, XADD_DEDUP_LUA
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
 __all__ = ["XADD_DEDUP_FENCED_LUA", "XADD_DEDUP_LUA", "RedisStreamSink", "retryable_redis_error"]
 
 logger = logging.getLogger(__name__)
-
-# KEYS[1] = stream, KEYS[2] = dedup hash (current bucket), KEYS[3] = dedup hash (previous)
-# ARGV[1] = maxlen (0 = no trimming), ARGV[2] = '1' for approximate trimming,
-# ARGV[3] = expiry of the dedup hash in seconds,
-# then per event: mark, n, then n strings (field, value, field, value, ...).
-# Returns one entry per event: the new stream id, or 0 for a duplicate, joined by
-# commas into one string (one bulk reply parses far faster than one per event).
-# append(mark, first, last): XADD the fields ARGV[first..last] and set the dedup
-# mark, unless the mark is already in either bucket. Returns the new id, or 0.
-_APPEND_LUA = """
-local maxlen = tonumber(ARGV[1])
-local approx = ARGV[2] == '1'
-local marked = false
-local function append(mark, first, last)
-  if redis.call('HEXISTS', KEYS[2], mark) == 1 or redis.call('HEXISTS', KEYS[3], mark) == 1 then
-    return 0
-  end
-  local args = {KEYS[1]}
-  if maxlen > 0 then
-    args[#args + 1] = 'MAXLEN'
-    if approx then args[#args + 1] = '~' end
-    args[#args + 1] = maxlen
-  end
-  args[#args + 1] = '*'
-  for j = first, last do args[#args + 1] = ARGV[j] end
-  local id = redis.call('XADD', unpack(args))
-  redis.call('HSET', KEYS[2], mark, id)
-  marked = true
-  return id
-end
-"""
-
-XADD_DEDUP_LUA = (
-    _APPEND_LUA
-    + """
-local out = {}
-local i = 4
-while i <= #ARGV do
-  local nf = tonumber(ARGV[i + 1])
-  out[#out + 1] = append(ARGV[i], i + 2, i + 1 + nf)
-  i = i + 2 + nf
-end
-if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-return table.concat(out, ',')
-"""
-)
-
-# The fenced variant: KEYS[4..] are shard token keys; per event: mark, fence
-# (index into KEYS counted from 4, 0 = unfenced), token, n, then n strings.
-# Returns per event: the new stream id, 0 for a duplicate, -1 when fenced (joined
-# by commas, as above).
-XADD_DEDUP_FENCED_LUA = (
-    FENCE_CHECK_LUA
-    + _APPEND_LUA
-    + """
-local out = {}
-local i = 4
-while i <= #ARGV do
-  local fence = tonumber(ARGV[i + 1])
-  local nf = tonumber(ARGV[i + 3])
-  if fence > 0 and fenced(KEYS[3 + fence], ARGV[i + 2]) then
-    out[#out + 1] = -1
-  else
-    out[#out + 1] = append(ARGV[i], i + 4, i + 3 + nf)
-  end
-  i = i + 4 + nf
-end
-if marked then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-return table.concat(out, ',')
-"""
-)
 
 
 class ReplicationNotConfirmed(RedisError):
