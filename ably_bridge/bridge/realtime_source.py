@@ -15,9 +15,15 @@ moved, report the state change (``attached``, ``resumed=False``) *first*; the
 state listener then skips the same serial. So the daemon always sees the
 continuity loss before any event after it.
 
-Presence: after every attach without continuity, ``presence.get()`` (which
-waits for the SYNC, RTP11a) runs on a helper thread and its members go to the
-``presence_sync`` handler, which replaces the presence snapshot.
+Presence events come from the client's raw presence feed
+(``presence.subscribe_raw``): each PRESENCE frame as the server sent it, a
+frame per call, with ids - not the member map's subscriber events, which hide
+a LEAVE that arrives during a multi-page SYNC (RTP2h2a) and events older than
+a member's entry (RTP2a), and add the SYNC's PRESENT entries and the LEAVEs
+the client synthesizes (RTP19a). Membership goes the other way: after every
+attach without continuity, ``presence.get()`` (which waits for the SYNC,
+RTP11a) runs on a helper thread and its members go to the ``presence_sync``
+handler, which replaces the presence snapshot.
 
 Payloads arrive undecoded (the channel option ``decode=False``): the
 dispatcher's envelope builder decodes them per route, with the route's cipher,
@@ -113,10 +119,11 @@ class RealtimeSource:
         on_frame = rt_channel.subscribe_batch
         att.offs.append(on_frame(lambda ms: self._on_messages(att, ms), attach=False, inline=True))
         if presence:
+            # The raw feed, not subscribe(): every PRESENCE frame as received (a
+            # LEAVE during a SYNC too, RTP2h2a), no SYNC PRESENTs, no RTP19a LEAVEs.
+            on_presence = rt_channel.presence.subscribe_raw
             att.offs.append(
-                rt_channel.presence.subscribe(
-                    lambda p: self._on_presence(att, p), attach=False, inline=True
-                )
+                on_presence(lambda ps: self._on_presence(att, ps), attach=False, inline=True)
             )
         self._ops.submit(self._attach, att)
 
@@ -214,12 +221,12 @@ class RealtimeSource:
             self._check_serial(att)
             att.handlers.messages(messages)
 
-    def _on_presence(self, att: _Attachment, message: PresenceMessage) -> None:
+    def _on_presence(self, att: _Attachment, messages: list[PresenceMessage]) -> None:
         with att.lock:
             if not att.active:
                 return
             self._check_serial(att)
-            att.handlers.presence([message])
+            att.handlers.presence(messages)
 
     def _sync(self, att: _Attachment, serial: str | None) -> None:
         try:

@@ -220,18 +220,31 @@ def _replay_presence(session: Session, att: Attachment, event: dict[str, Any]) -
 
 def _send_sync(session: Session, name: str, members: list[dict[str, Any]], sync_id: str) -> None:
     """Presence SYNC in pages; ``syncId:cursor`` with an empty cursor on the last (RTP18)."""
-    size = max(1, session.state.config.sync_page_size)
+    config = session.state.config
+    size = max(1, config.sync_page_size)
     pages = [members[i : i + size] for i in range(0, len(members), size)] or [[]]
-    for index, page in enumerate(pages):
-        cursor = "" if index == len(pages) - 1 else str(index + 1)
-        session.send_pm(
-            {
-                "action": p.SYNC,
-                "channel": name,
-                "channelSerial": f"sync{sync_id}:{cursor}",
-                "presence": page,
-            }
-        )
+    frames = [
+        {
+            "action": p.SYNC,
+            "channel": name,
+            "channelSerial": f"sync{sync_id}:{'' if index == len(pages) - 1 else index + 1}",
+            "presence": page,
+        }
+        for index, page in enumerate(pages)
+    ]
+    interval = max(0, config.sync_page_interval_ms) / 1000.0
+    if not interval:
+        for frame in frames:
+            session.send_pm(frame)
+        return
+    session.send_pm(frames[0])
+    for index, frame in enumerate(frames[1:], 1):
+
+        def later(frame: dict[str, Any] = frame) -> None:
+            if not session.gone() and name in session.attachments:
+                session.send_pm(frame)
+
+        session.state.schedule(interval * index, later)
 
 
 def sync(session: Session, pm: dict[str, Any]) -> None:

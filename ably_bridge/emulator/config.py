@@ -34,6 +34,9 @@ class EmulatorConfig:
     presence_leave_delay_ms: int = 15_000
     # Members per SYNC ProtocolMessage when a presence set is sent on attach (RTP18).
     sync_page_size: int = 100
+    # Gap between those pages: 0 sends them back to back; more lets live presence
+    # frames go out in between, as they do while Ably syncs a large set (RTP2h2a).
+    sync_page_interval_ms: int = 0
 
     # Auth (RSA9, ably-protocol.md 6.3): TokenRequest timestamps must lie within
     # this window of server time; nonces are remembered as long.

@@ -20,6 +20,7 @@ from ably_bridge.protocol.events import (
     ChannelStateChange,
     CompletePublish,
     DeliverPresence,
+    DeliverRawPresence,
     Effect,
     EmitChannelState,
     PresenceSynced,
@@ -62,14 +63,21 @@ class ChannelPresence:
 
     # -- frames ---------------------------------------------------------------------------
     def on_presence(self, pm: ProtocolMessage, connection_id: str | None) -> list[Effect]:
-        """PRESENCE: update both maps (RTP2, RTP17b) and emit what changed."""
+        """PRESENCE: update both maps (RTP2, RTP17b) and emit what changed.
+
+        The frame's messages also go, unfiltered and first, to the raw feed
+        (:class:`DeliverRawPresence`): the map's subscriber semantics hide a
+        LEAVE during a SYNC (RTP2h2a) and stale events (RTP2a), which a
+        consumer that records every event (the bridge) must still see.
+        """
         if pm.channel_serial is not None:
             self.channel_serial = pm.channel_serial
-        if self.state is not _CS.ATTACHED:
+        if self.state is not _CS.ATTACHED or not pm.presence:
             return []
         self._apply_local(pm.presence, connection_id)
+        raw = DeliverRawPresence(self.name, list(pm.presence))
         events = self.presence.apply(pm.presence)
-        return [DeliverPresence(self.name, events)] if events else []
+        return [raw, DeliverPresence(self.name, events)] if events else [raw]
 
     def on_sync(self, pm: ProtocolMessage, connection_id: str | None) -> list[Effect]:
         """SYNC: one page of the presence set (RTP18, RTP19); the serial is a cursor, not RTL15b."""

@@ -41,6 +41,7 @@ __all__ = [
     "ConnectionStateChange",
     "DeliverMessages",
     "DeliverPresence",
+    "DeliverRawPresence",
     "Effect",
     "EmitChannelState",
     "EmitConnectionState",
@@ -225,6 +226,21 @@ class DeliverPresence:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliverRawPresence:
+    """A PRESENCE frame's messages as received, in order, with their ids: no map filtering.
+
+    The raw presence feed (``presence.subscribe_raw``): what the server sent,
+    whatever the presence map made of it - a LEAVE during a SYNC (stored as
+    ABSENT without an event, RTP2h2a), an event older than the member's entry
+    (discarded by RTP2a/b) - and never anything the client synthesized (RTP19a)
+    or a SYNC's PRESENT entries (membership, not events).
+    """
+
+    channel: str
+    messages: list[PresenceMessage]
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceSynced:
     """The presence map of ``channel`` is in sync (RTP13, RTP18b, RTP1): ``get()`` may answer."""
 
@@ -275,6 +291,7 @@ Effect: TypeAlias = (
     | EmitChannelState
     | DeliverMessages
     | DeliverPresence
+    | DeliverRawPresence
     | PresenceSynced
     | CompletePublish
     | CompleteAttach

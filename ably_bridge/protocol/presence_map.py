@@ -98,11 +98,16 @@ class PresenceMap:
         """LEAVE (RTP2h): delete (or mark ABSENT during a sync); return the event or None."""
         key = msg.member_key
         existing = self._members.get(key)
-        if existing is None or not msg.is_newer_than(existing):
-            return None
+        if existing is not None and not msg.is_newer_than(existing):
+            return None  # RTP2a
         if self.sync_in_progress:
+            # RTP2h2a: kept as ABSENT, no event - also for a member the SYNC has
+            # not listed yet, so its stale PRESENT in a later page cannot bring
+            # it back (the ABSENT entry is newer, RTP2a).
             self._residual.discard(key)
-            self._members[key] = _with_action(msg, _ABSENT)  # RTP2h2a, no event
+            self._members[key] = _with_action(msg, _ABSENT)
+            return None
+        if existing is None:
             return None
         del self._members[key]  # RTP2h1b
         return msg  # RTP2h1a

@@ -10,6 +10,8 @@ The loop thread hands every listener-facing effect to :class:`ListenerDelivery`,
   on the callback pool with per-listener ordering, never on the loop thread;
   a frame's messages go to each listener as one hand-over (one lock round, at
   most one submit), and to batch listeners (``subscribe_batch``) as one list;
+  a PRESENCE frame's messages go to raw presence listeners
+  (``presence.subscribe_raw``) as one list, unfiltered by the presence map;
 * settles callers: a :class:`concurrent.futures.Future` handle gets its result
   or exception; an :class:`AsyncCompletion` (``publish_async`` and friends)
   queues its callback on one ordered queue per client.
@@ -36,6 +38,7 @@ from ably_bridge.protocol.events import (
     ConnectionStateChange,
     DeliverMessages,
     DeliverPresence,
+    DeliverRawPresence,
     EmitChannelState,
     EmitConnectionState,
     PresenceSynced,
@@ -58,6 +61,7 @@ BACKGROUND: object = type("Background", (), {"__repr__": lambda self: "BACKGROUN
 
 _PRESENCE_EVENTS = {int(a): a.name.lower() for a in PresenceAction}
 _BATCH_EVENT = "messages"  # the one event name of ChannelEvents.batches
+_RAW_PRESENCE_EVENT = "presence"  # the one event name of ChannelEvents.raw_presence
 _NO_SYNC = frozenset({ChannelState.DETACHED, ChannelState.FAILED, ChannelState.INITIALIZED})
 
 
@@ -103,6 +107,7 @@ class ChannelEvents:
         "messages",
         "name",
         "presence",
+        "raw_presence",
         "state",
         "sync_waiters",
         "vcdiff_decoder",
@@ -129,6 +134,8 @@ class ChannelEvents:
         # Batch listeners (``subscribe_batch``): one list of messages per frame.
         self.batches: EventEmitter[list[Message]] = EventEmitter(dispatcher, log)
         self.presence: EventEmitter[PresenceMessage] = EventEmitter(dispatcher, log)
+        # Raw presence listeners (``presence.subscribe_raw``): one list per PRESENCE frame.
+        self.raw_presence: EventEmitter[list[PresenceMessage]] = EventEmitter(dispatcher, log)
         # presence.get() callers waiting for the end of a SYNC (RTP11a), as
         # (future, reader) pairs: the reader runs on the loop thread once synced.
         self.sync_waiters: list[tuple[Future[Any], Callable[[], Any]]] = []
@@ -239,6 +246,19 @@ class ListenerDelivery:
             if decoded.decode_error is not None:
                 self._decode_failed(effect.channel, decoded.decode_error)
             emit(_PRESENCE_EVENTS.get(int(member.action), "unknown"), decoded)
+
+    def raw_presence(self, effect: DeliverRawPresence) -> None:
+        events = self.channels.get(effect.channel)
+        if events is None or not events.raw_presence.has_listeners():
+            return
+        messages = effect.messages
+        if events.decode:
+            cipher = events.cipher
+            messages = [m.decoded(cipher) if m.encoding is not None else m for m in messages]
+            for member in messages:
+                if member.decode_error is not None:
+                    self._decode_failed(effect.channel, member.decode_error)
+        events.raw_presence.emit(_RAW_PRESENCE_EVENT, messages)
 
     def presence_synced(self, effect: PresenceSynced) -> None:
         events = self.channels.get(effect.channel)

@@ -6,7 +6,8 @@ channel they attach it implicitly first (RTP8d) and the core holds them until
 ATTACHED (RTP16b). ``get`` answers from the presence map once a SYNC is
 complete (RTP11a, RTP11c filters), ``subscribe`` listens by action name
 (``"enter"``, ``"leave"``, ``"update"``, ``"present"``) and attaches implicitly
-(RTP6d). Payloads are encrypted/encoded on the way out and decoded for
+(RTP6d); ``subscribe_raw`` hands over each PRESENCE frame as received,
+unfiltered by the map. Payloads are encrypted/encoded on the way out and decoded for
 listeners and ``get`` on the way in; the map itself keeps wire form.
 """
 
@@ -240,12 +241,45 @@ class RealtimePresence:
         )
         return off
 
+    def subscribe_raw(
+        self,
+        listener: Callable[[list[PresenceMessage]], Any],
+        *,
+        attach: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
+        inline: bool = False,
+    ) -> Callable[[], None]:
+        """Call ``listener`` with each inbound PRESENCE frame's messages, as received.
+
+        An extension of this library (ably-js has no such call) for consumers
+        that record every presence event rather than track members: the list
+        is the frame's messages in wire order with their ids, not filtered by
+        the presence map - a LEAVE during a SYNC (RTP2h2a) and an event older
+        than the member's entry (RTP2a) are included - and without the SYNC's
+        PRESENT entries or the LEAVEs the client synthesizes (RTP19a). The
+        member map (``get``, ``subscribe``) is unchanged by it. Payloads are
+        decoded as for ``subscribe``; all raw listeners get the same list (do
+        not change it). ``attach``, ``wait``, ``timeout`` and ``inline`` as for
+        :meth:`subscribe`. Returns a callable that unsubscribes;
+        ``unsubscribe()`` and ``unsubscribe(listener)`` remove raw listeners too.
+        """
+        if not callable(listener):
+            raise TypeError("listener must be callable")
+        off = self._events.raw_presence.on(None, listener, inline=inline)
+        self._channel._attach_for(
+            off, attach=attach, wait=wait, timeout=timeout, mode=ChannelMode.PRESENCE_SUBSCRIBE
+        )
+        return off
+
     def unsubscribe(self, *args: Any) -> None:
         if not args:
             self._events.presence.off()
+            self._events.raw_presence.off()
             return
         if len(args) == 1 and callable(args[0]):
             self._events.presence.off(None, args[0])
+            self._events.raw_presence.off(None, args[0])
             return
         actions, listener = self._split(args) if callable(args[-1]) else (args[0], None)
         for action in actions if isinstance(actions, list) else [actions]:

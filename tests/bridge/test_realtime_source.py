@@ -19,13 +19,13 @@ class FakeProps:
 
 class FakePresence:
     def __init__(self) -> None:
-        self.listeners: list[Callable[[PresenceMessage], None]] = []
+        self.listeners: list[Callable[[list[PresenceMessage]], None]] = []
         self.members = [PresenceMessage(1, client_id="m", connection_id="c")]
         self.synced = threading.Event()
 
-    def subscribe(
+    def subscribe_raw(
         self,
-        listener: Callable[[PresenceMessage], None],
+        listener: Callable[[list[PresenceMessage]], None],
         attach: bool = True,
         inline: bool = False,
     ) -> Any:
@@ -143,4 +143,25 @@ def test_detach_silences_the_old_listeners() -> None:
     ch = client.chans["ch"]
     source.detach("ch")
     assert ch.message_listeners == [] and ch.state_listeners == []
+    source.close()
+
+
+def test_a_raw_presence_frame_reaches_the_daemon_as_one_call_in_order() -> None:
+    client = FakeClient()
+    source = RealtimeSource(client)  # type: ignore[arg-type]
+    handlers, seen = recorder()
+    got: list[list[str | None]] = []
+    handlers = SourceHandlers(
+        handlers.messages, lambda ps: got.append([p.id for p in ps]), handlers.presence_sync,
+        handlers.state,
+    )  # fmt: skip
+    source.attach("ch", handlers, presence=True)
+    ch = client.chans["ch"]
+    ch.properties.attach_serial = "s1"
+    (listener,) = ch.presence.listeners
+    leave = PresenceMessage(3, id="c2:3:0", client_id="b", connection_id="c2")
+    stale = PresenceMessage(4, id="c1:1:0", client_id="a", connection_id="c1")
+    listener([leave, stale])
+    assert got == [["c2:3:0", "c1:1:0"]]
+    assert [k for k, _ in seen][:1] == ["state"]  # the continuity loss went first
     source.close()

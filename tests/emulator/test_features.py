@@ -1,5 +1,6 @@
 """Channel features: unenveloped REST publish, ``[meta]channel.lifecycle``, inband
-occupancy (``occupancy=metrics``) and a configurable presence SYNC page size."""
+occupancy (``occupancy=metrics``) and a configurable presence SYNC page size
+and page interval."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ably_bridge.emulator import Emulator, EmulatorConfig
 
 from .conftest import RT, basic, rest_get
 
-ACK, MESSAGE, SYNC, HEARTBEAT = 1, 15, 16, 0
+ACK, MESSAGE, PRESENCE, SYNC, HEARTBEAT = 1, 15, 14, 16, 0
 
 
 def _history(emulator: Emulator, key: str, channel: str) -> list[dict[str, Any]]:
@@ -112,5 +113,27 @@ def test_sync_page_size_is_configurable() -> None:
         pages = [watcher.expect(SYNC, channel="crowd") for _ in range(3)]
         assert [len(p["presence"]) for p in pages] == [3, 3, 1]
         assert pages[-1]["channelSerial"].endswith(":")
+        for rt in (bulk, watcher):
+            rt.close()
+
+
+def test_sync_pages_can_be_spaced_so_live_presence_goes_out_between_them() -> None:
+    config = EmulatorConfig(sync_page_size=2, sync_page_interval_ms=1000)
+    with Emulator(config=config) as emu:
+        bulk = RT(emu, "json", key=emu.root_key)
+        bulk.connected()
+        bulk.presence("crowd", [{"action": 2, "clientId": f"c{i}"} for i in range(4)])
+        watcher = RT(emu, "msgpack", key=emu.root_key)
+        watcher.connected()
+        watcher.attach("crowd")
+        first = watcher.expect(SYNC, channel="crowd")
+        assert len(first["presence"]) == 2 and not first["channelSerial"].endswith(":")
+        bulk.presence("crowd", [{"action": 3, "clientId": "c3"}])
+        leave = watcher.expect_any((PRESENCE, SYNC), channel="crowd")  # before the last page
+        assert leave["action"] == PRESENCE
+        assert [(m["action"], m["clientId"]) for m in leave["presence"]] == [(3, "c3")]
+        last = watcher.expect(SYNC, channel="crowd")
+        assert last["channelSerial"].endswith(":")
+        assert [m["clientId"] for m in last["presence"]] == ["c2", "c3"]  # snapshot at attach
         for rt in (bulk, watcher):
             rt.close()

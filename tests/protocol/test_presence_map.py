@@ -163,3 +163,18 @@ def test_rtp17g_reentries_keep_id_only_for_the_same_connection() -> None:
     assert out["a"].id is None and out["a"].data == "x" and out["a"].action == PA.ENTER
     assert out["b"].id == "new:2:0"
     assert out["a"].connection_id is None
+
+
+def test_rtp2h2a_leave_during_sync_of_a_member_not_listed_yet_is_an_absent_witness() -> None:
+    # The LEAVE overtakes the SYNC page that still lists the member: its PRESENT,
+    # older than the LEAVE, must not bring the member back (RTP2a).
+    m = PresenceMap()
+    m.start_sync("s1")
+    assert m.remove(pm(PA.LEAVE, "bob", "c2", "c2:5:0", 300)) is None
+    witness = m.get("c2:bob")
+    assert witness is not None and witness.action == PA.ABSENT and witness.id == "c2:5:0"
+    assert m.put(pm(PA.PRESENT, "bob", "c2", "c2:4:0", 200)) is None
+    assert m.values() == []
+    assert m.end_sync(999) == [] and len(m) == 0
+    # outside a sync a LEAVE of an unknown member leaves nothing behind (RTP2h1)
+    assert m.remove(pm(PA.LEAVE, "bob", "c2", "c2:6:0", 400)) is None and len(m) == 0

@@ -7,6 +7,7 @@ from ably_bridge.protocol.actions import PresenceAction as PA
 from ably_bridge.protocol.events import (
     CompletePublish,
     DeliverPresence,
+    DeliverRawPresence,
     EmitChannelState,
     PresenceSynced,
 )
@@ -218,7 +219,8 @@ def test_presence_ignored_unless_attached() -> None:
     assert h.receive(presence_frame(action=Action.SYNC)) == []
     assert h.receive(presence_frame(action=Action.SYNC, channel="nobody")) == []
     h.attached("chat", HAS_PRESENCE)
-    assert h.receive(presence_frame(member(PA.ABSENT, "a", "c1", "c1:0:0"))) == []
+    absent = member(PA.ABSENT, "a", "c1", "c1:0:0")
+    assert h.receive(presence_frame(absent)) == [DeliverRawPresence("chat", [absent])]
 
 
 def test_rtp17_own_members_reentered_after_non_resumed_attached() -> None:
