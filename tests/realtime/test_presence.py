@@ -89,3 +89,27 @@ def test_members_leave_when_the_connection_closes(make_client: MakeClient) -> No
     eventually(lambda: len(viewer.presence.get()) == 1)
     member_client.close()
     assert [m.client_id for m in leaves.wait_for(1)] == ["frank"]
+
+
+def test_subscribe_raw_hands_over_presence_frames_decoded_with_ids(make_client: MakeClient) -> None:
+    watcher = make_client().channels.get("room-raw")
+    first, second = Collector(), Collector()
+    off = watcher.presence.subscribe_raw(first)
+    watcher.presence.subscribe_raw(second)
+    ivy = make_client(client_id="ivy")
+    member = ivy.channels.get("room-raw")
+    member.presence.enter({"mood": "happy"})
+    member.presence.update("busy")
+    frames = first.wait_for(2)
+    assert all(isinstance(frame, list) and len(frame) == 1 for frame in frames)
+    got = [frame[0] for frame in frames]
+    assert [(m.action, m.client_id, m.data) for m in got] == [
+        (PresenceAction.ENTER, "ivy", {"mood": "happy"}),
+        (PresenceAction.UPDATE, "ivy", "busy"),
+    ]
+    assert all(m.id and m.id.startswith(f"{ivy.connection.id}:") for m in got)
+    off()
+    member.presence.leave()
+    last = second.wait_for(3)[-1][0]
+    assert (last.action, last.client_id) == (PresenceAction.LEAVE, "ivy")
+    assert len(first.items) == 2  # unsubscribed before the LEAVE, which `second` already got
