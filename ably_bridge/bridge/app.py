@@ -210,7 +210,10 @@ class BridgeApp:
         self.daemon = Daemon(
             config,
             source=self.source,
-            history=history or RestHistory(self.rest),
+            history=history
+            or RestHistory(
+                self.rest, operations_lookback_ms=int(config.delivery.operations_lookback * 1000)
+            ),
             directory=RestDirectory(self.rest),
             dispatcher=self.dispatcher,
             checkpoints=self.checkpoints,

@@ -26,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ably_bridge.bridge.backfill_versions import with_versions
+from ably_bridge.bridge.backfill_versions import changed_after, with_versions
 from ably_bridge.bridge.checkpoint import Position
 from ably_bridge.bridge.core.backfill_plan import plan_gap
 from ably_bridge.bridge.source import PresenceHistoryUnavailable, after_position
@@ -115,19 +115,29 @@ class RestHistory:
     """Reads channel history for backfill over REST (thread-safe: AblyRest is)."""
 
     def __init__(
-        self, rest: AblyRest, *, page_limit: int = PAGE_LIMIT, max_messages: int = 1_000_000
+        self,
+        rest: AblyRest,
+        *,
+        page_limit: int = PAGE_LIMIT,
+        max_messages: int = 1_000_000,
+        operations_lookback_ms: int = 0,
     ) -> None:
         self._rest = rest
         self._page_limit = page_limit
         self._max = max_messages
+        self._lookback = operations_lookback_ms
 
     def since(
         self, channel: str, position: Position | None, until_serial: str | None
     ) -> list[Message]:
         """The messages after ``position`` up to ``until_serial``, oldest first; a message
-        changed since its create comes back as each of its versions (:mod:`.backfill_versions`)."""
+        changed since its create comes back as each of its versions (:mod:`.backfill_versions`).
+
+        With an operations look-back, history is read that much further back than
+        ``position`` for messages changed after it (their operations after it only)."""
         messages = self._history_since(channel, position, until_serial)
-        return with_versions(self._rest, channel, messages, until_serial)
+        after = position.serial if position is not None and self._lookback else None
+        return with_versions(self._rest, channel, messages, until_serial, after)
 
     def _history_since(
         self, channel: str, position: Position | None, until_serial: str | None
@@ -137,8 +147,10 @@ class RestHistory:
             # RTL10b: the spec and ably-go send fromSerial; the REST client has no
             # until_attach parameter yet, so the query is built here.
             params["fromSerial"] = until_serial
+        floor = 0  # looking back for changed messages down to this time (0: not)
         if position is not None and position.timestamp > 0:
-            params["start"] = position.timestamp
+            params["start"] = max(1, position.timestamp - self._lookback)
+            floor = params["start"] if self._lookback else 0
         path = "/channels/" + quote(channel, safe="") + "/messages"
         newest_first: list[Message] = []
         page: HttpPaginatedResponse | None = self._rest.request("GET", path, params=params)
@@ -147,7 +159,10 @@ class RestHistory:
             for raw in page.items:
                 message = Message.from_dict(raw)
                 if position is not None and after_position(message, position) is False:
-                    return _oldest_first(newest_first)
+                    if not floor or (message.timestamp or 0) < floor:
+                        return _oldest_first(newest_first)
+                    if not changed_after(message, position):
+                        continue  # (looking back: only messages changed since the checkpoint)
                 newest_first.append(message)
                 if len(newest_first) >= self._max:
                     logger.error(

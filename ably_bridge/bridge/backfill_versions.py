@@ -25,10 +25,11 @@ from ably_bridge.errors import AblyException
 from ably_bridge.protocol.models import Message
 
 if TYPE_CHECKING:
+    from ably_bridge.bridge.core.position import Position
     from ably_bridge.rest.client import AblyRest
     from ably_bridge.rest.pagination import HttpPaginatedResponse
 
-__all__ = ["event_key", "position_serial", "with_versions"]
+__all__ = ["changed_after", "event_key", "position_serial", "with_versions"]
 
 _CREATE, _SUMMARY = 0, 4  # TM5
 
@@ -46,6 +47,17 @@ def position_serial(message: Message) -> str:
         if isinstance(found, str) and found:
             return found
     return message.serial or ""
+
+
+def changed_after(message: Message, position: Position) -> bool:
+    """Was ``message`` (a history entry) changed after the checkpoint ``position``?"""
+    if not _changed(message):
+        return False
+    if position.serial:
+        return position_serial(message) > position.serial
+    version = message.version if isinstance(message.version, dict) else {}
+    when = version.get("timestamp")
+    return isinstance(when, int) and when >= position.timestamp
 
 
 def event_key(message: Message) -> str | None:
@@ -67,9 +79,11 @@ def with_versions(
     channel: str,
     messages: list[Message],
     until_serial: str | None,
+    after_serial: str | None = None,
 ) -> list[Message]:
     """``messages`` (a gap, oldest first) with each changed message replaced by its
-    versions up to ``until_serial``, in channel order. Raises what the REST call
+    versions after ``after_serial`` (the checkpoint, when history was read further
+    back) up to ``until_serial``, in channel order. Raises what the REST call
     raises (the backfill is retried as a whole)."""
     if not any(_changed(m) for m in messages):
         return messages
@@ -83,8 +97,11 @@ def with_versions(
             out.append(message)
             continue
         for version in versions:
-            if until_serial and position_serial(version) > until_serial:
+            where = position_serial(version)
+            if until_serial and where > until_serial:
                 continue  # RTL10b: after the attach point, it comes live
+            if after_serial and where <= after_serial:
+                continue  # delivered before the checkpoint
             out.append(version)
     if all(m.serial for m in out):
         out.sort(key=position_serial)  # (stable: equal positions keep history's order)

@@ -97,6 +97,8 @@ class DeliverySettings:
     dedup_ttl: float = 3600.0
     dedup_window: int = 100_000
     max_event_bytes: int = 1_048_576
+    # Backfill: how far before a checkpoint to look for messages changed since (seconds).
+    operations_lookback: float = 0.0
     retry: RetrySettings = field(default_factory=RetrySettings)
     drain_timeout: float = 30.0  # seconds SIGTERM waits for the sink buffers to drain
 

@@ -272,7 +272,7 @@ class Parser(RouteParser):
             raw,
             {
                 "batch_size", "buffer_size", "dedup_ttl", "dedup_window", "max_event_bytes",
-                "retry", "drain_timeout",
+                "retry", "drain_timeout", "operations_lookback",
             },
             p,
         )  # fmt: skip
@@ -321,6 +321,9 @@ class Parser(RouteParser):
                 maximum=512 * 1_048_576,
             ),
             retry=retry,
+            operations_lookback=self.number(
+                raw, "operations_lookback", f"{p}.operations_lookback", 0.0, maximum=30 * DAY
+            ),
             drain_timeout=self.number(
                 raw, "drain_timeout", f"{p}.drain_timeout", 30.0, maximum=HOUR
             ),

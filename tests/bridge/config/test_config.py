@@ -420,3 +420,13 @@ def test_bad_actions_are_reported() -> None:
     assert problems(minimal(actions=["message.delete"], sources=["presence"])) == [
         "routes[0].actions: needs 'message' in sources"
     ]
+
+
+def test_operations_lookback_is_seconds_and_off_by_default() -> None:
+    assert parse_config(minimal(), ENV).delivery.operations_lookback == 0
+    raw = minimal()
+    raw["delivery"] = {"operations_lookback": 600}
+    assert parse_config(raw, ENV).delivery.operations_lookback == 600
+    raw["delivery"] = {"operations_lookback": -1}
+    (problem,) = problems(raw)
+    assert problem.startswith("delivery.operations_lookback: ")
