@@ -1,4 +1,6 @@
-"""A LEAVE that arrives while a multi-page presence SYNC is in progress, end to end.
+"""The bridge delivers the server's presence events, not the member map's, end to end.
+
+A LEAVE that arrives while a multi-page presence SYNC is in progress:
 
 The client's member map stores it as ABSENT and emits nothing (RTP2h2a), so a
 bridge that delivered the map's subscriber events never saw it. The bridge
@@ -7,6 +9,10 @@ its id, while the member map and the snapshot hash stay spec-conformant. The
 emulator spaces its SYNC pages (``sync_page_interval_ms``) so the LEAVE goes
 out between them; the bridge's key has no ``history`` right, so presence
 history cannot deliver the LEAVE instead (it is live or nothing).
+
+A member that left while the bridge's connection was lost for good: the client
+synthesizes a LEAVE when the re-attach's SYNC no longer lists it (RTP19a, no
+id); the bridge delivers the real one, from presence history, once.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from tests.support.wait import eventually
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="Redis is not running")
 
-LEAVE = 3
+ENTER, LEAVE, UPDATE = 2, 3, 4
 PAGE_GAP_MS = 1_000  # pages at 0, 1 and 2 s: the LEAVE is sent right after the first
 
 
@@ -112,6 +118,68 @@ def test_a_leave_during_a_multi_page_sync_reaches_the_stream(
             "m0", "m1", "m2", "m3",
         ]  # fmt: skip
         assert delivered() == [leave]  # SYNC PRESENTs are membership, never stream events
+    finally:
+        if thread.is_alive():
+            bridge.daemon.request_stop()
+            thread.join(timeout=30)
+        crowd.close()
+        rest.close()
+
+
+def test_a_member_gone_during_a_lost_connection_leaves_once_with_its_real_id(
+    emulator: Emulator, app: dict[str, Any], prefix: str, rclient: redis.Redis
+) -> None:
+    root = str(app["keys"][0]["keyStr"])
+    crowd: AblyRealtime = _client(AblyRealtime, emulator, root)
+    rest: AblyRest = _client(AblyRest, emulator, root)
+    route = {
+        "id": "main", "channels": ["b"], "sources": ["presence"],
+        "targets": [{"type": "redis_stream", "key": prefix + ":s:{channel}"}],
+    }  # fmt: skip
+    config = bridge_config(emulator, root, prefix, routes=[route])
+    source = RealtimeSource.from_config(config, callback_workers=2)
+    bridge = BridgeApp(config, source=source)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    stream = f"{prefix}:s:b"
+
+    def delivered() -> list[tuple[int, str, str | None]]:
+        items = (e["presence"][0] for e in stream_events(rclient, stream))
+        return [(int(i["action"]), i["clientId"], i.get("id")) for i in items]
+
+    try:
+        thread.start()
+        eventually(lambda: bridge.daemon.readiness()[0], 15, "bridge ready")
+        members = crowd.channels.get("b").presence
+        members.enter_client("alice", timeout=10)
+        members.enter_client("bob", timeout=10)
+        eventually(lambda: len(delivered()) == 2, 15, "the live enters")
+        channel = source.client.channels.get("b")
+        changes: list[Any] = []
+        channel.on(changes.append)
+        gone = source.client.connection.id
+        assert emulator.faults.stall(connection_id=gone) == 1  # bob's LEAVE never gets out
+        members.leave_client("bob", timeout=10)
+        emulator.faults.expire_channel_continuity(str(app["appId"]), "b")  # nothing replayed
+        assert emulator.faults.forget_connections(connection_id=gone) == 1  # resume fails
+
+        eventually(
+            lambda: any(c.current == ChannelState.ATTACHED and not c.resumed for c in changes),
+            15, "re-attached without continuity",
+        )  # fmt: skip
+        assert [m.client_id for m in channel.presence.get(timeout=10)] == ["alice"]
+        history = rest.channels.get("b").presence.history(direction="backwards", limit=1)
+        real = (LEAVE, "bob", history.items[0].id)
+        assert real[2] is not None
+        eventually(lambda: real in delivered(), 15, "bob's LEAVE from presence history")
+        # A live event after the re-attach: everything before it is in the stream.
+        members.update_client("alice", "later", timeout=10)
+        eventually(lambda: delivered()[-1][:2] == (UPDATE, "alice"), 15, "the later update")
+        # The synthesized LEAVE (no id) is not delivered: one LEAVE for bob, the real one.
+        got = delivered()
+        assert [e for e in got if e[1] == "bob" and e[0] == LEAVE] == [real], got
+        assert [(a, c) for a, c, _ in got] == [
+            (ENTER, "alice"), (ENTER, "bob"), (LEAVE, "bob"), (UPDATE, "alice"),
+        ]  # fmt: skip
     finally:
         if thread.is_alive():
             bridge.daemon.request_stop()
