@@ -25,6 +25,18 @@ rotation that returns when the list is non-empty and leaves the element where
 it was; then it runs the script. Everything else - acks, rejects, restores,
 the poller - is kombu's.
 
+A fetch whose reply is lost with its connection (the broker shut down or the
+link broke after the script ran: chaos seed 3 hit it) leaves its message in the
+unacked index of a worker that never received it. kombu would restore it only
+after ``visibility_timeout``; here the script also writes a *claim* - one key
+per channel, ``<unacked key>:claim:<channel id>`` = ``"<fetch token> <delivery
+tag>"``, expiring with the visibility timeout - and the process remembers the
+(claim, token) of a fetch whose reply it lost. Its next fetch, on the
+reconnected channel, puts that message back at the head of its queue with
+kombu's ``restore_by_tag`` (only if the claim still names that fetch and the
+message is still unacked), so it is delivered at once. kombu's ``BRPOP`` loses
+such a message outright.
+
 What it costs: the same two round trips per message as kombu when the worker
 was idle (wait, then fetch), one (the fetch) while a backlog drains, instead
 of kombu's ``BRPOP`` plus ``MULTI``. A message arriving in a queue key other
@@ -37,7 +49,10 @@ and falls back to kombu's ``BRPOP`` fetch.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
+import uuid
 from collections.abc import Callable
 from queue import Empty
 from time import monotonic, time
@@ -52,11 +67,14 @@ __all__ = ["FETCH_SCRIPT", "Channel", "SentinelChannel", "SentinelTransport", "T
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] unacked hash, KEYS[2] unacked index, KEYS[3..] queue keys in priority order;
-# ARGV[1] the worker's clock (kombu scores the index with the consumer's time()).
+# KEYS[1] unacked hash, KEYS[2] unacked index, KEYS[3] the channel's claim key,
+# KEYS[4..] queue keys in priority order; ARGV[1] the worker's clock (kombu scores the
+# index with the consumer's time()), ARGV[2] this fetch's token, ARGV[3] the claim's
+# lifetime (ms). The claim ("<token> <delivery tag>") says which message this fetch took,
+# for when its reply is lost (:func:`_resolve_in_doubt`).
 # Returns {position of the key among the queue keys (1-based), payload, recorded} or nil.
 FETCH_SCRIPT = """
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local item = redis.call('RPOP', KEYS[i])
   if item then
     local ok, message = pcall(cjson.decode, item)
@@ -67,10 +85,11 @@ for i = 3, #KEYS do
         redis.call('ZADD', KEYS[2], ARGV[1], props.delivery_tag)
         redis.call('HSET', KEYS[1], props.delivery_tag, '[' .. item .. ',' ..
           cjson.encode(info.exchange) .. ',' .. cjson.encode(info.routing_key) .. ']')
-        return {i - 2, item, 1}
+        redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. props.delivery_tag, 'PX', ARGV[3])
+        return {i - 3, item, 1}
       end
     end
-    return {i - 2, item, 0}
+    return {i - 3, item, 0}
   end
 end
 return false
@@ -82,6 +101,13 @@ _loads: Callable[[str], Any] = kombu_json.loads  # kombu's own decoder (its type
 
 def _decode(item: bytes | str) -> Any:
     return _loads(item.decode() if isinstance(item, bytes) else item)
+
+
+# Fetches whose reply was lost with the connection, as (claim key, token): the script may
+# have moved a message into the unacked index that this process never received. Kept per
+# process, since the channel that sent the fetch is replaced when the worker reconnects.
+_in_doubt: list[tuple[str, str]] = []
+_in_doubt_lock = threading.Lock()
 
 
 class QoS(kombu_redis.QoS):
@@ -107,6 +133,9 @@ class _AtomicFetch:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._claimed: set[str] = set()
+        self._claim_id = uuid.uuid4().hex
+        self._tokens = itertools.count(1)
+        self._sent: tuple[str, str] | None = None  # (claim key, token) of the fetch in flight
         super().__init__(*args, **kwargs)
 
     # -- keys ---------------------------------------------------------------------
@@ -125,7 +154,47 @@ class _AtomicFetch:
         ch: Any = self
         prefix = ch.global_keyprefix or ""
         unacked = [prefix + ch.unacked_key, prefix + ch.unacked_index_key]
-        return ["EVAL", FETCH_SCRIPT, 2 + len(keys), *unacked, *keys, repr(time())]
+        claim = f"{prefix}{ch.unacked_key}:claim:{self._claim_id}"
+        token = str(next(self._tokens))
+        self._sent = (claim, token)
+        ttl = max(1000, int(float(ch.visibility_timeout) * 1000))
+        return ["EVAL", FETCH_SCRIPT, 3 + len(keys), *unacked, claim, *keys,
+                repr(time()), token, ttl]  # fmt: skip
+
+    def _reply_lost(self) -> None:
+        """The fetch's reply went with the connection: its message (if it took one) is
+        restored by the next fetch of this process, not after the visibility timeout."""
+        if self._sent is not None:
+            with _in_doubt_lock:
+                _in_doubt.append(self._sent)
+            self._sent = None
+
+    def _resolve_in_doubt(self) -> None:
+        """Put back in its queue the message a fetch with a lost reply took, if any.
+
+        The fetch's claim names its token and the message's delivery tag; a claim
+        holding another token belongs to a later fetch of that channel (not ours to
+        undo). kombu's ``restore_by_tag`` moves the message back only while it is
+        still unacked (another worker's restore may have been first)."""
+        if not _in_doubt:
+            return
+        ch: Any = self
+        with _in_doubt_lock:
+            pending = list(_in_doubt)
+            _in_doubt.clear()
+        try:
+            with ch.conn_or_acquire() as client:
+                while pending:
+                    claim, token = pending[0]
+                    value = client.get(claim)
+                    sent, _, tag = (value or b"").decode().partition(" ")
+                    if sent == token and tag:
+                        ch.qos.restore_by_tag(tag, client=client)
+                        log.info("restored message %s, whose fetch lost its reply", tag)
+                    pending.pop(0)
+        except ch.connection_errors:
+            with _in_doubt_lock:
+                _in_doubt.extend(pending)  # still unreachable: again at the next fetch
 
     # -- the async fetch (kombu's BRPOP hooks) ---------------------------------------
     def _brpop_start(self, timeout: float | None = None) -> None:
@@ -138,6 +207,7 @@ class _AtomicFetch:
         queues = ch._queue_cycle.consume(len(ch.active_queues))
         if not queues:
             return
+        self._resolve_in_doubt()
         keys, owners = self._fetch_keys(queues)
         if self._next == _WAIT:
             args: list[Any] = ["BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", timeout or 0]
@@ -159,6 +229,8 @@ class _AtomicFetch:
             try:
                 reply = ch.client.parse_response(ch.client.connection, "EVAL", **options)
             except ch.connection_errors:
+                if kind == _FETCH:
+                    self._reply_lost()
                 ch.client.connection.disconnect()
                 raise
             except redis.ResponseError as exc:
@@ -187,6 +259,7 @@ class _AtomicFetch:
         try:
             return ch.client.parse_response(connection, "EVAL")
         except ch.connection_errors:
+            self._reply_lost()
             connection.disconnect()
             raise
 
@@ -223,9 +296,14 @@ class _AtomicFetch:
         ch: Any = self
         if not self._atomic:
             return dict(super()._get(queue))  # type: ignore[misc]
+        self._resolve_in_doubt()
         keys, _ = self._fetch_keys([queue])
         with ch.conn_or_acquire() as client:
-            reply = client.execute_command(*self._script_args(keys))
+            try:
+                reply = client.execute_command(*self._script_args(keys))
+            except ch.connection_errors:
+                self._reply_lost()
+                raise
             ch._maybe_update_queues_expire(client, queue)
         if not reply:
             raise Empty()

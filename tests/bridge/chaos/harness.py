@@ -59,6 +59,7 @@ from ably_bridge import AblyRealtime, AblyRest
 from ably_bridge.envelope import SOURCE_MESSAGE, SOURCE_PRESENCE
 from ably_bridge.protocol.models import Message
 from tests.support.services import free_port
+from workers.app import atomic_fetch_transport
 
 ROOT = Path(__file__).resolve().parents[3]
 STREAM = "chaos:events"
@@ -339,6 +340,8 @@ class World:
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ABLY_", "CELERY_"))}
+        if "ABLY_BRIDGE_NO_SHORTCUTS" in os.environ:  # the public paths, bridge and worker
+            env["ABLY_BRIDGE_NO_SHORTCUTS"] = os.environ["ABLY_BRIDGE_NO_SHORTCUTS"]
         env.pop("REDIS_URL", None)
         env["PYTHONPATH"] = str(ROOT)
         return env
@@ -598,7 +601,9 @@ class Report:
     executions: int
     duplicate_executions: int
     dup_exec_per_10k: float
-    celery_left_queued: int  # tasks still in the broker (queued or unacked) at the end
+    celery_left_queued: int  # tasks still in the broker's queue at the end
+    celery_left_unacked: int  # tasks in its unacked index (fetched, not acked) at the end
+    worker_fetch: str  # the worker's broker transport: "atomic" or "kombu"
     seconds: float
     lost_examples: list[str] = field(default_factory=list)
 
@@ -634,14 +639,19 @@ def read_sinks(world: World) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return entries, rows
 
 
-def _left_queued(world: World) -> int:
+def _left_in_broker(world: World) -> tuple[int, int]:
+    """(tasks in the queue, tasks in the unacked index) at the end; -1 when unreadable."""
     try:
         client = redis.Redis.from_url(world.broker.url, socket_timeout=10)
-        left = int(client.llen(QUEUE)) + int(client.hlen("unacked"))
+        left = int(client.llen(QUEUE)), int(client.hlen("unacked"))
         client.close()
     except redis.RedisError:
-        return -1
+        return -1, -1
     return left
+
+
+def _worker_fetch() -> str:
+    return "kombu" if atomic_fetch_transport("redis://") is None else "atomic"
 
 
 def check(plan: Plan, published: Published, world: World, seconds: float) -> Report:
@@ -692,6 +702,7 @@ def check(plan: Plan, published: Published, world: World, seconds: float) -> Rep
     dup_celery = sum(1 for tasks in task_ids_of.values() if len(tasks) > 1)
     markers = {m for events in published.presence.values() for m, _, _ in events}
     dup_exec = sum(n - 1 for n in runs.values())
+    queued, unacked = _left_in_broker(world)
     return Report(
         seed=plan.seed,
         published=total,
@@ -707,7 +718,9 @@ def check(plan: Plan, published: Published, world: World, seconds: float) -> Rep
         executions=len(rows),
         duplicate_executions=dup_exec,
         dup_exec_per_10k=round(dup_exec * 10000 / max(1, total), 1),
-        celery_left_queued=_left_queued(world),
+        celery_left_queued=queued,
+        celery_left_unacked=unacked,
+        worker_fetch=_worker_fetch(),
         seconds=round(seconds, 1),
         lost_examples=examples[:10],
     )

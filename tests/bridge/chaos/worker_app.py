@@ -8,6 +8,12 @@ list ``chaos:executions`` of the results Redis (``CHAOS_RESULTS_URL``, a
 server no fault touches). No guard: the checker counts raw executions (the
 duplicates a worker without ``WorkerGuard`` would run) and de-duplicates by
 task id itself.
+
+The broker transport is the one :func:`workers.create_app` gives a Redis broker:
+the atomic fetch of :mod:`workers.redis_fetch` (kombu's own with
+``ABLY_BRIDGE_NO_SHORTCUTS=kombu.redis_atomic_fetch``). The visibility timeout
+is an hour, so a message left in the unacked index is not redelivered within
+the run: the report counts it (``celery_left_unacked``) instead.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any
 
 import redis
 from celery import Celery
+
+from workers.app import atomic_fetch_transport
 
 app = Celery("ably-bridge-chaos", broker=os.environ["CHAOS_BROKER_URL"], set_as_current=True)
 app.conf.update(
@@ -34,6 +42,7 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": 3600},
     # survives losing the broker while holding a message (Celery 5.7.0; workers.broker_loss)
     worker_consumer="workers.broker_loss:Consumer",
+    broker_transport=atomic_fetch_transport(os.environ["CHAOS_BROKER_URL"]),
 )
 _results = redis.Redis.from_url(os.environ["CHAOS_RESULTS_URL"])
 
