@@ -18,10 +18,11 @@ not a connection error, so the worker stops with "Unrecoverable error"
 The consumer here makes that close tolerant: an ``AttributeError`` of a
 connection that is already detached is logged and ignored. Nothing is lost by
 skipping the restore: with ``acks_late`` the message stays in the Redis
-transport's unacked index (kombu's reliable-fetch emulation, ``ack_emulation``)
-and is redelivered after ``visibility_timeout`` by whichever worker restores it
-first; a publish redelivered this way reuses its message ids, so Ably keeps one
-copy. On other Celery versions the wrapper changes nothing.
+transport's unacked index (kombu's reliable-fetch emulation, ``ack_emulation``);
+the atomic fetch (:mod:`workers.redis_fetch`) restores it at the worker's first
+fetch after the reconnect, kombu's own transport after ``visibility_timeout``;
+a publish redelivered this way reuses its message ids, so Ably keeps one copy.
+On other Celery versions the wrapper changes nothing.
 
 A second path to the same error, with the threads pool (Celery 5.7.0, kombu
 5.7.0; the broker-loss test's "failed once under load"): a late-ack task that
@@ -33,8 +34,8 @@ the reconnect against the message's old, detached channel. The
 errors), the event loop stops with "Unrecoverable error" and the worker exits.
 The consumer marks every late-ack request still active at the loss as
 settled, so no ack or reject is attempted on the lost channel: the message is
-redelivered from the broker (after ``visibility_timeout`` on Redis, at once on
-RabbitMQ, which returns a lost channel's deliveries), which is what the failed
+redelivered from the broker (on Redis as above, at once on RabbitMQ, which
+returns a lost channel's deliveries), which is what the failed
 ack would have left anyway. The prefork pool's cancelled (killed) tasks take
 the same route.
 """
@@ -63,10 +64,11 @@ class _TolerantClose:
             self._close()
         except AttributeError as exc:
             # kombu restoring unacked messages through a detached transport: they stay
-            # in the unacked index and come back after the visibility timeout.
+            # in the unacked index, restored by the next fetch (workers.redis_fetch) or
+            # after the visibility timeout.
             log.warning(
                 "broker connection lost with unacknowledged messages; they are "
-                "redelivered after the visibility timeout (%s)",
+                "redelivered after the reconnect or the visibility timeout (%s)",
                 type(exc).__name__,
             )
 

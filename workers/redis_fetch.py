@@ -35,7 +35,11 @@ tag>"``, expiring with the visibility timeout - and the process remembers the
 reconnected channel, puts that message back at the head of its queue with
 kombu's ``restore_by_tag`` (only if the claim still names that fetch and the
 message is still unacked), so it is delivered at once. kombu's ``BRPOP`` loses
-such a message outright.
+such a message outright. Likewise the messages a closing channel could not
+restore because the broker was gone (delivered, not acked: Celery drops what
+its pool had not started when the connection is lost) are restored by the
+process's next fetch, up to ``visibility_timeout`` after the close (later,
+kombu's restore owns them).
 
 What it costs: the same two round trips per message as kombu when the worker
 was idle (wait, then fetch), one (the fetch) while a backlog drains, instead
@@ -104,9 +108,12 @@ def _decode(item: bytes | str) -> Any:
 
 
 # Fetches whose reply was lost with the connection, as (claim key, token): the script may
-# have moved a message into the unacked index that this process never received. Kept per
-# process, since the channel that sent the fetch is replaced when the worker reconnects.
+# have moved a message into the unacked index that this process never received. And the
+# delivery tags a closing channel could not restore (the broker was unreachable), with
+# the monotonic time after which kombu's own restore (visibility timeout) owns them. Kept
+# per process, since the channel is replaced when the worker reconnects.
 _in_doubt: list[tuple[str, str]] = []
+_unrestored: list[tuple[str, float]] = []
 _in_doubt_lock = threading.Lock()
 
 
@@ -121,6 +128,22 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.append(self, message, delivery_tag)  # type: ignore[no-untyped-call]
         else:
             super().append(message, delivery_tag)  # type: ignore[no-untyped-call]
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        """kombu's restore at close; when the broker cannot be reached (or Celery 5.7 has
+        already detached the transport, :mod:`workers.broker_loss`), the messages are
+        restored by this process's next fetch instead of after the visibility timeout."""
+        try:
+            return super().restore_unacked(client)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            channel: Any = self.channel
+            detached = getattr(channel.connection, "client", None) is None
+            if isinstance(exc, channel.connection_errors) or detached:
+                until = monotonic() + float(channel.visibility_timeout)
+                with _in_doubt_lock:
+                    _unrestored.extend((tag, until) for tag in self._delivered)
+                self._delivered.clear()
+            raise
 
 
 class _AtomicFetch:
@@ -176,14 +199,22 @@ class _AtomicFetch:
         holding another token belongs to a later fetch of that channel (not ours to
         undo). kombu's ``restore_by_tag`` moves the message back only while it is
         still unacked (another worker's restore may have been first)."""
-        if not _in_doubt:
+        if not (_in_doubt or _unrestored):
             return
         ch: Any = self
         with _in_doubt_lock:
             pending = list(_in_doubt)
+            tags = list(_unrestored)
             _in_doubt.clear()
+            _unrestored.clear()
         try:
             with ch.conn_or_acquire() as client:
+                while tags:  # (an acked tag has no entry left: nothing is restored)
+                    tag, until = tags[0]
+                    if monotonic() < until:
+                        ch.qos.restore_by_tag(tag, client=client)
+                        log.info("restored message %s, which the lost channel held", tag)
+                    tags.pop(0)
                 while pending:
                     claim, token = pending[0]
                     value = client.get(claim)
@@ -193,8 +224,9 @@ class _AtomicFetch:
                         log.info("restored message %s, whose fetch lost its reply", tag)
                     pending.pop(0)
         except ch.connection_errors:
-            with _in_doubt_lock:
-                _in_doubt.extend(pending)  # still unreachable: again at the next fetch
+            with _in_doubt_lock:  # still unreachable: again at the next fetch
+                _in_doubt.extend(pending)
+                _unrestored.extend(tags)
 
     # -- the async fetch (kombu's BRPOP hooks) ---------------------------------------
     def _brpop_start(self, timeout: float | None = None) -> None:

@@ -190,6 +190,25 @@ def test_a_fetch_whose_reply_the_broker_drops_is_delivered_after_the_reconnect(
     assert left == {KOMBU: (0, 0), ATOMIC: (0, 1)}
 
 
+def test_a_message_the_closing_channel_could_not_restore_comes_back_at_the_next_fetch(
+    durable_redis: PrivateRedis, client: redis.Redis
+) -> None:
+    """A worker holds a delivered, unacked message when its broker goes away (Celery drops
+    what its prefork pool had not started yet): the channel's restore at close cannot
+    reach the broker, and the process's next fetch after the reconnect restores it."""
+    _publish(durable_redis.url, 1)
+    got, (_, channel, _) = _consume(durable_redis.url, ATOMIC, 1)
+    assert got == [0]
+    durable_redis.kill()
+    with pytest.raises(redis.ConnectionError):
+        channel.close()
+    durable_redis.start()
+    assert (client.llen("qa"), client.hlen("unacked")) == (0, 1)  # kept unacked
+    got, (again, _, _) = _consume(durable_redis.url, ATOMIC, 1)
+    assert got == [0]  # (the visibility timeout is 60 s)
+    again.close()
+
+
 def test_the_app_takes_the_atomic_fetch_only_for_redis_and_inside_the_fence() -> None:
     assert atomic_fetch_transport("redis://h:1/0") == ATOMIC
     assert atomic_fetch_transport("rediss://h:1/0") == ATOMIC
