@@ -193,7 +193,8 @@ class _AtomicFetch:
             self._sent = None
 
     def _resolve_in_doubt(self) -> None:
-        """Put back in its queue the message a fetch with a lost reply took, if any.
+        """Put back in their queues what the lost channels left unacked: the messages a
+        closing channel could not restore, and the one a fetch with a lost reply took.
 
         The fetch's claim names its token and the message's delivery tag; a claim
         holding another token belongs to a later fetch of that channel (not ours to
