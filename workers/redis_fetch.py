@@ -67,7 +67,21 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils import json as kombu_json
 
-__all__ = ["FETCH_SCRIPT", "Channel", "SentinelChannel", "SentinelTransport", "Transport"]
+__all__ = [
+    "FETCH_SCRIPT",
+    "Channel",
+    "SentinelChannel",
+    "SentinelTransport",
+    "Transport",
+    "claim_key",
+]
+
+
+def claim_key(unacked_key: str, claim_id: str, prefix: str = "") -> str:
+    """The Redis key of one channel's fetch claim (``claim_id="*"``: a pattern for all);
+    it expires with the visibility timeout."""
+    return f"{prefix}{unacked_key}:claim:{claim_id}"
+
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +191,7 @@ class _AtomicFetch:
         ch: Any = self
         prefix = ch.global_keyprefix or ""
         unacked = [prefix + ch.unacked_key, prefix + ch.unacked_index_key]
-        claim = f"{prefix}{ch.unacked_key}:claim:{self._claim_id}"
+        claim = claim_key(ch.unacked_key, self._claim_id, prefix)
         token = str(next(self._tokens))
         self._sent = (claim, token)
         ttl = max(1000, int(float(ch.visibility_timeout) * 1000))

@@ -82,13 +82,18 @@ def ping(url: str, timeout: float = 2.0) -> str | None:
 
 def _broker_keys(queue: str, prefix: str) -> list[str]:
     """The Redis keys (patterns) kombu makes for one queue: the list, priority lists,
-    bindings; and the bridge's push-once marks of its tasks on that queue."""
+    bindings; the bridge's push-once marks of its tasks on that queue; and the workers'
+    fetch claims (:mod:`workers.redis_fetch`; they would expire with the visibility
+    timeout, and the dev stack's broker database is its own)."""
+    from workers.redis_fetch import claim_key
+
     return [
         queue,
         f"{queue}\x06\x16*",  # kombu's priority sub-queues
         f"_kombu.binding.{queue}",
         f"_kombu.binding_permanent.{queue}",
         sent_mark(prefix, queue, "*"),
+        claim_key("unacked", "*"),  # kombu's default unacked key, as the dev worker uses
     ]
 
 
