@@ -332,18 +332,10 @@ class EnvelopeBuilder:
         event_id = msg_id if msg_id is not None else _fallback_id(channel, item)
         if action:  # an update, delete, append or summary of message ``msg_id`` (TM2j)
             return self._operation(channel, item, route_id, event_id, message.name, now_ms)
-        return Envelope(
-            source=SOURCE_MESSAGE,
-            app_id=self.app_id,
-            channel=channel,
-            site=self.site,
-            rule_id=route_id,
-            timestamp=int(timestamp or 0),
-            item=item,
-            event_id=event_id,
-            name=message.name,
-            serial=serial,
-        )
+        return self._make(
+            SOURCE_MESSAGE, channel, route_id, int(timestamp or 0), item, event_id,
+            message.name, serial,
+        )  # fmt: skip
 
     def _operation(
         self,
@@ -370,17 +362,10 @@ class EnvelopeBuilder:
             when = version.get("timestamp") or item.get("timestamp") or now_ms
             serial = version.get("serial") or serial
         timestamp = int(when or 0)
-        return Envelope(
-            source=SOURCE_MESSAGE,
-            app_id=self.app_id,
-            channel=channel,
-            site=self.site,
-            rule_id=route_id,
-            timestamp=timestamp,
-            item=item,
-            event_id=message_event_id(msg_id, item, timestamp),
-            name=name,
-            serial=serial if isinstance(serial, str) else None,
+        event_id = message_event_id(msg_id, item, timestamp)
+        serial = serial if isinstance(serial, str) else None
+        return self._make(
+            SOURCE_MESSAGE, channel, route_id, timestamp, item, event_id, name, serial
         )
 
     def presence(
@@ -397,17 +382,8 @@ class EnvelopeBuilder:
         item, timestamp = _common_item(message, None, mode, cipher, now_ms)
         msg_id = message.id
         item["action"] = int(message.action)
-        return Envelope(
-            source=SOURCE_PRESENCE,
-            app_id=self.app_id,
-            channel=channel,
-            site=self.site,
-            rule_id=route_id,
-            timestamp=int(timestamp or 0),
-            item=item,
-            event_id=msg_id if msg_id is not None else _fallback_id(channel, item),
-            name=None,
-        )
+        event_id = msg_id if msg_id is not None else _fallback_id(channel, item)
+        return self._make(SOURCE_PRESENCE, channel, route_id, int(timestamp or 0), item, event_id)
 
     def lifecycle(
         self,
@@ -445,17 +421,25 @@ class EnvelopeBuilder:
         if reason is not None:
             data["reason"] = reason.to_dict()
         name = f"channel.{event_name}"
+        event_id = f"{channel}:{name}:{now_ms}"
+        return self._make(SOURCE_LIFECYCLE, channel, route_id, now_ms, data, event_id, name)
+
+    def _make(
+        self,
+        source: str,
+        channel: str,
+        route_id: str,
+        timestamp: int,
+        item: dict[str, Any],
+        event_id: str,
+        name: str | None = None,
+        serial: str | None = None,
+    ) -> Envelope:
+        """One envelope of this app and site (the builders above fill in the rest)."""
         return Envelope(
-            source=SOURCE_LIFECYCLE,
-            app_id=self.app_id,
-            channel=channel,
-            site=self.site,
-            rule_id=route_id,
-            timestamp=now_ms,
-            item=data,
-            event_id=f"{channel}:{name}:{now_ms}",
-            name=name,
-        )
+            source, self.app_id, channel, self.site, route_id, timestamp, item, event_id,
+            name, serial,
+        )  # fmt: skip
 
 
 def _common_item(
