@@ -161,52 +161,44 @@ class Dispatcher:
     # -- intake ---------------------------------------------------------------------
     def submit_messages(self, channel: str, messages: Sequence[MessageLike]) -> bool:
         """Route and queue channel messages; False (nothing queued) under back-pressure."""
-        now = self._clock.time_ms()
-        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
-        for msg in messages:
-            for match in self.router.match(channel, "message", msg.name):
-                route = match.route
-                if route.actions is not None and not route.takes(getattr(msg, "action", None)):
-                    continue
-                try:
-                    env = self._builder.message(
-                        channel,
-                        msg,
-                        route.id,
-                        mode=route.data,
-                        cipher=_cipher(match.cipher_key),
-                        now_ms=now,
-                    )
-                except UndecodableEvent as err:
-                    envs.append((match, None, (msg, err)))
-                    continue
-                envs.append((match, env, None))
-        return self._accept(channel, "message", envs)
+        return self._accept(channel, "message", self._envelopes(channel, "message", messages))
 
     def submit_presence(self, channel: str, messages: Sequence[PresenceMessageLike]) -> bool:
         """Route and queue presence messages; updates presence snapshots."""
-        now = self._clock.time_ms()
-        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
-        for msg in messages:
-            for match in self.router.match(channel, "presence"):
-                route = match.route
-                try:
-                    env = self._builder.presence(
-                        channel,
-                        msg,
-                        route.id,
-                        mode=route.data,
-                        cipher=_cipher(match.cipher_key),
-                        now_ms=now,
-                    )
-                except UndecodableEvent as err:
-                    envs.append((match, None, (msg, err)))
-                    continue
-                envs.append((match, env, None))
+        envs = self._envelopes(channel, "presence", messages)
         accepted = self._accept(channel, "presence", envs)
         if accepted and self._snapshots is not None:
             self._snapshots.apply(envs)
         return accepted
+
+    def _envelopes(
+        self, channel: str, source: Source, messages: Sequence[Any]
+    ) -> list[tuple[RouteMatch, Envelope | None, Any]]:
+        """One envelope per message and route that takes it; None with the message and
+        the error where it cannot be decoded (it goes to the dead letters)."""
+        now = self._clock.time_ms()
+        is_message = source == "message"
+        build = self._builder.message if is_message else self._builder.presence
+        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
+        for msg in messages:
+            for match in self.router.match(channel, source, msg.name if is_message else None):
+                route = match.route
+                if (
+                    is_message
+                    and route.actions is not None
+                    and not route.takes(getattr(msg, "action", None))
+                ):
+                    continue
+                try:
+                    env = build(
+                        channel, msg, route.id, mode=route.data,
+                        cipher=_cipher(match.cipher_key), now_ms=now,
+                    )  # fmt: skip
+                except UndecodableEvent as err:
+                    envs.append((match, None, (msg, err)))
+                    continue
+                envs.append((match, env, None))
+        return envs
 
     def presence_synced(self, channel: str, members: Sequence[PresenceMessageLike]) -> None:
         """A presence SYNC completed: replace each snapshot of ``channel`` with ``members``."""
