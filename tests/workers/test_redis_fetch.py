@@ -130,20 +130,27 @@ def test_basic_get_matches_kombu(
     assert results[ATOMIC][1] == ([] if no_ack else [0, 1, 2, 3])
 
 
+def _fetch_ran(url: str, transport: str, client: redis.Redis) -> tuple[Any, Any]:
+    """A consumer of one published message whose fetch was sent and run by Redis, its
+    reply not read yet: (connection, channel)."""
+    _publish(url, 1)
+    conn = _connection(url, transport)
+    channel = conn.channel()
+    Consumer(channel, [QUEUES[0]], callbacks=[lambda *_: None]).consume()
+    conn.transport.cycle._register_BRPOP(channel)
+    deadline = time.monotonic() + 5
+    while client.llen("qa") and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling Redis until it ran the fetch
+    return conn, channel
+
+
 def test_a_fetch_whose_reply_is_never_read_loses_nothing(
     durable_redis: PrivateRedis, client: redis.Redis
 ) -> None:
     """What a SIGKILL after the fetch and before its reply is read does, per transport."""
     left = {}
     for transport in (KOMBU, ATOMIC):
-        _publish(durable_redis.url, 1)
-        conn = _connection(durable_redis.url, transport)
-        channel = conn.channel()
-        Consumer(channel, [QUEUES[0]], callbacks=[lambda *_: None]).consume()
-        conn.transport.cycle._register_BRPOP(channel)  # the fetch is sent ...
-        deadline = time.monotonic() + 5
-        while client.llen("qa") and time.monotonic() < deadline:
-            time.sleep(0.01)  # until Redis ran it
+        _, channel = _fetch_ran(durable_redis.url, transport, client)  # the fetch ran ...
         channel.client.connection.disconnect()  # ... and the worker dies unread
         channel.qos._delivered.clear()
         left[transport] = (client.llen("qa"), client.hlen("unacked"))
@@ -165,14 +172,7 @@ def test_a_fetch_whose_reply_the_broker_drops_is_delivered_after_the_reconnect(
     after the reconnect - puts it back and delivers it, not ``visibility_timeout`` later."""
     left = {}
     for transport in (KOMBU, ATOMIC):
-        _publish(durable_redis.url, 1)
-        conn = _connection(durable_redis.url, transport)
-        channel = conn.channel()
-        Consumer(channel, [QUEUES[0]], callbacks=[lambda *_: None]).consume()
-        conn.transport.cycle._register_BRPOP(channel)  # the fetch is sent ...
-        deadline = time.monotonic() + 5
-        while client.llen("qa") and time.monotonic() < deadline:
-            time.sleep(0.01)  # until Redis ran it
+        conn, channel = _fetch_ran(durable_redis.url, transport, client)  # the fetch ran ...
         sock = channel.client.connection._sock
         assert select.select([sock], [], [], 5)[0]
         sock.recv(1 << 16)  # ... its reply is lost on the way
