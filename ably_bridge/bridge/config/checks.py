@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -147,27 +147,18 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     return None
 
 
-def _sentinel_url_problem(url: str) -> str | None:
+def _hosts_problem(
+    url: str, hosts_of: Callable[[str], Iterable[tuple[str, int]]], what: str
+) -> str | None:
+    """The first problem of a multi-host URL (``hosts_of`` parses out its hosts), or None."""
     try:
-        spec = parse_sentinel_url(url)
+        hosts = hosts_of(url)
     except ValueError as exc:
         return str(exc)
-    for host, _ in spec.sentinels:
+    for host, _ in hosts:
         problem = host_problem(host)
         if problem is not None:
-            return f"Sentinel host {problem}"
-    return None
-
-
-def _cluster_url_problem(url: str) -> str | None:
-    try:
-        spec = parse_cluster_url(url)
-    except ValueError as exc:
-        return str(exc)
-    for host, _ in spec.nodes:
-        problem = host_problem(host)
-        if problem is not None:
-            return f"cluster node host {problem}"
+            return f"{what} host {problem}"
     return None
 
 
@@ -178,9 +169,9 @@ def _one_url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
     if any(c.isspace() for c in url):
         return "must not contain spaces"
     if scheme == SENTINEL_SCHEME:
-        return _sentinel_url_problem(url)
+        return _hosts_problem(url, lambda u: parse_sentinel_url(u).sentinels, "Sentinel")
     if scheme in CLUSTER_SCHEMES:
-        return _cluster_url_problem(url)
+        return _hosts_problem(url, lambda u: parse_cluster_url(u).nodes, "cluster node")
     try:
         parts = urlsplit(url)
         port = parts.port
