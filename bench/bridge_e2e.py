@@ -63,7 +63,6 @@ import math
 import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -74,31 +73,28 @@ from typing import Any
 
 import yaml
 
-from ably_bridge.bridge.redis_connect import open_redis
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from e2e_feed import publisher  # noqa: E402
+from e2e_probe import SinkProbe  # noqa: E402
 from emulator_fanout import (  # noqa: E402
-    ACK,
-    ATTACH,
-    ATTACHED,
-    MESSAGE,
-    NACK,
-    FrameReader,
-    decode,
-    encode,
-    read_until,
     start_emulator,
-    ws_connect,
-    ws_frame,
+)
+from measure import (  # noqa: E402
+    AMQP_URL,
+    REDIS_URL,
+    cpu_seconds,
+    find_pid,
+    free_port,
+    histogram,
+    histogram_quantile,
+    quantile,
+    rss_kb,
 )
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 TASK = "bench.count"
-CLK = os.sysconf("SC_CLK_TCK")
 # --feed: (channels, connections, messages per frame). "realistic" is what a bridge
 # mostly receives from Ably (one message per ProtocolMessage, spread over many channels
 # and connections); "batched" is a publisher of 50-message arrays on one channel.
@@ -106,276 +102,6 @@ FEEDS: dict[str, dict[str, int]] = {
     "realistic": {"channels": 1000, "connections": 5, "batch": 1},
     "batched": {"channels": 1, "connections": 1, "batch": 50},
 }
-
-
-# -- /proc ------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def find_pid(needle: str) -> int | None:
-    """A process whose command line contains ``needle`` (the broker / Redis server), if visible."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if needle in cmdline:
-            return int(entry.name)
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# -- publisher process ---------------------------------------------------------------------
-def publisher(
-    url: str,
-    key: str,
-    fmt: str,
-    channels: list[str],
-    total: int,
-    batch: int,
-    size: int,
-    rate: float,
-    window: int,
-    out: Any,
-) -> None:
-    """Publish ``total`` messages, ``batch`` per ProtocolMessage; paced at ``rate``/s if > 0.
-
-    Each payload starts with the send time (``time.time_ns()``) so that latency
-    can also be taken from the publisher's clock.
-    """
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    sock = ws_connect(parts.hostname or "127.0.0.1", parts.port or 80, {"key": key, "format": fmt})
-    reader = FrameReader()
-    read_until(sock, reader, fmt, 4)
-    binary = fmt != "json"
-    pad = "x" * size
-    started = time.time()
-    sent_msgs = serial = acked = 0
-    frames_total = math.ceil(total / batch)
-    interval = batch / rate if rate > 0 else 0.0
-    sock.setblocking(True)
-    while acked < frames_total:
-        burst = []
-        while serial < frames_total and serial - acked < window:
-            if interval:
-                due = started + serial * interval
-                if time.time() < due:
-                    break
-            n = min(batch, total - sent_msgs)
-            stamp = str(time.time_ns())
-            data = (stamp + ":" + pad)[: max(size, len(stamp) + 1)]
-            pm = {
-                "action": MESSAGE,
-                "channel": channels[serial % len(channels)],
-                "msgSerial": serial,
-                "messages": [{"name": "m", "data": data} for _ in range(n)],
-            }
-            burst.append(ws_frame(encode(pm, fmt), binary))
-            serial += 1
-            sent_msgs += n
-        if burst:
-            sock.sendall(b"".join(burst))
-        if interval and serial < frames_total and serial - acked < window:
-            wait = started + serial * interval - time.time()
-            sock.settimeout(max(0.0005, wait))
-        else:
-            sock.settimeout(30)
-        try:
-            data = sock.recv(1 << 20)
-        except TimeoutError:
-            continue
-        if not data:
-            raise ConnectionError("the emulator closed the publisher")
-        for raw in reader.feed(data):
-            pm = decode(raw, fmt)
-            if pm.get("action") in (ACK, NACK):
-                if pm.get("action") == NACK:
-                    print("publisher: NACK", pm.get("error"), file=sys.stderr)
-                acked += int(pm.get("count", 1))
-    out.put((started, time.time()))
-    sock.close()
-
-
-# -- the emulator-ceiling consumer: raw subscribers that only count --------------------------
-def ceiling_main(url: str, key: str, fmt: str, channels: list[str], connections: int) -> None:
-    """Attach ``channels`` over ``connections`` raw sockets; count messages into Redis."""
-    import selectors
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    r = open_redis(REDIS_URL)
-    counter = os.environ["BENCH_COUNTER_KEY"]
-    socks = []
-    per = math.ceil(len(channels) / connections)
-    for c in range(connections):
-        mine = channels[c * per : (c + 1) * per]
-        if not mine:
-            continue
-        sock = ws_connect(
-            parts.hostname or "127.0.0.1", parts.port or 80, {"key": key, "format": fmt}
-        )
-        reader = FrameReader()
-        read_until(sock, reader, fmt, 4)
-        for name in mine:
-            sock.sendall(ws_frame(encode({"action": ATTACH, "channel": name}, fmt), fmt != "json"))
-            read_until(sock, reader, fmt, ATTACHED)
-        sock.setblocking(False)
-        socks.append((sock, reader))
-    r.set(counter + ":ready", 1)
-    selector = selectors.DefaultSelector()
-    for index, (sock, _) in enumerate(socks):
-        selector.register(sock, selectors.EVENT_READ, index)
-    count = 0
-    last_flush = time.monotonic()
-    while True:
-        for event, _ in selector.select(timeout=0.01):
-            sock, reader = socks[event.data]
-            data = sock.recv(1 << 20)
-            if not data:
-                return
-            for raw in reader.feed(data):
-                pm = decode(raw, fmt)
-                if pm.get("action") == MESSAGE:
-                    count += len(pm["messages"])
-        now = time.monotonic()
-        if now - last_flush > 0.005:
-            r.set(counter, count)
-            last_flush = now
-
-
-# -- sinks: counting and latency ---------------------------------------------------------
-class SinkProbe:
-    """Counts deliveries at the sink, and reads latencies after a stream run."""
-
-    def __init__(self, sink: str, prefix: str, channels: list[str], queue_type: str) -> None:
-        self.sink = sink
-        self.queue_arguments = {"x-queue-type": queue_type}
-        self.prefix = prefix
-        self.channels = channels
-        self.redis = open_redis(REDIS_URL)
-        self.queue = f"{prefix}-q"
-        self.streams = [f"{prefix}:s:{c}" for c in channels]
-        self.counter = f"{prefix}:ceiling"
-        self._amqp: Any = None
-
-    def clear(self) -> None:
-        keys = list(self.redis.scan_iter(f"{self.prefix}*", count=1000))
-        for i in range(0, len(keys), 500):
-            self.redis.delete(*keys[i : i + 500])
-        if self.sink == "celery-amqp":
-            ch = self._amqp_channel()
-            ch.queue_declare(
-                self.queue, durable=True, auto_delete=False, arguments=self.queue_arguments
-            )
-            ch.queue_purge(self.queue)
-
-    def _amqp_channel(self) -> Any:
-        if self._amqp is None:
-            from urllib.parse import urlsplit
-
-            import amqp
-
-            u = urlsplit(AMQP_URL)
-            conn = amqp.Connection(
-                f"{u.hostname}:{u.port or 5672}", userid=u.username or "guest",
-                password=u.password or "guest", virtual_host="/",
-            )  # fmt: skip
-            conn.connect()
-            self._amqp = (conn, conn.channel())
-        return self._amqp[1]
-
-    def count(self) -> int:
-        if self.sink == "none":
-            return int(self.redis.get(self.counter) or 0)
-        if self.sink == "streams":
-            pipe = self.redis.pipeline(transaction=False)
-            for s in self.streams:
-                pipe.xlen(s)
-            return int(sum(pipe.execute()))
-        if self.sink == "celery-redis":
-            return int(self.redis.llen(self.queue))
-        _, n, _ = self._amqp_channel().queue_declare(
-            self.queue, passive=True, arguments=self.queue_arguments
-        )
-        return int(n)
-
-    def stream_latencies(self, since_ms: int) -> tuple[list[float], list[float]]:
-        """(Ably timestamp -> XADD ms, publisher send -> XADD ms) for entries after ``since_ms``."""
-        ably: list[float] = []
-        publish: list[float] = []
-        for s in self.streams:
-            for entry_id, fields in self.redis.xrange(s, min=f"{since_ms}-0"):
-                added = int(entry_id.split(b"-")[0])
-                env = json.loads(fields[b"envelope"])
-                msg = env["messages"][0] if "messages" in env else env
-                ably.append(added - int(msg["timestamp"]))
-                data = msg.get("data")
-                if isinstance(data, str) and ":" in data:
-                    publish.append(added - int(data.split(":", 1)[0]) / 1e6)
-        return ably, publish
-
-    def close(self) -> None:
-        if self._amqp is not None:
-            conn, ch = self._amqp
-            try:
-                ch.queue_delete(self.queue)
-            finally:
-                conn.close()
-
-
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-def histogram(text: str, name: str) -> list[tuple[float, float]]:
-    """Cumulative (le, count) pairs of a Prometheus histogram, summed over label sets."""
-    buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name + "_bucket{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            bound = math.inf if le == "+Inf" else float(le)
-            buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
-    return sorted(buckets.items())
-
-
-def histogram_quantile(
-    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
-) -> float:
-    """Like PromQL histogram_quantile over the difference of two scrapes (seconds)."""
-    prev = dict(before)
-    diff = [(le, c - prev.get(le, 0.0)) for le, c in after]
-    if not diff or diff[-1][1] <= 0:
-        return float("nan")
-    rank = q * diff[-1][1]
-    lower_le, lower_c = 0.0, 0.0
-    for le, c in diff:
-        if c >= rank:
-            if math.isinf(le):
-                return lower_le
-            return lower_le + (le - lower_le) * (rank - lower_c) / max(c - lower_c, 1e-9)
-        lower_le, lower_c = le, c
-    return float("nan")
 
 
 # -- consumers -----------------------------------------------------------------------------
@@ -456,7 +182,7 @@ class Consumer:
         else:
             code = (
                 f"import sys; sys.path.insert(0, {str(HERE)!r}); "
-                "from bridge_e2e import ceiling_main; "
+                "from e2e_feed import ceiling_main; "
                 f"ceiling_main({url!r}, {key!r}, {args.format!r}, {channels!r}, {args.connections})"
             )
             cmd = [*py, "-c", code]

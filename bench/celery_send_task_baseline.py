@@ -44,10 +44,10 @@ from typing import Any
 
 from celery import Celery
 from kombu import Queue
+from measure import cpu_seconds as _proc_cpu_seconds  # (bench/ is first on sys.path)
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-CLK = os.sysconf("SC_CLK_TCK")
 
 
 def envelope(i: int) -> dict[str, Any]:
@@ -85,10 +85,7 @@ def broker_pid(broker: str) -> int | None:
 
 
 def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    return 0.0 if pid is None else _proc_cpu_seconds(pid)
 
 
 def quantiles(values: list[float]) -> dict[str, float]:

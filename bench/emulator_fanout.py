@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import msgpack
+from measure import cpu_seconds  # (bench/ is this script's folder, first on sys.path)
 
 MESSAGE, ACK, NACK, ATTACH, ATTACHED = 15, 1, 2, 10, 11
 
@@ -208,12 +209,6 @@ def publisher(
                 acked += int(pm.get("count", 1))
     out.put(started)
     sock.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc (Linux), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_emulator() -> tuple[subprocess.Popen[bytes], str, str]:

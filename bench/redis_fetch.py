@@ -28,17 +28,12 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from ably_bridge.emulator.server import Emulator  # noqa: E402
+from bench.measure import cpu_seconds  # noqa: E402
 from bench.workers_publish import stored  # noqa: E402
 from workers import WorkerSettings, create_app, producers  # noqa: E402
 
 BROKER = "redis://127.0.0.1:6379/14"
-TICKS = os.sysconf("SC_CLK_TCK")
 PATHS = {"atomic": {}, "kombu": {"ABLY_BRIDGE_NO_SHORTCUTS": "kombu.redis_atomic_fetch"}}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def one_run(emu: Emulator, path: str, count: int, concurrency: int) -> tuple[float, float]:
