@@ -135,7 +135,12 @@ class LiveMixin(DaemonState):
         return True
 
     def _drain(self, track: ChannelTrack) -> None:
-        """Submit the channel's waiting events in order until one is refused."""
+        """Submit the channel's waiting events in order until one is refused.
+
+        Each call counts in ``metrics.held_drains``: how often held events were
+        offered again (and, for tests, that only channels holding some are visited).
+        """
+        self.metrics.held_drains.inc()
         pending = track.pending
         while pending and track.phase == "live":
             item = pending[0]

@@ -14,6 +14,7 @@ of the daemon:
 ``ably_bridge_dead_letters_total``                  counter    ``reason``
 ``ably_bridge_sink_retries_total``                  counter    ``sink``
 ``ably_bridge_backpressure_pauses_total``           counter
+``ably_bridge_held_event_drains_total``             counter    held live events offered again
 ``ably_bridge_buffer_depth``                        gauge
 ``ably_bridge_checkpoint_lag_seconds``              gauge      age of the oldest unconfirmed event
 ``ably_bridge_connection_state``                    gauge      ``state`` (1 for the current one)
@@ -303,6 +304,13 @@ class BridgeMetrics:
         )
         self.pauses = r.register(
             Counter(p + "backpressure_pauses_total", "Channels paused because a buffer was full.")
+        )
+        self.held_drains = r.register(
+            Counter(
+                p + "held_event_drains_total",
+                "Times a channel's held live events (behind a backfill or a full buffer) "
+                "were offered to the dispatcher again.",
+            )
         )
         self.continuity = r.register(
             Counter(p + "continuity_losses_total", "Attaches without continuity (backfilled).")

@@ -16,7 +16,8 @@ a callback is logged and its socket unregistered; the reactor goes on.
 Writes: :meth:`Reactor.want_write` asks for a second callback when a socket
 has room in its kernel buffer, for a transport holding a backlog
 (:mod:`.outbound`); a socket read by a thread of its own may be watched for
-writing only.
+writing only. :attr:`Reactor.write_waits` counts those requests: how often a
+write found a peer not keeping up (diagnostics and tests).
 
 ``register``, ``want_write`` and ``unregister`` may be called from any thread.
 A callback may still run once for a socket unregistered while the reactor was
@@ -66,6 +67,7 @@ class Reactor:
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.write_waits = 0  # want_write calls with a callback: backlogs waiting for room
         # A socket pair to wake the selector, for selectors that do not see
         # registrations made while they wait (epoll does; others may not).
         self._wake_r, self._wake_w = socket.socketpair()
@@ -98,6 +100,8 @@ class Reactor:
                 handlers = _Handlers(callback, handlers.write)
             else:
                 handlers = _Handlers(handlers.read, callback)
+                if callback is not None:
+                    self.write_waits += 1
             events = (selectors.EVENT_READ if handlers.read is not None else 0) | (
                 selectors.EVENT_WRITE if handlers.write is not None else 0
             )

@@ -18,7 +18,7 @@ import pytest
 from ably_bridge.emulator import Emulator
 from ably_bridge.protocol.models import Message
 from ably_bridge.realtime import AblyRealtime
-from ably_bridge.transports.outbound import Outbound
+from ably_bridge.transports.reactor import shared_reactor
 from tests.support.wait import eventually
 
 from .conftest import FORMATS, Collector
@@ -60,21 +60,17 @@ def test_messages_over_wss(
         assert items[50].name == "big" and items[50].data == big
         # A burst larger than the socket buffers: written through the transport's
         # backlog (non-blocking TLS writes resumed by the reactor), all in order.
-        queued: list[int] = []
-        original = Outbound._queue
-
-        def counting(outbound: Outbound, data: bytes) -> None:
-            queued.append(len(data))
-            original(outbound, data)
-
-        monkeypatch.setattr(Outbound, "_queue", counting)
+        reactor = shared_reactor()  # (the one that flushes backlogs, in both reading modes)
+        waits = reactor.write_waits
         acks = Collector()
         payload = "z" * 60_000
         connection_id = client.connection.id
         tls_emulator.faults.stop_reading(connection_id=connection_id)  # a slow peer...
         for i in range(150):  # ~9 MB
             channel.publish_async("bulk", f"{i}:{payload}", acks)
-        eventually(lambda: queued, what="the burst never backed up into the backlog")
+        eventually(
+            lambda: reactor.write_waits > waits, what="the burst to back up into the backlog"
+        )
         tls_emulator.faults.stop_reading(False, connection_id=connection_id)  # ...catches up
         assert acks.wait_for(150, timeout=30) == [None] * 150
         bulk = got.wait_for(51 + 150, timeout=30)[51:]

@@ -122,8 +122,10 @@ def test_want_write_calls_back_while_there_is_room_and_keeps_the_reader(
         writable.set()
         reactor.want_write(a, None)  # (level-triggered: stop once served)
 
+    assert reactor.write_waits == 0
     reactor.want_write(a, on_room)
     assert writable.wait(WAIT)
+    assert reactor.write_waits == 1  # asked once (stopping is not counted)
     assert reactor.watched() == 1  # the same socket, still watched for reading
     b.sendall(b"after")
     assert ready.wait(WAIT) and got == [b"after"]
