@@ -9,7 +9,7 @@ Three processes, so that none of them charges its CPU or GIL to another:
   (official ``ably`` SDK + redis-py / Celery ``send_task``); ``--consumer
   ceiling`` runs raw-socket WebSocket subscribers that only count messages
   (the emulator's own ceiling for the workload, with no sink at all);
-* the **publisher**: raw WebSocket connection(s) sending MESSAGE
+* the **publisher** (``raw_ws.publisher``): a raw WebSocket connection sending MESSAGE
   ProtocolMessages of ``--batch`` messages each (``--size``-character string
   payloads), round-robin over ``--channels`` channels, like an Ably client
   publishing arrays. The emulator fans each ProtocolMessage out as one frame,
@@ -77,7 +77,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from e2e_feed import publisher  # noqa: E402
 from e2e_probe import SinkProbe  # noqa: E402
 from emulator_fanout import (  # noqa: E402
     start_emulator,
@@ -93,6 +92,7 @@ from measure import (  # noqa: E402
     quantile,
     rss_kb,
 )
+from raw_ws import publisher  # noqa: E402
 
 TASK = "bench.count"
 # --feed: (channels, connections, messages per frame). "realistic" is what a bridge
@@ -237,19 +237,10 @@ def publish(
     out = ctx.Queue()
     proc = ctx.Process(
         target=publisher,
-        args=(
-            url,
-            key,
-            args.format,
-            channels,
-            total,
-            args.batch,
-            args.size,
-            rate,
-            args.window,
-            out,
-        ),
-    )
+        args=(url, key, args.format, channels, total),
+        kwargs={"batch": args.batch, "size": args.size, "rate": rate, "window": args.window,
+                "stamp": time.time_ns, "out": out},
+    )  # fmt: skip
     proc.start()
     return proc, out
 

@@ -5,8 +5,9 @@ The emulator runs as ``python -m ably_bridge.emulator`` in its own process (or
 share ``--subscribers`` realtime connections spread over ``--channels``
 channels; one publisher process sends ``--messages`` MESSAGE ProtocolMessages
 round-robin over the channels, keeping ``--window`` un-ACKed at a time. The
-clients speak WebSocket over raw sockets with a minimal frame codec (no
-per-frame library overhead), so the figure reflects the server.
+clients speak WebSocket over raw sockets with a minimal frame codec
+(``raw_ws.py``, no per-frame library overhead), so the figure reflects the
+server.
 
 Prints messages delivered per second summed over subscribers, measured from
 the first publish to the last delivery, and the emulator's CPU seconds.
@@ -19,112 +20,18 @@ the first publish to the last delivery, and the emulator's CPU seconds.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import multiprocessing as mp
-import os
 import selectors
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
-import msgpack
 from measure import cpu_seconds  # (bench/ is this script's folder, first on sys.path)
-
-MESSAGE, ACK, NACK, ATTACH, ATTACHED = 15, 1, 2, 10, 11
-
-
-# -- a minimal WebSocket client (RFC 6455) ------------------------------------------
-def ws_connect(host: str, port: int, query: dict[str, str]) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=30)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET /?{urlencode(query)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    sock.sendall(request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)  # byte by byte: nothing after the headers may be consumed
-        if not chunk:
-            raise ConnectionError("closed during the WebSocket handshake")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(head.decode(errors="replace"))
-    return sock
-
-
-def ws_frame(payload: bytes, binary: bool) -> bytes:
-    """A masked client frame (mask key 0, so the payload needs no XOR)."""
-    first = 0x82 if binary else 0x81
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", first, 0x80 | size)
-    elif size < 65536:
-        header = struct.pack("!BBH", first, 0x80 | 126, size)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, size)
-    return header + b"\0\0\0\0" + payload
-
-
-class FrameReader:
-    """Splits a byte stream from the server into frame payloads (server frames are unmasked)."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self.buffer += data
-        out: list[bytes] = []
-        buf = self.buffer
-        pos = 0
-        while len(buf) - pos >= 2:
-            size = buf[pos + 1] & 0x7F
-            start = pos + 2
-            if size == 126:
-                if len(buf) - pos < 4:
-                    break
-                size = struct.unpack_from("!H", buf, pos + 2)[0]
-                start = pos + 4
-            elif size == 127:
-                if len(buf) - pos < 10:
-                    break
-                size = struct.unpack_from("!Q", buf, pos + 2)[0]
-                start = pos + 10
-            if len(buf) < start + size:
-                break
-            if buf[pos] & 0x0F in (1, 2):  # text / binary; pings etc. are skipped
-                out.append(bytes(buf[start : start + size]))
-            pos = start + size
-        del buf[:pos]
-        return out
-
-
-def encode(pm: dict[str, Any], fmt: str) -> bytes:
-    if fmt == "msgpack":
-        packed: bytes = msgpack.packb(pm, use_bin_type=True)
-        return packed
-    return json.dumps(pm).encode()
-
-
-def decode(raw: bytes, fmt: str) -> dict[str, Any]:
-    return dict(msgpack.unpackb(raw, raw=False) if fmt == "msgpack" else json.loads(raw))
-
-
-def read_until(sock: socket.socket, reader: FrameReader, fmt: str, action: int) -> dict[str, Any]:
-    while True:
-        for raw in reader.feed(sock.recv(65536)):
-            pm = decode(raw, fmt)
-            if pm.get("action") == action:
-                return pm
+from raw_ws import MESSAGE, decode, publisher, subscribe
 
 
 # -- processes ------------------------------------------------------------------------
@@ -138,17 +45,7 @@ def subscriber(
     results: Any,
 ) -> None:
     """Hold one connection per entry of ``channels``; count MESSAGE items until ``expected``."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    socks = []
-    for channel in channels:
-        sock = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
-        reader = FrameReader()
-        read_until(sock, reader, fmt, 4)
-        sock.sendall(ws_frame(encode({"action": ATTACH, "channel": channel}, fmt), fmt != "json"))
-        read_until(sock, reader, fmt, ATTACHED)
-        sock.setblocking(False)
-        socks.append((sock, reader))
+    socks = [subscribe(url, key, fmt, [channel]) for channel in channels]
     ready.put(len(socks))
     selector = selectors.DefaultSelector()
     counts = [0] * len(socks)
@@ -177,38 +74,6 @@ def subscriber(
     results.put((sum(counts), first, last))
     for sock, _ in socks:
         sock.close()
-
-
-def publisher(
-    url: str, key: str, fmt: str, channels: list[str], total: int, window: int, size: int, out: Any
-) -> None:
-    parts = urlsplit(url)
-    sock = ws_connect(parts.hostname or "127.0.0.1", parts.port or 80, {"key": key, "format": fmt})
-    reader = FrameReader()
-    read_until(sock, reader, fmt, 4)
-    binary = fmt != "json"
-    data = "x" * size
-    started = time.perf_counter()
-    sent = acked = 0
-    while acked < total:
-        burst = []
-        while sent < total and sent - acked < window:
-            pm = {
-                "action": MESSAGE,
-                "channel": channels[sent % len(channels)],
-                "msgSerial": sent,
-                "messages": [{"name": "m", "data": data}],
-            }
-            burst.append(ws_frame(encode(pm, fmt), binary))
-            sent += 1
-        if burst:
-            sock.sendall(b"".join(burst))
-        for raw in reader.feed(sock.recv(1 << 20)):
-            pm = decode(raw, fmt)
-            if pm.get("action") in (ACK, NACK):
-                acked += int(pm.get("count", 1))
-    out.put(started)
-    sock.close()
 
 
 def start_emulator() -> tuple[subprocess.Popen[bytes], str, str]:
@@ -278,11 +143,13 @@ def main() -> None:
         cpu_before = cpu_seconds(emulator.pid) if emulator else None
         pub = ctx.Process(
             target=publisher,
-            args=(url, key, fmt, names, args.messages, args.window, args.size, started_q),
-        )
+            args=(url, key, fmt, names, args.messages),
+            kwargs={"window": args.window, "size": args.size, "clock": time.perf_counter,
+                    "out": started_q},
+        )  # fmt: skip
         pub.start()
         totals = [results.get(timeout=600) for _ in procs]
-        started = started_q.get(timeout=600)
+        started = started_q.get(timeout=600)[0]
         pub.join()
         for proc in procs:
             proc.join()

@@ -12,7 +12,7 @@ ably_bridge.emulator``) and the publisher run in processes of their own too.
 1. **Inbound throughput**: the subscriber process opens ``--connections``
    connections and attaches ``--channels`` channels spread over them (channel
    ``i`` on connection ``i % connections``), one listener each counting
-   messages. A raw-WebSocket publisher (``emulator_fanout.publisher``) then sends
+   messages. A raw-WebSocket publisher (``raw_ws.publisher``) then sends
    ``--messages`` messages round-robin over the channels, one per
    ProtocolMessage, 100 un-ACKed. Reported: messages/s (first to last delivery)
    and CPU per message (``time.process_time`` of the subscriber process, every
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import itertools
 import logging
 import multiprocessing as mp
@@ -53,7 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from emulator_fanout import MESSAGE, encode, publisher, ws_connect, ws_frame
+from raw_ws import publisher
 from rest_vs_official import emulator_process
 
 CLIENTS = ("ours", "ours-inline", "official")  # ours-inline: subscribe(..., inline=True)
@@ -265,7 +264,8 @@ def _latency_child(
     done = threading.Event()
 
     def listener(message: Any) -> None:
-        latencies.append((time.monotonic_ns() - int(message.data)) / 1e6)
+        stamp = int(message.data.split(":", 1)[0])
+        latencies.append((time.monotonic_ns() - stamp) / 1e6)
         if len(latencies) == expected:
             done.set()
 
@@ -325,44 +325,6 @@ def _memory_child(
     out.put({"kb_per_channel": grown / channels / 1024})
 
 
-def _paced_spread_publisher(
-    host: str, port: int, key: str, fmt: str, channels: list[str], count: int, rate: float,
-    size: int, started: Any = None, stamped: bool = False,
-) -> None:  # fmt: skip
-    """Raw WebSocket publisher: ``count`` messages round-robin over ``channels`` at ``rate``/s.
-
-    Payloads are ``size`` characters, or with ``stamped`` the sending
-    ``time.monotonic_ns()`` (system-wide on Linux). ACKs are read and dropped.
-    """
-    sock = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
-    time.sleep(0.2)  # let CONNECTED arrive; the server accepts MESSAGE frames after it
-    sock.setblocking(False)
-    binary = fmt != "json"
-    data = "x" * size
-    start = time.monotonic()
-    if started is not None:
-        started.put(time.perf_counter())
-    for i in range(count):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        pm = {
-            "action": MESSAGE,
-            "channel": channels[i % len(channels)],
-            "msgSerial": i,
-            "messages": [{"name": "m", "data": str(time.monotonic_ns()) if stamped else data}],
-        }
-        frame = ws_frame(encode(pm, fmt), binary)
-        sock.setblocking(True)
-        sock.sendall(frame)
-        sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            while sock.recv(1 << 16):  # ACKs: read and dropped
-                pass
-    time.sleep(0.5)
-    sock.close()
-
-
 # -- orchestration ------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -407,7 +369,7 @@ def main() -> None:
             )
         for label, connections, channels in scenarios:
             for client in CLIENTS:
-                ready, go, out, started = ctx.Queue(), ctx.Queue(), ctx.Queue(), ctx.Queue()
+                ready, go, out = ctx.Queue(), ctx.Queue(), ctx.Queue()
                 child = ctx.Process(
                     target=_flood_child,
                     args=(client, host, port, key, fmt, connections, channels, args.messages,
@@ -416,18 +378,13 @@ def main() -> None:
                 child.start()
                 ready.get(timeout=300)
                 go.put(True)
-                if args.feed_rate:  # the same paced feed for both: CPU at an equal load
-                    pub = ctx.Process(
-                        target=_paced_spread_publisher,
-                        args=(host, port, key, fmt, _names("flood", channels), args.messages,
-                              args.feed_rate, args.size, started),
-                    )  # fmt: skip
-                else:
-                    pub = ctx.Process(
-                        target=publisher,
-                        args=(url, key, fmt, _names("flood", channels), args.messages, 100,
-                              args.size, started),
-                    )  # fmt: skip
+                # Paced (--feed-rate): the same feed for both, CPU at an equal load.
+                pub = ctx.Process(
+                    target=publisher,
+                    args=(url, key, fmt, _names("flood", channels), args.messages),
+                    kwargs={"size": args.size, "rate": args.feed_rate,
+                            "window": 0 if args.feed_rate else 100},
+                )  # fmt: skip
                 pub.start()
                 flood[(label, client)] = out.get(timeout=900)
                 pub.join(60)
@@ -442,9 +399,9 @@ def main() -> None:
             child.start()
             ready.get(timeout=120)
             pub = ctx.Process(
-                target=_paced_spread_publisher,
-                args=(host, port, key, fmt, ["latency"], args.latency_messages, args.rate, 0),
-                kwargs={"stamped": True},
+                target=publisher,
+                args=(url, key, fmt, ["latency"], args.latency_messages),
+                kwargs={"size": 0, "rate": args.rate, "window": 0, "stamp": time.monotonic_ns},
             )
             pub.start()
             latency[client] = out.get(timeout=600)
