@@ -77,9 +77,6 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-_TARGET_CACHE_LIMIT = 1024
-
-
 class SinkPool:
     """One sink per (kind, URL), created on first use and metered."""
 
@@ -89,9 +86,11 @@ class SinkPool:
         metrics: BridgeMetrics,
         clock: Clock,
         fencing: Fencing | None = None,
+        target_cache_limit: int = 1024,
     ) -> None:
         self._config = config
         self._metrics = metrics
+        self.target_cache_limit = target_cache_limit  # targets remembered by identity
         self._clock = clock
         self._options = SinkOptions(
             key_prefix=config.key_prefix,
@@ -111,7 +110,7 @@ class SinkPool:
         if hit is not None and hit[0] is target:
             return hit[1]
         sink = self._make(target)
-        if len(self._by_target) >= _TARGET_CACHE_LIMIT:
+        if len(self._by_target) >= self.target_cache_limit:
             self._by_target.clear()
         self._by_target[id(target)] = (target, sink)
         return sink

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -72,7 +73,12 @@ def config(**delivery: Any) -> BridgeConfig:
 
 
 class Harness:
-    def __init__(self, checkpoint_interval: float = 0.0, **delivery: Any) -> None:
+    def __init__(
+        self,
+        checkpoint_interval: float = 0.0,
+        sink_for: Callable[[Target], MemorySink] | None = None,
+        **delivery: Any,
+    ) -> None:
         self.clock = FakeClock()
         self.celery = MemorySink()
         self.streams = MemorySink()
@@ -80,7 +86,7 @@ class Harness:
         self.dead = FakeDeadLetters()
         self.dispatcher = Dispatcher(
             config(**delivery),
-            sink_for=self.sink_for,
+            sink_for=sink_for or self.sink_for,
             dead_letters=self.dead,  # type: ignore[arg-type]
             checkpoints=self.checkpoints,  # type: ignore[arg-type]
             clock=self.clock,
@@ -167,14 +173,12 @@ def test_undecodable_and_oversized_events_are_dead_lettered() -> None:
 
 
 def test_unknown_target_is_dead_lettered() -> None:
-    h = Harness()
-
     def broken(target: Target) -> MemorySink:
         if target.kind == "celery":
             raise ValueError("no celery sink registered for URL scheme 'x'")
         return h.streams
 
-    h.dispatcher._sink_for = broken
+    h = Harness(sink_for=broken)
     h.dispatcher.submit_messages("chat:1", [msg(1)])
     h.dispatcher.drain()
     assert [d.reason for d in h.dead.letters] == [Reason.UNKNOWN_TARGET]

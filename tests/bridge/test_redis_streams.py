@@ -238,16 +238,11 @@ def test_script_cache_flush_is_recovered(private_redis: PrivateRedis) -> None:
 
 
 @pytest.mark.parametrize("packer", ["hiredis", "python"])
-def test_script_calls_are_packed_as_redis_py_packs_them(
-    packer: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from ably_bridge.bridge.sinks import redis_streams
+def test_script_calls_are_packed_as_redis_py_packs_them(packer: str) -> None:
+    from hiredis import pack_command  # (hiredis is a bridge dependency)
+
     from ably_bridge.bridge.sinks.redis_streams import _pack
 
-    if packer == "python":
-        monkeypatch.setattr(redis_streams, "_hiredis_pack", None)
-    else:
-        assert redis_streams._hiredis_pack is not None  # (hiredis is a bridge dependency)
     conn = redis.Redis.from_url(REDIS_URL).connection_pool.make_connection()
     commands = [
         (
@@ -268,4 +263,5 @@ def test_script_calls_are_packed_as_redis_py_packs_them(
         ("EVALSHA", "f" * 40, 1, b"\x00\xff", -5, "x" * 70_000, 2**70),
         ("EVALSHA", "f" * 40, 1, "k", 1.5, 1e20, 1 / 3),  # (floats: repr, as redis-py)
     ]
-    assert b"".join(_pack(conn, commands)) == b"".join(conn.pack_commands(commands))
+    packed = _pack(conn, commands, pack_command if packer == "hiredis" else None)
+    assert b"".join(packed) == b"".join(conn.pack_commands(commands))

@@ -96,7 +96,11 @@ except ImportError:  # pragma: no cover - hiredis is installed with the bridge
 _UTF8 = (("utf-8", "strict"), ("utf8", "strict"))
 
 
-def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+def _pack(
+    conn: Any,
+    commands: list[tuple[Any, ...]],
+    hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = _hiredis_pack,
+) -> list[bytes]:
     """The RESP encoding of ``commands``, as ``conn.pack_commands`` would write it,
     in one buffer (``send_packed_command`` makes one ``sendall`` per item: one
     system call per batch, not per command).
@@ -105,12 +109,12 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     use) are encoded here - by hiredis's ``pack_command`` (C; floats as
     ``repr``, like redis-py) when it is installed and the connection encodes
     UTF-8 strictly, else in one Python pass; a command with anything else is
-    left to redis-py's packer.
+    left to redis-py's packer. ``hiredis_pack=None`` takes the Python pass (tests).
     """
     encoder = conn.encoder
     encoding, errors = encoder.encoding, encoder.encoding_errors
     out: list[bytes] = []
-    fast = _hiredis_pack if (encoding, errors) in _UTF8 else None
+    fast = hiredis_pack if (encoding, errors) in _UTF8 else None
     for command in commands:
         if fast is not None:
             try:
