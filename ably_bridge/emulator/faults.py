@@ -200,6 +200,10 @@ class Faults:
             session.out.stall(stalled)
         return len(sessions)
 
+    def held(self, connection_id: str | None = None, app_id: str | None = None) -> int:
+        """Frames that :meth:`stall` holds back from matching sessions (what a test waits on)."""
+        return sum(session.out.held for session in self._sessions(connection_id, app_id))
+
     def stop_reading(
         self, stopped: bool = True, connection_id: str | None = None, app_id: str | None = None
     ) -> int:

@@ -198,6 +198,11 @@ class Outbox:
             self._delay_timer = self._schedule(wait, self._release_delayed)
 
     # -- stall stage (faults.stall) -----------------------------------------------
+    @property
+    def held(self) -> int:
+        """Frames a stall holds back (not written yet)."""
+        return len(self._held)
+
     def stall(self, stalled: bool) -> None:
         self.stalled = stalled
         while not self.stalled and self._held:

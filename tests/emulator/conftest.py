@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import select
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -121,6 +122,10 @@ class RT:
         if isinstance(raw, bytes):
             return dict(msgpack.unpackb(raw, raw=False))
         return dict(json.loads(raw))
+
+    def readable(self) -> bool:
+        """Whether a frame (or part of one) has arrived and not been read; never waits."""
+        return bool(self.backlog) or bool(select.select([self.ws.sock], [], [], 0)[0])
 
     def connected(self) -> dict[str, Any]:
         return self.expect(4)
