@@ -163,6 +163,49 @@ def test_wrong_type_is_rejected_not_retried(rclient: redis.Redis, prefix: str) -
     assert "WRONGTYPE" in str(results[0].error)
 
 
+def test_a_bad_stream_fails_alone_among_many_in_one_call(rclient: redis.Redis, prefix: str) -> None:
+    rclient.set(f"{prefix}:s:b", "x")
+    sink = sink_for(prefix)
+    target = StreamTarget(key=f"{prefix}:s:{{channel}}")
+    batch = [
+        Delivery(e, target)
+        for ch in ("a", "b", "c")
+        for e in envelopes(3, channel=ch, start=10 * ord(ch))
+    ]
+    results = outcomes(sink.deliver(batch))
+    assert results == [Outcome.DELIVERED] * 3 + [Outcome.REJECTED] * 3 + [Outcome.DELIVERED] * 3
+    assert rclient.xlen(f"{prefix}:s:a") == rclient.xlen(f"{prefix}:s:c") == 3
+    # The bad stream wrote no marks: once it is a stream, its events go in.
+    rclient.delete(f"{prefix}:s:b")
+    again = outcomes(sink.deliver(batch))
+    assert again == [Outcome.DUPLICATE] * 3 + [Outcome.DELIVERED] * 3 + [Outcome.DUPLICATE] * 3
+    assert rclient.xlen(f"{prefix}:s:b") == 3
+
+
+def test_streams_of_a_batch_share_script_calls(private_redis: PrivateRedis) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    sink = sink_for("p", private_redis.url)
+    target = StreamTarget(key="s:{channel}")
+    # 1,000 events over 400 streams: two calls of at most 500 events (one stream's
+    # events may be split between them, in order).
+    batch = [
+        Delivery(e, target)
+        for i in range(400)
+        for e in envelopes(1 if i % 2 else 4, channel=f"c{i}", start=i * 10)
+    ]
+    assert len(batch) == 1000
+    client.config_resetstat()
+    assert outcomes(sink.deliver(batch)) == [Outcome.DELIVERED] * 1000
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] == 2
+    assert client.xlen("s:c0") == 4 and client.xlen("s:c1") == 1
+    assert [
+        json.loads(e[1][b"envelope"])["messages"][0]["id"] for e in client.xrange("s:c398")
+    ] == [f"conn:{3980 + k}:0" for k in range(4)]
+    assert outcomes(sink.deliver(batch)) == [Outcome.DUPLICATE] * 1000
+    marks = list(client.scan_iter(match="p:dedup:*"))
+    assert len(marks) == 400 and all(client.ttl(k) > 0 for k in marks)
+
+
 def test_error_classification() -> None:
     assert retryable_redis_error(redis.exceptions.ConnectionError("down"))
     assert retryable_redis_error(redis.exceptions.TimeoutError())

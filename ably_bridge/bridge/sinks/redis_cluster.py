@@ -1,10 +1,11 @@
 """The Redis Streams sink on a Redis Cluster: each node gets its own pipelined calls.
 
 This module owns :class:`ClusterStreamSink`, the sink for ``redis+cluster://``
-and ``rediss+cluster://`` URLs (issue 21). It plans a batch exactly as
-:class:`~.redis_streams.RedisStreamSink` does - one script call per stream,
-whose keys (the stream, its dedup hashes, its fence mirrors) share the
-stream's hash slot (:mod:`..redis_keys`) - then:
+and ``rediss+cluster://`` URLs (issue 21). It plans a batch as
+:class:`~.redis_streams.RedisStreamSink` does - one group per stream, whose
+keys (the stream, its dedup hashes, its fence mirrors) share the stream's hash
+slot (:mod:`..redis_keys`) - but puts only the streams of one slot in a script
+call (on one node a call takes every stream) - then:
 
 1. looks up the primary that serves each call's slot in the client's slot map;
 2. writes every node's calls (and a ``WAIT`` after them with
@@ -37,6 +38,7 @@ from ably_bridge.bridge.sinks.base import SinkOptions
 from ably_bridge.bridge.sinks.redis_streams import (
     _RECONNECT,
     XADD_DEDUP_FENCED_LUA,
+    Call,
     RedisStreamSink,
     ReplicationNotConfirmed,
     _pack,
@@ -52,8 +54,6 @@ XADD_DEDUP_MIRROR_LUA = XADD_DEDUP_FENCED_LUA.replace(FENCE_CHECK_LUA, FENCE_MIR
 
 # Replies that mean "the slot map changed or is changing": read it again, retry later.
 _TOPOLOGY = (AskError, ClusterDownError, TryAgainError)  # MovedError is an AskError
-
-Call = tuple[list[str], list[int], list[Any]]
 
 
 class ClusterStreamSink(RedisStreamSink):
@@ -77,20 +77,22 @@ class ClusterStreamSink(RedisStreamSink):
         with contextlib.suppress(RedisError):
             self._client.close()
 
+    def _slot_of(self, stream: str) -> int | None:
+        """A call's keys must share one slot: the streams of a slot share a call."""
+        return int(key_slot(stream.encode()))
+
     # -- per node ----------------------------------------------------------------------
     def _pipeline(self, sha: str, calls: list[Call]) -> list[Any]:
         """Each call's reply (an exception in its place for a failed call or node)."""
         cluster: Any = self._client
         by_node: dict[str, tuple[Any, list[int]]] = {}
-        for i, (keys, _, _) in enumerate(calls):
-            node = cluster.nodes_manager.get_node_from_slot(key_slot(keys[0].encode()))
+        for i, call in enumerate(calls):
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(call.keys[0].encode()))
             by_node.setdefault(node.name, (node, []))[1].append(i)
         replies: list[Any] = [None] * len(calls)
         plans = []
         for name, (node, indexes) in by_node.items():
-            commands = [
-                ("EVALSHA", sha, len(calls[i][0]), *calls[i][0], *calls[i][2]) for i in indexes
-            ]
+            commands = [calls[i].command(sha) for i in indexes]
             if self._wait:
                 commands.append(("WAIT", self._wait, self._wait_ms))
             plans.append((name, node, indexes, commands))

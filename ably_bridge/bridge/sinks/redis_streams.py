@@ -1,22 +1,27 @@
 """The Redis Streams sink: XADD each event once, de-duplicated atomically.
 
 This module owns :class:`RedisStreamSink` (its Lua scripts are in
-:mod:`.stream_scripts`). For every target
-stream in a batch, one ``EVALSHA`` call runs a script that, per event:
+:mod:`.stream_scripts`). A batch's events are grouped per target stream, and
+one ``EVALSHA`` call carries the groups of every stream (up to
+``_MAX_EVENTS_PER_CALL`` events a call; at one message per frame over many
+channels a batch touches hundreds of streams, and a call per stream cost more
+client and server CPU than the writes). The script, per event:
 
-1. checks the event's dedup mark in the stream's current and previous dedup
+1. checks the event's dedup mark in its stream's current and previous dedup
    hashes (named by :meth:`ably_bridge.bridge.redis_keys.RedisKeys.stream_dedup`);
 2. if unmarked, ``XADD``\\ s it (``MAXLEN ~ n`` when the target trims) and marks
    it with the new entry id;
 
-and finally refreshes the expiry of the current dedup hash. With shard leases
+and refreshes the expiry of each current dedup hash it wrote. A stream whose
+key cannot take the write (``WRONGTYPE``) fails alone: the script answers its
+error in its place and the other streams' events are written. With shard leases
 (``SinkOptions.fencing``) the script is :data:`XADD_DEDUP_FENCED_LUA`: each
 event also carries its shard's fencing token, and an event whose token is not
 the shard's current one is refused (``FENCED``: another replica owns the
 channel now and delivers it from the checkpoint; see :mod:`..fencing`). A script runs
 atomically, so an event replayed in the same batch, in a later batch or from
 another thread or process is written exactly once while its mark lives.
-All the per-stream calls of a batch go out in one write on the sink's own
+All the calls of a batch go out in one write on the sink's own
 connection: one round trip. (That write is packed here and sent on a connection
 held from redis-py's pool - the ``redis.raw_pipeline`` shortcut of
 :mod:`ably_bridge.shortcuts`; when it is off, the same calls go through
@@ -30,8 +35,9 @@ Errors: connection problems, timeouts and the server states ``BUSY``,
 ``NOREPLICAS`` are retryable; anything else the server answers for an event
 (``WRONGTYPE``, script errors) is permanent and the event is dead-lettered.
 On a Redis Cluster (``redis+cluster://``) the subclass in :mod:`.redis_cluster`
-sends each node its own calls; the key names put a stream's dedup hashes (and
-fence mirrors) in the stream's slot (:mod:`..redis_keys`).
+makes one call per hash slot and sends each node its own calls; the key names
+put a stream's dedup hashes (and fence mirrors) in the stream's slot
+(:mod:`..redis_keys`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -142,6 +149,21 @@ def _pack(
     return [b"".join(out)]
 
 
+@dataclass(slots=True)
+class Call:
+    """One script call: its keys and arguments (:mod:`.stream_scripts`), and per
+    group (stream) the stream and the batch indexes of its events, in order."""
+
+    keys: list[str]
+    streams: list[str]
+    groups: list[list[int]]
+    argv: list[Any]
+    events: int = 0
+
+    def command(self, sha: str) -> tuple[Any, ...]:
+        return ("EVALSHA", sha, len(self.keys), *self.keys, *self.argv)
+
+
 def retryable_redis_error(exc: BaseException) -> bool:
     """Transient (connection, timeout, server busy/loading/failover/OOM) vs permanent."""
     if isinstance(exc, _RETRYABLE_TYPES):
@@ -219,9 +241,10 @@ class RedisStreamSink:
                     redact_text(" ".join(str(exc).split())),
                 )
                 outcome = Outcome.RETRY if retry else Outcome.REJECTED
-                for _, indexes, _ in calls:
-                    for i in indexes:
-                        results[i] = Result(outcome, error=exc)
+                for call in calls:
+                    for group in call.groups:
+                        for i in group:
+                            results[i] = Result(outcome, error=exc)
             else:
                 self._collect(calls, replies, results)
         return [r if r is not None else Result(Outcome.RETRY) for r in results]
@@ -250,16 +273,16 @@ class RedisStreamSink:
             self._client.connection_pool.release(conn)
 
     # -- internals -----------------------------------------------------------------
-    def _plan(
-        self, batch: Sequence[Delivery], results: list[Result | None]
-    ) -> list[tuple[list[str], list[int], list[Any]]]:
-        """Group deliveries per stream into script calls: (keys, batch indexes, argv)."""
-        bucket = dedup_bucket(self.options.clock.time(), self._ttl)
-        names = self._names
+    def _plan(self, batch: Sequence[Delivery], results: list[Result | None]) -> list[Call]:
+        """Group deliveries per stream and the groups into script calls
+        (:mod:`.stream_scripts`): on one node every stream of the batch in one call,
+        on a cluster one call per hash slot (:meth:`_slot_of`); up to
+        ``_MAX_EVENTS_PER_CALL`` events per call."""
         fencing = self._fencing
         head_len = 1 if fencing is None else 3  # mark [, fence index, token] before n
-        fence_keys: dict[str, dict[str, int]] = {}  # stream -> token key -> index (from 1)
-        groups: dict[tuple[str, int | None, bool], tuple[list[int], list[Any]]] = {}
+        # (stream, maxlen, approx) -> (batch indexes, argv of its events, token keys)
+        groups: dict[tuple[str, int | None, bool], tuple[list[int], list[Any], dict[str, int]]]
+        groups = {}
         for i, d in enumerate(batch):
             target = d.target
             if not isinstance(target, StreamTarget):
@@ -267,11 +290,11 @@ class RedisStreamSink:
                 continue
             env = d.envelope
             stream = render_key(target.key, env)
-            group = groups.get((stream, target.maxlen, target.approximate))
+            gkey = (stream, target.maxlen, target.approximate)
+            group = groups.get(gkey)
             if group is None:
-                group = ([], [])
-                groups[(stream, target.maxlen, target.approximate)] = group
-            indexes, argv = group
+                group = groups[gkey] = ([], [], {})
+            indexes, argv, tokens = group
             indexes.append(i)
             argv.append(stream_dedup_field(env.rule_id, env.dedup_key))
             if fencing is not None:
@@ -279,8 +302,7 @@ class RedisStreamSink:
                 if fence is None:
                     argv.extend((0, 0))
                 else:
-                    keys = fence_keys.setdefault(stream, {})
-                    argv.append(keys.setdefault(fence.key, len(keys) + 1))
+                    argv.append(tokens.setdefault(fence.key, len(tokens) + 1))
                     argv.append(fence.token)
             if target.layout == "flat":
                 fields = env.flat_fields()
@@ -292,36 +314,56 @@ class RedisStreamSink:
                 argv.append(2)
                 argv.append("envelope")
                 argv.append(env.to_json())
-        calls: list[tuple[list[str], list[int], list[Any]]] = []
-        for (stream, maxlen, approx), (indexes, argv) in groups.items():
-            current, previous = (
+        return self._calls(groups, head_len)
+
+    def _calls(
+        self,
+        groups: dict[tuple[str, int | None, bool], tuple[list[int], list[Any], dict[str, int]]],
+        head_len: int,
+    ) -> list[Call]:
+        """Pack the stream groups into calls: a group longer than a call is split (its
+        events' argument runs are variable length, so they are walked)."""
+        bucket = dedup_bucket(self.options.clock.time(), self._ttl)
+        names = self._names
+        open_calls: dict[int | None, Call] = {}  # slot (None: one node) -> the call filling
+        calls: list[Call] = []
+        for (stream, maxlen, approx), (indexes, argv, tokens) in groups.items():
+            slot = self._slot_of(stream)
+            group_keys = [
+                stream,
                 names.stream_dedup(stream, bucket),
                 names.stream_dedup(stream, bucket - 1),
-            )
-            fenced = [names.stream_fence(stream, key) for key in fence_keys.get(stream, {})]
-            script_keys = [stream, current, previous, *fenced]
-            head = [maxlen or 0, "1" if approx else "0", self._expiry]
-            # Split long groups so one script call stays short; per-event arg runs
-            # are variable length, so walk them.
-            start = 0
-            pos = 0
-            chunk_idx: list[int] = []
-            for idx in indexes:
-                n = int(argv[pos + head_len])
-                pos += head_len + 1 + n
-                chunk_idx.append(idx)
-                if len(chunk_idx) == _MAX_EVENTS_PER_CALL:
-                    calls.append((script_keys, chunk_idx, head + argv[start:pos]))
-                    start, chunk_idx = pos, []
-            if chunk_idx:
-                calls.append((script_keys, chunk_idx, head + argv[start:pos]))
+                *(names.stream_fence(stream, key) for key in tokens),
+            ]
+            head = [maxlen or 0, "1" if approx else "0"]
+            start = pos = 0
+            chunk: list[int] = []
+            for n, idx in enumerate(indexes, 1):
+                pos += head_len + 1 + int(argv[pos + head_len])
+                chunk.append(idx)
+                if len(chunk) == _MAX_EVENTS_PER_CALL or n == len(indexes):
+                    call = open_calls.get(slot)
+                    if call is None or call.events + len(chunk) > _MAX_EVENTS_PER_CALL:
+                        call = open_calls[slot] = Call([], [], [], [self._expiry])
+                        calls.append(call)
+                    call.argv.extend((len(call.keys) + 1, *head, pos - start))
+                    call.argv.extend(argv[start:pos])
+                    call.keys.extend(group_keys)
+                    call.groups.append(chunk)
+                    call.streams.append(stream)
+                    call.events += len(chunk)
+                    start, chunk = pos, []
         return calls
+
+    def _slot_of(self, stream: str) -> int | None:
+        """The calls a stream may share: on one node any (None); a cluster splits by slot."""
+        return None
 
     def _load(self) -> str:
         self._sha = str(self._client.script_load(self._script))
         return self._sha
 
-    def _run(self, calls: list[tuple[list[str], list[int], list[Any]]]) -> list[Any]:
+    def _run(self, calls: list[Call]) -> list[Any]:
         sha = self._sha or self._load()
         replies = self._pipeline(sha, calls)
         if any(isinstance(r, NoScriptError) for r in replies):
@@ -334,13 +376,13 @@ class RedisStreamSink:
                 replies[i] = reply
         return replies
 
-    def _pipeline(self, sha: str, calls: list[tuple[list[str], list[int], list[Any]]]) -> list[Any]:
+    def _pipeline(self, sha: str, calls: list[Call]) -> list[Any]:
         """The calls' replies (an error reply in its place), replicated if configured.
 
         With ``wait_replicas`` a WAIT follows the calls in the same write; fewer
         confirmations than asked raise :class:`ReplicationNotConfirmed` (retried).
         """
-        commands = [("EVALSHA", sha, len(keys), *keys, *argv) for keys, _, argv in calls]
+        commands = [call.command(sha) for call in calls]
         if self._wait:  # in the same write: it costs the replication delay, not a round trip
             commands.append(("WAIT", self._wait, self._wait_ms))
         replies = self._send(commands) if self._raw else self._public_pipeline(commands)
@@ -407,32 +449,40 @@ class RedisStreamSink:
                 pipe.reset()
         raise AssertionError("unreachable")
 
-    def _collect(
+    def _collect(self, calls: list[Call], replies: list[Any], results: list[Result | None]) -> None:
+        for call, reply in zip(calls, replies, strict=True):
+            if isinstance(reply, Exception):
+                streams = ", ".join(dict.fromkeys(call.streams))
+                self._refused(streams, call.events, reply, call.groups, results)
+                continue
+            for stream, group, answer in zip(call.streams, call.groups, reply, strict=True):
+                text = answer.decode() if isinstance(answer, bytes) else str(answer)
+                if text.startswith("!"):  # this stream's error (WRONGTYPE ...): it alone
+                    self._refused(stream, len(group), ResponseError(text[1:]), [group], results)
+                    continue
+                for i, entry in zip(group, text.split(","), strict=True):
+                    if entry == "0":
+                        results[i] = Result(Outcome.DUPLICATE)
+                    elif entry == "-1":
+                        results[i] = Result(Outcome.FENCED)
+                    else:
+                        results[i] = Result(Outcome.DELIVERED, entry)
+
+    def _refused(
         self,
-        calls: list[tuple[list[str], list[int], list[Any]]],
-        replies: list[Any],
+        stream: str,
+        count: int,
+        error: Exception,
+        groups: list[list[int]],
         results: list[Result | None],
     ) -> None:
-        for (keys, indexes, _), reply in zip(calls, replies, strict=True):
-            if isinstance(reply, Exception):
-                retry = self.retryable(reply)
-                if not retry:
-                    logger.error(
-                        "redis stream sink %s: stream %s refused %d event(s): %s",
-                        self._where,
-                        keys[0],
-                        len(indexes),
-                        reply,
-                    )
-                outcome = Outcome.RETRY if retry else Outcome.REJECTED
-                for i in indexes:
-                    results[i] = Result(outcome, error=reply)
-                continue
-            text = reply.decode("ascii") if isinstance(reply, bytes) else str(reply)
-            for i, entry in zip(indexes, text.split(","), strict=True):
-                if entry == "0":
-                    results[i] = Result(Outcome.DUPLICATE)
-                elif entry == "-1":
-                    results[i] = Result(Outcome.FENCED)
-                else:
-                    results[i] = Result(Outcome.DELIVERED, entry)
+        retry = self.retryable(error)
+        if not retry:
+            logger.error(
+                "redis stream sink %s: stream %s refused %d event(s): %s",
+                self._where, stream, count, error,
+            )  # fmt: skip
+        outcome = Outcome.RETRY if retry else Outcome.REJECTED
+        for group in groups:
+            for i in group:
+                results[i] = Result(outcome, error=error)
