@@ -127,6 +127,17 @@ SHORTCUTS: dict[str, Shortcut] = {
             "Celery's send_task builds and publishes every message",
         ),
         Shortcut(
+            "kombu.redis_message_template",
+            {"kombu": _range("5.7.0", "5.8")},
+            "ably_bridge.bridge.sinks.celery_redis_wire",
+            "captures a target's message as kombu's Redis channel would push it "
+            "(Producer.publish into PushOnceChannel._put) and writes each task's JSON from "
+            "it; pushes with Channel.conn_or_acquire, _q_for_pri, _get_message_priority "
+            "and _expires",
+            "kombu's Producer.publish per task inside Producer.batch() (the push-once "
+            "channel's _put and PublishBatch)",
+        ),
+        Shortcut(
             "kombu.redis_atomic_fetch",
             {"kombu": _range("5.7.0", "5.8")},
             "workers.redis_fetch",

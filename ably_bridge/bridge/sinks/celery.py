@@ -23,7 +23,9 @@ Delivery guarantees:
   outage *raises* (and the batch comes back as ``RETRY``) instead of blocking
   or queueing silently in memory.
 
-Throughput: a ``deliver`` batch is sent as one unit. On Redis the publishes go
+Throughput: a ``deliver`` batch is sent as one unit. On Redis (push-once) the
+batch's task messages are written from per-target templates of kombu's own JSON
+and pushed by one script call (:mod:`.celery_redis_wire`), else the publishes go
 through kombu's ``Producer.batch()`` (one pipeline, one round trip); on AMQP
 with confirms the messages of a batch are published without waiting (only
 the first publish on a channel whose tags are not known yet waits for its
@@ -46,7 +48,7 @@ template cannot reproduce - a non-JSON serializer, compression, sent events,
 JSON-safe - goes through ``send_task`` itself.
 
 The wire-level speed-ups above (pipelined confirms, buffered frames, the
-property encoder, the message template) reach into py-amqp, kombu and Celery
+property encoder, the message templates) reach into py-amqp, kombu and Celery
 internals: each is a shortcut of :mod:`ably_bridge.shortcuts`, checked when the
 sink is built, and when it is off the public path runs (every publish waits
 for its confirm; py-amqp writes and encodes; ``send_task`` builds every message).
@@ -84,6 +86,7 @@ from ably_bridge.bridge.sinks.celery_redis import (
     supported,
     transport_conf,
 )
+from ably_bridge.bridge.sinks.celery_redis_wire import RedisTaskWriter
 from ably_bridge.envelope import Envelope
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
@@ -177,6 +180,11 @@ class CelerySink(ConfirmedPublishing):
         self._pipelined = shortcut_enabled("amqp.pipelined_confirms")
         self._buffered = shortcut_enabled("amqp.frame_writer")
         self._templated = shortcut_enabled("celery.task_template")
+        self._direct = (
+            RedisTaskWriter()
+            if self._templated and shortcut_enabled("kombu.redis_message_template")
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"CelerySink({self._where!r})"
@@ -192,7 +200,10 @@ class CelerySink(ConfirmedPublishing):
             return results
         try:
             with self._app.producer_or_acquire() as producer:
-                if len(batch) > 1 and getattr(producer, "supports_batch_publish", False):
+                direct = self._deliver_direct(batch, producer) if self._direct else None
+                if direct is not None:
+                    results = direct
+                elif len(batch) > 1 and getattr(producer, "supports_batch_publish", False):
                     results = self._deliver_pipelined(batch, producer)
                 else:
                     results = self._deliver_each(batch, producer)
@@ -229,6 +240,37 @@ class CelerySink(ConfirmedPublishing):
             if name:
                 declared.add(name)
         return True
+
+    def _deliver_direct(self, batch: Sequence[Delivery], producer: Any) -> list[Result] | None:
+        """Redis with push-once: the batch's task messages built from their templates and
+        pushed in one script call (:mod:`.celery_redis_wire`); None: kombu publishes."""
+        assert self._direct is not None
+        if not self._declare_for(batch, producer, set()):
+            return None
+        tasks = []
+        for d in batch:
+            target, env = d.target, d.envelope
+            if not isinstance(target, CeleryTarget):
+                return None
+            template = self._template(target)
+            if template is None:
+                return None
+            tasks.append((template, env, celery_task_id(env.rule_id, target.task, env.dedup_key)))
+        try:
+            if not self._direct.push(self._app, producer, tasks):
+                return None
+        except Exception as exc:  # the call failed: nothing of it is known to be in
+            retry = self.retryable(exc)
+            logger.warning(
+                "celery sink %s: batch of %d failed (%s): %s",
+                self._where,
+                len(batch),
+                "will retry" if retry else "permanent",
+                type(exc).__name__,
+            )
+            outcome = Outcome.RETRY if retry else Outcome.REJECTED
+            return [Result(outcome, task_id, exc) for _, _, task_id in tasks]
+        return [Result(Outcome.DELIVERED, task_id) for _, _, task_id in tasks]
 
     def _deliver_pipelined(self, batch: Sequence[Delivery], producer: Any) -> list[Result]:
         """Redis: every publish of the batch in one pipeline (kombu ``Producer.batch``)."""

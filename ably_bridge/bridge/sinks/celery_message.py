@@ -207,9 +207,14 @@ class TaskTemplate:
         headers["root_id"] = task_id
         headers["argsrepr"] = args_repr(env, self.repr_limit)
         if self.expires is not None:
-            headers["expires"] = maybe_make_aware(
-                _add_seconds(app.now(), self.expires), tz=app.timezone
-            ).isoformat()
+            headers["expires"] = self.expires_at(app)
         if self.overrides:  # (Celery lets a header given to send_task override its own)
             headers.update(self.overrides)
         return body, headers
+
+    def expires_at(self, app: Celery) -> str | None:
+        """The ``expires`` header of a task sent now (as Celery computes it), or None."""
+        if self.expires is None:
+            return None
+        when = maybe_make_aware(_add_seconds(app.now(), self.expires), tz=app.timezone)
+        return str(when.isoformat())

@@ -30,7 +30,11 @@ conditional on a key), so there the worker guard is the only guard.
 Messages without a task id (none the bridge sends) are pushed as kombu does.
 
 Within a ``Producer.batch()`` (the sink's pipelined batches) the pushes of the
-batch are written by one call of the script at flush, in order.
+batch are written by one call of the script at flush, in order, the messages of
+one queue key in one ``LPUSH`` of many values. (With the
+``kombu.redis_message_template`` shortcut, :mod:`.celery_redis_wire` builds a
+batch's messages itself and calls the same script; it captures kombu's message
+through ``ably_capture``.)
 
 This relies on kombu's Redis channel internals (``_put``, ``_q_for_pri``,
 ``_get_message_priority``, ``_expires``, ``create_publish_batch`` and its
@@ -43,6 +47,7 @@ behaviour.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -61,6 +66,7 @@ __all__ = [
     "PushOnceSentinelChannel",
     "PushOnceSentinelTransport",
     "PushOnceTransport",
+    "push_args",
     "sent_mark",
     "split_sentinel_master",
     "supported",
@@ -69,20 +75,49 @@ __all__ = [
 
 _INTERNALS = ("_put", "_q_for_pri", "_get_message_priority", "create_publish_batch")
 
-# KEYS = (mark, queue list) per message; ARGV[1] = mark ttl (ms), ARGV[1 + i] = the i-th
-# kombu message. Each message is pushed only if its mark could be set; one call covers a
-# whole batch (one script invocation instead of one per message). Returns how many were pushed.
+# KEYS = the queue lists (q of them), then one push-once mark per message; ARGV[1] = mark
+# ttl (ms), ARGV[2] = q, then per message its queue's index into KEYS and the kombu message.
+# A message is pushed only if its mark could be set; the messages of one queue go in one
+# LPUSH of many values (1,000 at most per call), in order - what one LPUSH each would leave.
+# One call covers a whole batch. Returns how many were pushed.
 PUSH_ONCE_LUA = """
+local q = tonumber(ARGV[2])
+local pending = {}
 local pushed = 0
-for i = 2, #ARGV do
-  local k = 2 * (i - 1)
-  if redis.call('SET', KEYS[k - 1], '1', 'NX', 'PX', ARGV[1]) then
-    redis.call('LPUSH', KEYS[k], ARGV[i])
+for i = 1, #KEYS - q do
+  if redis.call('SET', KEYS[q + i], '1', 'NX', 'PX', ARGV[1]) then
+    local k = tonumber(ARGV[1 + 2 * i])
+    local list = pending[k]
+    if not list then
+      list = {}
+      pending[k] = list
+    end
+    list[#list + 1] = ARGV[2 + 2 * i]
     pushed = pushed + 1
+  end
+end
+for k, list in pairs(pending) do
+  for s = 1, #list, 1000 do
+    redis.call('LPUSH', KEYS[k], unpack(list, s, math.min(s + 999, #list)))
   end
 end
 return pushed
 """
+
+
+def push_args(ttl_ms: int, items: Sequence[tuple[str, str, str]]) -> tuple[list[str], list[Any]]:
+    """(keys, args) of one :data:`PUSH_ONCE_LUA` call for ``items`` (mark, list key, message)."""
+    queues: dict[str, int] = {}
+    marks: list[str] = []
+    args: list[Any] = [ttl_ms, 0]
+    for mark, key, payload in items:
+        index = queues.get(key)
+        if index is None:
+            index = queues[key] = len(queues) + 1
+        marks.append(mark)
+        args += (index, payload)
+    args[1] = len(queues)
+    return [*queues, *marks], args
 
 
 def supported() -> bool:
@@ -106,29 +141,26 @@ class _PushOnceBatch(_BATCH_BASE):  # type: ignore[misc]
 
     def __init__(self, channel: Any, max_size: int) -> None:
         super().__init__(channel, max_size)
-        self._once_keys: list[str] = []
-        self._once_messages: list[str] = []
+        self._once: list[tuple[str, str, str]] = []  # (mark, list key, message)
 
     def push_once(self, mark: str, key: str, payload: str) -> None:
         self._check_usable()
-        self._once_keys += (mark, key)
-        self._once_messages.append(payload)
-        if len(self._once_messages) >= self.max_size:
+        self._once.append((mark, key, payload))
+        if len(self._once) >= self.max_size:
             self.flush()
 
     def flush(self) -> None:
-        if self._once_messages:
+        if self._once:
             self._check_usable()
             this: Any = self.channel
-            script = this.push_once_script()
-            script(keys=self._once_keys, args=[this.mark_ttl_ms(), *self._once_messages],
-                   client=self.pipeline)  # fmt: skip
+            keys, args = push_args(this.mark_ttl_ms(), self._once)
+            this.push_once_script()(keys=keys, args=args, client=self.pipeline)
             self._buffered += 1
-            self._once_keys, self._once_messages = [], []
+            self._once = []
         super().flush()
 
     def discard(self) -> None:
-        self._once_keys, self._once_messages = [], []
+        self._once = []
         super().discard()
 
 
@@ -144,6 +176,9 @@ class PushOnceChannel(kombu_redis.Channel):
         "ably_mark_ttl",
     )
     _once_script: Any = None
+    #: a list while :mod:`.celery_redis_wire` captures a sample message: ``_put`` appends
+    #: (queue, message) to it instead of pushing
+    ably_capture: list[tuple[str, dict[str, Any]]] | None = None
 
     def push_once_script(self) -> Any:
         if self._once_script is None:
@@ -159,6 +194,9 @@ class PushOnceChannel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         this: Any = self  # (kombu's channel methods are untyped)
+        if self.ably_capture is not None:
+            self.ably_capture.append((queue, message))
+            return
         headers = message.get("headers") or {}
         task_id = headers.get("id") if isinstance(headers, dict) else None
         expires_of = getattr(this, "_expires", None)
@@ -176,10 +214,9 @@ class PushOnceChannel(kombu_redis.Channel):
         if isinstance(batch, _PushOnceBatch):  # kombu's Producer.batch(): one script call
             batch.push_once(mark, key, payload)
             return
+        keys, args = push_args(self.mark_ttl_ms(), [(mark, key, payload)])
         with self.conn_or_acquire() as client:
-            self.push_once_script()(
-                keys=[mark, key], args=[self.mark_ttl_ms(), payload], client=client
-            )
+            self.push_once_script()(keys=keys, args=args, client=client)
 
 
 class PushOnceTransport(kombu_redis.Transport):
