@@ -15,15 +15,15 @@ VENV="${LOWEST_VENV:-.venv-lowest}"
 TESTS=(
     tests/test_shortcuts.py
     tests/transports
-    tests/bridge/test_shortcut_paths.py
+    tests/bridge/sinks/test_shortcut_paths.py
     tests/emulator/test_shortcut_paths.py
-    tests/bridge/test_redis_streams.py
-    tests/bridge/test_celery_sink.py
-    tests/bridge/test_celery_batching.py
-    tests/bridge/test_celery_template.py
+    tests/bridge/sinks/test_redis_streams.py
+    tests/bridge/sinks/test_celery.py
+    tests/bridge/sinks/test_celery_batching.py
+    tests/bridge/sinks/test_celery_template.py
     # Push-once needs kombu 5.7's channel internals (celery_redis.supported()); on older
     # kombu the sink pushes as kombu does, which is what this test of it checks.
-    tests/bridge/test_celery_push_once.py::test_without_the_kombu_internals_it_pushes_as_kombu_does
+    tests/bridge/sinks/test_celery_push_once.py::test_without_the_kombu_internals_it_pushes_as_kombu_does
 )
 constraints="$VENV/lowest-constraints.txt"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -47,11 +47,11 @@ echo
 # received and the worker thread not exiting). A test-harness limit of the older Celery;
 # what the sink sends is checked by the other tests here, in one process.
 WORKER_TESTS=(
-    "tests/bridge/test_celery_sink.py::test_worker_receives_the_envelope_once[redis]"
-    "tests/bridge/test_celery_sink.py::test_worker_receives_the_envelope_once[amqp]"
-    tests/bridge/test_celery_sink.py::test_quorum_queue_target_reaches_a_quorum_worker_that_retries
-    "tests/bridge/test_celery_template.py::test_a_worker_runs_the_templated_tasks[redis]"
-    "tests/bridge/test_celery_template.py::test_a_worker_runs_the_templated_tasks[amqp]"
+    "tests/bridge/sinks/test_celery.py::test_worker_receives_the_envelope_once[redis]"
+    "tests/bridge/sinks/test_celery.py::test_worker_receives_the_envelope_once[amqp]"
+    tests/bridge/sinks/test_celery.py::test_quorum_queue_target_reaches_a_quorum_worker_that_retries
+    "tests/bridge/sinks/test_celery_template.py::test_a_worker_runs_the_templated_tasks[redis]"
+    "tests/bridge/sinks/test_celery_template.py::test_a_worker_runs_the_templated_tasks[amqp]"
 )
 run() {
     local deselect=() test

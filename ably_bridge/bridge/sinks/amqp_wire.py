@@ -11,7 +11,7 @@ py-amqp upgrade has one place to check:
 * :class:`Confirms` - publisher-confirm bookkeeping of one channel.
 
 Tests compare the encoder's bytes with py-amqp's and run the buffered path
-against a real RabbitMQ (tests/bridge/test_celery_batching.py).
+against a real RabbitMQ (tests/bridge/sinks/test_celery_batching.py).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.bridge.sinks.redis_streams import RedisStreamSink
 from ably_bridge.protocol.models import Message, PresenceMessage
 from tests.bridge.conftest import fresh_queue
-from tests.bridge.test_celery_template import B, assert_same_message, raw_messages
+from tests.bridge.sinks.test_celery_template import B, assert_same_message, raw_messages
 from tests.support.services import REDIS_URL
 
 PATHS = ["shortcut", "public"]

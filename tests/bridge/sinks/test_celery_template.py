@@ -29,7 +29,7 @@ from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink
 from ably_bridge.envelope import Envelope, EnvelopeBuilder
 from ably_bridge.protocol.models import Message
-from tests.bridge.test_celery_sink import Received, worker_app
+from tests.bridge.sinks.test_celery import Received, worker_app
 from workers.guard import WorkerGuard
 
 B = EnvelopeBuilder("appX", "test")
