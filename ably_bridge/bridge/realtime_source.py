@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ably_bridge.bridge.secret import Secret
@@ -117,14 +118,12 @@ class RealtimeSource:
         # only take the attachment's lock and put an item in a queue.
         # One call (and one inbox item) per frame.
         on_frame = rt_channel.subscribe_batch
-        att.offs.append(on_frame(lambda ms: self._on_messages(att, ms), attach=False, inline=True))
+        att.offs.append(on_frame(partial(self._on_messages, att), attach=False, inline=True))
         if presence:
             # The raw feed, not subscribe(): every PRESENCE frame as received (a
             # LEAVE during a SYNC too, RTP2h2a), no SYNC PRESENTs, no RTP19a LEAVEs.
             on_presence = rt_channel.presence.subscribe_raw
-            att.offs.append(
-                on_presence(lambda ps: self._on_presence(att, ps), attach=False, inline=True)
-            )
+            att.offs.append(on_presence(partial(self._on_presence, att), attach=False, inline=True))
         self._ops.submit(self._attach, att)
 
     def detach(self, channel: str) -> None:
@@ -182,7 +181,7 @@ class RealtimeSource:
             self._helpers.submit(self._sync, att, change.attach_serial)
 
     def _check_serial(self, att: _Attachment) -> None:
-        serial = att.channel.properties.attach_serial
+        serial = att.channel.attach_serial
         if serial is not None and serial != att.reported_serial:
             self._report_attach(
                 att, StateChange("attached", "attaching", "attached", False, None, serial)
@@ -194,7 +193,7 @@ class RealtimeSource:
             if not att.active:
                 return
             if current == "attached" and not change.resumed:
-                serial = att.channel.properties.attach_serial
+                serial = att.channel.attach_serial
                 if serial is not None and serial == att.reported_serial:
                     return  # already reported by a message listener
                 self._report_attach(
@@ -215,10 +214,13 @@ class RealtimeSource:
             )  # fmt: skip
 
     def _on_messages(self, att: _Attachment, messages: list[Message]) -> None:
+        # (once per inbound frame: _check_serial written out)
         with att.lock:
             if not att.active:
                 return
-            self._check_serial(att)
+            serial = att.channel.attach_serial
+            if serial is not None and serial != att.reported_serial:
+                self._check_serial(att)
             att.handlers.messages(messages)
 
     def _on_presence(self, att: _Attachment, messages: list[PresenceMessage]) -> None:

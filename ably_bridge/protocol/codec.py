@@ -49,6 +49,7 @@ MAX_BODY_BYTES = 256 * 1024 * 1024
 _JSON_TYPES = frozenset({JSON_CONTENT_TYPE, "text/json"})
 _MSGPACK_TYPES = frozenset({MSGPACK_CONTENT_TYPE, "application/msgpack", "application/vnd.msgpack"})
 _BINARY_TYPES = (bytes, bytearray, memoryview)
+_FRAME_TYPES = (str, *_BINARY_TYPES)
 _JSON_WHITESPACE = frozenset(b" \t\r\n")
 
 # Compact and strict: no spaces, UTF-8 text rather than \u escapes, no NaN.
@@ -110,7 +111,12 @@ def decode_frame(
     ``binary=None`` infers the format: text is JSON, bytes are msgpack unless
     they start like a JSON object. Raises only :class:`EncodingError` (40013).
     """
-    if not isinstance(frame, (str, *_BINARY_TYPES)):
+    if type(frame) is bytes and binary:  # the hot path: a msgpack frame from the reader
+        if len(frame) > MAX_FRAME_BYTES:
+            raise _error(f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
+        raw = _parse_msgpack(frame, "frame")
+        return _from_dict(raw)
+    if not isinstance(frame, _FRAME_TYPES):
         raise _error(f"a frame must be bytes or text, not {type(frame).__name__}")
     size = len(frame)
     if size > MAX_FRAME_BYTES:
@@ -123,6 +129,10 @@ def decode_frame(
         raw = _parse_json(frame, "frame")
     else:
         raw = _parse_msgpack(frame, "frame")
+    return _from_dict(raw)
+
+
+def _from_dict(raw: Any) -> ProtocolMessage:
     try:
         return ProtocolMessage.from_dict(raw)
     except EncodingError:

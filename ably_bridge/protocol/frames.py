@@ -229,6 +229,10 @@ class ProtocolMessage:
         map, non-string keys, a field of the wrong type). Only the keys the
         frame has are looked at: a frame carries a handful of the twenty fields.
         """
+        if type(raw) is dict and raw.keys() <= _MESSAGE_KEYS:
+            pm = _message_frame(raw)
+            if pm is not None:
+                return pm
         if type(raw) is not dict and not isinstance(raw, Mapping):
             raise not_a_map("protocol message", raw)
         # A frame without "action" reads as HEARTBEAT (0): encoders that omit zero
@@ -245,6 +249,46 @@ class ProtocolMessage:
                 setattr(pm, reader[0], reader[1](value, key))
         pm.fill_defaults()
         return pm
+
+
+# The keys of a MESSAGE frame as servers send it (the hot path of an inbound frame).
+_MESSAGE_KEYS = frozenset(
+    ("action", "id", "channel", "channelSerial", "connectionId", "timestamp", "messages")
+)
+_MESSAGE = Action.MESSAGE
+
+
+def _message_frame(raw: dict[str, Any]) -> ProtocolMessage | None:
+    """A MESSAGE frame of the usual shape (only :data:`_MESSAGE_KEYS`, each of its usual
+    type or null), read without the generic loop of
+    :meth:`ProtocolMessage.from_dict`; None for any other frame, which the generic
+    reader then reads (or refuses), so both give the same result."""
+    get = raw.get
+    action, messages = get("action"), get("messages")
+    if type(action) is not int or action != _MESSAGE or type(messages) is not list:
+        return None
+    frame_id, channel, serial = get("id"), get("channel"), get("channelSerial")
+    connection_id, timestamp = get("connectionId"), get("timestamp")
+    if not (
+        (frame_id is None or type(frame_id) is str)
+        and (channel is None or type(channel) is str)
+        and (serial is None or type(serial) is str)
+        and (connection_id is None or type(connection_id) is str)
+        and (timestamp is None or type(timestamp) is int)
+    ):
+        return None
+    read = Message.from_dict
+    pm = ProtocolMessage(
+        _MESSAGE,
+        id=frame_id,
+        channel=channel,
+        channel_serial=serial,
+        connection_id=connection_id,
+        timestamp=timestamp,
+        messages=[read(m) for m in messages],
+    )
+    pm.fill_defaults()
+    return pm
 
 
 def _read_action(value: Any, where: str) -> Action | int:

@@ -450,3 +450,8 @@ class _Deferral:
 def deferred_wakes() -> _Deferral:
     """Within the block, workers that this thread's submits wake are woken at its end."""
     return _Deferral()
+
+
+def deferring() -> bool:
+    """Whether this thread is within a :func:`deferred_wakes` block (a nested one does nothing)."""
+    return getattr(_DEFERRED, "gates", None) is not None

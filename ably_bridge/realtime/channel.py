@@ -153,6 +153,11 @@ class RealtimeChannel:
         return ChannelProperties(core.attach_serial, core.channel_serial)
 
     @property
+    def attach_serial(self) -> str | None:
+        """``properties.attach_serial`` (RTL15a) without the snapshot, for a check per frame."""
+        return self._core.attach_serial
+
+    @property
     def cipher(self) -> ChannelCipher | None:
         return self._events.cipher
 

@@ -146,6 +146,14 @@ class ChannelEvents:
             settle(future, error, None)
 
 
+def _plain(messages: list[Message]) -> bool:
+    """Whether no message of a frame has an ``encoding`` (nothing to decode)."""
+    for message in messages:  # noqa: SIM110 (a loop: all() over a generator costs twice as much)
+        if message.encoding is not None:
+            return False
+    return True
+
+
 def _invoke(fn: Callable[[], Any]) -> None:
     fn()
 
@@ -204,10 +212,28 @@ class ListenerDelivery:
         events = self.channels.get(effect.channel)
         if events is None:
             return
-        cipher = events.cipher
         frame = effect.frame
         messages = frame.messages
         delta = events.delta
+        # Nothing encoded (the usual frame, and every frame of a bridge): no decoding.
+        if not (delta is None and _plain(messages)) and not self._decode(effect, events, delta):
+            return  # RTL18: the frame is dropped and the channel re-attaches
+        if not messages:
+            return
+        # The whole frame at once: per listener one lock round and at most one submit.
+        if events.batches.has_listeners():
+            events.batches.emit(_BATCH_EVENT, list(messages))
+        if events.messages.has_listeners():
+            events.messages.emit_many([(message.name, message) for message in messages])
+
+    def _decode(
+        self, effect: DeliverMessages, events: ChannelEvents, delta: DeltaContext | None
+    ) -> bool:
+        """Decode a frame's payloads for :meth:`messages` (RSL6, RTL19); False: a delta
+        failed and the frame is dropped (RTL18)."""
+        cipher = events.cipher
+        frame = effect.frame
+        messages = frame.messages
         if delta is None and has_delta(messages):
             delta = events.delta = DeltaContext(events.vcdiff_decoder)
         if delta is not None:
@@ -217,7 +243,7 @@ class ListenerDelivery:
             )
             if failure is not None:
                 self._delta_failed(channel, delta, failure)
-                return  # RTL18: the frame is dropped and the channel re-attaches
+                return False
             if frame.channel_serial is not None:
                 delta.frame_serial = frame.channel_serial
         elif events.decode:
@@ -226,13 +252,7 @@ class ListenerDelivery:
                     error = message.decode_in_place(cipher)
                     if error is not None:
                         self._decode_failed(effect.channel, error)
-        if not messages:
-            return
-        # The whole frame at once: per listener one lock round and at most one submit.
-        if events.batches.has_listeners():
-            events.batches.emit(_BATCH_EVENT, list(messages))
-        if events.messages.has_listeners():
-            events.messages.emit_many([(message.name, message) for message in messages])
+        return True
 
     def presence(self, effect: DeliverPresence) -> None:
         events = self.channels.get(effect.channel)

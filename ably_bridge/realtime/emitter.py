@@ -82,11 +82,14 @@ class OrderedQueue:
         # either stop (nothing left) or yield the worker to other listeners.
         pending = self._pending
         with self._lock:
-            count = min(len(pending), _DRAIN_BATCH)
-            if not count:
+            count = len(pending)
+            if count == 1:  # the usual case: an event at a time
+                batch = [pending.popleft()]
+            elif not count:
                 self._running = False
                 return
-            batch = [pending.popleft() for _ in range(count)]
+            else:
+                batch = [pending.popleft() for _ in range(min(count, _DRAIN_BATCH))]
         listener = self.listener
         for payload in batch:
             try:
@@ -158,6 +161,13 @@ class EventEmitter(Generic[T]):
 
     def emit(self, event: Hashable, payload: T) -> None:
         """Queue ``payload`` for every listener of ``event`` and of all events."""
+        entries = self._entries
+        if len(entries) == 1 and not entries[0][2]:
+            # The common case (one listener, not `once`): no bookkeeping, as in emit_many.
+            wanted, only, _once = entries[0]
+            if wanted is None or wanted == event:
+                only.push(payload)
+            return
         with self._lock:
             matched = [entry for entry in self._entries if entry[0] is None or entry[0] == event]
             if any(entry[2] for entry in matched):

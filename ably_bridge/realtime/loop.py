@@ -65,7 +65,7 @@ from ably_bridge.protocol.events import (
     SendFrame,
 )
 from ably_bridge.protocol.models import ProtocolMessage
-from ably_bridge.realtime.callback_pool import deferred_wakes
+from ably_bridge.realtime.callback_pool import deferred_wakes, deferring
 from ably_bridge.realtime.delivery import ListenerDelivery, settle
 from ably_bridge.realtime.inline import INLINE, in_inline_listener
 from ably_bridge.realtime.links import Links
@@ -179,19 +179,37 @@ class SessionLoop:
         message costs no wake-up of the loop thread. Only when a frame may have moved
         a deadline (anything but MESSAGE) is the loop woken to look again.
         """
-        # Inline listeners run when the session is let go, before the next read; pool
-        # workers are woken after that, when this thread is about to wait again
-        # (within a reactor round: at its end).
-        with deferred_wakes(), INLINE.collecting(), self._session:
-            if self._stopped.is_set():
-                return  # the client is closed: nobody performs effects any more
-            self._driver = threading.get_ident()
-            try:
-                wake = self._frames(transport_id, frames)
-            finally:
-                self._driver = None
+        # Pool workers are woken when this thread is about to wait again: at the end
+        # of the reactor's round (which defers them already), else at the end of this.
+        if deferring():
+            wake = self._step_frames(transport_id, frames)
+        else:
+            with deferred_wakes():
+                wake = self._step_frames(transport_id, frames)
         if wake:
             self._inbox.put(_WAKE)
+
+    def _step_frames(self, transport_id: int, frames: list[ProtocolMessage]) -> bool:
+        """:meth:`post_frames` holding the session; True if a frame may have moved a deadline."""
+        # Inline listeners run when the session is let go, before the next read.
+        with INLINE.collecting(), self._session:
+            if self._stopped.is_set():
+                return False  # the client is closed: nobody performs effects any more
+            self._driver = threading.get_ident()
+            try:
+                frame_received = self.core.frame_received
+                perform = self.perform
+                now = self.clock.monotonic()
+                moved = False
+                for pm in frames:
+                    if pm.action != _MESSAGE:  # only MESSAGE is known to leave every timer alone
+                        moved = True
+                    effects = frame_received(transport_id, pm, now)
+                    if effects:
+                        perform(effects)
+                return moved
+            finally:
+                self._driver = None
 
     def request(self, op: Callable[[Future[Any], float], Iterable[Effect]]) -> Future[Any]:
         """Start ``op(future, now)`` on the loop thread; the core settles ``future`` later."""
@@ -320,19 +338,6 @@ class SessionLoop:
         # SimpleQueue has no put-front; handle it now rather than reorder it.
         if item is not _WAKE:
             self._command(item)
-
-    def _frames(self, transport_id: int, frames: list[ProtocolMessage]) -> bool:
-        """Step the core with ``frames``; True if one may have moved a deadline."""
-        frame_received = self.core.frame_received
-        now = self.clock.monotonic()
-        moved = False
-        for pm in frames:
-            if pm.action != _MESSAGE:  # only MESSAGE is known to leave every timer alone
-                moved = True
-            effects = frame_received(transport_id, pm, now)
-            if effects:
-                self.perform(effects)
-        return moved
 
     def _deadline(self) -> float | None:
         core_deadline = self.core.next_deadline()

@@ -47,6 +47,10 @@ class FakeChannel:
         self.presence = FakePresence()
         self.calls: list[str] = []
 
+    @property
+    def attach_serial(self) -> str | None:
+        return self.properties.attach_serial
+
     def on(self, listener: Callable[[ChannelStateChange], None]) -> Any:
         self.state_listeners.append(listener)
         return lambda: self.state_listeners.remove(listener)

@@ -27,6 +27,7 @@ def test_attach_detach_and_state_events(make_client: MakeClient) -> None:
     channel.attach()
     assert channel.state == ChannelState.ATTACHED
     assert channel.properties.attach_serial is not None
+    assert channel.attach_serial == channel.properties.attach_serial
     assert channel.modes & ChannelMode.SUBSCRIBE
     channel.detach()
     assert channel.state == ChannelState.DETACHED
