@@ -57,7 +57,8 @@ def stream_dedup_keys(
 
 
 def stream_dedup_field(route_id: str, dedup_key: str) -> str:
-    """The hash field marking one event of one route (``Envelope.dedup_key``)."""
+    """The hash field marking one event of one route (``Envelope.dedup_key``); the
+    same text as ``Envelope.route_key``, which the sink reads (made once per event)."""
     return f"{route_id}|{dedup_key}"
 
 

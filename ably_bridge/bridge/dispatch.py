@@ -88,6 +88,7 @@ def _cipher(key: Secret | None) -> ChannelCipher | None:
 
 
 _Event = Entry[Envelope, Fence]
+_TARGETS_MAX = 1024  # targets whose sink buffer is kept (bounded: reloads make new ones)
 
 
 @dataclass(slots=True)
@@ -143,6 +144,8 @@ class Dispatcher:
         self._max_bytes = config.delivery.max_event_bytes
         self._window = DedupWindow(config.delivery.dedup_window)
         self._sinks: dict[int, Sink] = {}
+        # id(target) -> (target, (sink key, its buffer)): asked once per event and target
+        self._targets: dict[int, tuple[Target, tuple[int, SinkBuffer[_Job]]]] = {}
         self._buffers: dict[int, SinkBuffer[_Job]] = {}
         self._ledger: DeliveryLedger[Envelope, Fence] = DeliveryLedger()
         self._saver = CheckpointSaver(checkpoints, self._ledger, self._clock, checkpoint_interval)
@@ -307,6 +310,10 @@ class Dispatcher:
 
     # -- internals ------------------------------------------------------------------
     def _buffer_for(self, target: Target) -> tuple[int, SinkBuffer[_Job]] | None:
+        """The sink buffer of ``target`` (and its key), kept per target: asked per event."""
+        hit = self._targets.get(id(target))
+        if hit is not None and hit[0] is target:
+            return hit[1]
         try:
             sink = self._sink_for(target)
         except Exception as exc:
@@ -320,6 +327,10 @@ class Dispatcher:
                 self.config.delivery.buffer_size, self._policy, self._clock, self._rng
             )
             self._buffers[key] = buffer
+        if len(self._targets) >= _TARGETS_MAX:
+            self._targets.clear()
+        # (the target is kept with its answer, so that its id is not reused meanwhile)
+        self._targets[id(target)] = (target, (key, buffer))
         return key, buffer
 
     def _accept(
@@ -329,15 +340,15 @@ class Dispatcher:
         envs: list[tuple[RouteMatch, Envelope | None, Any]],
     ) -> bool:
         letters: list[DeadLetter] = []
-        plan: dict[int, list[_Job]] = {}
-        buffers: dict[int, SinkBuffer[_Job]] = {}
+        plan: dict[int, tuple[SinkBuffer[_Job], list[_Job]]] = {}
         events: list[_Event] = []
         fence = self.fencing.fence(channel) if self.fencing is not None else None
         # One lock round for the whole frame's in-memory dedup check.
-        keys = [f"{m.route.id}|{env.dedup_key}" if env is not None else "" for m, env, _ in envs]
-        seen = self._window.seen(key for key in keys if key)
-        targets: dict[int, tuple[int, SinkBuffer[_Job]] | None] = {}
-        for index, (match, env, problem) in enumerate(envs):
+        seen = self._window.seen([env.route_key for _, env, _ in envs if env is not None])
+        positioned = source != "lifecycle"
+        presence = source == "presence"
+        max_bytes = self._max_bytes
+        for match, env, problem in envs:
             route = match.route
             if env is None:
                 raw, err = problem
@@ -348,28 +359,23 @@ class Dispatcher:
                     )
                 )  # fmt: skip
                 continue
-            if seen and keys[index] in seen:
+            if seen and env.route_key in seen:
                 self.stats.skipped += 1
                 continue
-            if env.size() > self._max_bytes:
+            size = env.size()
+            if size > max_bytes:
                 letters.append(
                     DeadLetter(
                         Reason.OVERSIZED, route.id, channel, env, 40009,
-                        f"envelope is {env.size()} bytes; limit {self._max_bytes}",
+                        f"envelope is {size} bytes; limit {max_bytes}",
                     )
                 )  # fmt: skip
                 continue
-            position = None
-            if source != "lifecycle":
-                position = Position(timestamp=env.timestamp, id=env.event_id, serial=env.serial)
-            track = presence_track(route.id) if source == "presence" else route.id
+            position = Position(env.timestamp, env.event_id, env.serial) if positioned else None
+            track = presence_track(route.id) if presence else route.id
             event: _Event = Entry(env, position, 0, track, fence=fence)
             for target in route.targets:
-                target_id = id(target)
-                if target_id in targets:
-                    found = targets[target_id]
-                else:
-                    found = targets[target_id] = self._buffer_for(target)
+                found = self._buffer_for(target)
                 if found is None:
                     letters.append(
                         DeadLetter(
@@ -379,21 +385,26 @@ class Dispatcher:
                     )  # fmt: skip
                     continue
                 key, buffer = found
-                buffers[key] = buffer
-                plan.setdefault(key, []).append(_Job(Delivery(env, target, fence), event))
+                job = _Job(Delivery(env, target, fence), event)
+                planned = plan.get(key)
+                if planned is None:
+                    plan[key] = (buffer, [job])
+                else:
+                    planned[1].append(job)
                 event.remaining += 1
             events.append(event)
-        for key, jobs in plan.items():
-            if len(jobs) > buffers[key].free:
+        for buffer, jobs in plan.values():
+            if len(jobs) > buffer.free:
                 self.stats.refused += 1
                 logger.warning("back-pressure: sink buffer full, %d event(s) refused", len(envs))
                 return False
-        for key, jobs in plan.items():
-            buffers[key].offer(jobs)
+        for buffer, jobs in plan.values():
+            buffer.offer(jobs)
         self._ledger.record(channel, events)
         self._remember_finished()
         self.stats.accepted += len(events)
-        self._dead_letter(letters)
+        if letters:
+            self._dead_letter(letters)
         return True
 
     def _deliver(
@@ -470,7 +481,7 @@ class Dispatcher:
         """Put the events settled by this call into the dedup window, in one lock round."""
         if self._ledger.finished:
             envs = self._ledger.take_finished()
-            self._window.add_many([f"{env.rule_id}|{env.dedup_key}" for env in envs])
+            self._window.add_many([env.route_key for env in envs])
 
     def _advance_checkpoints(
         self, touched: Iterable[tuple[str, str]], *, force: bool = False

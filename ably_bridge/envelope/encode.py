@@ -158,6 +158,7 @@ class Envelope:
     serial: str | None = None
     _json: str | None = field(default=None, repr=False)
     _dedup: str | None = field(default=None, repr=False)
+    _route_key: str | None = field(default=None, repr=False)
 
     @property
     def dedup_key(self) -> str:
@@ -167,6 +168,15 @@ class Envelope:
         key = self._dedup
         if key is None:
             key = self._dedup = f"{self.source[8]}:{self.event_id}"
+        return key
+
+    @property
+    def route_key(self) -> str:
+        """``<route id>|<dedup key>``: the event on its route (made once: the key of the
+        bridge's in-memory dedup window and the mark of the Redis Streams sink)."""
+        key = self._route_key
+        if key is None:
+            key = self._route_key = f"{self.rule_id}|{self.dedup_key}"
         return key
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ably_bridge.bridge.config import StreamTarget
+from ably_bridge.bridge.dedup import stream_dedup_field
 from ably_bridge.bridge.metrics import BridgeMetrics, Histogram, MeteredSink
 from ably_bridge.bridge.sinks.base import Delivery, MemorySink
 from ably_bridge.clock import FakeClock
@@ -22,6 +23,8 @@ def test_envelope_json_is_the_json_of_its_dict() -> None:
     ]
     for env in envs:
         assert env.to_json() == dumps(env.to_dict())
+        # The dedup window's key and the streams sink's mark are the one text.
+        assert env.route_key == stream_dedup_field(env.rule_id, env.dedup_key)
 
 
 def test_histogram_observe_many_matches_observe() -> None:

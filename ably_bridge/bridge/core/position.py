@@ -20,6 +20,7 @@ PRESENCE_TRACK = "\x00presence"
 
 # json.dumps with separators builds an encoder per call; one made once writes the same.
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+_string = json.encoder.encode_basestring_ascii  # (what _encode writes a str with)
 
 
 def presence_track(route_id: str) -> str:
@@ -47,7 +48,18 @@ class Position:
     serial: str | None = None
 
     def to_json(self) -> str:
-        return _encode({"id": self.id, "serial": self.serial, "timestamp": self.timestamp})
+        """``{"id":..,"serial":..,"timestamp":..}``, compact, ASCII (one per checkpoint
+        save of a channel: written here directly, the same text as ``_encode``'s)."""
+        id_, serial, ts = self.id, self.serial, self.timestamp
+        if (
+            type(ts) is int
+            and (id_ is None or type(id_) is str)
+            and (serial is None or type(serial) is str)
+        ):
+            id_text = "null" if id_ is None else _string(id_)
+            serial_text = "null" if serial is None else _string(serial)
+            return f'{{"id":{id_text},"serial":{serial_text},"timestamp":{ts}}}'
+        return _encode({"id": id_, "serial": serial, "timestamp": ts})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Position:

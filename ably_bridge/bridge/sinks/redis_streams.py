@@ -55,7 +55,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from ably_bridge.bridge.config import StreamTarget
-from ably_bridge.bridge.dedup import dedup_bucket, stream_dedup_field
+from ably_bridge.bridge.dedup import dedup_bucket
 from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.bridge.redis_keys import keys_for
 from ably_bridge.bridge.secret import redact_text, redact_url
@@ -91,6 +91,7 @@ _RETRYABLE_TYPES: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 _MAX_EVENTS_PER_CALL = 500  # bounds the time one script call holds the server
+_KEYS_CACHE_MAX = 20_000  # streams whose dedup key names are kept
 # Errors after which the sink's connection is re-established and the calls sent again once.
 _RECONNECT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, socket.timeout)
 
@@ -164,6 +165,20 @@ class Call:
         return ("EVALSHA", sha, len(self.keys), *self.keys, *self.argv)
 
 
+def _split(indexes: list[int], argv: list[Any], head_len: int) -> list[tuple[list[int], list[Any]]]:
+    """A stream's events in runs of at most ``_MAX_EVENTS_PER_CALL`` (indexes, arguments);
+    per event: ``head_len`` arguments, the field count n, then n fields."""
+    parts: list[tuple[list[int], list[Any]]] = []
+    start = pos = 0
+    for i in range(0, len(indexes), _MAX_EVENTS_PER_CALL):
+        chunk = indexes[i : i + _MAX_EVENTS_PER_CALL]
+        for _ in chunk:
+            pos += head_len + 1 + int(argv[pos + head_len])
+        parts.append((chunk, argv[start:pos]))
+        start = pos
+    return parts
+
+
 def retryable_redis_error(exc: BaseException) -> bool:
     """Transient (connection, timeout, server busy/loading/failover/OOM) vs permanent."""
     if isinstance(exc, _RETRYABLE_TYPES):
@@ -202,6 +217,7 @@ class RedisStreamSink:
             health_check_interval=30,
         )
         self._names = keys_for(self._client, self.options.key_prefix)
+        self._keys_cache: dict[str, tuple[int, list[str]]] = {}  # see _stream_keys
         self._sha: str | None = None
         self._conn: Any = None  # held from the client's pool for the script calls
         self._raw = shortcut_enabled("redis.raw_pipeline")
@@ -296,7 +312,7 @@ class RedisStreamSink:
                 group = groups[gkey] = ([], [], {})
             indexes, argv, tokens = group
             indexes.append(i)
-            argv.append(stream_dedup_field(env.rule_id, env.dedup_key))
+            argv.append(env.route_key)  # (= stream_dedup_field(env.rule_id, env.dedup_key))
             if fencing is not None:
                 fence = d.fence
                 if fence is None:
@@ -324,36 +340,43 @@ class RedisStreamSink:
         """Pack the stream groups into calls: a group longer than a call is split (its
         events' argument runs are variable length, so they are walked)."""
         bucket = dedup_bucket(self.options.clock.time(), self._ttl)
-        names = self._names
         open_calls: dict[int | None, Call] = {}  # slot (None: one node) -> the call filling
         calls: list[Call] = []
         for (stream, maxlen, approx), (indexes, argv, tokens) in groups.items():
+            group_keys = self._stream_keys(stream, bucket)
+            if tokens:
+                group_keys = group_keys + [self._names.stream_fence(stream, k) for k in tokens]
             slot = self._slot_of(stream)
-            group_keys = [
-                stream,
-                names.stream_dedup(stream, bucket),
-                names.stream_dedup(stream, bucket - 1),
-                *(names.stream_fence(stream, key) for key in tokens),
-            ]
-            head = [maxlen or 0, "1" if approx else "0"]
-            start = pos = 0
-            chunk: list[int] = []
-            for n, idx in enumerate(indexes, 1):
-                pos += head_len + 1 + int(argv[pos + head_len])
-                chunk.append(idx)
-                if len(chunk) == _MAX_EVENTS_PER_CALL or n == len(indexes):
-                    call = open_calls.get(slot)
-                    if call is None or call.events + len(chunk) > _MAX_EVENTS_PER_CALL:
-                        call = open_calls[slot] = Call([], [], [], [self._expiry])
-                        calls.append(call)
-                    call.argv.extend((len(call.keys) + 1, *head, pos - start))
-                    call.argv.extend(argv[start:pos])
-                    call.keys.extend(group_keys)
-                    call.groups.append(chunk)
-                    call.streams.append(stream)
-                    call.events += len(chunk)
-                    start, chunk = pos, []
+            head = (maxlen or 0, "1" if approx else "0")
+            if len(indexes) <= _MAX_EVENTS_PER_CALL:
+                parts = [(indexes, argv)]
+            else:
+                parts = _split(indexes, argv, head_len)
+            for chunk, args in parts:
+                call = open_calls.get(slot)
+                if call is None or call.events + len(chunk) > _MAX_EVENTS_PER_CALL:
+                    call = open_calls[slot] = Call([], [], [], [self._expiry])
+                    calls.append(call)
+                call.argv.extend((len(call.keys) + 1, *head, len(args)))
+                call.argv.extend(args)
+                call.keys.extend(group_keys)
+                call.groups.append(chunk)
+                call.streams.append(stream)
+                call.events += len(chunk)
         return calls
+
+    def _stream_keys(self, stream: str, bucket: int) -> list[str]:
+        """``[stream, current dedup hash, previous dedup hash]`` (kept per stream while
+        its bucket lasts: the same few thousand streams recur in every batch)."""
+        hit = self._keys_cache.get(stream)
+        if hit is not None and hit[0] == bucket:
+            return hit[1]
+        names = self._names
+        keys = [stream, names.stream_dedup(stream, bucket), names.stream_dedup(stream, bucket - 1)]
+        if len(self._keys_cache) >= _KEYS_CACHE_MAX:
+            self._keys_cache.clear()
+        self._keys_cache[stream] = (bucket, keys)
+        return keys
 
     def _slot_of(self, stream: str) -> int | None:
         """The calls a stream may share: on one node any (None); a cluster splits by slot."""
