@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -385,6 +386,22 @@ class World:
                 return bool(response.status == 200)
 
         wait_until("the bridge's /readyz", ready, timeout)
+
+    def in_flight(self) -> int:
+        """What could still reach a sink: the deliveries the bridge buffers plus the tasks
+        the broker holds (queued or unacknowledged). Raises while the bridge is not
+        ready (a channel attaching or backfilling may still send) or a count is unreadable.
+        """
+        base = f"http://127.0.0.1:{self.health_port}"
+        with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(base + "/metrics", timeout=2) as response:
+            metrics = response.read().decode()
+        depth = re.search(r"^ably_bridge_buffer_depth (\S+)$", metrics, re.M)
+        assert depth is not None
+        queued, unacked = _left_in_broker(self)
+        assert queued >= 0
+        return int(float(depth.group(1))) + queued + unacked
 
     def close(self) -> None:
         for server in (self.stream, self.broker):
@@ -812,7 +829,23 @@ def run(plan: Plan, *, settle: float = 45.0, keep: bool = False) -> Report:
                     if count != last:
                         moved, last = time.monotonic(), count
                 time.sleep(1.0)
-            time.sleep(3.0)  # late duplicates, if any, arrive now
+            # A late duplicate can only come from what is still in flight: wait until
+            # nothing is, twice in a row (the solo worker acknowledges a task before it
+            # runs it; the second look comes after that task's record was written).
+            quiet = [0]
+
+            def settled() -> bool:
+                try:
+                    idle = world.in_flight() == 0
+                except Exception:
+                    idle = False
+                quiet[0] = quiet[0] + 1 if idle else 0
+                return quiet[0] >= 2
+
+            try:
+                wait_until("nothing in flight", settled, 30.0)
+            except RuntimeError:
+                world.note("still in flight after 30 s; checking what arrived")
             report = check(plan, published, world, time.monotonic() - started_run)
             if keep:
                 entries, rows = read_sinks(world)
