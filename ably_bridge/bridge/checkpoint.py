@@ -109,6 +109,34 @@ return table.concat(out)
 )
 _MAX_CHANNELS_PER_CALL = 500  # bounds the time one script call holds the server
 
+# The fenced variant of many channels: KEYS[2..] = the shards' token keys; ARGV[1] = a
+# JSON array [channel, value, fence, token, ...]: fence = the index of the channel's
+# token key among KEYS[2..] (from 1; 0 = unfenced), token as a string. Returns one
+# character per channel: '1' moved, '0' not, 'f' refused (the token is stale).
+_FENCED_ADVANCE_MANY_LUA = (
+    FENCE_CHECK_LUA
+    + _ADVANCE_FN_LUA
+    + """
+local function text(v)
+  if type(v) == 'string' then return v end
+  return ''
+end
+local list = cjson.decode(ARGV[1])
+local out = {}
+for i = 1, #list, 4 do
+  local fence = list[i + 2]
+  if fence > 0 and fenced(KEYS[1 + fence], list[i + 3]) then
+    out[#out + 1] = 'f'
+  else
+    local p = cjson.decode(list[i + 1])
+    local ts = math.floor(tonumber(p['timestamp']) or 0)
+    out[#out + 1] = advance(KEYS[1], list[i], ts, text(p['serial']), text(p['id']), list[i + 1])
+  end
+end
+return table.concat(out)
+"""
+)
+
 
 # KEYS[1] = the start-watermark hash; ARGV = scope, ms. Only raises it.
 _RAISE_WATERMARK_LUA = """
@@ -149,6 +177,7 @@ class CheckpointStore:
         self._advance = client.register_script(_ADVANCE_LUA)
         self._advance_many = client.register_script(_ADVANCE_MANY_LUA)
         self._fenced_advance = client.register_script(_FENCED_ADVANCE_LUA)
+        self._fenced_advance_many = client.register_script(_FENCED_ADVANCE_MANY_LUA)
         self._raise_watermark = client.register_script(_RAISE_WATERMARK_LUA)
         self.fencing = fencing
         self.fenced = 0  # advances refused by a stale fencing token
@@ -209,7 +238,8 @@ class CheckpointStore:
         ask ``SCRIPT EXISTS``: two). Without fencing, one call advances up to
         ``_MAX_CHANNELS_PER_CALL`` channels (at one message per frame over many
         channels a save holds about one channel per message: one command each cost
-        more client CPU than the rest of the save); fenced channels take a call each.
+        more client CPU than the rest of the save); so does one call with fencing,
+        each channel with its shard's token.
         """
         if not positions:
             return {}
@@ -217,15 +247,45 @@ class CheckpointStore:
         channels = list(positions)
         if self.fencing is None and not fences:
             return self._advance_unfenced(key, channels, positions)
-        calls = []
-        for channel in channels:
-            fence = fences.get(channel) if fences is not None else None
-            calls.append(self._script_call(key, channel, positions[channel], fence))
-        results = self._evalsha(calls)
-        for reply in results:
+        return self._advance_fenced(key, channels, positions, fences or {})
+
+    def _advance_fenced(
+        self,
+        key: str,
+        channels: list[str],
+        positions: Mapping[str, Position],
+        fences: Mapping[str, Fence],
+    ) -> dict[str, bool]:
+        """As :meth:`_advance_unfenced`, each channel with its fence (given, else the
+        channel's current one; none: unfenced): up to ``_MAX_CHANNELS_PER_CALL`` channels
+        a call, whatever their shards (the token keys share the checkpoints' slot)."""
+        calls: list[tuple[Script, list[str], list[Any]]] = []
+        for start in range(0, len(channels), _MAX_CHANNELS_PER_CALL):
+            tokens: dict[str, int] = {}  # token key -> its index among KEYS[2..]
+            flat: list[Any] = []
+            for channel in channels[start : start + _MAX_CHANNELS_PER_CALL]:
+                fence = fences.get(channel)
+                if fence is None and self.fencing is not None:
+                    fence = self.fencing.fence(channel)
+                flat.append(channel)
+                flat.append(positions[channel].to_json())
+                if fence is None:
+                    flat.append(0)
+                    flat.append("")
+                else:
+                    flat.append(tokens.setdefault(fence.key, len(tokens) + 1))
+                    flat.append(str(fence.token))
+            calls.append((self._fenced_advance_many, [key, *tokens], [_dumps(flat)]))
+        answers: list[str] = []
+        for reply in self._evalsha(calls):
             if isinstance(reply, Exception):
                 raise reply
-        return {ch: self._moved(ch, r) for ch, r in zip(channels, results, strict=True)}
+            answers.append(reply.decode("ascii") if isinstance(reply, bytes) else str(reply))
+        digits = "".join(answers)
+        return {
+            ch: self._moved(ch, -1 if d == "f" else int(d))
+            for ch, d in zip(channels, digits, strict=True)
+        }
 
     def _advance_unfenced(
         self, key: str, channels: list[str], positions: Mapping[str, Position]

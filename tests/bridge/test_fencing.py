@@ -22,6 +22,7 @@ from ably_bridge.clock import FakeClock
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message
 from tests.bridge.daemon_fakes import make_config
+from tests.support.redis_server import PrivateRedis
 from tests.support.services import REDIS_URL
 
 
@@ -93,6 +94,37 @@ def test_a_stale_token_cannot_advance_a_checkpoint(rclient: redis.Redis, prefix:
     # Without fencing the store behaves as before.
     plain = CheckpointStore(rclient, prefix=prefix)
     assert plain.advance("r1", "b", Position(1))
+
+
+def test_a_fenced_save_of_many_channels_is_one_call_deciding_each_channel(
+    private_redis: PrivateRedis,
+) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    tokens = Tokens("p")
+    store = CheckpointStore(client, prefix="p", fencing=tokens)
+    channels = [f"ch{i}" for i in range(600)]  # over two shards' keys (by parity), 2 calls
+    for i, channel in enumerate(channels):
+        tokens.held[channel] = 5
+        client.set(tokens.key(channel), 5 if i % 3 else 4)  # every third: lease moved on
+    store.advance_many("r", {"warm": Position(1)}, {"warm": Fence(tokens.key("ch1"), 5)})
+    before = int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+    positions = {ch: Position(100 + i, f"m-{i}", f"{i:08d}") for i, ch in enumerate(channels)}
+    given = {ch: Fence(tokens.key(ch), 5) for ch in channels[:300]}  # the rest: current one
+    moved = store.advance_many("r", positions, given)
+    assert int(client.info("commandstats")["cmdstat_evalsha"]["calls"]) - before == 2
+    assert moved == {ch: bool(i % 3) for i, ch in enumerate(channels)}
+    assert store.fenced == 200
+    saved = store.load_all("r")
+    assert {ch for ch in saved if ch != "warm"} == {ch for ch, ok in moved.items() if ok}
+    assert saved["ch1"] == positions["ch1"]
+    # With a good token a checkpoint still moves forward only.
+    back, ahead = Position(1, "m-0", "0"), Position(999, "m-x", "99999999")
+    assert store.advance_many("r", {"ch1": back, "ch2": ahead}, given) == {
+        "ch1": False,
+        "ch2": True,
+    }
+    assert store.load("r", "ch1") == positions["ch1"]
+    client.close()
 
 
 def test_the_dispatcher_drops_fenced_deliveries_without_dead_letters(
