@@ -27,6 +27,7 @@ from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink, make_sender_app
+from ably_bridge.bridge.sinks.celery_redis import CALL_BYTES, CALL_MESSAGES, push_calls
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message, PresenceMessage
 from tests.bridge.test_celery_sink import Received, worker_app
@@ -135,7 +136,7 @@ def test_the_lists_hold_the_bytes_kombu_pushes(
 
 
 def test_a_long_batch_into_one_queue_keeps_its_order(private_redis: PrivateRedis) -> None:
-    """2,500 tasks in one call: the script's LPUSHes of 1,000 values keep publish order."""
+    """2,500 tasks in one batch (20 script calls written at once) keep publish order."""
     client = redis.Redis.from_url(private_redis.url)
     target = CeleryTarget(task="wire.order", queue="wq")
     envs = [B.message("c", Message("n", i, id=f"o:{i}:0", timestamp=i), "r") for i in range(2500)]
@@ -147,6 +148,41 @@ def test_a_long_batch_into_one_queue_keeps_its_order(private_redis: PrivateRedis
     assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2500
     ids = [json.loads(raw)["headers"]["id"] for raw in reversed(client.lrange("wq", 0, -1))]
     assert ids == [r.detail for r in results]
+
+
+def test_a_batch_is_cut_into_bounded_script_calls() -> None:
+    big = 30_000  # two of them fit in a call's bytes, three do not
+    items = [(f"m{i}", "q" if i % 3 else "q2", "x" * (100 if i < 300 else big)) for i in range(310)]
+    calls = push_calls(7, items)
+    sizes = [len(args[2::2]) for _, args in calls]
+    # 128 + 128 messages, then the last 44 small ones and two big ones, then two by two.
+    assert sizes == [CALL_MESSAGES, CALL_MESSAGES, 46, 2, 2, 2, 2]
+    assert all(sum(map(len, args[3::2])) <= CALL_BYTES for _, args in calls)
+    # Each call: the queue keys, then the marks; per message its queue's index and itself.
+    keys, args = calls[0]
+    assert keys[:2] == ["q2", "q"] and keys[2:] == [f"m{i}" for i in range(CALL_MESSAGES)]
+    assert args[:4] == [7, 2, 1, "x" * 100] and args[4] == 2
+    pushed = [m for keys, args in calls for m in keys[args[1] :]]
+    assert pushed == [mark for mark, _, _ in items]
+
+
+def test_a_server_without_the_script_gets_it_loaded(private_redis: PrivateRedis) -> None:
+    client = redis.Redis.from_url(private_redis.url)
+    target = CeleryTarget(task="wire.flush", queue="wq")
+    envs = [B.message("c", Message("n", i, id=f"f:{i}:0", timestamp=i), "r") for i in range(4)]
+    sink = CelerySink(private_redis.url, SinkOptions(key_prefix=PREFIX, socket_timeout=5))
+    try:
+        assert [r.outcome for r in sink.deliver([Delivery(e, target) for e in envs[:2]])] == [
+            Outcome.DELIVERED
+        ] * 2
+        client.script_flush()  # (a restarted broker, or SCRIPT FLUSH)
+        assert [r.outcome for r in sink.deliver([Delivery(e, target) for e in envs])] == [
+            Outcome.DELIVERED
+        ] * 4
+    finally:
+        sink.close()
+    ids = [json.loads(raw)["headers"]["id"] for raw in reversed(client.lrange("wq", 0, -1))]
+    assert ids == [celery_task_id("r", "wire.flush", e.dedup_key) for e in envs]
 
 
 @pytest.mark.timeout(90)

@@ -53,6 +53,7 @@ from urllib.parse import unquote
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
+from redis.exceptions import NoScriptError
 
 from ably_bridge.bridge.redis_keys import RedisKeys
 
@@ -67,6 +68,7 @@ __all__ = [
     "PushOnceSentinelTransport",
     "PushOnceTransport",
     "push_args",
+    "push_calls",
     "sent_mark",
     "split_sentinel_master",
     "supported",
@@ -103,6 +105,30 @@ for k, list in pairs(pending) do
 end
 return pushed
 """
+
+
+# One script call carries at most this many messages / bytes of messages: a batch of 500
+# tasks is a ~600 KiB command, which hiredis packs into one buffer ~7x slower per message
+# than in calls of ~64 KiB (a large allocation each time; docs/benchmarks.md, issue 20).
+CALL_MESSAGES = 128
+CALL_BYTES = 64 * 1024
+
+
+def push_calls(
+    ttl_ms: int, items: Sequence[tuple[str, str, str]]
+) -> list[tuple[list[str], list[Any]]]:
+    """(keys, args) of the :data:`PUSH_ONCE_LUA` calls for ``items`` (mark, list key,
+    message), in order, each within :data:`CALL_MESSAGES` and :data:`CALL_BYTES`."""
+    calls = []
+    start, size = 0, 0
+    for i, item in enumerate(items):
+        size += len(item[2])
+        if i > start and (i - start >= CALL_MESSAGES or size > CALL_BYTES):
+            calls.append(push_args(ttl_ms, items[start:i]))
+            start, size = i, len(item[2])
+    if start < len(items):
+        calls.append(push_args(ttl_ms, items[start:]))
+    return calls
 
 
 def push_args(ttl_ms: int, items: Sequence[tuple[str, str, str]]) -> tuple[list[str], list[Any]]:
@@ -153,9 +179,10 @@ class _PushOnceBatch(_BATCH_BASE):  # type: ignore[misc]
         if self._once:
             self._check_usable()
             this: Any = self.channel
-            keys, args = push_args(this.mark_ttl_ms(), self._once)
-            this.push_once_script()(keys=keys, args=args, client=self.pipeline)
-            self._buffered += 1
+            script = this.push_once_script()
+            for keys, args in push_calls(this.mark_ttl_ms(), self._once):
+                script(keys=keys, args=args, client=self.pipeline)
+                self._buffered += 1
             self._once = []
         super().flush()
 
@@ -185,6 +212,30 @@ class PushOnceChannel(kombu_redis.Channel):
             this: Any = self
             self._once_script = this.client.register_script(PUSH_ONCE_LUA)
         return self._once_script
+
+    def push_once(self, client: Any, items: Sequence[tuple[str, str, str]]) -> None:
+        """Push ``items`` (mark, list key, message) in :func:`push_calls`, written at once
+        (one round trip); the script is loaded when the server does not have it."""
+        script = self.push_once_script()
+        pending = push_calls(self.mark_ttl_ms(), items)
+        for _ in range(2):
+            pipe = client.pipeline(transaction=False)
+            for keys, args in pending:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            missing = [
+                call
+                for call, reply in zip(pending, replies, strict=True)
+                if isinstance(reply, NoScriptError)
+            ]
+            for reply in replies:
+                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                    raise reply
+            if not missing:
+                return
+            client.script_load(PUSH_ONCE_LUA)
+            pending = missing
+        raise NoScriptError("the push-once script could not be loaded")
 
     def mark_ttl_ms(self) -> int:
         return max(1, int(self.ably_mark_ttl * 1000))

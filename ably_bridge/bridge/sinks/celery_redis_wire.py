@@ -18,9 +18,10 @@ channel base64-encodes the body and draws a delivery tag, and
   (a uuid4, as kombu draws it) - and, once per batch, the sending thread's
   ``reply_to`` and the target's ``expires`` (computed as Celery does); each
   value JSON-encoded as kombu's encoder would (``ensure_ascii``);
-* the tasks of a batch are pushed by one call of
+* the tasks of a batch are pushed by calls of
   :data:`~.celery_redis.PUSH_ONCE_LUA` (each task's push-once mark, then one
-  ``LPUSH`` of many values per queue key), on kombu's priority-queue keys
+  ``LPUSH`` of many values per queue key; up to 128 tasks or 64 KiB a call,
+  all written at once: one round trip), on kombu's priority-queue keys
   (``_q_for_pri``), so a worker - kombu's fetch or the atomic fetch of
   :mod:`workers.redis_fetch` - reads exactly what kombu's publish would have
   queued, in the same order.
@@ -43,7 +44,7 @@ from celery import Celery
 from kombu.utils.json import dumps
 
 from ably_bridge.bridge.sinks.celery_message import TaskTemplate, args_repr
-from ably_bridge.bridge.sinks.celery_redis import PushOnceChannel, push_args, sent_mark
+from ably_bridge.bridge.sinks.celery_redis import PushOnceChannel, sent_mark
 from ably_bridge.envelope import Envelope
 
 __all__ = ["RedisTaskWriter", "WireTemplate"]
@@ -207,7 +208,6 @@ class RedisTaskWriter:
                 tag='"' + str(uuid4()) + '"',
             )
             items.append((wired.mark_head + task_id, wired.key, payload))
-        keys, args = push_args(channel.mark_ttl_ms(), items)
         with channel.conn_or_acquire() as client:
-            channel.push_once_script()(keys=keys, args=args, client=client)
+            channel.push_once(client, items)
         return True
