@@ -30,7 +30,7 @@ from ably_bridge.bridge.sinks.celery import CelerySink, make_sender_app
 from ably_bridge.bridge.sinks.celery_redis import CALL_BYTES, CALL_MESSAGES, push_calls
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message, PresenceMessage
-from tests.bridge.test_celery_sink import Received, worker_app
+from tests.bridge.sinks.test_celery import Received, worker_app
 from tests.support.redis_server import PrivateRedis
 from workers.guard import WorkerGuard
 
