@@ -213,7 +213,11 @@ class EndpointServer:
                 elif key.fileobj is self._wake_r:
                     self._wake_r.recv(64)
                 else:
-                    self._read(self._conns[key.fileobj])  # type: ignore[index]
+                    # An accept earlier in this round may have evicted (and closed) this
+                    # connection: its stale event is skipped, not a KeyError in this thread.
+                    conn = self._conns.get(key.fileobj)  # type: ignore[call-overload]
+                    if conn is not None:
+                        self._read(conn)
             self._expire(time.monotonic())
 
     def _accept(self, listener: socket.socket) -> None:

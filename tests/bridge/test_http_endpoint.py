@@ -9,7 +9,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -183,6 +187,56 @@ def test_a_client_that_does_not_read_cannot_hold_a_worker(
     eventually(lambda: server.stats.timeouts == 1)
     assert requests.get(url(server), timeout=5).status_code == 200
     greedy.close()
+
+
+# The server in a process of its own, so that the test can freeze it (SIGSTOP) while
+# clients queue up: it prints its port, a line per stats read, and any thread's death.
+FROZEN_SERVER = """
+import sys, threading
+from ably_bridge.bridge.http_endpoint import EndpointServer
+threading.excepthook = lambda a: print("thread died:", repr(a.exc_value), flush=True)
+server = EndpointServer("127.0.0.1", 0, lambda r: (200, b"{}", "text/plain"), max_connections=2)
+server.start()
+print(server.address[1], flush=True)
+for _ in sys.stdin:
+    print(server.stats, flush=True)
+"""
+
+
+def test_a_connection_evicted_in_the_round_it_is_readable_does_not_kill_the_loop() -> None:
+    # Found by CI under load: an accept evicted (closed) a connection whose data was
+    # ready in the same round of the loop, its stale event raised KeyError, and the
+    # loop thread ended: nothing was accepted any more. Frozen, the server finds the
+    # listener and that connection ready together, in that order (epoll reports
+    # events in the order they happened).
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_SERVER],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        address = ("127.0.0.1", int(proc.stdout.readline()))
+        first = socket.create_connection(address, timeout=10)  # waits: the oldest
+        probe = f"http://{address[0]}:{address[1]}/"
+        assert requests.get(probe, timeout=10).status_code == 200  # so `first` was taken
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            late = [socket.create_connection(address, timeout=10) for _ in range(2)]
+            first.sendall(b"GET / HTTP/1.0\r\n\r\n")  # readable after the listener
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert closed_by_server(first)  # evicted for the second late one
+        assert requests.get(probe, timeout=10).status_code == 200  # the loop lives on
+        proc.stdin.write("stats\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        # `first`, then the oldest late one for the second probe; both probes served.
+        assert "served=2, evicted=2," in line, line
+        for sock in [first, *late]:
+            sock.close()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_hang_ups_are_quiet_json_lines_without_tracebacks(
