@@ -41,9 +41,9 @@ from ably_bridge.bridge.sinks.redis_streams import (
     Call,
     RedisStreamSink,
     ReplicationNotConfirmed,
-    _pack,
     retryable_redis_error,
 )
+from ably_bridge.bridge.sinks.resp import pack_commands
 
 __all__ = ["XADD_DEDUP_MIRROR_LUA", "ClusterStreamSink"]
 
@@ -143,7 +143,7 @@ class ClusterStreamSink(RedisStreamSink):
                 pool = node_client.connection_pool
                 held = self._conns[name] = (pool, pool.get_connection())
             conn = held[1]
-            conn.send_packed_command(_pack(conn, commands))
+            conn.send_packed_command(pack_commands(conn, commands))
             return conn
         except _RECONNECT as exc:
             self._drop_node(name)

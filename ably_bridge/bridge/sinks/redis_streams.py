@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,7 @@ from ably_bridge.bridge.redis_connect import open_redis
 from ably_bridge.bridge.redis_keys import keys_for
 from ably_bridge.bridge.secret import redact_text, redact_url
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions, render_key
+from ably_bridge.bridge.sinks.resp import pack_commands as _pack
 from ably_bridge.bridge.sinks.stream_scripts import XADD_DEDUP_FENCED_LUA, XADD_DEDUP_LUA
 from ably_bridge.shortcuts import enabled as shortcut_enabled
 
@@ -94,60 +95,6 @@ _MAX_EVENTS_PER_CALL = 500  # bounds the time one script call holds the server
 _KEYS_CACHE_MAX = 20_000  # streams whose dedup key names are kept
 # Errors after which the sink's connection is re-established and the calls sent again once.
 _RECONNECT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, socket.timeout)
-
-
-_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
-try:  # (a dependency of the bridge extra; the Python packing below works without it)
-    from hiredis import pack_command as _hiredis_pack
-except ImportError:  # pragma: no cover - hiredis is installed with the bridge
-    _hiredis_pack = None
-_UTF8 = (("utf-8", "strict"), ("utf8", "strict"))
-
-
-def _pack(
-    conn: Any,
-    commands: list[tuple[Any, ...]],
-    hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = _hiredis_pack,
-) -> list[bytes]:
-    """The RESP encoding of ``commands``, as ``conn.pack_commands`` would write it,
-    in one buffer (``send_packed_command`` makes one ``sendall`` per item: one
-    system call per batch, not per command).
-
-    Arguments that are ``str``, ``int`` or ``bytes`` (all the script calls
-    use) are encoded here - by hiredis's ``pack_command`` (C; floats as
-    ``repr``, like redis-py) when it is installed and the connection encodes
-    UTF-8 strictly, else in one Python pass; a command with anything else is
-    left to redis-py's packer. ``hiredis_pack=None`` takes the Python pass (tests).
-    """
-    encoder = conn.encoder
-    encoding, errors = encoder.encoding, encoder.encoding_errors
-    out: list[bytes] = []
-    fast = hiredis_pack if (encoding, errors) in _UTF8 else None
-    for command in commands:
-        if fast is not None:
-            try:
-                out.append(fast(command))
-                continue
-            except TypeError:  # (an argument hiredis does not take: the paths below)
-                pass
-        parts = [b"*%d\r\n" % len(command)]
-        for arg in command:
-            kind = type(arg)
-            if kind is str:
-                data = arg.encode(encoding, errors)
-            elif kind is int:
-                data = b"%d" % arg
-            elif kind is bytes:
-                data = arg
-            else:
-                parts = []
-                break
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        if parts:
-            out.extend(parts)
-        else:
-            out.extend(conn.pack_commands([command]))
-    return [b"".join(out)]
 
 
 @dataclass(slots=True)

@@ -284,7 +284,7 @@ def test_script_cache_flush_is_recovered(private_redis: PrivateRedis) -> None:
 def test_script_calls_are_packed_as_redis_py_packs_them(packer: str) -> None:
     from hiredis import pack_command  # (hiredis is a bridge dependency)
 
-    from ably_bridge.bridge.sinks.redis_streams import _pack
+    from ably_bridge.bridge.sinks.resp import pack_commands as _pack
 
     conn = redis.Redis.from_url(REDIS_URL).connection_pool.make_connection()
     commands = [
