@@ -1,9 +1,11 @@
 """Benchmark: the bridge's delivery thread on the realistic feed, into a real Redis.
 
 What ``Daemon.step`` does for live messages, in one thread, without the
-realtime client: ``Dispatcher.submit_messages`` one message per frame,
-round-robin over ``--channels`` channels, and a ``pump`` every ``--per-pump``
-frames (the frames that arrive between two pumps of the delivery thread),
+realtime client: one message per frame, round-robin over ``--channels``
+channels, the frames that arrive between two pumps of the delivery thread
+(``--per-pump``) handed to ``Dispatcher.submit_frames`` in one call (as the
+daemon does; ``--submit messages``: one ``submit_messages`` call per frame),
+then a ``pump``,
 through the production sink (``SinkPool``: metered Redis Streams or Celery on
 Redis sink) and checkpoint store (saved every ``--save-every`` pumps, as the
 daemon's 50 ms save interval does at a few thousand messages per second).
@@ -86,12 +88,19 @@ def run(args: argparse.Namespace, prefix: str) -> float:
     ]  # fmt: skip
     try:
         start = time.process_time()
-        for index, (channel, messages) in enumerate(feed, 1):
-            if not dispatcher.submit_messages(channel, messages):
-                raise AssertionError("back-pressure in the benchmark")
-            if index % args.per_pump == 0:
+        if args.submit == "frames":  # as the daemon does: a step's frames in one call
+            for i in range(0, len(feed), args.per_pump):
+                if not all(dispatcher.submit_frames(feed[i : i + args.per_pump])):
+                    raise AssertionError("back-pressure in the benchmark")
                 clock.advance(step)
                 dispatcher.pump()
+        else:  # one call per frame (the daemon before issue 20's delivery work)
+            for index, (channel, messages) in enumerate(feed, 1):
+                if not dispatcher.submit_messages(channel, messages):
+                    raise AssertionError("back-pressure in the benchmark")
+                if index % args.per_pump == 0:
+                    clock.advance(step)
+                    dispatcher.pump()
         dispatcher.drain()
         dispatcher.flush_checkpoints()
         spent = time.process_time() - start
@@ -129,6 +138,13 @@ def main() -> None:
     parser.add_argument("--per-pump", type=int, default=50, help="frames between two pumps")
     parser.add_argument("--save-every", type=int, default=5, help="pumps per checkpoint save")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--submit",
+        choices=["frames", "messages"],
+        default="frames",
+        help="frames: a pump's frames in one submit_frames call, as Daemon.step does; "
+        "messages: one submit_messages call per frame",
+    )
     parser.add_argument(
         "--instructions",
         action="store_true",

@@ -144,6 +144,7 @@ class Daemon(ChannelsMixin, LiveMixin, BackfillMixin, OpsMixin, DaemonState):
         self.router: Router = dispatcher.router
         self.tracks: dict[str, ChannelTrack] = {}
         self._waiting: set[str] = set()  # channels that queued events (see _drain_waiting)
+        self._staged: list[tuple[ChannelTrack, Live]] = []  # live frames to submit (_flush_staged)
         self._gauges_at = float("-inf")  # monotonic time the gauges were last refreshed
         self._next_scan = float("-inf")  # many channels: when timers are walked next
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -256,6 +257,8 @@ class Daemon(ChannelsMixin, LiveMixin, BackfillMixin, OpsMixin, DaemonState):
             following = None
             if isinstance(item, Live) and item.kind == "messages":
                 item, following = self._coalesce(item)
+            else:
+                self._flush()  # (staged frames go first: this item may change a channel)
             try:
                 self._handle(item)
             except Exception:  # one bad item must not stop the delivery thread
@@ -272,6 +275,7 @@ class Daemon(ChannelsMixin, LiveMixin, BackfillMixin, OpsMixin, DaemonState):
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 item = None
+        self._flush()
         scan = self._scan_due()
         self._timers(scan)
         self._drain_waiting()
@@ -309,6 +313,12 @@ class Daemon(ChannelsMixin, LiveMixin, BackfillMixin, OpsMixin, DaemonState):
         now = self.clock.monotonic()
         waits.extend(max(0.0, t.retry_at - now) for t in self.tracks.values() if t.retry_at)
         return max(0.001, min(waits))
+
+    def _flush(self) -> None:
+        try:
+            self._flush_staged()
+        except Exception:  # (as for one bad item: the delivery thread goes on)
+            logger.exception("submitting live frames failed")
 
     def _handle(self, item: Any) -> None:
         if isinstance(item, Live):

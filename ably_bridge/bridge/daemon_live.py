@@ -4,7 +4,9 @@ This module owns the :class:`LiveMixin` part of :class:`~.daemon.Daemon`: a
 frame's messages joined with the frames queued behind it (``_coalesce``), live
 events submitted at once when nothing waits, else held in order behind a
 backfill or a full sink buffer (bounded: past it the channel is paused), and
-the held ones drained as the dispatcher takes them.
+the held ones drained as the dispatcher takes them. Live message frames are
+staged and submitted together (``_flush_staged``: one dispatcher call for the
+frames of many channels, :meth:`~.dispatch.Dispatcher.submit_frames`).
 """
 
 from __future__ import annotations
@@ -109,8 +111,16 @@ class LiveMixin(DaemonState):
         self._on_live_events(track, item)
 
     def _on_live_events(self, track: ChannelTrack, item: Live) -> None:
-        if track.phase == "live" and not track.pending and self._try_submit(track, item):
-            return
+        if track.phase == "live" and not track.pending:
+            if item.kind == "messages":
+                # Submitted with the frames around it (_flush_staged), in order.
+                self._staged.append((track, item))
+                return
+            if self._try_submit(track, item):
+                return
+        self._hold(track, item)
+
+    def _hold(self, track: ChannelTrack, item: Live) -> None:
         if track.phase in ("live", "backfilling", "attaching"):
             # Behind a backfill or a full sink buffer, or ahead of a state change
             # that another listener has not delivered yet: keep them in order,
@@ -122,6 +132,24 @@ class LiveMixin(DaemonState):
             if track.held_live > self.config.delivery.buffer_size:
                 self._pause(track, "sink buffers full and too many live events waiting")
         # paused/failed/stopped: the epoch moved on, so nothing reaches here
+
+    def _flush_staged(self) -> None:
+        """Submit the staged live frames in one call, in order; a refused one is held
+        (as is every later frame of its channel: the dispatcher refuses them too).
+
+        Called before anything else can look at a channel's state (any other inbox
+        item, the timers, the pumps): until then only message frames are staged.
+        """
+        staged = self._staged
+        if not staged:
+            return
+        self._staged = []
+        taken = self.dispatcher.submit_frames(
+            [(track.name, item.payload) for track, item in staged]
+        )
+        for (track, item), ok in zip(staged, taken, strict=True):
+            if not ok and track.epoch == item.epoch:  # (else: paused by an earlier part)
+                self._hold(track, item)
 
     def _try_submit(self, track: ChannelTrack, item: Live) -> bool:
         """Hand one item to the dispatcher; False when refused (back-pressure)."""

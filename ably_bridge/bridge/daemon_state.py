@@ -66,6 +66,7 @@ class DaemonState:
     router: Router
     tracks: dict[str, ChannelTrack]
     _waiting: set[str]
+    _staged: list[tuple[ChannelTrack, Live]]
     _gauges_at: float
     _next_scan: float
     inbox: queue.SimpleQueue[Any]
@@ -138,6 +139,10 @@ class DaemonState:
         def _on_live_events(self, track: ChannelTrack, item: Live) -> None: ...
 
         def _try_submit(self, track: ChannelTrack, item: Live) -> bool: ...
+
+        def _hold(self, track: ChannelTrack, item: Live) -> None: ...
+
+        def _flush_staged(self) -> None: ...
 
         def _drain(self, track: ChannelTrack) -> None: ...
 

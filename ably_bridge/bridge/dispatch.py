@@ -6,6 +6,9 @@ needs no realtime connection::
     submit_*(channel, events) -> router -> Envelope per route -> per-sink FIFO
     pump() -> sink.deliver(batch) -> results -> dead letters / retry / checkpoint
 
+(The intake - routing, envelopes, dedup window, queueing, several frames per
+call with ``submit_frames`` - is :mod:`.dispatch_intake`.)
+
 * **At-least-once**: an event counts as done only when every target of its
   route confirmed it (delivered or already there) or it was dead-lettered; the
   (route, channel) checkpoint advances over the longest *contiguous* run of
@@ -45,17 +48,17 @@ from typing import TYPE_CHECKING, Any
 
 from ably_bridge.bridge.checkpoint import CheckpointStore, Position
 from ably_bridge.bridge.checkpoint_saver import CheckpointSaver
-from ably_bridge.bridge.config import BridgeConfig, Route, Source, Target
-from ably_bridge.bridge.core.ledger import LAST_SETTLED_MAX, DeliveryLedger, Entry
-from ably_bridge.bridge.core.position import presence_track
+from ably_bridge.bridge.config import BridgeConfig, Route, Target
+from ably_bridge.bridge.core.ledger import LAST_SETTLED_MAX, DeliveryLedger
 from ably_bridge.bridge.deadletter import DeadLetter, DeadLetterWriter, Reason
 from ably_bridge.bridge.dedup import DedupWindow
+from ably_bridge.bridge.dispatch_intake import Frame, Intake, Job, cipher
 from ably_bridge.bridge.fencing import Fence, Fencing
 from ably_bridge.bridge.presence_snapshot import PresenceSnapshot
 from ably_bridge.bridge.retry import RetryPolicy, SinkBuffer
-from ably_bridge.bridge.router import RouteMatch, Router
-from ably_bridge.bridge.secret import Secret, cipher_for, redact_text
-from ably_bridge.bridge.sinks.base import Delivery, Outcome, Sink, sink_label
+from ably_bridge.bridge.router import Router
+from ably_bridge.bridge.secret import redact_text
+from ably_bridge.bridge.sinks.base import Outcome, Sink, sink_label
 from ably_bridge.bridge.snapshot_upkeep import SnapshotUpkeep
 from ably_bridge.clock import Clock, SystemClock
 from ably_bridge.envelope import (
@@ -63,12 +66,11 @@ from ably_bridge.envelope import (
     EnvelopeBuilder,
     MessageLike,
     PresenceMessageLike,
-    UndecodableEvent,
 )
 from ably_bridge.errors import AblyException
 
 if TYPE_CHECKING:
-    from ably_bridge.encoding.crypto import ChannelCipher
+    pass
 
 __all__ = ["LAST_SETTLED_MAX", "DispatchStats", "Dispatcher"]
 
@@ -81,20 +83,6 @@ def _why(error: BaseException | None) -> str:
         return "no answer"
     text = " ".join(str(error).split())
     return redact_text(f"{type(error).__name__}: {text}" if text else type(error).__name__)
-
-
-def _cipher(key: Secret | None) -> ChannelCipher | None:
-    return None if key is None else cipher_for(key)
-
-
-_Event = Entry[Envelope, Fence]
-_TARGETS_MAX = 1024  # targets whose sink buffer is kept (bounded: reloads make new ones)
-
-
-@dataclass(slots=True)
-class _Job:  # (one per event and target: not frozen, which would cost 3x to make)
-    delivery: Delivery
-    event: _Event
 
 
 @dataclass(slots=True)
@@ -113,7 +101,7 @@ class DispatchStats:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
-class Dispatcher:
+class Dispatcher(Intake):
     """Routes events to sinks and settles them (see the module docstring)."""
 
     def __init__(
@@ -145,12 +133,12 @@ class Dispatcher:
         self._window = DedupWindow(config.delivery.dedup_window)
         self._sinks: dict[int, Sink] = {}
         # id(target) -> (target, (sink key, its buffer)): asked once per event and target
-        self._targets: dict[int, tuple[Target, tuple[int, SinkBuffer[_Job]]]] = {}
-        self._buffers: dict[int, SinkBuffer[_Job]] = {}
+        self._targets: dict[int, tuple[Target, tuple[int, SinkBuffer[Job]]]] = {}
+        self._buffers: dict[int, SinkBuffer[Job]] = {}
         self._ledger: DeliveryLedger[Envelope, Fence] = DeliveryLedger()
         self._saver = CheckpointSaver(checkpoints, self._ledger, self._clock, checkpoint_interval)
         self._snapshots = (
-            SnapshotUpkeep(snapshot_for, self._builder, _cipher)
+            SnapshotUpkeep(snapshot_for, self._builder, cipher)
             if snapshot_for is not None
             else None
         )
@@ -164,44 +152,27 @@ class Dispatcher:
     # -- intake ---------------------------------------------------------------------
     def submit_messages(self, channel: str, messages: Sequence[MessageLike]) -> bool:
         """Route and queue channel messages; False (nothing queued) under back-pressure."""
-        return self._accept(channel, "message", self._envelopes(channel, "message", messages))
+        return self._accept_frames(
+            "message", [(channel, self._envelopes(channel, "message", messages))]
+        )[0]
+
+    def submit_frames(self, frames: Sequence[tuple[str, Sequence[MessageLike]]]) -> list[bool]:
+        """:meth:`submit_messages` for several (channel, messages) frames in one call, in
+        order; per frame whether it was taken. A refused frame refuses the later frames
+        of its channel in the call too (they would overtake it); other channels' frames
+        may still be taken (:mod:`.dispatch_intake`)."""
+        envelopes = self._envelopes
+        return self._accept_frames(
+            "message", [(channel, envelopes(channel, "message", msgs)) for channel, msgs in frames]
+        )
 
     def submit_presence(self, channel: str, messages: Sequence[PresenceMessageLike]) -> bool:
         """Route and queue presence messages; updates presence snapshots."""
         envs = self._envelopes(channel, "presence", messages)
-        accepted = self._accept(channel, "presence", envs)
+        accepted = self._accept_frames("presence", [(channel, envs)])[0]
         if accepted and self._snapshots is not None:
             self._snapshots.apply(envs)
         return accepted
-
-    def _envelopes(
-        self, channel: str, source: Source, messages: Sequence[Any]
-    ) -> list[tuple[RouteMatch, Envelope | None, Any]]:
-        """One envelope per message and route that takes it; None with the message and
-        the error where it cannot be decoded (it goes to the dead letters)."""
-        now = self._clock.time_ms()
-        is_message = source == "message"
-        build = self._builder.message if is_message else self._builder.presence
-        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
-        for msg in messages:
-            for match in self.router.match(channel, source, msg.name if is_message else None):
-                route = match.route
-                if (
-                    is_message
-                    and route.actions is not None
-                    and not route.takes(getattr(msg, "action", None))
-                ):
-                    continue
-                try:
-                    env = build(
-                        channel, msg, route.id, mode=route.data,
-                        cipher=_cipher(match.cipher_key), now_ms=now,
-                    )  # fmt: skip
-                except UndecodableEvent as err:
-                    envs.append((match, None, (msg, err)))
-                    continue
-                envs.append((match, env, None))
-        return envs
 
     def presence_synced(self, channel: str, members: Sequence[PresenceMessageLike]) -> None:
         """A presence SYNC completed: replace each snapshot of ``channel`` with ``members``."""
@@ -220,7 +191,7 @@ class Dispatcher:
     ) -> bool:
         """Route and queue a channel state change (``channel.attached`` etc.)."""
         now = self._clock.time_ms()
-        envs: list[tuple[RouteMatch, Envelope | None, Any]] = []
+        envs: Frame = []
         for match in self.router.match(channel, "lifecycle"):
             env = self._builder.lifecycle(
                 channel,
@@ -235,7 +206,7 @@ class Dispatcher:
             envs.append((match, env, None))
             if self._snapshots is not None and env.name in ("channel.detached", "channel.failed"):
                 self._snapshots.clear(match.route, channel)
-        return self._accept(channel, "lifecycle", envs)
+        return self._accept_frames("lifecycle", [(channel, envs)])[0]
 
     # -- delivery -------------------------------------------------------------------
     def pump(self, max_batches: int | None = None) -> int:
@@ -309,109 +280,11 @@ class Dispatcher:
         return dropped
 
     # -- internals ------------------------------------------------------------------
-    def _buffer_for(self, target: Target) -> tuple[int, SinkBuffer[_Job]] | None:
-        """The sink buffer of ``target`` (and its key), kept per target: asked per event."""
-        hit = self._targets.get(id(target))
-        if hit is not None and hit[0] is target:
-            return hit[1]
-        try:
-            sink = self._sink_for(target)
-        except Exception as exc:
-            logger.error("no sink for a %s target: %s", target.kind, exc)
-            return None
-        key = id(sink)
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            self._sinks[key] = sink
-            buffer = SinkBuffer(
-                self.config.delivery.buffer_size, self._policy, self._clock, self._rng
-            )
-            self._buffers[key] = buffer
-        if len(self._targets) >= _TARGETS_MAX:
-            self._targets.clear()
-        # (the target is kept with its answer, so that its id is not reused meanwhile)
-        self._targets[id(target)] = (target, (key, buffer))
-        return key, buffer
-
-    def _accept(
-        self,
-        channel: str,
-        source: Source,
-        envs: list[tuple[RouteMatch, Envelope | None, Any]],
-    ) -> bool:
-        letters: list[DeadLetter] = []
-        plan: dict[int, tuple[SinkBuffer[_Job], list[_Job]]] = {}
-        events: list[_Event] = []
-        fence = self.fencing.fence(channel) if self.fencing is not None else None
-        # One lock round for the whole frame's in-memory dedup check.
-        seen = self._window.seen([env.route_key for _, env, _ in envs if env is not None])
-        positioned = source != "lifecycle"
-        presence = source == "presence"
-        max_bytes = self._max_bytes
-        for match, env, problem in envs:
-            route = match.route
-            if env is None:
-                raw, err = problem
-                letters.append(
-                    DeadLetter(
-                        Reason.UNDECODABLE, route.id, channel, raw, err.code, err.message,
-                        f"channel.{source}", getattr(raw, "id", None) or "",
-                    )
-                )  # fmt: skip
-                continue
-            if seen and env.route_key in seen:
-                self.stats.skipped += 1
-                continue
-            size = env.size()
-            if size > max_bytes:
-                letters.append(
-                    DeadLetter(
-                        Reason.OVERSIZED, route.id, channel, env, 40009,
-                        f"envelope is {size} bytes; limit {max_bytes}",
-                    )
-                )  # fmt: skip
-                continue
-            position = Position(env.timestamp, env.event_id, env.serial) if positioned else None
-            track = presence_track(route.id) if presence else route.id
-            event: _Event = Entry(env, position, 0, track, fence=fence)
-            for target in route.targets:
-                found = self._buffer_for(target)
-                if found is None:
-                    letters.append(
-                        DeadLetter(
-                            Reason.UNKNOWN_TARGET, route.id, channel, env, 0,
-                            f"no sink for {target.kind} target",
-                        )
-                    )  # fmt: skip
-                    continue
-                key, buffer = found
-                job = _Job(Delivery(env, target, fence), event)
-                planned = plan.get(key)
-                if planned is None:
-                    plan[key] = (buffer, [job])
-                else:
-                    planned[1].append(job)
-                event.remaining += 1
-            events.append(event)
-        for buffer, jobs in plan.values():
-            if len(jobs) > buffer.free:
-                self.stats.refused += 1
-                logger.warning("back-pressure: sink buffer full, %d event(s) refused", len(envs))
-                return False
-        for buffer, jobs in plan.values():
-            buffer.offer(jobs)
-        self._ledger.record(channel, events)
-        self._remember_finished()
-        self.stats.accepted += len(events)
-        if letters:
-            self._dead_letter(letters)
-        return True
-
     def _deliver(
         self,
         sink: Sink,
-        buffer: SinkBuffer[_Job],
-        jobs: list[_Job],
+        buffer: SinkBuffer[Job],
+        jobs: list[Job],
         touched: set[tuple[str, str]],
     ) -> None:
         try:

@@ -156,21 +156,22 @@ def test_a_step_budgets_events_not_items() -> None:
 
 def test_frames_queued_back_to_back_are_submitted_together_in_order() -> None:
     rig = live_rig()  # chunks of 12
-    submits: list[tuple[str, int]] = []
-    submit = rig.daemon.dispatcher.submit_messages
+    calls: list[list[tuple[str, int]]] = []
+    submit = rig.daemon.dispatcher.submit_frames
 
-    def counting(channel: str, messages: list[Message]) -> bool:
-        submits.append((channel, len(messages)))
-        return submit(channel, messages)
+    def counting(frames: list[tuple[str, list[Message]]]) -> list[bool]:
+        calls.append([(channel, len(messages)) for channel, messages in frames])
+        return submit(frames)
 
-    rig.daemon.dispatcher.submit_messages = counting  # type: ignore[method-assign]
+    rig.daemon.dispatcher.submit_frames = counting  # type: ignore[method-assign]
     sent: dict[str, list[str]] = {"ch1": [], "ch2": []}
     for channel in ["ch1"] * 15 + ["ch2"] * 2 + ["ch1"] * 3:  # one message per frame
         sent[channel] += frame(rig, channel, 1)
     rig.settle()
     assert rig.ids("ch1") == sent["ch1"] and rig.ids("ch2") == sent["ch2"]
-    # 15 frames of ch1: a chunk of 12 and the other 3; ch2's two; the last three of ch1.
-    assert submits == [("ch1", 12), ("ch1", 3), ("ch2", 2), ("ch1", 3)]
+    # 15 frames of ch1: a chunk of 12 and the other 3; ch2's two; the last three of ch1;
+    # all handed to the dispatcher in one call.
+    assert calls == [[("ch1", 12), ("ch1", 3), ("ch2", 2), ("ch1", 3)]]
 
 
 def test_frames_of_an_abandoned_attachment_are_not_joined_with_the_new_ones() -> None:

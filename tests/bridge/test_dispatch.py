@@ -151,6 +151,46 @@ def test_back_pressure_when_a_buffer_is_full() -> None:
     assert h.dispatcher.pending() == 4  # nothing of the refused batch was queued
 
 
+def test_frames_of_many_channels_go_in_one_call_and_back_pressure_is_per_channel() -> None:
+    h = Harness(buffer_size=4)  # a job per message in each buffer (celery, streams)
+    taken = h.dispatcher.submit_frames(
+        [
+            ("chat:1", [msg(1)]),  # 1 of 4
+            ("chat:2", [msg(2), msg(3)]),  # 3 of 4
+            ("chat:3", [msg(4), msg(5)]),  # would be 5: refused
+            ("chat:1", [msg(6)]),  # 4 of 4
+            ("chat:3", [msg(7)]),  # fits, but would overtake chat:3's refused frame
+            ("chat:2", []),
+        ]
+    )
+    assert taken == [True, True, False, True, False, True]
+    assert h.dispatcher.stats.refused == 1 and h.dispatcher.stats.accepted == 4
+    assert h.dispatcher.pending() == 8
+    h.dispatcher.drain()
+    ids = {ch: [e.event_id for e in envs] for ch, envs in h.streams.destinations().items()}
+    assert ids == {
+        "ably:chat:1": ["conn:1:0", "conn:6:0"],
+        "ably:chat:2": ["conn:2:0", "conn:3:0"],
+    }
+    assert h.checkpoints.saved[("chat", "chat:1")] == Position(1006, "conn:6:0")
+    assert ("chat", "chat:3") not in h.checkpoints.saved
+    # The same frames one by one decide the same, but for the frame that would overtake.
+    one = Harness(buffer_size=4).dispatcher
+    frames = [("chat:1", [msg(1)]), ("chat:2", [msg(2), msg(3)]), ("chat:3", [msg(4), msg(5)])]
+    frames.append(("chat:1", [msg(6)]))
+    assert [one.submit_messages(ch, msgs) for ch, msgs in frames] == [True, True, False, True]
+
+
+def test_frames_in_one_call_dead_letter_only_what_was_taken() -> None:
+    h = Harness(buffer_size=1, max_event_bytes=300)
+    big = msg(9, data="x" * 400)
+    taken = h.dispatcher.submit_frames([("chat:1", [msg(1)]), ("chat:2", [msg(2), big])])
+    assert taken == [True, False]
+    assert h.dead.letters == []  # the refused frame's oversized event comes again later
+    assert h.dispatcher.submit_frames([("chat:2", [big])]) == [True]
+    assert [d.reason for d in h.dead.letters] == [Reason.OVERSIZED]
+
+
 def test_rejected_event_is_dead_lettered_and_does_not_block() -> None:
     h = Harness()
     h.streams.reject("conn:1:0")
