@@ -145,6 +145,9 @@ class Daemon(ChannelsMixin, LiveMixin, BackfillMixin, OpsMixin, DaemonState):
         self.tracks: dict[str, ChannelTrack] = {}
         self._waiting: set[str] = set()  # channels that queued events (see _drain_waiting)
         self._staged: list[tuple[ChannelTrack, Live]] = []  # live frames to submit (_flush_staged)
+        self._received_messages = 0
+        self._chunk_sizes: dict[str, int] = {}
+        self._chunk_router: Router | None = None
         self._gauges_at = float("-inf")  # monotonic time the gauges were last refreshed
         self._next_scan = float("-inf")  # many channels: when timers are walked next
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()

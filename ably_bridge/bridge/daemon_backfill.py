@@ -32,6 +32,8 @@ from ably_bridge.protocol.models import Message
 
 __all__ = ["BackfillMixin"]
 
+_CHUNK_SIZES_MAX = 100_000  # channels whose chunk size is kept (asked per live frame)
+
 logger = logging.getLogger("ably_bridge.bridge.daemon")
 
 
@@ -158,7 +160,15 @@ class BackfillMixin(DaemonState):
     def _chunk_size(self, channel: str) -> int:
         """Most messages per submit: a chunk must fit a sink buffer that is not empty
         (each message may go to several routes' targets on one sink)."""
-        routes = max(1, len(self._message_routes(channel)))
-        return max(
-            1, min(self.options.submit_chunk, self.config.delivery.buffer_size // (4 * routes))
-        )
+        sizes = self._chunk_sizes
+        if self._chunk_router is not self.router or len(sizes) > _CHUNK_SIZES_MAX:
+            sizes.clear()  # (kept per router: a reload makes a new one)
+            self._chunk_router = self.router
+        size = sizes.get(channel)
+        if size is None:
+            routes = max(1, len(self._message_routes(channel)))
+            size = max(
+                1, min(self.options.submit_chunk, self.config.delivery.buffer_size // (4 * routes))
+            )
+            sizes[channel] = size
+        return size

@@ -87,7 +87,7 @@ class LiveMixin(DaemonState):
 
     def _on_live(self, item: Live) -> None:
         if item.kind == "messages":
-            self.metrics.received.inc(len(item.payload), "message")
+            self._received_messages += len(item.payload)  # (counted at _flush_staged)
         elif item.kind == "presence":
             self.metrics.received.inc(len(item.payload), "presence")
         track = self.tracks.get(item.channel)
@@ -139,7 +139,11 @@ class LiveMixin(DaemonState):
 
         Called before anything else can look at a channel's state (any other inbox
         item, the timers, the pumps): until then only message frames are staged.
+        The messages received meanwhile are counted here too (one lock round).
         """
+        if self._received_messages:
+            self.metrics.received.inc(self._received_messages, "message")
+            self._received_messages = 0
         staged = self._staged
         if not staged:
             return

@@ -67,6 +67,9 @@ class DaemonState:
     tracks: dict[str, ChannelTrack]
     _waiting: set[str]
     _staged: list[tuple[ChannelTrack, Live]]
+    _received_messages: int  # messages received, not counted in the metrics yet
+    _chunk_sizes: dict[str, int]  # channel -> most messages per submit, for _chunk_router
+    _chunk_router: Router | None
     _gauges_at: float
     _next_scan: float
     inbox: queue.SimpleQueue[Any]
