@@ -155,7 +155,14 @@ class Intake:
                 continue
             frame_letters: list[DeadLetter] = []
             events, jobs = self._plan_frame(channel, source, envs, seen, frame_letters)
-            if not all(len(js) <= free.setdefault(k, b.free) for k, (b, js) in jobs.items()):
+            fits = True
+            for key, (buffer, js) in jobs.items():
+                room = free.get(key)
+                if room is None:
+                    room = free[key] = buffer.free
+                if len(js) > room:
+                    fits = False
+            if not fits:
                 refused.add(channel)
                 taken.append(False)
                 self.stats.refused += 1

@@ -114,13 +114,13 @@ class Call:
 
 def _split(indexes: list[int], argv: list[Any], head_len: int) -> list[tuple[list[int], list[Any]]]:
     """A stream's events in runs of at most ``_MAX_EVENTS_PER_CALL`` (indexes, arguments);
-    per event: ``head_len`` arguments, the field count n, then n fields."""
+    per event: ``head_len`` arguments, the field count n, then n fields (n = 0: one)."""
     parts: list[tuple[list[int], list[Any]]] = []
     start = pos = 0
     for i in range(0, len(indexes), _MAX_EVENTS_PER_CALL):
         chunk = indexes[i : i + _MAX_EVENTS_PER_CALL]
         for _ in chunk:
-            pos += head_len + 1 + int(argv[pos + head_len])
+            pos += head_len + 1 + (int(argv[pos + head_len]) or 1)
         parts.append((chunk, argv[start:pos]))
         start = pos
     return parts
@@ -274,8 +274,7 @@ class RedisStreamSink:
                     argv.append(name)
                     argv.append(value)
             else:
-                argv.append(2)
-                argv.append("envelope")
+                argv.append(0)  # (the envelope layout: one field, "envelope")
                 argv.append(env.to_json())
         return self._calls(groups, head_len)
 

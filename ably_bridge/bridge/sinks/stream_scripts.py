@@ -21,7 +21,8 @@ Layout::
            '1' for approximate trimming, s (how many ARGV entries its events take),
            then s entries, per event: mark, [fence (index into the group's token
            keys from 1, 0 = unfenced), token,] n, then n strings
-           (field, value, field, value, ...)
+           (field, value, field, value, ...); n = 0: one string, the value
+           of the one field ``envelope`` (the envelope layout)
 
 Answers one string per group: the new stream id per event, 0 for a
 duplicate, -1 when fenced, joined by commas (one bulk string parses far faster
@@ -34,9 +35,9 @@ from ably_bridge.bridge.fencing import FENCE_CHECK_LUA
 
 __all__ = ["XADD_DEDUP_FENCED_LUA", "XADD_DEDUP_LUA"]
 
-# append(g, mark, first, last): XADD the fields ARGV[first..last] to the group's stream
-# and set the dedup mark, unless the mark is already in either bucket. Returns the new
-# id, or 0.
+# append(g, mark, first, last): XADD the fields ARGV[first..last] (first > last: the
+# field 'envelope' = ARGV[last]) to the group's stream and set the dedup mark, unless the
+# mark is already in either bucket. Returns the new id, or 0.
 _APPEND_LUA = """
 local function append(g, mark, first, last)
   if redis.call('HEXISTS', g.current, mark) == 1
@@ -50,7 +51,12 @@ local function append(g, mark, first, last)
     args[#args + 1] = g.maxlen
   end
   args[#args + 1] = '*'
-  for j = first, last do args[#args + 1] = ARGV[j] end
+  if first > last then
+    args[#args + 1] = 'envelope'
+    args[#args + 1] = ARGV[last]
+  else
+    for j = first, last do args[#args + 1] = ARGV[j] end
+  end
   local id = redis.call('XADD', unpack(args))
   redis.call('HSET', g.current, mark, id)
   g.marked = true
@@ -88,7 +94,12 @@ XADD_DEDUP_LUA = _APPEND_LUA + _GROUPS_LUA % (
     """
   while i <= last do
     local nf = tonumber(ARGV[i + 1])
-    out[#out + 1] = append(g, ARGV[i], i + 2, i + 1 + nf)
+    if nf == 0 then
+      out[#out + 1] = append(g, ARGV[i], i + 3, i + 2)
+      nf = 1
+    else
+      out[#out + 1] = append(g, ARGV[i], i + 2, i + 1 + nf)
+    end
     i = i + 2 + nf
   end"""
 )
@@ -104,9 +115,12 @@ XADD_DEDUP_FENCED_LUA = (
     local nf = tonumber(ARGV[i + 3])
     if fence > 0 and fenced(KEYS[g.base + fence], ARGV[i + 2]) then
       out[#out + 1] = -1
+    elseif nf == 0 then
+      out[#out + 1] = append(g, ARGV[i], i + 5, i + 4)
     else
       out[#out + 1] = append(g, ARGV[i], i + 4, i + 3 + nf)
     end
+    if nf == 0 then nf = 1 end
     i = i + 4 + nf
   end"""
     )

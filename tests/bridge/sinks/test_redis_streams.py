@@ -182,6 +182,24 @@ def test_a_bad_stream_fails_alone_among_many_in_one_call(rclient: redis.Redis, p
     assert rclient.xlen(f"{prefix}:s:b") == 3
 
 
+@pytest.mark.parametrize("layout", ["envelope", "flat"])
+def test_a_stream_longer_than_a_call_is_split_in_order(
+    rclient: redis.Redis, prefix: str, layout: str
+) -> None:
+    sink = sink_for(prefix)
+    target = StreamTarget(key=f"{prefix}:s:{{channel}}", layout=layout)  # type: ignore[arg-type]
+    batch = deliveries(envelopes(1100), target) + deliveries(envelopes(3, channel="x"), target)
+    assert outcomes(sink.deliver(batch)) == [Outcome.DELIVERED] * 1103
+    entries = rclient.xrange(f"{prefix}:s:ch")
+    if layout == "flat":
+        ids = [e[1][b"id"].decode() for e in entries]
+    else:
+        ids = [json.loads(e[1][b"envelope"])["messages"][0]["id"] for e in entries]
+    assert ids == [f"conn:{i}:0" for i in range(1100)]
+    assert rclient.xlen(f"{prefix}:s:x") == 3
+    assert outcomes(sink.deliver(batch)) == [Outcome.DUPLICATE] * 1103
+
+
 def test_streams_of_a_batch_share_script_calls(private_redis: PrivateRedis) -> None:
     client = redis.Redis.from_url(private_redis.url)
     sink = sink_for("p", private_redis.url)
