@@ -119,6 +119,16 @@ SHORTCUTS: dict[str, Shortcut] = {
             "one socket write per publish (py-amqp's own frame writer)",
         ),
         Shortcut(
+            "amqp.task_frames",
+            {"amqp": _range("5.1.1", "5.5"), "kombu": _range("5.5.2", "5.8")},
+            "ably_bridge.bridge.sinks.amqp_frames",
+            "captures what kombu's Producer.publish hands channel.basic_publish for a "
+            "target (a recording basic_publish) and lays out each task's method, header "
+            "and body frames as py-amqp's frame_writer does (frame_max, bytes_sent)",
+            "kombu's Producer.publish per task and py-amqp's frame writer (into the same "
+            "buffered batch)",
+        ),
+        Shortcut(
             "celery.task_template",
             {"celery": _range("5.5.3", "5.8"), "kombu": _range("5.5.2", "5.8")},
             "ably_bridge.bridge.sinks.celery_message",

@@ -30,6 +30,7 @@ from amqp.serialization import dumps as amqp_dumps  # type: ignore[import-untype
 __all__ = [
     "ENCODABLE",
     "PER_TASK_HEADERS",
+    "PROPERTY_LAYOUT",
     "WRITE_CHUNK",
     "Confirms",
     "PropertyEncoder",
@@ -41,7 +42,7 @@ PER_TASK_HEADERS = ("id", "root_id", "argsrepr", "expires")
 WRITE_CHUNK = 64 * 1024  # publish frames are written to the socket this much at a time
 
 # Basic content properties as py-amqp lays them out: (flag bit, name, AMQP type).
-_PROPERTY_LAYOUT = tuple(
+PROPERTY_LAYOUT = _PROPERTY_LAYOUT = tuple(
     (1 << (15 - i), name, kind) for i, (name, kind) in enumerate(AmqpMessage.PROPERTIES)
 )
 ENCODABLE = len(_PROPERTY_LAYOUT) <= 15 and all(k != "bit" for _, _, k in _PROPERTY_LAYOUT)
@@ -83,14 +84,27 @@ class PropertyEncoder:
                 parts.append(self._memoised(("p", name), kind, value))
         return _pack_h(flags) + b"".join(parts)
 
+    def prop(self, name: str, kind: str, value: Any) -> bytes:
+        """py-amqp's encoding of the property ``name`` (of AMQP type ``kind``)."""
+        return self._memoised(("p", name), kind, value)
+
+    def item(self, key: str, value: Any) -> bytes:
+        """py-amqp's encoding of one header-table item."""
+        return self._memoised(("h", key), "F", value)
+
+    def key(self, key: str) -> bytes:
+        """The encoded name of a header-table item (what precedes its value)."""
+        prefix = self._keys.get(key)
+        if prefix is None:
+            raw = key.encode("utf-8", "surrogatepass")
+            prefix = self._keys[key] = _pack_b(len(raw)) + raw
+        return prefix
+
     def _table(self, table: dict[str, Any]) -> bytes:
         parts: list[bytes] = []
         for key, value in table.items():
             if key in PER_TASK_HEADERS and type(value) is str and type(key) is str:
-                prefix = self._keys.get(key)
-                if prefix is None:
-                    raw = key.encode("utf-8", "surrogatepass")
-                    prefix = self._keys[key] = _pack_b(len(raw)) + raw
+                prefix = self.key(key)
                 data = value.encode("utf-8", "surrogatepass")
                 parts.append(prefix + _pack_ci(b"S", len(data)) + data)
             else:

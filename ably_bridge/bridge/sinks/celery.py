@@ -73,6 +73,7 @@ from kombu.exceptions import EncodeError, OperationalError
 from ably_bridge.bridge.config import CeleryTarget
 from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.secret import redact_url
+from ably_bridge.bridge.sinks.amqp_frames import TaskFrames
 from ably_bridge.bridge.sinks.amqp_wire import (
     ENCODABLE,
     Confirms,
@@ -185,6 +186,8 @@ class CelerySink(ConfirmedPublishing):
             if self._templated and shortcut_enabled("kombu.redis_message_template")
             else None
         )
+        framed = self._templated and self._buffered and shortcut_enabled("amqp.task_frames")
+        self._frames = TaskFrames(self._encoder) if self._encoder and framed else None
 
     def __repr__(self) -> str:
         return f"CelerySink({self._where!r})"

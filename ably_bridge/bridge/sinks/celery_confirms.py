@@ -4,7 +4,9 @@ This module owns :class:`ConfirmedPublishing`, the part of
 :class:`~.celery.CelerySink` that sends a batch to RabbitMQ: the first publish
 on a channel whose delivery tags are not known yet waits for its own ack; the
 rest of the batch is published without waiting (frames buffered by
-:func:`~.amqp_wire.buffered_frames` when every message has a template) and the
+:func:`~.amqp_wire.buffered_frames` when every message has a template, and
+built from the template by :mod:`.amqp_frames` with the ``amqp.task_frames``
+shortcut) and the
 batch then waits once for the broker's cumulative acks. A message counts as
 delivered only when its own delivery tag was acked; from the first one nacked
 or not settled in time on, the results become ``RETRY``. The confirm
@@ -16,16 +18,22 @@ publish waits for its own confirm.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from celery import Celery
 from kombu.exceptions import EncodeError, OperationalError
 
+from ably_bridge.bridge.config import CeleryTarget
+from ably_bridge.bridge.dedup import celery_task_id
+from ably_bridge.bridge.sinks.amqp_frames import TaskFrames
 from ably_bridge.bridge.sinks.amqp_wire import Confirms, PropertyEncoder, buffered_frames
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, Result, SinkOptions
+from ably_bridge.bridge.sinks.celery_message import TaskTemplate
 
 __all__ = ["ConfirmedPublishing"]
 
@@ -41,6 +49,8 @@ class ConfirmedPublishing:
     _encoder: PropertyEncoder | None
     _pipelined: bool
     _buffered: bool
+    _frames: TaskFrames | None
+    _app: Celery
 
     if TYPE_CHECKING:  # (defined by CelerySink)
 
@@ -56,6 +66,10 @@ class ConfirmedPublishing:
         def _declare_for(
             self, batch: Sequence[Delivery], producer: Any, declared: set[str]
         ) -> bool: ...
+
+        def _template(self, target: CeleryTarget) -> TaskTemplate | None: ...
+
+        def retryable(self, exc: BaseException) -> bool: ...
 
     def _deliver_each(self, batch: Sequence[Delivery], producer: Any) -> list[Result]:
         """One publish per delivery; on AMQP with confirms, one wait for the batch's acks."""
@@ -91,13 +105,21 @@ class ConfirmedPublishing:
         confirms.synced = False  # until this batch is settled
         error: BaseException | None = None
         with contextlib.ExitStack() as stack:
+            write = None
             if buffered:
-                stack.enter_context(buffered_frames(channel, self._encoder))
+                buffer = stack.enter_context(buffered_frames(channel, self._encoder))
+                if self._frames is not None:
+                    frames_of = self._frames.batch(self._app, channel, producer)
+                    write = functools.partial(self._write_frames, frames_of, buffer, channel)
             else:
                 channel.basic_publish = channel._basic_publish  # publish without waiting
                 stack.callback(setattr, channel, "basic_publish", channel.basic_publish_confirm)
             for d in rest:
-                result = self._send(d, producer, retry=False, declared=declared)
+                written = write(d) if write is not None else None
+                if written is not None:
+                    result = written
+                else:
+                    result = self._send(d, producer, retry=False, declared=declared)
                 results.append(result)
                 if result.outcome is Outcome.DELIVERED:
                     tags.append(base + len(tags) + 1)  # provisional: settled below
@@ -114,6 +136,30 @@ class ConfirmedPublishing:
         if self._settle_tags(results, start, tags, confirms, error):
             confirms.synced = not (results and results[-1].outcome is Outcome.RETRY)
         return results
+
+    def _write_frames(
+        self, frames_of: Callable[..., bytes | None], buffer: Any, channel: Any, d: Delivery
+    ) -> Result | None:
+        """Publish ``d`` by writing frames built from its template (:mod:`.amqp_frames`)
+        into the batch's buffer; None when kombu must publish it."""
+        target = d.target
+        if not isinstance(target, CeleryTarget):
+            return None
+        template = self._template(target)
+        if template is None:
+            return None
+        env = d.envelope
+        task_id = celery_task_id(env.rule_id, target.task, env.dedup_key)
+        data = frames_of(template, env, task_id)
+        if data is None:
+            return None
+        try:
+            buffer.write(data)
+            channel.connection.bytes_sent += 1  # (py-amqp's count of frame writes: heartbeats)
+        except Exception as exc:  # the connection broke: this one and the rest retry
+            outcome = Outcome.RETRY if self.retryable(exc) else Outcome.REJECTED
+            return Result(outcome, task_id, exc)
+        return Result(Outcome.DELIVERED, task_id)
 
     def _confirms_of(self, channel: Any) -> Confirms | None:
         """The confirm bookkeeping of an AMQP channel in confirm mode, else None."""
