@@ -6,8 +6,9 @@ channels, the frames that arrive between two pumps of the delivery thread
 (``--per-pump``) handed to ``Dispatcher.submit_frames`` in one call (as the
 daemon does; ``--submit messages``: one ``submit_messages`` call per frame),
 then a ``pump``,
-through the production sink (``SinkPool``: metered Redis Streams or Celery on
-Redis sink) and checkpoint store (saved every ``--save-every`` pumps, as the
+through the production sink (``SinkPool``: metered Redis Streams, Celery on
+Redis or, ``--sink celery-amqp``, Celery on RabbitMQ at ``AMQP_URL``) and
+checkpoint store (saved every ``--save-every`` pumps, as the
 daemon's 50 ms save interval does at a few thousand messages per second).
 Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); every key is
 under a fresh prefix, deleted afterwards.
@@ -47,6 +48,7 @@ from ably_bridge.clock import FakeClock
 from ably_bridge.protocol.models import Message
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 class _DeadLetters:
@@ -59,13 +61,14 @@ def run(args: argparse.Namespace, prefix: str) -> float:
         target: dict[str, object] = {"type": "redis_stream", "key": prefix + ":s:{channel}"}
     else:
         target = {"type": "celery", "task": "bench.count", "queue": f"{prefix}-q"}
+    broker = AMQP_URL if args.sink == "celery-amqp" else REDIS_URL
     raw = {
         "redis": {"url": REDIS_URL, "key_prefix": prefix},
-        "celery": {"broker_url": REDIS_URL},
+        "celery": {},  # (its broker_url from the environment: it may hold a password)
         "delivery": {"batch_size": 500, "buffer_size": 20000},
         "routes": [{"id": "bench", "channels": ["bench-*"], "targets": [target]}],
     }
-    config = parse_config(raw, {"ABLY_KEY": "app.key:secret"})
+    config = parse_config(raw, {"ABLY_KEY": "app.key:secret", "CELERY_BROKER_URL": broker})
     clock = FakeClock()
     client = open_redis(REDIS_URL)
     sinks = SinkPool(config, BridgeMetrics(), clock)
@@ -109,10 +112,19 @@ def run(args: argparse.Namespace, prefix: str) -> float:
         return spent / args.frames * 1e6
     finally:
         sinks.close()
+        if args.sink == "celery-amqp":
+            _delete_queue(f"{prefix}-q")
         keys = list(client.scan_iter(f"{prefix}*", count=1000))
         for i in range(0, len(keys), 500):
             client.delete(*keys[i : i + 500])
         client.close()
+
+
+def _delete_queue(name: str) -> None:
+    from kombu import Connection
+
+    with Connection(AMQP_URL) as conn:
+        conn.default_channel.queue_delete(name)
 
 
 def instructions(argv: list[str], frames: int) -> int:
@@ -132,7 +144,9 @@ def instructions(argv: list[str], frames: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sink", choices=["streams", "celery-redis"], default="streams")
+    parser.add_argument(
+        "--sink", choices=["streams", "celery-redis", "celery-amqp"], default="streams"
+    )
     parser.add_argument("--channels", type=int, default=1000)
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--per-pump", type=int, default=50, help="frames between two pumps")
