@@ -28,6 +28,7 @@ from ably_bridge.bridge.dedup import celery_task_id
 from ably_bridge.bridge.sinks.base import Delivery, Outcome, SinkOptions
 from ably_bridge.bridge.sinks.celery import CelerySink, make_sender_app
 from ably_bridge.bridge.sinks.celery_redis import CALL_BYTES, CALL_MESSAGES, push_calls
+from ably_bridge.bridge.sinks.celery_redis_wire import delivery_tags
 from ably_bridge.envelope import EnvelopeBuilder
 from ably_bridge.protocol.models import Message, PresenceMessage
 from tests.bridge.sinks.test_celery import Received, worker_app
@@ -148,6 +149,17 @@ def test_a_long_batch_into_one_queue_keeps_its_order(private_redis: PrivateRedis
     assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2500
     ids = [json.loads(raw)["headers"]["id"] for raw in reversed(client.lrange("wq", 0, -1))]
     assert ids == [r.detail for r in results]
+
+
+def test_delivery_tags_are_random_version_4_uuids() -> None:
+    tags = delivery_tags(2000)
+    assert len(set(tags)) == 2000
+    for tag in tags:
+        parsed = uuid.UUID(tag)
+        assert str(parsed) == tag and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every position but the fixed ones takes several values (the bits are random).
+    assert all(len({t[i] for t in tags}) > 3 for i in range(36) if i not in (8, 13, 14, 18, 23))
+    assert {t[19] for t in tags} == set("89ab") and delivery_tags(0) == []
 
 
 def test_a_batch_is_cut_into_bounded_script_calls() -> None:
