@@ -38,9 +38,9 @@ from ably_bridge.bridge.sinks.base import SinkOptions
 from ably_bridge.bridge.sinks.redis_streams import (
     _RECONNECT,
     XADD_DEDUP_FENCED_LUA,
-    Call,
     RedisStreamSink,
     ReplicationNotConfirmed,
+    ScriptCall,
     retryable_redis_error,
 )
 from ably_bridge.bridge.sinks.resp import pack_commands
@@ -82,7 +82,7 @@ class ClusterStreamSink(RedisStreamSink):
         return int(key_slot(stream.encode()))
 
     # -- per node ----------------------------------------------------------------------
-    def _pipeline(self, sha: str, calls: list[Call]) -> list[Any]:
+    def _pipeline(self, sha: str, calls: list[ScriptCall]) -> list[Any]:
         """Each call's reply (an exception in its place for a failed call or node)."""
         cluster: Any = self._client
         by_node: dict[str, tuple[Any, list[int]]] = {}

@@ -98,7 +98,7 @@ _RECONNECT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, s
 
 
 @dataclass(slots=True)
-class Call:
+class ScriptCall:
     """One script call: its keys and arguments (:mod:`.stream_scripts`), and per
     group (stream) the stream and the batch indexes of its events, in order."""
 
@@ -236,7 +236,7 @@ class RedisStreamSink:
             self._client.connection_pool.release(conn)
 
     # -- internals -----------------------------------------------------------------
-    def _plan(self, batch: Sequence[Delivery], results: list[Result | None]) -> list[Call]:
+    def _plan(self, batch: Sequence[Delivery], results: list[Result | None]) -> list[ScriptCall]:
         """Group deliveries per stream and the groups into script calls
         (:mod:`.stream_scripts`): on one node every stream of the batch in one call,
         on a cluster one call per hash slot (:meth:`_slot_of`); up to
@@ -282,12 +282,12 @@ class RedisStreamSink:
         self,
         groups: dict[tuple[str, int | None, bool], tuple[list[int], list[Any], dict[str, int]]],
         head_len: int,
-    ) -> list[Call]:
+    ) -> list[ScriptCall]:
         """Pack the stream groups into calls: a group longer than a call is split (its
         events' argument runs are variable length, so they are walked)."""
         bucket = dedup_bucket(self.options.clock.time(), self._ttl)
-        open_calls: dict[int | None, Call] = {}  # slot (None: one node) -> the call filling
-        calls: list[Call] = []
+        open_calls: dict[int | None, ScriptCall] = {}  # slot (None: one node) -> the call filling
+        calls: list[ScriptCall] = []
         for (stream, maxlen, approx), (indexes, argv, tokens) in groups.items():
             group_keys = self._stream_keys(stream, bucket)
             if tokens:
@@ -301,7 +301,7 @@ class RedisStreamSink:
             for chunk, args in parts:
                 call = open_calls.get(slot)
                 if call is None or call.events + len(chunk) > _MAX_EVENTS_PER_CALL:
-                    call = open_calls[slot] = Call([], [], [], [self._expiry])
+                    call = open_calls[slot] = ScriptCall([], [], [], [self._expiry])
                     calls.append(call)
                 call.argv.extend((len(call.keys) + 1, *head, len(args)))
                 call.argv.extend(args)
@@ -332,7 +332,7 @@ class RedisStreamSink:
         self._sha = str(self._client.script_load(self._script))
         return self._sha
 
-    def _run(self, calls: list[Call]) -> list[Any]:
+    def _run(self, calls: list[ScriptCall]) -> list[Any]:
         sha = self._sha or self._load()
         replies = self._pipeline(sha, calls)
         if any(isinstance(r, NoScriptError) for r in replies):
@@ -345,7 +345,7 @@ class RedisStreamSink:
                 replies[i] = reply
         return replies
 
-    def _pipeline(self, sha: str, calls: list[Call]) -> list[Any]:
+    def _pipeline(self, sha: str, calls: list[ScriptCall]) -> list[Any]:
         """The calls' replies (an error reply in its place), replicated if configured.
 
         With ``wait_replicas`` a WAIT follows the calls in the same write; fewer
@@ -418,7 +418,9 @@ class RedisStreamSink:
                 pipe.reset()
         raise AssertionError("unreachable")
 
-    def _collect(self, calls: list[Call], replies: list[Any], results: list[Result | None]) -> None:
+    def _collect(
+        self, calls: list[ScriptCall], replies: list[Any], results: list[Result | None]
+    ) -> None:
         for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, Exception):
                 streams = ", ".join(dict.fromkeys(call.streams))
