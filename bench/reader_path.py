@@ -43,17 +43,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator_fanout import (
-    ATTACH,
-    ATTACHED,
-    MESSAGE,
-    FrameReader,
-    encode,
-    read_until,
-    start_emulator,
-    ws_connect,
-    ws_frame,
-)
+from emulator_fanout import start_emulator
+from raw_ws import MESSAGE, connect, encode, read_until, subscribe, ws_frame
 
 from ably_bridge.bridge.realtime_source import RealtimeSource
 from ably_bridge.bridge.source import SourceHandlers
@@ -64,20 +55,13 @@ from ably_bridge.realtime.callback_pool import deferred_wakes
 
 def sample_frame(url: str, key: str, fmt: str) -> dict[str, Any]:
     """One MESSAGE frame as the emulator fans a single published message out."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    binary = fmt != "json"
-    sub = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
-    sub_reader = FrameReader()
-    read_until(sub, sub_reader, fmt, 4)
-    sub.sendall(ws_frame(encode({"action": ATTACH, "channel": "sample"}, fmt), binary))
-    read_until(sub, sub_reader, fmt, ATTACHED)
-    pub = ws_connect(host, port, {"key": key, "format": fmt, "v": "6"})
-    read_until(pub, FrameReader(), fmt, 4)
+    sub, sub_reader = subscribe(url, key, fmt, ["sample"])
+    sub.setblocking(True)
+    pub, _ = connect(url, key, fmt)
     data = (str(time.time_ns()) + ":" + "x" * 100)[:100]
     pm = {"action": MESSAGE, "channel": "sample", "msgSerial": 0,
           "messages": [{"name": "m", "data": data}]}  # fmt: skip
-    pub.sendall(ws_frame(encode(pm, fmt), binary))
+    pub.sendall(ws_frame(encode(pm, fmt), fmt != "json"))
     frame = read_until(sub, sub_reader, fmt, MESSAGE)
     sub.close()
     pub.close()

@@ -43,6 +43,7 @@ from ably_bridge.protocol.retry import RetryPolicy
 __all__ = ["ChannelCore", "ReenterHandle", "connection_state_error"]
 
 _CS = ChannelState
+_ATTACHED = ChannelState.ATTACHED  # (an enum attribute costs a lookup: read once per frame)
 _CONN = ConnectionState
 _HAS_PRESENCE = int(Flag.HAS_PRESENCE)
 _HAS_BACKLOG = int(Flag.HAS_BACKLOG)
@@ -213,7 +214,7 @@ class ChannelCore(ChannelPresence):
         """MESSAGE: note the serial (RTL15b); deliver only when ATTACHED (RTL17)."""
         if pm.channel_serial is not None:
             self.channel_serial = pm.channel_serial
-        if self.state is _CS.ATTACHED:
+        if self.state is _ATTACHED:
             return DeliverMessages(self.name, pm)
         return None
 

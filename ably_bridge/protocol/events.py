@@ -201,12 +201,14 @@ class EmitChannelState:
     change: ChannelStateChange
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeliverMessages:
     """A MESSAGE frame for an ATTACHED channel (RTL17); decode and hand ``messages`` to subscribers.
 
     The whole frame is passed on so the driver can fill the defaults of TM2a/c/f
     (``id``, ``connectionId``, ``timestamp``) without the core copying anything.
+    Unlike the other effects not frozen, though nothing changes one: it is made
+    for every inbound frame, and a frozen dataclass costs twice as much to build.
     """
 
     channel: str

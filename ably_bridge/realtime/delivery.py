@@ -222,7 +222,7 @@ class ListenerDelivery:
             return
         # The whole frame at once: per listener one lock round and at most one submit.
         if events.batches.has_listeners():
-            events.batches.emit(_BATCH_EVENT, list(messages))
+            events.batches.emit(_BATCH_EVENT, messages)  # the frame's own list: not copied
         if events.messages.has_listeners():
             events.messages.emit_many([(message.name, message) for message in messages])
 

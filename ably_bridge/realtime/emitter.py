@@ -42,9 +42,15 @@ class OrderedQueue:
     """The ordered queue of one listener; at most one drain task runs at a time.
 
     Also used on its own for completion callbacks that must run in order.
+
+    No lock round per event: the deque's ``append`` and ``popleft`` are atomic,
+    and ``_running`` (a lock taken without waiting, and let go by whichever
+    thread's drain finds the queue empty) says whether a drain task is queued or
+    running. A push that finds it taken leaves its event to that drain, which
+    looks at the queue again after letting go of it, so no event is left behind.
     """
 
-    __slots__ = ("_dispatcher", "_lock", "_log", "_pending", "_running", "listener")
+    __slots__ = ("_dispatcher", "_log", "_pending", "_running", "listener")
 
     def __init__(
         self,
@@ -55,52 +61,45 @@ class OrderedQueue:
         self.listener = listener
         self._log = log
         self._dispatcher = dispatcher
-        self._lock = threading.Lock()
         self._pending: deque[Any] = deque()
-        self._running = False
+        self._running = threading.Lock()  # held while a drain task is queued or running
 
     def push(self, payload: Any) -> None:
-        with self._lock:
-            self._pending.append(payload)
-            if self._running:
-                return
-            self._running = True
-        self._dispatcher.submit(self._drain)
+        self._pending.append(payload)
+        if self._running.acquire(False):
+            self._dispatcher.submit(self._drain)
 
     def push_many(self, payloads: Iterable[Any]) -> None:
-        """Queue several events in order: one lock round and at most one submit."""
-        with self._lock:
-            before = len(self._pending)
-            self._pending.extend(payloads)
-            if self._running or len(self._pending) == before:
-                return
-            self._running = True
-        self._dispatcher.submit(self._drain)
+        """Queue several events in order (together: no other push comes between them),
+        with at most one submit."""
+        items = payloads if type(payloads) is list else list(payloads)
+        if not items:
+            return
+        self._pending.extend(items)  # (one C call over a list: atomic)
+        if self._running.acquire(False):
+            self._dispatcher.submit(self._drain)
 
     def _drain(self) -> None:
-        # Take up to _DRAIN_BATCH events under one lock round, run them, then
-        # either stop (nothing left) or yield the worker to other listeners.
+        # Run up to _DRAIN_BATCH events, then either stop (nothing left) or yield
+        # the worker to other listeners. Only the drain takes events out.
         pending = self._pending
-        with self._lock:
-            count = len(pending)
-            if count == 1:  # the usual case: an event at a time
-                batch = [pending.popleft()]
-            elif not count:
-                self._running = False
-                return
-            else:
-                batch = [pending.popleft() for _ in range(min(count, _DRAIN_BATCH))]
         listener = self.listener
-        for payload in batch:
+        for _ in range(_DRAIN_BATCH):
+            if not pending:
+                break
+            payload = pending.popleft()
             try:
                 listener(payload)
             except Exception:
                 self._log.exception("listener %r raised; the event is dropped for it", listener)
-        with self._lock:
-            if not pending:
-                self._running = False
+        else:
+            if pending:
+                self._dispatcher.submit(self._drain)  # carry on (still "running")
                 return
-        self._dispatcher.submit(self._drain)  # carry on (still "running")
+        self._running.release()
+        # A push between the last look and the release left its event to this drain.
+        if pending and self._running.acquire(False):
+            self._dispatcher.submit(self._drain)
 
 
 class EventEmitter(Generic[T]):

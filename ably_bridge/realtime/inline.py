@@ -47,8 +47,8 @@ class _Collecting:
 
     def __enter__(self) -> None:
         local = self._local
-        self._outer = getattr(local, "tasks", None) is None  # nested: the outer one runs them
-        if self._outer:
+        if getattr(local, "tasks", None) is None:  # nested: the outer one runs them
+            self._outer = True
             local.tasks = deque()
 
     def __exit__(
@@ -58,7 +58,10 @@ class _Collecting:
         trace: TracebackType | None,
     ) -> None:
         if self._outer:
-            self._runner._run()
+            if self._local.tasks:
+                self._runner._run()
+            else:
+                self._local.tasks = None  # nothing was submitted (a frame nobody listens to)
 
 
 class InlineRunner:
@@ -98,16 +101,17 @@ class InlineRunner:
         clock = self._clock
         local.running = True
         try:
+            started = clock()
             while tasks:
                 task = tasks.popleft()
-                started = clock()
                 try:
                     task()
                 except Exception:
                     log.exception("inline task %r raised", task)
-                took = clock() - started
-                if took >= SLOW_INLINE:
-                    self._slow(task, took)
+                ended = clock()  # (one reading per task: its end is the next one's start)
+                if ended - started >= SLOW_INLINE:
+                    self._slow(task, ended - started)
+                started = ended
         finally:
             local.running = False
             local.tasks = None

@@ -25,6 +25,7 @@ OPCODE_BINARY = 0x2
 OPCODE_CLOSE = 0x8
 OPCODE_PING = 0x9
 OPCODE_PONG = 0xA
+_DATA = (OPCODE_TEXT, OPCODE_BINARY)
 
 
 class FrameError(Exception):
@@ -75,14 +76,17 @@ class FrameReader:
             if length == 126:
                 if end - pos < 4:
                     break
-                length = int.from_bytes(buf[start : start + 2], "big")
+                length = (buf[start] << 8) | buf[start + 1]
                 start += 2
             elif length == 127:
                 if end - pos < 10:
                     break
                 length = int.from_bytes(buf[start : start + 8], "big")
                 start += 8
-            if limit is not None and length + self._fragment_size() > limit:
+            if (
+                limit is not None
+                and length + (self._fragment_size() if self._fragments else 0) > limit
+            ):
                 raise FrameError(
                     f"inbound frame of {length} bytes exceeds the read limit of {limit}"
                 )
@@ -99,7 +103,11 @@ class FrameReader:
                 payload = _unmask(payload, mask)
             if b1 & 0x70:
                 raise FrameError("frame with reserved bits set (no extension was negotiated)")
-            self._frame(b1 & 0x0F, bool(b1 & 0x80), payload, out)
+            opcode = b1 & 0x0F
+            if b1 & 0x80 and opcode in _DATA and not self._message_opcode:
+                out.append((opcode, payload))  # a whole message in one frame: the usual case
+            else:
+                self._frame(opcode, bool(b1 & 0x80), payload, out)
         self._buffer = buf[pos:] if pos < end else b""
 
     def assemble(

@@ -136,3 +136,41 @@ def test_closed_dispatcher_drops_quietly() -> None:
     d.close()
     emitter.emit("e", 1)
     assert got == []
+
+
+def test_pushes_from_many_threads_are_all_run_one_at_a_time_in_each_threads_order(
+    dispatcher: CallbackPool,
+) -> None:
+    # The queue takes no lock per event (OrderedQueue's docstring): four threads push
+    # (one at a time and in lists) while drains run on the pool; none may be lost, run
+    # twice, run concurrently or run out of its thread's order.
+    from ably_bridge.realtime.emitter import OrderedQueue
+
+    seen: list[tuple[int, int]] = []
+    active = threading.Semaphore(1)
+    overlap: list[bool] = []
+
+    def listener(event: tuple[int, int]) -> None:
+        if not active.acquire(blocking=False):
+            overlap.append(True)
+        seen.append(event)
+        active.release()
+
+    queue = OrderedQueue(listener, dispatcher)
+    start = threading.Barrier(4)
+
+    def produce(thread: int) -> None:
+        start.wait()
+        for n in range(0, 3000, 3):
+            queue.push((thread, n))
+            queue.push_many([(thread, n + 1), (thread, n + 2)])
+
+    producers = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    for producer in producers:
+        producer.start()
+    for producer in producers:
+        producer.join()
+    eventually(lambda: len(seen) >= 12000)
+    assert len(seen) == 12000 and overlap == []
+    for thread in range(4):
+        assert [n for t, n in seen if t == thread] == list(range(3000))

@@ -23,6 +23,8 @@ from ably_bridge.protocol.models import ProtocolMessage
 
 __all__ = ["Routing"]
 
+_MESSAGE = Action.MESSAGE  # (an enum attribute costs a lookup: read once per frame)
+
 
 class Routing(Authenticating):
     """Frame dispatch and the channels' frames and inputs; see the module docstring."""
@@ -34,7 +36,7 @@ class Routing(Authenticating):
         if transport_id != self._transport_id or not self._transport_live:
             return NO_EFFECTS  # from a transport we already dropped
         self._last_activity = now  # RTN23a: any inbound frame is activity
-        if pm.action == Action.MESSAGE:  # the hot path
+        if pm.action == _MESSAGE:  # the hot path
             ch = self.channels.get(pm.channel) if pm.channel is not None else None
             if ch is None:
                 return NO_EFFECTS
