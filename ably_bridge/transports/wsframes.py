@@ -58,57 +58,54 @@ class FrameReader:
     def feed(self, chunk: bytes, limit: int | None = None) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         try:
-            self._parse(chunk, limit, out)
+            buf = self._buffer + chunk if self._buffer else chunk
+            end = len(buf)
+            pos = 0
+            while end - pos >= 2:
+                b1 = buf[pos]
+                b2 = buf[pos + 1]
+                length = b2 & 0x7F
+                start = pos + 2
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    length = (buf[start] << 8) | buf[start + 1]
+                    start += 2
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = int.from_bytes(buf[start : start + 8], "big")
+                    start += 8
+                if (
+                    limit is not None
+                    and length + (self._fragment_size() if self._fragments else 0) > limit
+                ):
+                    raise FrameError(
+                        f"inbound frame of {length} bytes exceeds the read limit of {limit}"
+                    )
+                mask = b""
+                if b2 & 0x80:  # servers must not mask (RFC 6455 5.1); tolerated, like before
+                    mask = buf[start : start + 4]
+                    start += 4
+                stop = start + length
+                if stop > end:
+                    break
+                payload = buf[start:stop]
+                pos = stop
+                if mask:
+                    payload = _unmask(payload, mask)
+                if b1 & 0x70:
+                    raise FrameError("frame with reserved bits set (no extension was negotiated)")
+                opcode = b1 & 0x0F
+                if b1 & 0x80 and opcode in _DATA and not self._message_opcode:
+                    out.append((opcode, payload))  # a whole message in one frame: the usual case
+                else:
+                    self._frame(opcode, bool(b1 & 0x80), payload, out)
+            self._buffer = buf[pos:] if pos < end else b""
         except FrameError as exc:
-            exc.frames = out
+            exc.frames = out  # the messages before the fault are still handed on
             raise
         return out
-
-    def _parse(self, chunk: bytes, limit: int | None, out: list[tuple[int, bytes]]) -> None:
-        buf = self._buffer + chunk if self._buffer else chunk
-        end = len(buf)
-        pos = 0
-        while end - pos >= 2:
-            b1 = buf[pos]
-            b2 = buf[pos + 1]
-            length = b2 & 0x7F
-            start = pos + 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length = (buf[start] << 8) | buf[start + 1]
-                start += 2
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length = int.from_bytes(buf[start : start + 8], "big")
-                start += 8
-            if (
-                limit is not None
-                and length + (self._fragment_size() if self._fragments else 0) > limit
-            ):
-                raise FrameError(
-                    f"inbound frame of {length} bytes exceeds the read limit of {limit}"
-                )
-            mask = b""
-            if b2 & 0x80:  # servers must not mask (RFC 6455 5.1); tolerated, like before
-                mask = buf[start : start + 4]
-                start += 4
-            stop = start + length
-            if stop > end:
-                break
-            payload = buf[start:stop]
-            pos = stop
-            if mask:
-                payload = _unmask(payload, mask)
-            if b1 & 0x70:
-                raise FrameError("frame with reserved bits set (no extension was negotiated)")
-            opcode = b1 & 0x0F
-            if b1 & 0x80 and opcode in _DATA and not self._message_opcode:
-                out.append((opcode, payload))  # a whole message in one frame: the usual case
-            else:
-                self._frame(opcode, bool(b1 & 0x80), payload, out)
-        self._buffer = buf[pos:] if pos < end else b""
 
     def assemble(
         self, opcode: int, fin: bool, payload: bytes, limit: int | None = None

@@ -87,3 +87,11 @@ def test_an_oversized_msgpack_frame_is_refused_on_the_hot_path(
     monkeypatch.setattr(codec, "MAX_FRAME_BYTES", len(frame) - 1)
     with pytest.raises(EncodingError, match="limit"):
         decode_frame(frame, binary=True)
+
+
+@pytest.mark.parametrize("frame", [b"\xc1", b"\x93\x01\x02", b"\x81\xa6action\xa3str"])
+def test_a_bad_msgpack_frame_is_40013_on_the_hot_path(frame: bytes) -> None:
+    # Not msgpack at all; an array, not a map; an action that is not an integer.
+    with pytest.raises(EncodingError) as caught:
+        decode_frame(frame, binary=True)
+    assert caught.value.code == 40013
