@@ -21,6 +21,7 @@ TESTS=(
     tests/bridge/sinks/test_celery.py
     tests/bridge/sinks/test_celery_batching.py
     tests/bridge/sinks/test_celery_template.py
+    tests/bridge/sinks/test_amqp_frames.py
     # Push-once needs kombu 5.7's channel internals (celery_redis.supported()); on older
     # kombu the sink pushes as kombu does, which is what this test of it checks.
     tests/bridge/sinks/test_celery_push_once.py::test_without_the_kombu_internals_it_pushes_as_kombu_does
