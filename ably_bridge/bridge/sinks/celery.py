@@ -181,11 +181,9 @@ class CelerySink(ConfirmedPublishing):
         self._pipelined = shortcut_enabled("amqp.pipelined_confirms")
         self._buffered = shortcut_enabled("amqp.frame_writer")
         self._templated = shortcut_enabled("celery.task_template")
-        self._direct = (
-            RedisTaskWriter()
-            if self._templated and shortcut_enabled("kombu.redis_message_template")
-            else None
-        )
+        redis = url.split("://", 1)[0].lower() in _REDIS_SCHEMES
+        direct = redis and self._templated and shortcut_enabled("kombu.redis_message_template")
+        self._direct = RedisTaskWriter() if direct else None  # (on RabbitMQ: amqp_frames)
         framed = self._templated and self._buffered and shortcut_enabled("amqp.task_frames")
         self._frames = TaskFrames(self._encoder) if self._encoder and framed else None
 

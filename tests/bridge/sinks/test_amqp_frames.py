@@ -139,6 +139,7 @@ def test_a_batch_takes_the_frames_path_when_on_and_is_confirmed(amqp_queue: str)
             results += sink.deliver([Delivery(e, target) for e in envs[start : start + 20]])
         taken = shortcuts.enabled("amqp.task_frames")
         assert (sink._frames is not None) is taken
+        assert sink._direct is None  # (the Redis broker's writer: not built for RabbitMQ)
         if sink._frames is not None:
             assert [w is not None for _, w in sink._frames._wired.values()] == [True]
     finally:
