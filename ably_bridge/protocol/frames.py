@@ -278,15 +278,28 @@ def _message_frame(raw: dict[str, Any]) -> ProtocolMessage | None:
     ):
         return None
     read = Message.from_dict
-    pm = ProtocolMessage(
-        _MESSAGE,
-        id=frame_id,
-        channel=channel,
-        channel_serial=serial,
-        connection_id=connection_id,
-        timestamp=timestamp,
-        messages=[read(m) for m in messages],
-    )
+    # Built slot by slot rather than through __init__ (keyword arguments cost more
+    # than the stores); tests/protocol/test_message_frames.py checks every field.
+    pm = ProtocolMessage.__new__(ProtocolMessage)
+    pm.action = _MESSAGE
+    pm.id = frame_id
+    pm.channel = channel
+    pm.channel_serial = serial
+    pm.connection_id = connection_id
+    pm.connection_key = None
+    pm.connection_details = None
+    pm.msg_serial = None
+    pm.count = None
+    pm.error = None
+    pm.flags = 0
+    pm.timestamp = timestamp
+    pm.messages = [read(m) for m in messages]
+    pm.presence = []
+    pm.annotations = []
+    pm.state = []
+    pm.auth = None
+    pm.params = None
+    pm.res = None
     pm.fill_defaults()
     return pm
 

@@ -216,28 +216,37 @@ class Message(_Payload):
         if type(raw) is not dict and not isinstance(raw, Mapping):
             raise not_a_map("message", raw)
         get = raw.get
-        action = get("action")
-        timestamp = get("timestamp")
-        # (opt_str inlined: this runs for every inbound message)
-        name, id_, client_id = get("name"), get("id"), get("clientId")
-        connection_id, encoding, serial = get("connectionId"), get("encoding"), get("serial")
-        connection_key = get("connectionKey")
-        extras, version, annotations = get("extras"), get("version"), get("annotations")
-        return cls(
-            name if type(name) is str else None,
-            get("data"),
-            id=id_ if type(id_) is str else None,
-            client_id=client_id if type(client_id) is str else None,
-            connection_id=connection_id if type(connection_id) is str else None,
-            connection_key=connection_key if type(connection_key) is str else None,
-            encoding=encoding if type(encoding) is str and encoding else None,
-            extras=None if extras is None else opt_dict(extras),
-            timestamp=timestamp if type(timestamp) is int else opt_int(timestamp),
-            serial=serial if type(serial) is str else None,
-            action=message_action_from_wire(action) if type(action) is int else None,
-            version=None if version is None else opt_dict(version),
-            annotations=None if annotations is None else opt_dict(annotations),
-        )
+        # Built slot by slot rather than through __init__, whose keyword arguments cost
+        # more than the stores: this runs for every inbound message (opt_str written out
+        # too). tests/protocol/test_message_frames.py checks that every field is set.
+        message = cls.__new__(cls)
+        name = get("name")
+        message.name = name if type(name) is str else None
+        message.data = get("data")
+        value = get("id")
+        message.id = value if type(value) is str else None
+        value = get("clientId")
+        message.client_id = value if type(value) is str else None
+        value = get("connectionId")
+        message.connection_id = value if type(value) is str else None
+        value = get("connectionKey")
+        message.connection_key = value if type(value) is str else None
+        value = get("encoding")
+        message.encoding = value if type(value) is str and value else None
+        value = get("extras")
+        message.extras = None if value is None else opt_dict(value)
+        value = get("timestamp")
+        message.timestamp = value if type(value) is int else opt_int(value)
+        value = get("serial")
+        message.serial = value if type(value) is str else None
+        value = get("action")
+        message.action = message_action_from_wire(value) if type(value) is int else None
+        value = get("version")
+        message.version = None if value is None else opt_dict(value)
+        value = get("annotations")
+        message.annotations = None if value is None else opt_dict(value)
+        message.decode_error = None
+        return message
 
     def size(self) -> int:
         """TM6 size: name + data + clientId + JSON(extras), counted in UTF-8 bytes."""

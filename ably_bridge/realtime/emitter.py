@@ -80,22 +80,20 @@ class OrderedQueue:
             self._dispatcher.submit(self._drain)
 
     def _drain(self) -> None:
-        # Run up to _DRAIN_BATCH events, then either stop (nothing left) or yield
-        # the worker to other listeners. Only the drain takes events out.
+        # Run the events queued now (up to _DRAIN_BATCH), then either stop (nothing
+        # left) or yield the worker to other listeners (events that came meanwhile go
+        # after what was submitted to the pool before them). Only the drain takes events.
         pending = self._pending
         listener = self.listener
-        for _ in range(_DRAIN_BATCH):
-            if not pending:
-                break
+        for _ in range(min(len(pending), _DRAIN_BATCH)):
             payload = pending.popleft()
             try:
                 listener(payload)
             except Exception:
                 self._log.exception("listener %r raised; the event is dropped for it", listener)
-        else:
-            if pending:
-                self._dispatcher.submit(self._drain)  # carry on (still "running")
-                return
+        if pending:
+            self._dispatcher.submit(self._drain)  # carry on (still "running")
+            return
         self._running.release()
         # A push between the last look and the release left its event to this drain.
         if pending and self._running.acquire(False):

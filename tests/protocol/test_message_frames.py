@@ -95,3 +95,30 @@ def test_a_bad_msgpack_frame_is_40013_on_the_hot_path(frame: bytes) -> None:
     with pytest.raises(EncodingError) as caught:
         decode_frame(frame, binary=True)
     assert caught.value.code == 40013
+
+
+def test_the_slot_by_slot_readers_set_every_field() -> None:
+    # Message.from_dict and the frame fast path build their objects without __init__:
+    # a field added to either class must be set there too (or reading it raises).
+    from dataclasses import fields
+
+    full = {
+        "name": "n", "data": "d", "id": "i", "clientId": "c", "connectionId": "k",
+        "connectionKey": "secret", "encoding": "json", "extras": {"e": 1},
+        "timestamp": 5, "serial": "s", "action": 1, "version": {"serial": "v"},
+        "annotations": {"summary": {}},
+    }  # fmt: skip
+    message = Message.from_dict(full)
+    assert {f.name for f in fields(Message) if not hasattr(message, f.name)} == set()
+    assert message == Message(
+        "n", "d", id="i", client_id="c", connection_id="k", connection_key="secret",
+        encoding="json", extras={"e": 1}, timestamp=5, serial="s", action=1,
+        version={"serial": "v"}, annotations={"summary": {}},
+    )  # fmt: skip
+    pm = frames._message_frame(dict(_FRAME))
+    assert pm is not None
+    assert {f.name for f in fields(ProtocolMessage) if not hasattr(pm, f.name)} == set()
+    assert pm == ProtocolMessage(
+        Action.MESSAGE, id="c1:5", channel="ch", channel_serial="s1", connection_id="c1",
+        timestamp=_FRAME["timestamp"], messages=pm.messages,
+    )  # fmt: skip
