@@ -21,7 +21,7 @@ SERIAL_WIDTH = 16
 
 
 def make_serial(counter: int) -> str:
-    return f"{counter:0{SERIAL_WIDTH}d}"
+    return str(counter).zfill(SERIAL_WIDTH)  # counters are never negative
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,21 @@ class Channel:
     versions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # message serial -> its annotations in the order they came (message_annotations.py)
     annotations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # make_serial(counter), kept beside it: every fan-out frame carries it
+    _serial: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._serial = make_serial(self.counter)
 
     # -- serials -------------------------------------------------------
     def next_serial(self) -> str:
         self.counter += 1
-        return make_serial(self.counter)
+        self._serial = serial = make_serial(self.counter)
+        return serial
 
     @property
     def current_serial(self) -> str:
-        return make_serial(self.counter)
+        return self._serial
 
     def knows_serial(self, serial: str) -> bool:
         """True when an ATTACH from ``serial`` can continue without a gap (RTL15b).

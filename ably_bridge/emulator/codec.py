@@ -18,6 +18,7 @@ import binascii
 import json
 import logging
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -54,7 +55,12 @@ def _no_constant(name: str) -> Any:
 
 
 def _check_plain(value: Any) -> None:
-    """Only JSON's data model (plus bytes): string keys, finite numbers, bounded depth."""
+    """Only JSON's data model (plus bytes): string keys, finite numbers, bounded depth.
+
+    Every decoded frame passes here, so the common leaves (strings, booleans,
+    bytes, null) are told by their exact type before any other test.
+    """
+    leaves = _LEAVES
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -64,7 +70,9 @@ def _check_plain(value: Any) -> None:
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise _Refused("map keys must be strings")
-                if isinstance(child, dict | list):
+                if type(child) in leaves:
+                    continue
+                if isinstance(child, _CONTAINERS):
                     stack.append((child, depth + 1))
                 else:
                     _check_scalar(child)
@@ -72,7 +80,9 @@ def _check_plain(value: Any) -> None:
             if depth >= MAX_DEPTH:
                 raise _Refused(f"nested deeper than {MAX_DEPTH} levels")
             for child in item:
-                if isinstance(child, dict | list):
+                if type(child) in leaves:
+                    continue
+                if isinstance(child, _CONTAINERS):
                     stack.append((child, depth + 1))
                 else:
                     _check_scalar(child)
@@ -80,6 +90,8 @@ def _check_plain(value: Any) -> None:
             _check_scalar(item)
 
 
+_LEAVES = frozenset({str, bool, bytes, type(None)})  # always acceptable as they are
+_CONTAINERS = (dict, list)
 _SCALARS = (str, int, float, bool, bytes, type(None))
 # msgpack's integer range: anything outside it could not be sent to a msgpack reader.
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
@@ -192,10 +204,28 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+_local = threading.local()  # one msgpack Packer per thread (several emulators may run)
+_KEEP_PACKER_BELOW = 1 << 20
+
+
+def _packer() -> msgpack.Packer:
+    try:
+        packer: msgpack.Packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+    return packer
+
+
 def encode(obj: Any, fmt: Format) -> Frame:
-    """Serialise a ProtocolMessage or body: compact JSON text, or msgpack bytes."""
+    """Serialise a ProtocolMessage or body: compact JSON text, or msgpack bytes.
+
+    msgpack goes through a Packer kept per thread (``packb`` builds one per call);
+    a Packer that fails part-way starts empty again, so nothing leaks between calls.
+    """
     if fmt == "msgpack":
-        packed: bytes = msgpack.packb(obj, use_bin_type=True)
+        packed: bytes = _packer().pack(obj)
+        if len(packed) > _KEEP_PACKER_BELOW:
+            del _local.packer  # its buffer grew to this size: let it go
         return packed
     try:  # fast path: nothing binary inside, so no copy is needed
         return _JSON.encode(obj)
@@ -227,12 +257,17 @@ def response_format(accept: str | None, format_param: str | None) -> Format:
     return "json"
 
 
+_TYPED_FIELDS = (("id", 40031), ("connectionKey", 40006), ("encoding", 40013))
+_STR_OR_NONE = (str, type(None))
+_DICT_OR_NONE = (dict, type(None))
+
+
 def check_fields(item: Mapping[str, Any]) -> None:
     """The typed fields of a Message/PresenceMessage have their types (TM2, TP3)."""
-    for name, code in (("id", 40031), ("connectionKey", 40006), ("encoding", 40013)):
-        if not isinstance(item.get(name, ""), str | None):
+    for name, code in _TYPED_FIELDS:
+        if not isinstance(item.get(name, ""), _STR_OR_NONE):
             raise error(code, f"{name} must be a string")
-    if not isinstance(item.get("extras", {}), dict | None):
+    if not isinstance(item.get("extras", {}), _DICT_OR_NONE):
         raise error(40032, "extras must be an object")
 
 

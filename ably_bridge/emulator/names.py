@@ -5,7 +5,9 @@ A client-facing channel name may carry a qualifier: ``[meta]x`` and
 ``[meta?k=v]x`` both; ``[filter=<b64>]x`` / ``[filter=<b64>?k=v]x`` is a
 derived (filtered) view of ``x``. :func:`parse_channel_name` returns the base
 channel the state keys on, the resource capabilities are checked against, and
-the params/filter; invalid names raise 40010.
+the params/filter; invalid names raise 40010. Valid names are parsed once and
+remembered (a bounded cache: every publish names its channel), so a
+:class:`ChannelName` and its ``params`` are shared and never mutated.
 """
 
 from __future__ import annotations
@@ -44,8 +46,24 @@ def _check_plain(full: str, rest: str) -> None:
         raise _invalid(full, "bad first character")
 
 
+_CACHE_SIZE = 4096
+_parsed: dict[str, ChannelName] = {}  # valid names seen lately (cleared when full)
+
+
 def parse_channel_name(name: Any) -> ChannelName:
     """Validate ``name`` and split off its qualifier (40010 when invalid)."""
+    if type(name) is str:
+        found = _parsed.get(name)
+        if found is not None:
+            return found
+    parsed = _parse(name)
+    if len(_parsed) >= _CACHE_SIZE:
+        _parsed.clear()
+    _parsed[name] = parsed
+    return parsed
+
+
+def _parse(name: Any) -> ChannelName:
     if not isinstance(name, str) or not name:
         raise error(40010, "channel name must be a non-empty string")
     if len(name) > MAX_NAME_LENGTH:

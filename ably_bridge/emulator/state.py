@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ably_bridge.clock import Clock, SystemClock, Timer
@@ -53,10 +53,27 @@ class Credentials:
     capability: caps.Capability
     client_id: str | None  # None anonymous, "*" wildcard (RSA7b)
     token: Token | None = None
+    # operations granted per channel resource, for the capability they were computed from
+    _granted: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _granted_for: caps.Capability | None = field(default=None, init=False, repr=False)
 
     @property
     def basic(self) -> bool:
         return self.token is None
+
+    def operations(self, resource: str) -> frozenset[str]:
+        """What ``capability`` grants on ``resource`` (6.4), worked out once per resource:
+        every publish asks. A capability is never changed in place; a new one starts over."""
+        granted = self._granted
+        if self._granted_for is not self.capability:
+            granted.clear()
+            self._granted_for = self.capability
+        ops = granted.get(resource)
+        if ops is None:
+            if len(granted) >= 4096:
+                granted.clear()
+            ops = granted[resource] = caps.operations_for(self.capability, resource)
+        return ops
 
     def __repr__(self) -> str:
         kind = "token" if self.token else "basic"
@@ -215,7 +232,7 @@ class EmulatorState:
     # -- publish (RSL1, RTL6) -------------------------------------------------
     def resolve_channel(self, creds: Credentials, name: Any, operation: str) -> ChannelName:
         parsed = parse_channel_name(name)
-        if not caps.allows(creds.capability, parsed.resource, operation):
+        if operation not in creds.operations(parsed.resource):
             raise error(40160, f"{operation} not permitted on channel {parsed.full!r}")
         return parsed
 
@@ -232,31 +249,39 @@ class EmulatorState:
     ) -> PublishResult:
         """Validate, store and announce messages; returns their serials (RSL1n, TR4s)."""
         parsed = self.resolve_channel(creds, channel_name, "publish")
-        params = params or {}
-        if str(params.get("_forceNack", "")).lower() == "true":
+        if params and str(params.get("_forceNack", "")).lower() == "true":
             raise error(40099, "forced NACK (_forceNack=true)", 400)
-        if not all(isinstance(m, dict) for m in messages):
-            raise error(40001, "each message must be an object")
+        # Plain loops below, not generators: this runs for every publish, mostly of one message.
+        for message in messages:
+            if not isinstance(message, dict):
+                raise error(40001, "each message must be an object")
         if identity is None:
             identity = conn.client_id if conn is not None else creds.client_id
-        total = sum(codec.data_size(m) for m in messages)
+        total = 0
+        for message in messages:
+            total += codec.data_size(message)
         if total > self.config.max_message_size:
             raise error(
                 40009,
                 f"message size {total} exceeds maxMessageSize {self.config.max_message_size}",
             )
+        with_ids = 0
         for message in messages:
             codec.check_fields(message)
-        if any(mutations.is_operation(m) for m in messages):  # updates, deletes, appends
-            if identity is None:
-                identity = conn.client_id if conn is not None else creds.client_id
+            if message.get("id"):
+                with_ids += 1
+        operations = False
+        for message in messages:
+            if mutations.is_operation(message):
+                operations = True
+                break
+        if operations:  # updates, deletes, appends
             version_serials: list[str | None] = [
                 mutations.apply(self, creds, channel_name, m, conn=conn, identity=identity)
                 for m in messages
             ]
             return PublishResult("", version_serials)
-        with_ids = [m for m in messages if m.get("id")]
-        if with_ids and len(with_ids) != len(messages):
+        if with_ids and with_ids != len(messages):
             raise error(40031, "either every message or none must carry a client-specified id")
         prepared: list[dict[str, Any]] = []
         for message in messages:
@@ -297,8 +322,9 @@ class EmulatorState:
             item.setdefault("timestamp", now)
             if not isinstance(item["timestamp"], int):
                 item["timestamp"] = now
-            for empty in [k for k, v in item.items() if v is None]:
-                del item[empty]
+            if None in item.values():
+                for empty in [k for k, v in item.items() if v is None]:
+                    del item[empty]
             channel.remember_id(str(msg_id), serial, self.config.idempotency_window)
             channel.append_history(
                 item, self.config.history_ttl_ms, self.config.history_max_per_channel, now
@@ -309,10 +335,11 @@ class EmulatorState:
         if stored:
             self.count_stat(creds.app.app_id, "messages.all.all.count", len(stored))
             # The origin decides echo suppression; on-behalf messages count as their connection's.
-            origins = {m.get("connectionId") for m in stored}
             origin = conn.id if conn is not None else None
-            if origin is None and len(origins) == 1:
-                origin = origins.pop()
+            if origin is None:
+                origins = {m.get("connectionId") for m in stored}
+                if len(origins) == 1:
+                    origin = origins.pop()
             self.emit(channel, MESSAGE, stored, origin)
         return PublishResult(base, serials)
 
