@@ -13,6 +13,7 @@ from ably_bridge.emulator import capability as caps
 from ably_bridge.emulator import codec, vcdiff
 from ably_bridge.emulator.channels import query_history
 from ably_bridge.emulator.names import parse_channel_name
+from ably_bridge.emulator.state import Credentials, EmulatorState
 from ably_bridge.errors import AblyException
 from ably_bridge.protocol.tokens import token_request_mac
 
@@ -157,3 +158,35 @@ def test_a_delta_stream_sends_deltas_after_the_first_message_and_breaks_on_other
     (delta_msg,) = stream.messages([{"id": "y", "data": b"\x00" * 12}], "msgpack")
     assert delta_msg["encoding"] == "vcdiff" and isinstance(delta_msg["data"], bytes)
     assert binary["data"] == b"\x00" * 10
+
+
+def test_a_parsed_channel_name_is_remembered_and_an_invalid_one_refused_each_time() -> None:
+    first = parse_channel_name("[?rewind=1]cached-name")
+    assert parse_channel_name("[?rewind=1]cached-name") is first
+    assert (first.base, first.params) == ("cached-name", {"rewind": "1"})
+    for _ in range(2):
+        with pytest.raises(AblyException) as caught:
+            parse_channel_name("[unknown]x")
+        assert caught.value.code == 40010
+    with pytest.raises(AblyException):
+        parse_channel_name(["not", "a", "name"])  # unhashable: refused, not a TypeError
+
+
+def test_credentials_operations_follow_a_new_capability() -> None:
+    app = EmulatorState().create_app({"keys": [{"capability": '{"a:*": ["publish"]}'}]})
+    key = app.ordered_keys()[0]
+    creds = Credentials(app, key, key.capability, None)
+    assert creds.operations("a:x") == frozenset({"publish"})
+    assert creds.operations("b") == frozenset()
+    creds.capability = caps.parse({"b": ["subscribe"]})
+    assert creds.operations("a:x") == frozenset()
+    assert creds.operations("b") == frozenset({"subscribe"})
+
+
+def test_msgpack_encoding_after_a_failed_encoding_carries_nothing_over() -> None:
+    with pytest.raises(TypeError):
+        codec.encode({"action": 1, "bad": object()}, "msgpack")
+    assert codec.encode({"action": 1}, "msgpack") == b"\x81\xa6action\x01"
+    big = {"data": b"x" * (2 << 20)}
+    assert codec.decode(codec.encode(big, "msgpack"), "msgpack") == big
+    assert codec.encode([1], "msgpack") == b"\x91\x01"
