@@ -289,8 +289,10 @@ def publish(session: Session, pm: dict[str, Any], fmt: codec.Format) -> None:
     conn = session.conn
     assert conn is not None
     msg_serial = pm.get("msgSerial")
-    if isinstance(msg_serial, int) and msg_serial in conn.results:
-        session.send_pm(conn.results[msg_serial])  # RTN19a: a re-sent message, ACK again
+    sessions = session.state.sessions
+    earlier = sessions.result(conn, msg_serial) if isinstance(msg_serial, int) else None
+    if earlier is not None:
+        session.send_pm(earlier)  # RTN19a: a re-sent message, ACK again
         return
     action = pm["action"]
     name = pm.get("channel")

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 _KEY_PART = re.compile(r"[A-Za-z0-9]{1,64}")  # connection ids and key secrets (random_id)
 
 
+# an ACK or NACK: its action, the serials of an ACK's ``res``, a NACK's error
+StoredReply = tuple[int, "tuple[str | None, ...] | None", "dict[str, Any] | None"]
+
+
 @dataclass(eq=False)
 class Connection:
     """A realtime connection as the server remembers it across transports (RTN15)."""
@@ -39,8 +43,9 @@ class Connection:
     active: bool = True
     disconnected_at_ms: int | None = None
     last_msg_serial: int = -1
-    # msgSerial -> the ACK/NACK sent for it, to answer re-sent messages (11.3, RTN19a)
-    results: OrderedDict[int, dict[str, Any]] = field(default_factory=OrderedDict)
+    # msgSerial -> the ACK/NACK sent for it, to answer re-sent messages (11.3, RTN19a),
+    # as (action, serials, error): see ConnectionRegistry.remember_result
+    results: OrderedDict[int, StoredReply] = field(default_factory=OrderedDict)
     presence_channels: set[str] = field(default_factory=set)
     leave_timer: Timer | None = None
 
@@ -88,10 +93,30 @@ class ConnectionRegistry:
                 self.forget(conn)
 
     def remember_result(self, conn: Connection, msg_serial: int, reply: dict[str, Any]) -> None:
-        conn.last_msg_serial = max(conn.last_msg_serial, msg_serial)
-        conn.results[msg_serial] = reply
-        while len(conn.results) > 1000:
+        """Keep the ACK/NACK of ``msg_serial`` (the last 1,000) as a tuple of strings: one is
+        kept per publish, and a tuple of atomic values leaves the garbage collector's
+        care at its first pass, where a dict of lists would weigh on every full pass."""
+        if msg_serial > conn.last_msg_serial:
+            conn.last_msg_serial = msg_serial
+        res = reply.get("res")
+        serials = tuple(res[0]["serials"]) if res else None
+        conn.results[msg_serial] = (reply["action"], serials, reply.get("error"))
+        if len(conn.results) > 1000:
             conn.results.popitem(last=False)
+
+    @staticmethod
+    def result(conn: Connection, msg_serial: int) -> dict[str, Any] | None:
+        """The ACK/NACK sent for ``msg_serial``, if remembered (RTN19a)."""
+        stored = conn.results.get(msg_serial)
+        if stored is None:
+            return None
+        action, serials, err = stored
+        reply: dict[str, Any] = {"action": action, "msgSerial": msg_serial, "count": 1}
+        if serials is not None:
+            reply["res"] = [{"serials": list(serials)}]
+        if err is not None:
+            reply["error"] = err
+        return reply
 
     @staticmethod
     def _connection_key(conn_id: str) -> str:
