@@ -8,7 +8,7 @@ The loop thread hands every listener-facing effect to :class:`ListenerDelivery`,
 * emits connection and channel state changes, messages (by name) and presence
   events (by action) through :class:`~.emitter.EventEmitter`, so listeners run
   on the callback pool with per-listener ordering, never on the loop thread;
-  a frame's messages go to each listener as one hand-over (one lock round, at
+  a frame's messages go to each listener as one hand-over (no lock per event, at
   most one submit), and to batch listeners (``subscribe_batch``) as one list;
   a PRESENCE frame's messages go to raw presence listeners
   (``presence.subscribe_raw``) as one list, unfiltered by the presence map;
@@ -220,7 +220,7 @@ class ListenerDelivery:
             return  # RTL18: the frame is dropped and the channel re-attaches
         if not messages:
             return
-        # The whole frame at once: per listener one lock round and at most one submit.
+        # The whole frame at once: per listener one hand-over and at most one submit.
         if events.batches.has_listeners():
             events.batches.emit(_BATCH_EVENT, messages)  # the frame's own list: not copied
         if events.messages.has_listeners():

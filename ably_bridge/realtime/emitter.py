@@ -14,7 +14,7 @@ in the process share):
 
 A listener's queue holds a drain task in the dispatcher only while it has
 events, so ten thousand idle listeners cost ten thousand small objects, not
-threads; a drain runs up to 64 events under one lock round, then yields.
+threads; a drain runs the events queued when it starts (up to 64), then yields.
 """
 
 from __future__ import annotations
