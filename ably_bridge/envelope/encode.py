@@ -69,7 +69,7 @@ def _compact_dumps() -> Callable[[Any], str]:
 
 dumps = _compact_dumps()
 # A string's JSON text as ``dumps`` writes it (quoted, escaped, non-ASCII kept).
-json_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 @dataclass(slots=True, eq=False)
