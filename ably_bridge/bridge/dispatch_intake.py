@@ -102,10 +102,11 @@ class Intake:
                     and not route.takes(getattr(msg, "action", None))
                 ):
                     continue
+                key = match.cipher_key
                 try:
                     env = build(
                         channel, msg, route.id, mode=route.data,
-                        cipher=cipher(match.cipher_key), now_ms=now,
+                        cipher=None if key is None else cipher_for(key), now_ms=now,
                     )  # fmt: skip
                 except UndecodableEvent as err:
                     envs.append((match, None, (msg, err)))
@@ -202,6 +203,7 @@ class Intake:
         positioned = source != "lifecycle"
         presence = source == "presence"
         max_bytes = self._max_bytes
+        targets = self._targets
         for match, env, problem in envs:
             route = match.route
             if env is None:
@@ -229,7 +231,8 @@ class Intake:
             track = presence_track(route.id) if presence else route.id
             event: _Event = Entry(env, position, 0, track, fence=fence)
             for target in route.targets:
-                found = self._buffer_for(target)
+                hit = targets.get(id(target))  # (_buffer_for's answer, looked up here)
+                found = hit[1] if hit is not None and hit[0] is target else self._buffer_for(target)
                 if found is None:
                     letters.append(
                         DeadLetter(

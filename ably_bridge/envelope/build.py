@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ably_bridge.encoding.payload import append_encoding, decode_data
-from ably_bridge.envelope.encode import Envelope, dumps, envelope_json, json_string
+from ably_bridge.envelope.encode import ITEMS_JSON_KEY, Envelope, dumps, json_head, json_string
 from ably_bridge.envelope.shape import (
     LIFECYCLE_EVENTS,
     SOURCE_LIFECYCLE,
@@ -150,12 +150,16 @@ class EnvelopeBuilder:
         action = getattr(message, "action", None)
         if action is not None:
             item["action"] = action = int(action)
-            text = _member(text, "action", action)
-        for attr in ("version", "annotations"):  # TM2s, TM2u (protocol v4+)
-            value = getattr(message, attr, None)
-            if value:
-                item[attr] = value
-                text = None  # (structured: to_json encodes the item)
+            if text is not None:
+                text = f'{text},"action":{action}'
+        value = getattr(message, "version", None)  # TM2s (protocol v4+)
+        if value:
+            item["version"] = value
+            text = None  # (structured: to_json encodes the item)
+        value = getattr(message, "annotations", None)  # TM2u
+        if value:
+            item["annotations"] = value
+            text = None
         event_id = msg_id if msg_id is not None else _fallback_id(channel, item)
         if action:  # an update, delete, append or summary of message ``msg_id`` (TM2j)
             return self._operation(channel, item, route_id, event_id, message.name, now_ms)
@@ -209,7 +213,8 @@ class EnvelopeBuilder:
         item, text, timestamp = _common_item(message, None, mode, cipher, now_ms)
         msg_id = message.id
         item["action"] = action = int(message.action)
-        text = _member(text, "action", action)
+        if text is not None:
+            text = f'{text},"action":{action}'
         event_id = msg_id if msg_id is not None else _fallback_id(channel, item)
         return self._make(
             SOURCE_PRESENCE, channel, route_id, int(timestamp or 0), item, event_id, None, None,
@@ -272,9 +277,8 @@ class EnvelopeBuilder:
         app_id, site = self.app_id, self.site
         made = None
         if text:
-            made = envelope_json(
-                source, app_id, channel, site, route_id, timestamp, f"{{{text[1:]}}}"
-            )
+            head = json_head(source, app_id, channel, site, route_id)
+            made = f"{head}{timestamp},{ITEMS_JSON_KEY[source]}[{{{text[1:]}}}]}}"
         return Envelope(
             source, app_id, channel, site, route_id, timestamp, item, event_id, name, serial, made
         )
@@ -288,7 +292,8 @@ def _common_item(
     now_ms: int | None,
 ) -> tuple[dict[str, Any], str | None, int | None]:
     """The fields messages and presence messages share, in wire order, the JSON text of
-    their members so far (see :func:`_member`) and the timestamp."""
+    their members so far (``,"<key>":<JSON>`` each, while every value is a string or an
+    int; None once one is not, and ``to_json`` then encodes the item) and the timestamp."""
     _raise_decode_error(message, mode)
     data, encoding = message.data, message.encoding
     if encoding or not isinstance(data, str):  # (text with no encoding stays as it is)
@@ -331,20 +336,6 @@ def _common_item(
         item["extras"] = dict(message.extras)
         text = None  # (structured: to_json encodes the item)
     return item, text, timestamp
-
-
-def _member(text: str | None, key: str, value: Any) -> str | None:
-    """``text`` and ``,"<key>":<value's JSON>`` (what ``dumps`` writes of it) for a
-    string or an int; None for anything else, or if ``text`` is None (``dumps``
-    then encodes the whole item when asked: its errors, e.g. NaN, come from there)."""
-    if text is None:
-        return None
-    kind = type(value)
-    if kind is str:
-        return f'{text},"{key}":{json_string(value)}'
-    if kind is int:
-        return f'{text},"{key}":{int.__repr__(value)}'
-    return None
 
 
 def _raise_decode_error(message: Any, mode: DataMode) -> None:

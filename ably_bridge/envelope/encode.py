@@ -36,7 +36,7 @@ from typing import Any
 from ably_bridge.encoding.payload import append_encoding
 from ably_bridge.envelope.shape import ITEMS_KEY, SOURCE_LIFECYCLE, SOURCE_MESSAGE, SOURCE_PRESENCE
 
-__all__ = ["Envelope", "dumps", "envelope_json", "json_string"]
+__all__ = ["ITEMS_JSON_KEY", "Envelope", "dumps", "envelope_json", "json_head", "json_string"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -200,11 +200,11 @@ class Envelope:
         return out
 
 
-_ITEMS_KEY = {source: f'"{key}":' for source, key in ITEMS_KEY.items()}
+ITEMS_JSON_KEY = {source: f'"{key}":' for source, key in ITEMS_KEY.items()}
 
 
 @lru_cache(maxsize=8192)
-def _json_head(source: str, app_id: str, channel: str, site: str, rule_id: str) -> str:
+def json_head(source: str, app_id: str, channel: str, site: str, rule_id: str) -> str:
     """``{"source":..,"appId":..,"channel":..,"site":..,"ruleId":..,"timestamp":``."""
     head = dumps(
         {"source": source, "appId": app_id, "channel": channel, "site": site, "ruleId": rule_id}
@@ -217,5 +217,5 @@ def envelope_json(
 ) -> str:
     """A message or presence envelope's JSON around its event's JSON text ``item``
     (the constant head is encoded once per source, app, channel, site and route)."""
-    head = _json_head(source, app_id, channel, site, rule_id)
-    return f"{head}{timestamp},{_ITEMS_KEY[source]}[{item}]}}"
+    head = json_head(source, app_id, channel, site, rule_id)
+    return f"{head}{timestamp},{ITEMS_JSON_KEY[source]}[{item}]}}"
