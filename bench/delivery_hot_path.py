@@ -31,12 +31,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+from measure import instructions_per_frame  # (bench/ is this script's folder, first on sys.path)
 
 from ably_bridge.bridge.app import SinkPool
 from ably_bridge.bridge.checkpoint import CheckpointStore
@@ -127,21 +125,6 @@ def _delete_queue(name: str) -> None:
         conn.default_channel.queue_delete(name)
 
 
-def instructions(argv: list[str], frames: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg"
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, __file__, *argv, "--frames", str(frames), "--rounds", "1"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        text = out.read_text(errors="replace")
-    found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if found is None:
-        raise RuntimeError("no totals in the callgrind output")
-    return int(found.group(1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -166,11 +149,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.instructions:
-        passed = [a for a in sys.argv[1:] if a != "--instructions"]
-        passed = [a for i, a in enumerate(passed) if a != "--frames" and
-                  (i == 0 or passed[i - 1] != "--frames")]  # fmt: skip
-        low, high = instructions(passed, args.frames), instructions(passed, args.frames * 2)
-        print(f"{args.sink}: {(high - low) / args.frames:,.0f} instructions per message")
+        per_frame = instructions_per_frame(__file__, sys.argv[1:], args.frames)
+        print(f"{args.sink}: {per_frame:,.0f} instructions per message")
         return
     prefix = f"benchhot{os.getpid()}"
     best = min(run(args, prefix) for _ in range(args.rounds))

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -82,3 +86,29 @@ def histogram_quantile(
             return lower_le + (le - lower_le) * (rank - lower_c) / max(c - lower_c, 1e-9)
         lower_le, lower_c = le, c
     return float("nan")
+
+
+def instructions_per_frame(script: str, argv: list[str], frames: int) -> float:
+    """Run ``script`` with ``argv`` (less ``--instructions`` and ``--frames``) under callgrind
+    for ``frames`` and twice as many, and return the difference per frame (set-up cancels)."""
+    passed = [a for a in argv if a != "--instructions"]
+    passed = [a for i, a in enumerate(passed) if a != "--frames" and
+              (i == 0 or passed[i - 1] != "--frames")]  # fmt: skip
+    low = instructions(script, passed, frames)
+    return (instructions(script, passed, frames * 2) - low) / frames
+
+
+def instructions(script: str, argv: list[str], frames: int) -> int:
+    """Instructions (valgrind callgrind) that ``script`` runs for one round of ``frames``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg"
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+             sys.executable, script, *argv, "--frames", str(frames), "--rounds", "1"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        text = out.read_text(errors="replace")
+    found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("no totals in the callgrind output")
+    return int(found.group(1))

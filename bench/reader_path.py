@@ -32,18 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 import queue
-import re
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from emulator_fanout import start_emulator
+from measure import instructions_per_frame
 from raw_ws import MESSAGE, connect, encode, read_until, subscribe, ws_frame
 
 from ably_bridge.bridge.realtime_source import RealtimeSource
@@ -197,21 +194,6 @@ class Rig:
             source.close()
 
 
-def instructions(argv: list[str], frames: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg"
-        subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, __file__, *argv, "--frames", str(frames), "--rounds", "1"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        text = out.read_text(errors="replace")
-    found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if found is None:
-        raise RuntimeError("no totals in the callgrind output")
-    return int(found.group(1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", choices=["msgpack", "json"], default="msgpack")
@@ -227,14 +209,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.instructions:
-        passed = [a for a in sys.argv[1:] if a != "--instructions"]
-        passed = [a for i, a in enumerate(passed) if a != "--frames" and
-                  (i == 0 or passed[i - 1] != "--frames")]  # fmt: skip
-        low, high = instructions(passed, args.frames), instructions(passed, args.frames * 2)
-        print(
-            f"{args.format}, {args.per_read}/read: "
-            f"{(high - low) / args.frames:,.0f} instructions per message"
-        )
+        per_frame = instructions_per_frame(__file__, sys.argv[1:], args.frames)
+        print(f"{args.format}, {args.per_read}/read: {per_frame:,.0f} instructions per message")
         return
     emulator, url, key = start_emulator()
     rig = None
