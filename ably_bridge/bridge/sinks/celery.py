@@ -261,17 +261,21 @@ class CelerySink(ConfirmedPublishing):
             if not self._direct.push(self._app, producer, tasks):
                 return None
         except Exception as exc:  # the call failed: nothing of it is known to be in
-            retry = self.retryable(exc)
-            logger.warning(
-                "celery sink %s: batch of %d failed (%s): %s",
-                self._where,
-                len(batch),
-                "will retry" if retry else "permanent",
-                type(exc).__name__,
-            )
-            outcome = Outcome.RETRY if retry else Outcome.REJECTED
+            outcome = self._batch_failed(len(batch), exc)
             return [Result(outcome, task_id, exc) for _, _, task_id in tasks]
         return [Result(Outcome.DELIVERED, task_id) for _, _, task_id in tasks]
+
+    def _batch_failed(self, size: int, exc: Exception) -> Outcome:
+        """Log a whole batch's failure; the outcome of each of its events not known to be in."""
+        retry = self.retryable(exc)
+        logger.warning(
+            "celery sink %s: batch of %d failed (%s): %s",
+            self._where,
+            size,
+            "will retry" if retry else "permanent",
+            type(exc).__name__,
+        )
+        return Outcome.RETRY if retry else Outcome.REJECTED
 
     def _deliver_pipelined(self, batch: Sequence[Delivery], producer: Any) -> list[Result]:
         """Redis: every publish of the batch in one pipeline (kombu ``Producer.batch``)."""
@@ -286,15 +290,7 @@ class CelerySink(ConfirmedPublishing):
                     if result.outcome is Outcome.RETRY:
                         break
         except Exception as exc:  # the pipeline failed: nothing of it is known to be in
-            retry = self.retryable(exc)
-            logger.warning(
-                "celery sink %s: batch of %d failed (%s): %s",
-                self._where,
-                len(batch),
-                "will retry" if retry else "permanent",
-                type(exc).__name__,
-            )
-            outcome = Outcome.RETRY if retry else Outcome.REJECTED
+            outcome = self._batch_failed(len(batch), exc)
             return [
                 Result(outcome, r.detail, exc) if r.outcome is Outcome.DELIVERED else r
                 for r in results
