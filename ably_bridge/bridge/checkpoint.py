@@ -49,7 +49,8 @@ __all__ = ["CheckpointStore", "Position"]
 logger = logging.getLogger(__name__)
 
 # advance(key, channel, ts, serial, id, value): 1 if the channel's field of hash ``key``
-# moved forward to value, else 0 (serial and id: '' = none).
+# moved forward to value, else 0 (serial and id: '' = none); advance_json(key, channel,
+# value) reads ts, serial and id from the position's JSON.
 _ADVANCE_FN_LUA = """
 local function le(a, b)
   local n = math.min(#a, #b)
@@ -77,6 +78,16 @@ local function advance(key, channel, ts, serial, id, value)
   redis.call('HSET', key, channel, value)
   return 1
 end
+local function text(v)
+  if type(v) == 'string' then return v end
+  return ''
+end
+-- advance, with the timestamp, serial and id read from the position's JSON (value)
+local function advance_json(key, channel, value)
+  local p = cjson.decode(value)
+  local ts = math.floor(tonumber(p['timestamp']) or 0)
+  return advance(key, channel, ts, text(p['serial']), text(p['id']), value)
+end
 """
 
 # KEYS[1] = route hash; ARGV = channel, timestamp, serial ('' = none), id ('' = none), value.
@@ -93,16 +104,10 @@ _ADVANCE_LUA = (
 _ADVANCE_MANY_LUA = (
     _ADVANCE_FN_LUA
     + """
-local function text(v)
-  if type(v) == 'string' then return v end
-  return ''
-end
 local list = cjson.decode(ARGV[1])
 local out = {}
 for i = 1, #list, 2 do
-  local p = cjson.decode(list[i + 1])
-  local ts = math.floor(tonumber(p['timestamp']) or 0)
-  out[#out + 1] = advance(KEYS[1], list[i], ts, text(p['serial']), text(p['id']), list[i + 1])
+  out[#out + 1] = advance_json(KEYS[1], list[i], list[i + 1])
 end
 return table.concat(out)
 """
@@ -117,10 +122,6 @@ _FENCED_ADVANCE_MANY_LUA = (
     FENCE_CHECK_LUA
     + _ADVANCE_FN_LUA
     + """
-local function text(v)
-  if type(v) == 'string' then return v end
-  return ''
-end
 local list = cjson.decode(ARGV[1])
 local out = {}
 for i = 1, #list, 4 do
@@ -128,9 +129,7 @@ for i = 1, #list, 4 do
   if fence > 0 and fenced(KEYS[1 + fence], list[i + 3]) then
     out[#out + 1] = 'f'
   else
-    local p = cjson.decode(list[i + 1])
-    local ts = math.floor(tonumber(p['timestamp']) or 0)
-    out[#out + 1] = advance(KEYS[1], list[i], ts, text(p['serial']), text(p['id']), list[i + 1])
+    out[#out + 1] = advance_json(KEYS[1], list[i], list[i + 1])
   end
 end
 return table.concat(out)
